@@ -1,0 +1,238 @@
+"""Lesson 03: the Transformer that serves both models, the GPT and the masked diffusion LM.
+
+One `ModelConfig` and one `Transformer`. The only architectural difference between the two models is
+`causal` (marked `# GPT vs dLLM` below); the dLLM also has one extra input embedding row for [MASK].
+Structure follows GPT-2 / karpathy's nanoGPT: token + learned position embeddings, pre-norm blocks
+(x + attn(ln(x)), then x + mlp(ln(x))), GELU MLP, final LayerNorm, output head tied to the token embedding.
+
+    python 03_transformer.py    # parameter count of every preset and one forward pass's shapes
+"""
+import argparse
+import math
+from dataclasses import asdict, dataclass
+from importlib import import_module
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+attn_lesson = import_module("02_attention")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 65  # real tokens the model can output (65 characters for TinyShakespeare)
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    block_size: int = 256  # context length: the longest sequence the position embedding covers
+    dropout: float = 0.0
+    causal: bool = False  # GPT vs dLLM: True = GPT (left-to-right), False = masked diffusion (bidirectional)
+    mask_token: bool = True  # dLLM: one extra input row for [MASK] (id = vocab_size); the GPT has none
+    tie_weights: bool = True  # output head shares the token embedding (Press & Wolf 2017)
+    manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
+    rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
+
+    @property
+    def n_input_tokens(self):
+        return self.vocab_size + int(self.mask_token)
+
+    @property
+    def mask_id(self):
+        return self.vocab_size if self.mask_token else None
+
+
+# Model shapes shared by every trainer (05, 07, 08). Training hyperparameters live in 05_train.py.
+PRESETS = {
+    "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),  # seconds; tests
+    "cpu": dict(n_layer=4, n_head=4, n_embd=192, block_size=128),  # ~10 min on a 2-core laptop
+    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),  # ~10M, consumer GPU
+}
+
+
+class KVCache:
+    """Keys and values of every layer for a canvas of up to `max_len` positions.
+
+    GPT: filled left to right, so each new token costs one position of compute.
+    dLLM (Fast-dLLM, Wu et al. 2025): filled by one full pass at the start of a block, then a pass over just
+    the block (and, for the prefix cache, the suffix) overwrites those positions and attends to the rest.
+    """
+
+    def __init__(self, config, batch_size, max_len, device=None, dtype=torch.float32):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.filled = 0  # positions [0, filled) hold valid keys and values
+
+    def update(self, layer, k, v, start):
+        """Write k, v (B, H, T, D) at [start, start+T) and return every valid key and value."""
+        end = start + k.size(2)
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        n = max(self.filled, end)
+        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+
+
+def rope_tables(config, start, T, device, base=10000.0):
+    """cos, sin (T, D/2) for positions [start, start+T): pair i rotates by angle pos * base^(-2i/D)."""
+    D = config.n_embd // config.n_head
+    inv_freq = base ** (-torch.arange(0, D, 2, device=device, dtype=torch.float32) / D)  # (D/2,)
+    angles = torch.arange(start, start + T, device=device, dtype=torch.float32)[:, None] * inv_freq
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Rotate (x1, x2) pairs of x (B, H, T, D) by position: q.k then depends only on the offset i - j."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.config, self.layer_idx = config, layer_idx
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v in one matmul
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, cache=None, start=0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
+        q, k, v = (attn_lesson.split_heads(t, self.config.n_head) for t in (q, k, v))  # (B, H, T, D)
+        if self.config.rope:
+            cos, sin = rope_tables(self.config, start, T, x.device)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k.to(cache.k.dtype), v.to(cache.v.dtype), start)
+            k, v = k.to(q.dtype), v.to(q.dtype)
+        Tk = k.size(2)
+        mask = None
+        if self.config.causal and T > 1:  # GPT vs dLLM: the causal mask is the whole difference
+            # queries sit at absolute positions [start, start+T); query i may see keys j <= start + i
+            mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
+        if self.config.manual_attention:
+            y, _ = attn_lesson.attention(q, k, v, mask)  # lesson 02, written out
+        else:  # fused kernel (FlashAttention on GPU); same math
+            p = self.config.dropout if self.training else 0.0
+            if mask is not None and T == Tk:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return self.resid_drop(self.proj(attn_lesson.merge_heads(y)))  # (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x):  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: the residual stream x is only ever added to, never replaced."""
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.attn = SelfAttention(config, layer_idx)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cache=None, start=0):
+        x = x + self.attn(self.ln1(x), cache, start)  # (B, T, C): tokens exchange information
+        x = x + self.mlp(self.ln2(x))  # (B, T, C): each token thinks on its own
+        return x
+
+
+class Transformer(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.n_input_tokens, config.n_embd)
+        self.pos_emb = None if config.rope else nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.tok_emb.weight  # one Parameter, two uses
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())  # a tied Parameter is counted once
+
+    def forward(self, idx, cache=None, start=0):
+        """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).
+
+        The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot predict it.
+        """
+        B, T = idx.shape
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, cache, start)
+        if cache is not None:
+            cache.filled = max(cache.filled, start + T)
+        x = self.ln_f(x)
+        return F.linear(x, self.lm_head.weight[: self.config.vocab_size])  # (B, T, V)
+
+
+def build_config(preset="gpu", **overrides):
+    """ModelConfig from a preset name plus any overrides (None values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    kw = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return ModelConfig(**kw)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=list(PRESETS), default="gpu", help="which preset to run forward")
+    p.add_argument("--vocab-size", type=int, default=65, help="number of real tokens (65 = TinyShakespeare)")
+    args = p.parse_args(argv)
+    if args.vocab_size < 1:
+        p.error("--vocab-size must be >= 1")
+
+    print("== presets: real parameter counts (dLLM with [MASK] row / GPT) ==")
+    for name in PRESETS:
+        d = Transformer(build_config(name, vocab_size=args.vocab_size))
+        g = Transformer(build_config(name, vocab_size=args.vocab_size, causal=True, mask_token=False))
+        c = d.config
+        print(f"{name:>5}: {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, context {c.block_size}: "
+              f"{d.num_params():,} / {g.num_params():,} parameters")
+
+    torch.manual_seed(0)
+    cfg = build_config(args.preset, vocab_size=args.vocab_size)
+    model = Transformer(cfg).eval()
+    idx = torch.randint(0, cfg.n_input_tokens, (2, cfg.block_size))  # (B, T)
+    print(f"\n== one forward pass of the {args.preset!r} dLLM ==")
+    print(f"config: {asdict(cfg)}")
+    print(f"input ids        {tuple(idx.shape)}  (B, T)")
+    with torch.no_grad():
+        x = model.tok_emb(idx) + model.pos_emb(torch.arange(cfg.block_size))
+        print(f"embeddings       {tuple(x.shape)}  (B, T, C)")
+        logits = model(idx)
+    print(f"logits           {tuple(logits.shape)}  (B, T, V): no output for [MASK] (id {cfg.mask_id})")
+    print(f"head tied to embedding: {model.lm_head.weight is model.tok_emb.weight}")
+
+
+if __name__ == "__main__":
+    main()

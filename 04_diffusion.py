@@ -1,0 +1,343 @@
+"""Lesson 04: absorbing-state masked diffusion: forward process, NELBO loss, likelihood, sampler.
+
+A masked diffusion LM (MDLM, Sahoo et al. 2024; MD4, Shi et al. 2024; LLaDA, Nie et al. 2025) corrupts
+text by replacing each token with [MASK] with probability 1 - alpha_t, and learns to undo it:
+
+    t = 0.0   To be, or not to be: that is the question
+    t = 0.5   T_ b_, o_ n__ __ b_: _h_t is t_e _ues_i_n      (about half the tokens masked)
+    t = 1.0   ________________________________________      (all masked: where sampling starts)
+
+Sampling runs the arrow backwards: start all-[MASK], predict every masked position in parallel, commit a
+few of the predictions, repeat. Unlike a GPT, the model sees both sides of every gap.
+
+    python 04_diffusion.py
+"""
+import argparse
+import math
+
+import torch
+import torch.nn.functional as F
+from importlib import import_module
+
+tfm = import_module("03_transformer")
+
+EPS = 1e-3  # t is drawn from [EPS, 1]: at t -> 0 nothing is masked and w(t) = 1/t explodes
+LN2 = math.log(2)
+REMASKING = ("confidence", "margin", "entropy", "random")
+
+
+class CharTokenizer:
+    """One token per character; [MASK] (id = vocab_size) is shown as `mask_char` when decoding."""
+
+    kind = "char"
+
+    def __init__(self, tokens):
+        self.tokens = list(tokens)
+        self.stoi = {s: i for i, s in enumerate(self.tokens)}
+
+    @classmethod
+    def from_text(cls, text):
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self):
+        return len(self.tokens)
+
+    def split(self, text):
+        return list(text)
+
+    def unknown(self, text):
+        """The pieces of `text` that have no id, in order of first appearance."""
+        return list(dict.fromkeys(s for s in self.split(text) if s not in self.stoi))
+
+    def encode(self, text):
+        missing = self.unknown(text)
+        if missing:
+            raise KeyError("not in the vocabulary: " + " ".join(repr(s) for s in missing))
+        return [self.stoi[s] for s in self.split(text)]
+
+    def decode(self, ids, mask_char="_"):
+        return "".join(self.tokens[i] if i < len(self.tokens) else mask_char for i in ids)
+
+    def to_dict(self):
+        return {"kind": self.kind, "tokens": self.tokens}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Noise schedule alpha_t = P(token still clean at time t), and the ELBO weight w(t) = -alpha_t' / (1 - alpha_t)
+# ---------------------------------------------------------------------------------------------------------
+def alpha(t, schedule="linear"):
+    if schedule == "linear":
+        return 1 - t
+    if schedule == "cosine":
+        return torch.cos(0.5 * math.pi * t)
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def loss_weight(t, schedule="linear"):
+    """w(t) = -alpha'(t) / (1 - alpha(t)): 1/t for the linear schedule (MDLM eq. 10)."""
+    if schedule == "linear":
+        return 1 / t
+    if schedule == "cosine":
+        return 0.5 * math.pi * torch.sin(0.5 * math.pi * t) / (1 - torch.cos(0.5 * math.pi * t))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def sample_times(batch_size, generator=None, device=None, eps=EPS):
+    """One t per sequence, low-discrepancy: t_i = (u + i/B) mod 1, mapped to [eps, 1] (MDLM / VDM)."""
+    u = torch.rand(1, generator=generator)
+    t = (u + torch.arange(batch_size) / batch_size) % 1
+    return (eps + (1 - eps) * t).to(device)  # (B,)
+
+
+def forward_process(x0, t, mask_id, schedule="linear", generator=None):
+    """Mask each token independently with probability 1 - alpha_t. x0: (B, L), t: (B,) -> z_t, mask."""
+    p_mask = (1 - alpha(t, schedule))[:, None]  # (B, 1)
+    mask = torch.rand(x0.shape, generator=generator).to(x0.device) < p_mask  # (B, L) True = masked
+    return torch.where(mask, mask_id, x0), mask
+
+
+def masked_cross_entropy(model, x0, z, mask):
+    """Sum over masked positions of -log p_theta(x0 | z_t), per sequence (B,), in nats."""
+    logits = model(z)  # (B, L, V)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), x0.flatten(), reduction="none").view_as(x0)
+    return (ce * mask).sum(1)  # unmasked positions are carried over unchanged: they cost 0 (SUBS)
+
+
+def diffusion_loss(model, x0, mask_id, schedule="linear", generator=None, eps=EPS):
+    """The training objective: the continuous-time NELBO per token, in nats (MDLM eq. 10, MD4 eq. 5).
+
+    loss = E_t [ w(t) * sum_{masked l} -log p(x0_l | z_t) ] / L.  Not a plain mean over masked tokens:
+    that is not a likelihood bound and cannot be compared with a GPT's loss.
+    """
+    B, L = x0.shape
+    t = sample_times(B, generator, x0.device, eps)
+    z, mask = forward_process(x0, t, mask_id, schedule, generator)
+    return (loss_weight(t, schedule) * masked_cross_entropy(model, x0, z, mask)).mean() / L
+
+
+@torch.no_grad()
+def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=64, eps=EPS):
+    """Upper bound on -log2 p(x) per token, averaged over `windows` (N, L), K stratified draws each.
+
+    method="time": t_k = eps + (1 - eps)(k + u)/K with the linear schedule, weight 1/t (valid for a model
+      trained with any schedule and no time input, MD4 sec. 3).
+    method="count": LLaDA's form: mask exactly l_k = 1 + floor(L (k + u)/K) tokens, weight L/l (lower variance).
+    Fixed seed -> the same masks every call, so curves are comparable across runs.
+    """
+    g = torch.Generator().manual_seed(seed)
+    N, L = windows.shape
+    device = windows.device
+    total = 0.0
+    for i in range(0, N, max(1, batch_size // K)):
+        x0 = windows[i : i + max(1, batch_size // K)].repeat_interleave(K, dim=0)  # (n*K, L)
+        n = x0.size(0) // K
+        u = torch.rand(n, 1, generator=g)
+        strata = ((torch.arange(K) + u) / K).flatten()  # (n*K,) one stratum per copy
+        if method == "time":
+            t = eps + (1 - eps) * strata
+            mask = torch.rand(x0.shape, generator=g) < t[:, None]
+            weight = 1 / t
+        elif method == "count":
+            l = (1 + (strata * L).long()).clamp(max=L)  # (n*K,) in 1..L
+            ranks = torch.rand(x0.shape, generator=g).argsort(1).argsort(1)  # a random permutation per row
+            mask = ranks < l[:, None]  # exactly l masked
+            weight = L / l.float()
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        mask = mask.to(device)
+        z = torch.where(mask, mask_id, x0)
+        total += (weight.to(device) * masked_cross_entropy(model, x0, z, mask)).sum().item()
+    return total / (N * K) / L / LN2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling: the reverse process
+# ---------------------------------------------------------------------------------------------------------
+def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
+    """Temperature, then top-k (keep the k largest), then top-p (smallest set with mass >= p)."""
+    logits = logits / temperature
+    if top_k and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # mass before this token already reaches p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def sample_tokens(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
+    """Draw one token per position from (..., V) logits; temperature 0 = argmax.
+
+    torch.multinomial, not Gumbel-max in float32, which lowers the effective temperature (Zheng et al. 2024).
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
+    flat = probs.reshape(-1, probs.size(-1))
+    return torch.multinomial(flat.cpu(), 1, generator=generator).view(probs.shape[:-1]).to(logits.device)
+
+
+def confidence(logits, remasking, generator=None):
+    """How sure the model is at each position (higher = commit first), from its own softmax(logits)."""
+    if remasking == "random":  # random order: with LLaDA's counts this is the exact ancestral sampler
+        return torch.rand(logits.shape[:-1], generator=generator).to(logits.device)
+    probs = logits.float().softmax(-1)
+    if remasking == "confidence":  # LLaDA low_confidence remasking
+        return probs.amax(-1)
+    if remasking == "margin":  # top-1 minus top-2 probability
+        top2 = probs.topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+    if remasking == "entropy":  # lowest entropy first
+        return (probs * probs.clamp_min(1e-12).log()).sum(-1)
+    raise ValueError(f"unknown remasking {remasking!r}; choose from {', '.join(REMASKING)}")
+
+
+def steps_per_block(steps, n_blocks):
+    """Spread `steps` model calls over the blocks, the remainder over the first blocks."""
+    return [steps // n_blocks + (b < steps % n_blocks) for b in range(n_blocks)]
+
+
+def commit_counts(n_masked, n_steps):
+    """(B,) masked counts -> (B, n_steps) tokens to commit per step; sums to n_masked (LLaDA)."""
+    base = n_masked[:, None] // n_steps
+    rem = n_masked[:, None] % n_steps
+    return base + (torch.arange(n_steps, device=n_masked.device) < rem).long()
+
+
+def _ranks(conf):
+    """Rank of each position by confidence, 0 = most confident. conf: (B, n)."""
+    order = conf.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(conf.size(1), device=conf.device).expand_as(order))
+    return ranks
+
+
+@torch.no_grad()
+def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence",
+             block_size=None, threshold=None, factor=None, cache="none", callback=None, generator=None):
+    """Fill every [MASK] of `canvas` (B, L); known tokens (prompt, suffix, template) are never changed.
+
+    steps: model calls in all (split over blocks); with fewer masks than steps, one call per mask.
+    block_size: semi-autoregressive blocks (LLaDA): block b is finished before block b+1 is touched.
+    threshold (Fast-dLLM): commit every masked position of the block with confidence >= threshold, at least
+      one per call; the number of calls then depends on the model. factor: Fast-dLLM's factor rule instead.
+    cache: "none"; "prefix" or "dual" = Fast-dLLM's approximate block-wise KV cache (refreshed per block).
+    callback(calls, x) is called after every model call. Returns (x, number of model calls).
+    """
+    x = canvas.clone()
+    B, L = x.shape
+    block_size = block_size or L
+    starts = list(range(0, L, block_size))
+    adaptive = threshold is not None or factor is not None
+    if not adaptive and steps < len(starts):
+        raise ValueError(f"steps ({steps}) must be >= the number of blocks ({len(starts)})")
+    budgets = steps_per_block(steps, len(starts)) if not adaptive else [None] * len(starts)
+    kv = tfm.KVCache(model.config, B, L, x.device) if cache != "none" else None
+    calls = 0
+    for s, budget in zip(starts, budgets):
+        e = min(s + block_size, L)
+        n_masked = (x[:, s:e] == mask_id).sum(1)  # (B,)
+        if n_masked.max() == 0:
+            continue
+        if not adaptive:
+            n_steps = min(budget, int(n_masked.max()))
+            counts = commit_counts(n_masked, n_steps)  # (B, n_steps)
+        i = 0
+        while (x[:, s:e] == mask_id).any() and (adaptive or i < n_steps):
+            if kv is None:  # full forward pass over the whole canvas
+                logits = model(x)[:, s:e]
+            elif i == 0:  # refresh: full pass, keys/values of every position go into the cache
+                kv.filled = 0
+                logits = model(x, cache=kv, start=0)[:, s:e]
+            elif cache == "prefix":  # recompute block + suffix, reuse the prefix
+                logits = model(x[:, s:], cache=kv, start=s)[:, : e - s]
+            elif cache == "dual":  # recompute only the block, reuse prefix and suffix
+                logits = model(x[:, s:e], cache=kv, start=s)
+            else:
+                raise ValueError(f"unknown cache {cache!r}")
+            calls += 1
+            eligible = x[:, s:e] == mask_id  # (B, n) still masked in this block
+            proposal = sample_tokens(logits, temperature, top_k, top_p, generator)  # (B, n)
+            conf = confidence(logits, remasking, generator).masked_fill(~eligible, float("-inf"))
+            ranks = _ranks(conf)
+            if threshold is not None:  # Fast-dLLM: all above the threshold, at least the most confident one
+                commit = (conf >= threshold) | (ranks == 0)
+            elif factor is not None:  # Fast-dLLM factor rule: n-th most confident while c_(n) >= 1 - f/(n+1)
+                c_sorted = conf.sort(dim=1, descending=True).values
+                n = torch.arange(1, c_sorted.size(1) + 1, device=x.device)
+                ok = (c_sorted >= 1 - factor / (n + 1)).long().cumprod(1).sum(1).clamp(min=1)  # (B,)
+                commit = ranks < ok[:, None]
+            else:
+                commit = ranks < counts[:, i : i + 1]
+            commit &= eligible
+            x[:, s:e] = torch.where(commit, proposal, x[:, s:e])
+            i += 1
+            if callback is not None:
+                callback(calls, x)
+    return x, calls
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The demo
+# ---------------------------------------------------------------------------------------------------------
+DEMO_TEXT = (  # Hamlet III.1, public domain
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+    "And by opposing end them. To die: to sleep;\n"
+)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train-steps", type=int, default=500, help="steps to fit a tiny model on the demo text")
+    p.add_argument("--steps", type=int, default=12, help="denoising steps of the printed sampling run")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    args = p.parse_args(argv)
+    if args.train_steps < 0 or args.steps < 1:
+        p.error("--train-steps must be >= 0 and --steps >= 1")
+    torch.manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    tok = CharTokenizer.from_text(DEMO_TEXT)
+    data = torch.tensor(tok.encode(DEMO_TEXT))
+    line = data[:42][None]  # (1, 42) "To be, or not to be, that is the question:"
+
+    print("== the forward process: mask each character with probability 1 - alpha_t = t ==")
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        z, _ = forward_process(line, torch.tensor([t]), tok.vocab_size, generator=g)
+        print(f"t = {t:4.2f}  {tok.decode(z[0].tolist())}")
+
+    cfg = tfm.build_config("tiny", vocab_size=tok.vocab_size, block_size=48, n_embd=64, n_head=4)
+    model = tfm.Transformer(cfg)
+    L = 48
+    batch = lambda: torch.stack([data[i : i + L] for i in torch.randint(len(data) - L, (32,), generator=g)])
+    print(f"\n== the loss of an untrained model ({model.num_params():,} parameters) ==")
+    loss = diffusion_loss(model, batch(), cfg.mask_id, generator=g).item()
+    print(f"NELBO per token {loss:.3f} nats  vs  ln(V) = ln({tok.vocab_size}) = {math.log(tok.vocab_size):.3f}: "
+          "a uniform guess costs ln V at every masked position, and E[w(t) * #masked / L] = 1")
+
+    print(f"\n== fit it to the five lines above for {args.train_steps} steps (it memorises them) ==")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(1, args.train_steps + 1):
+        loss = diffusion_loss(model, batch(), cfg.mask_id, generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == args.train_steps:  # one batch: noisy, the 1/t weight has variance
+            print(f"step {step:4d}  NELBO {loss.item():.3f} nats/char")
+
+    model.eval()
+    print(f"validation-style estimate: {nelbo_bits(model, batch(), cfg.mask_id, K=16):.3f} bits/char (upper bound)")
+    print(f"\n== denoising {L} characters in {args.steps} steps (confidence remasking, temperature 0.8) ==")
+    canvas = torch.full((1, L), cfg.mask_id)
+    show = lambda calls, x: print(f"step {calls:2d}  {tok.decode(x[0].tolist())!r}")
+    show(0, canvas)
+    generate(model, canvas, cfg.mask_id, steps=args.steps, temperature=0.8, callback=show, generator=g)
+
+
+if __name__ == "__main__":
+    main()
