@@ -32,6 +32,7 @@ class ModelConfig:
     tie_weights: bool = True  # output head shares the token embedding (Press & Wolf 2017)
     manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
     rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
+    legacy_residual: bool = False  # the upstream tiny-dllm block, y = x + MLP(LN2(x + Attn(LN1(x)))); see Block
 
     @property
     def n_input_tokens(self):
@@ -45,7 +46,7 @@ class ModelConfig:
 # Model shapes shared by every trainer (05, 07, 08). Training hyperparameters live in 05_train.py.
 PRESETS = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),  # seconds; tests
-    "cpu": dict(n_layer=4, n_head=4, n_embd=192, block_size=128),  # ~10 min on a 2-core laptop
+    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=256),  # ~10 min on a 2-core laptop
     "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),  # ~10M, consumer GPU
 }
 
@@ -141,11 +142,13 @@ class Block(nn.Module):
         self.attn = SelfAttention(config, layer_idx)
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
+        self.legacy_residual = config.legacy_residual
 
     def forward(self, x, cache=None, start=0):
-        x = x + self.attn(self.ln1(x), cache, start)  # (B, T, C): tokens exchange information
-        x = x + self.mlp(self.ln2(x))  # (B, T, C): each token thinks on its own
-        return x
+        h = x + self.attn(self.ln1(x), cache, start)  # (B, T, C): tokens exchange information
+        if self.legacy_residual:  # upstream checkpoints only: attention reaches the stream through the MLP alone
+            return x + self.mlp(self.ln2(h))
+        return h + self.mlp(self.ln2(h))  # (B, T, C): each token thinks on its own
 
 
 class Transformer(nn.Module):
@@ -157,7 +160,8 @@ class Transformer(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens if config.tie_weights else config.vocab_size,
+                                 bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.tok_emb.weight  # one Parameter, two uses
         self.apply(self._init_weights)

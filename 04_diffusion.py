@@ -37,13 +37,14 @@ class CharTokenizer:
 
     @classmethod
     def from_text(cls, text):
-        return cls(sorted(set(text)))
+        return cls(sorted(set(cls.split(text))))
 
     @property
     def vocab_size(self):
         return len(self.tokens)
 
-    def split(self, text):
+    @staticmethod
+    def split(text):
         return list(text)
 
     def unknown(self, text):
@@ -61,6 +62,9 @@ class CharTokenizer:
 
     def to_dict(self):
         return {"kind": self.kind, "tokens": self.tokens}
+
+
+TOKENIZERS = {"char": CharTokenizer}  # kind -> class; tamil_dataset.py adds "grapheme"
 
 
 # ---------------------------------------------------------------------------------------------------------

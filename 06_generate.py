@@ -1,0 +1,207 @@
+"""Lesson 06: generate text with a trained masked diffusion LM: sampling, prompting, infilling.
+
+    python 06_generate.py --steps 50 --topk 5
+    python 06_generate.py --prompt "ROMEO:" --len 200 --show-steps
+    python 06_generate.py --template "To be, or ____ to be: that is the ________."
+    python 06_generate.py --threshold 0.9 --block-size 32 --cache dual     # Fast-dLLM decoding (lesson 04)
+    python 06_generate.py --gif denoise.gif
+
+The canvas starts as [MASK] everywhere except the characters you fix (prompt, suffix, template); those are
+never changed, and the model sees them on both sides of every gap: infilling comes for free.
+"""
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+diff = import_module("04_diffusion")
+train = import_module("05_train")
+UsageError = train.UsageError
+
+
+def add_sampler_args(p):
+    """The sampler flags of lesson 04, shared by 06 and 09."""
+    p.add_argument("--steps", type=int, default=64, help="model calls in all (ignored with --threshold/--factor)")
+    p.add_argument("--len", type=int, help="characters to generate (default: the model's context)")
+    p.add_argument("--temp", type=float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
+    p.add_argument("--topk", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: smallest set with this mass")
+    p.add_argument("--remasking", default="confidence", choices=diff.REMASKING,
+                   help="which masked positions to commit each step")
+    p.add_argument("--block-size", type=int, help="semi-autoregressive blocks of this many positions (LLaDA)")
+    p.add_argument("--threshold", type=float, help="Fast-dLLM: commit every position with confidence >= this")
+    p.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit n while c_(n) >= 1 - f/(n+1)")
+    p.add_argument("--cache", default="none", choices=["none", "prefix", "dual"],
+                   help="Fast-dLLM approximate KV cache, refreshed at each block (use with --block-size)")
+    p.add_argument("--num-samples", type=int, default=1, help="samples, generated together as one batch")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--prompt", default="", help="text fixed at the beginning")
+    p.add_argument("--suffix", default="", help="text fixed at the end")
+    p.add_argument("--template", help="fixed text with gaps to fill, e.g. 'To be, or ____ to be'")
+    p.add_argument("--fill-char", default="_", help="the gap character of --template (default _)")
+    p.add_argument("--show-steps", action="store_true", help="print the canvas after every model call")
+    p.add_argument("--gif", metavar="FILE", help="write an animated GIF of the denoising")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
+    return p
+
+
+def add_hub_args(p):
+    p.add_argument("--from-hub", metavar="REPO_ID", help="load from the Hugging Face Hub instead of --checkpoint "
+                   "(uses the Hub cache; HF_HUB_OFFLINE=1 works offline)")
+    p.add_argument("--filename", help="with --from-hub: a .pt file in the repo (e.g. dllm_step50000.pt) instead of "
+                   "config.json + model.safetensors")
+    return p
+
+
+def check_sampler_args(a):
+    checks = [
+        (a.steps >= 1, f"--steps must be >= 1, got {a.steps}"),
+        (a.len is None or a.len >= 1, f"--len must be >= 1, got {a.len}"),
+        (a.temp >= 0, f"--temp must be >= 0, got {a.temp}"),
+        (a.topk >= 0, f"--topk must be >= 0, got {a.topk}"),
+        (0 < a.top_p <= 1, f"--top-p must be in (0, 1], got {a.top_p}"),
+        (a.threshold is None or 0 < a.threshold <= 1, f"--threshold must be in (0, 1], got {a.threshold}"),
+        (a.factor is None or a.factor > 0, f"--factor must be > 0, got {a.factor}"),
+        (a.threshold is None or a.factor is None, "--threshold and --factor are two rules: pick one"),
+        (a.block_size is None or a.block_size >= 1, f"--block-size must be >= 1, got {a.block_size}"),
+        (a.num_samples >= 1, f"--num-samples must be >= 1, got {a.num_samples}"),
+        (a.template is None or not (a.prompt or a.suffix), "--template fixes the whole canvas: drop --prompt/--suffix"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
+
+
+def encode_or_fail(tokenizer, text, what):
+    missing = tokenizer.unknown(text)
+    if missing:
+        raise UsageError(f"{what} has characters not in the model's vocabulary: " + " ".join(repr(c) for c in missing))
+    return tokenizer.encode(text)
+
+
+def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="", template=None, fill="_"):
+    """(L,) token ids: [MASK] where the model writes, known ids where the user fixed text."""
+    if template is not None:
+        pieces = tokenizer.split(template)
+        if fill not in pieces:
+            raise UsageError(f"--template has no {fill!r} to fill")
+        known = "".join(c for c in pieces if c != fill)
+        encode_or_fail(tokenizer, known, "--template")
+        ids = [mask_id if c == fill else tokenizer.stoi[c] for c in pieces]
+    else:
+        length = length or context
+        pre = encode_or_fail(tokenizer, prompt, "--prompt")
+        suf = encode_or_fail(tokenizer, suffix, "--suffix")
+        if len(pre) + len(suf) >= length:
+            raise UsageError(f"--prompt and --suffix fill {len(pre) + len(suf)} of {length} positions: nothing left to generate")
+        ids = pre + [mask_id] * (length - len(pre) - len(suf)) + suf
+    if len(ids) > context:
+        raise UsageError(f"the canvas has {len(ids)} positions; this model's context is {context}")
+    return torch.tensor(ids)
+
+
+def load_dllm(checkpoint, device="auto", from_hub=None, filename=None):
+    device = train.resolve_device(device)
+    if from_hub:
+        ckpt = train.from_hub(from_hub, filename, kind="dllm")
+    else:
+        ckpt = train.load_checkpoint(checkpoint, kind="dllm")
+    model, tokenizer = train.model_from_checkpoint(ckpt, device)
+    return model, tokenizer, ckpt
+
+
+def run_sampler(model, tokenizer, args, on_step=None):
+    """Generate args.num_samples texts from the canvas the flags describe. Returns (texts, calls, frames)."""
+    c = model.config
+    canvas = build_canvas(tokenizer, c.mask_id, c.block_size, args.len, args.prompt, args.suffix,
+                          args.template, args.fill_char)
+    device = next(model.parameters()).device
+    canvas = canvas.to(device)[None].repeat(args.num_samples, 1)  # (N, L): all samples in one batch
+    frames = [canvas[0].tolist()]
+
+    def callback(calls, x):
+        frames.append(x[0].tolist())
+        if on_step:
+            on_step(calls, x)
+
+    g = torch.Generator().manual_seed(args.seed)
+    try:
+        x, calls = diff.generate(model, canvas, c.mask_id, steps=args.steps, temperature=args.temp,
+                                 top_k=args.topk, top_p=args.top_p, remasking=args.remasking,
+                                 block_size=args.block_size, threshold=args.threshold, factor=args.factor,
+                                 cache=args.cache, callback=callback, generator=g)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return [tokenizer.decode(row.tolist()) for row in x], calls, frames
+
+
+def write_gif(path, frames, tokenizer, width=64, font=None, fps=8):
+    """Animated GIF of the canvas after each step (matplotlib, headless)."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    def wrap(ids):
+        text = tokenizer.decode(ids, mask_char="_")
+        return "\n".join(textwrap.fill(line, width) if line else "" for line in text.split("\n"))
+
+    texts = [wrap(f) for f in frames]
+    n_lines = max(t.count("\n") + 1 for t in texts)
+    fig = plt.figure(figsize=(width * 0.11 + 0.4, n_lines * 0.22 + 0.6))
+    family = font or "monospace"
+    txt = fig.text(0.02, 0.98, "", va="top", ha="left", family=family, fontsize=10)
+    title = fig.text(0.98, 0.01, "", va="bottom", ha="right", fontsize=8, color="gray")
+
+    def draw(i):
+        txt.set_text(texts[i])
+        title.set_text(f"step {i}/{len(texts) - 1}")
+        return txt, title
+
+    def save(tmp):  # hold the final text for 4 extra frames
+        anim = FuncAnimation(fig, lambda i: draw(min(i, len(texts) - 1)), frames=len(texts) + 4)
+        anim.save(tmp, writer=PillowWriter(fps=fps))
+
+    try:
+        train.atomic_write(path, save)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        plt.close(fig)
+
+
+def generate_cli(argv, default_checkpoint, description, font=None):
+    """Parse the flags, load the model, sample, print; 09 calls this with its own defaults."""
+    p = train.ArgumentParser(description=description)
+    p.add_argument("--checkpoint", default=str(default_checkpoint), help="a .pt file or a run directory")
+    add_hub_args(p)
+    args = add_sampler_args(p).parse_args(argv)
+    check_sampler_args(args)
+    model, tokenizer, ckpt = load_dllm(args.checkpoint, args.device, args.from_hub, args.filename)
+
+    def show(calls, x):
+        print(f"[{calls:3d}] {tokenizer.decode(x[0].tolist())!r}")
+
+    texts, calls, frames = run_sampler(model, tokenizer, args, show if args.show_steps else None)
+    for i, t in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {i + 1} ---")
+        print(t)
+    print(f"({ckpt['path']}, step {ckpt['step']}, {model.num_params():,} parameters: {calls} model calls)",
+          file=sys.stderr)
+    if args.gif:
+        write_gif(args.gif, frames, tokenizer, font=font)
+        print(f"wrote {args.gif} ({len(frames)} frames)", file=sys.stderr)
+    return texts
+
+
+def main(argv=None):
+    return generate_cli(argv, train.ROOT / "checkpoints" / "dllm", __doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    train.run_cli(main)

@@ -1,0 +1,202 @@
+"""Lesson 07: the GPT baseline, and an honest dLLM-vs-GPT comparison.
+
+Same Transformer (with the causal mask), same data, tokenizer, presets, optimizer, schedule and training
+loop as 05; only the objective (next-token prediction) and the sampler (left to right, with a KV cache)
+differ.
+
+    python 07_train_gpt.py                                      # train -> checkpoints/gpt
+    python 07_train_gpt.py --generate --prompt "ROMEO:" --tokens 200
+    python 07_train_gpt.py --compare checkpoints/dllm checkpoints/gpt   # compare.png + table
+
+Comparing likelihoods: the GPT's validation number is its exact NLL in bits/char. The dLLM's is the NELBO,
+an UPPER bound on its NLL (lesson 04); its true NLL is lower by an unknown amount.
+"""
+import math
+import sys
+from collections import Counter
+from importlib import import_module
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+tfm = import_module("03_transformer")
+diff = import_module("04_diffusion")
+train = import_module("05_train")
+gen = import_module("06_generate")
+UsageError = train.UsageError
+
+
+class NextTokenObjective:
+    """GPT: exact next-token NLL, trained and evaluated on the same windows as the dLLM."""
+
+    kind = "gpt"
+    model_overrides = dict(causal=True, mask_token=False)  # GPT vs dLLM: causal mask, no [MASK] token
+
+    def loss(self, model, x, config=None):  # x: (B, L+1): predict token i+1 from tokens <= i
+        logits = model(x[:, :-1])  # (B, L, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+
+    @torch.no_grad()
+    def val_bits(self, model, windows, K=None, config=None):  # exact -log2 p per token; K is a dLLM notion
+        total = 0.0
+        for chunk in windows.split(64):
+            logits = model(chunk[:, :-1])
+            total += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum").item()
+        return total / windows[:, 1:].numel() / math.log(2)
+
+    def sample(self, model, tokenizer, n, generator):
+        start = torch.tensor([[tokenizer.stoi.get("\n", 0)]], device=next(model.parameters()).device)
+        return tokenizer.decode(generate_gpt(model, start, n - 1, generator=generator)[0].tolist())
+
+
+@torch.no_grad()
+def generate_gpt(model, prompt, n_new, temperature=1.0, top_k=0, top_p=1.0, generator=None, use_cache=True):
+    """Append n_new tokens to prompt (B, P), one at a time. Returns (B, P + n_new).
+
+    With the KV cache each new token costs one position of compute: its query attends to the stored keys
+    and values of everything before it. When the context is full the window slides by half and is re-read.
+    Without the cache every token re-runs the whole (cropped) context: same tokens, far more compute.
+    """
+    ctx = model.config.block_size
+    x, cache = prompt, None
+    for _ in range(n_new):
+        if not use_cache:
+            logits = model(x[:, -ctx:])[:, -1]
+        elif cache is None or cache.filled == ctx:  # (re)fill the cache with the last part of the text
+            window = x[:, -ctx:] if cache is None else x[:, -(ctx // 2) :]
+            cache = tfm.KVCache(model.config, x.size(0), ctx, x.device)
+            logits = model(window, cache=cache, start=0)[:, -1]
+        else:  # one new position: (B, 1)
+            logits = model(x[:, -1:], cache=cache, start=cache.filled)[:, -1]
+        nxt = diff.sample_tokens(logits, temperature, top_k, top_p, generator)  # (B,)
+        x = torch.cat([x, nxt[:, None]], dim=1)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Judging samples: generative bits/char under the GPT, and how repetitive they are
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def generative_bpc(gpt, tokenizer, texts):
+    """Mean -log2 p_GPT per character of `texts` (each scored after its first character; lower = more
+    plausible to the GPT). Texts longer than the context are scored in windows."""
+    ctx = gpt.config.block_size
+    device = next(gpt.parameters()).device
+    nll, n = 0.0, 0
+    for text in texts:
+        ids = torch.tensor(tokenizer.encode(text), device=device)
+        for s in range(1, len(ids), ctx):  # targets ids[s : s+ctx], each predicted from what precedes it
+            inp, tgt = ids[s - 1 : s - 1 + ctx], ids[s : s + ctx]
+            logits = gpt(inp[None])[0, : len(tgt)]
+            nll += F.cross_entropy(logits.float(), tgt, reduction="sum").item()
+            n += len(tgt)
+    return nll / max(n, 1) / math.log(2)
+
+
+def distinct_ngrams(texts, n=4):
+    """Unique / total character n-grams across the texts: 1.0 = never repeats, near 0 = loops."""
+    grams = [t[i : i + n] for t in texts for i in range(len(t) - n + 1)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+def char_entropy(texts):
+    """Entropy (bits) of the character distribution of the texts: collapses when a sampler repeats."""
+    c = Counter("".join(texts))
+    total = sum(c.values())
+    return -sum(v / total * math.log2(v / total) for v in c.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The comparison
+# ---------------------------------------------------------------------------------------------------------
+def run_summary(run_dir):
+    ckpt = train.load_checkpoint(run_dir)
+    rows = train.read_metrics(run_dir)
+    model = tfm.Transformer(tfm.ModelConfig(**ckpt["config"]))
+    return {"kind": ckpt["kind"], "params": model.num_params(), "steps": int(rows[-1]["step"]),
+            "wall_s": rows[-1]["elapsed_s"], "best_bpc": min(r["val_bpc"] for r in rows), "rows": rows,
+            "preset": ckpt["args"].get("preset")}
+
+
+def compare(dllm_dir, gpt_dir, out="compare.png"):
+    """compare.png (val bits/char vs step and vs seconds, from the runs' metrics.csv) and a table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [run_summary(dllm_dir), run_summary(gpt_dir)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for r in runs:
+        label = "dLLM NELBO (upper bound)" if r["kind"] == "dllm" else "GPT exact NLL"
+        for ax, x in zip(axes, ("step", "elapsed_s")):
+            ax.plot([row[x] for row in r["rows"]], [row["val_bpc"] for row in r["rows"]], marker="o", ms=3, label=label)
+    axes[0].set_xlabel("training step")
+    axes[1].set_xlabel("training seconds (excluding evaluation)")
+    axes[0].set_ylabel("validation bits/char")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{dllm_dir} vs {gpt_dir}")
+    fig.tight_layout()
+    train.atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    print(f"| model | preset | params | steps | train s | best val bits/char |")
+    print(f"|---|---|---|---|---|---|")
+    for r in runs:
+        note = " (upper bound)" if r["kind"] == "dllm" else " (exact)"
+        print(f"| {r['kind']} | {r['preset']} | {r['params']:,} | {r['steps']} | {r['wall_s']:.0f} | {r['best_bpc']:.3f}{note} |")
+    d, g = runs
+    print(f"dLLM bound / GPT: {d['best_bpc'] / g['best_bpc']:.3f}  -> wrote {out}")
+    return runs
+
+
+def main(argv=None):
+    p = train.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; write compare.png")
+    p.add_argument("--compare-out", default="compare.png", help="where --compare writes its figure")
+    p.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
+    p.add_argument("--checkpoint", default=str(train.ROOT / "checkpoints" / "gpt"), help="--generate: .pt or run dir")
+    gen.add_hub_args(p)
+    p.add_argument("--prompt", default="\n", help="--generate: text to continue")
+    p.add_argument("--tokens", type=int, default=256, help="--generate: tokens to generate")
+    p.add_argument("--temp", type=float, default=1.0, help="--generate: temperature (0 = greedy)")
+    p.add_argument("--topk", type=int, default=0, help="--generate: top-k (0 = off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="--generate: nucleus mass in (0, 1]")
+    p.add_argument("--num-samples", type=int, default=1, help="--generate: samples, as one batch")
+    p.add_argument("--no-cache", action="store_true", help="--generate: recompute the context for every token")
+    train.add_train_args(p, train.ROOT / "checkpoints" / "gpt")
+    args = p.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare, out=args.compare_out)
+    if not args.generate:
+        return train.train(args, NextTokenObjective())
+    for ok, msg in [(args.tokens >= 1, "--tokens must be >= 1"), (args.temp >= 0, "--temp must be >= 0"),
+                    (args.topk >= 0, "--topk must be >= 0"), (0 < args.top_p <= 1, "--top-p must be in (0, 1]"),
+                    (args.num_samples >= 1, "--num-samples must be >= 1")]:
+        if not ok:
+            raise UsageError(f"{msg}")
+    device = train.resolve_device(args.device)
+    if args.from_hub:
+        ckpt = train.from_hub(args.from_hub, args.filename, kind="gpt")
+    else:
+        ckpt = train.load_checkpoint(args.checkpoint, kind="gpt")
+    model, tok = train.model_from_checkpoint(ckpt, device)
+    missing = tok.unknown(args.prompt)
+    if missing or not args.prompt:
+        raise UsageError("--prompt must be non-empty and use only the model's characters; unknown: "
+                         + " ".join(repr(c) for c in missing))
+    prompt = torch.tensor([tok.encode(args.prompt)], device=device).repeat(args.num_samples, 1)
+    g = torch.Generator().manual_seed(args.seed)
+    out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g, use_cache=not args.no_cache)
+    texts = [tok.decode(row.tolist()) for row in out]
+    for i, t in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {i + 1} ---")
+        print(t)
+    return texts
+
+
+if __name__ == "__main__":
+    train.run_cli(main)
