@@ -107,6 +107,8 @@ def download(url, dest, sha256=None, timeout=30):
 
     try:
         atomic_write(dest, fetch)
+    except urllib.error.HTTPError as e:
+        raise UsageError(f"cannot download {url} (HTTP {e.code} {e.reason})") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise UsageError(f"cannot download {url} ({reason})") from None
@@ -378,10 +380,13 @@ def add_train_args(p, default_out):
     p.add_argument("--n-head", type=positive_int, help="attention heads (preset default)")
     p.add_argument("--n-embd", type=positive_int, help="model width (preset default)")
     p.add_argument("--dropout", type=float, help="dropout probability (preset default)")
+    p.add_argument("--rope", action=argparse.BooleanOptionalAction, default=None,
+                   help="rotary positions (default) or, with --no-rope, a learned position table as in GPT-2")
     p.add_argument("--lr", type=positive_float, help="peak learning rate (preset default)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final LR as a fraction of --lr (cosine)")
     p.add_argument("--warmup", type=int, help="linear warmup steps (preset default)")
     p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")
+    p.add_argument("--beta2", type=float, default=0.95, help="AdamW beta2 (nanoGPT's char recipe uses 0.99)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     p.add_argument("--eval-every", type=positive_int, help="steps between evaluations/checkpoints")
     p.add_argument("--eval-windows", type=positive_int, help="fixed validation windows per evaluation")
@@ -410,6 +415,8 @@ def resolve_args(args):
         raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
     if not 0 <= args.min_lr_ratio <= 1:
         raise UsageError(f"--min-lr-ratio must be in [0, 1], got {args.min_lr_ratio}")
+    if not 0 <= args.beta2 < 1:
+        raise UsageError(f"--beta2 must be in [0, 1), got {args.beta2}")
     if args.warmup < 0 or args.grad_clip < 0 or args.weight_decay < 0 or args.sample_len < 0:
         raise UsageError("--warmup, --grad-clip, --weight-decay and --sample-len must be >= 0")
     args.device, args.dtype = device, resolve_dtype(args.dtype, device)
@@ -554,7 +561,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     else:
         config = tfm.build_config(args.preset, vocab_size=tokenizer.vocab_size, block_size=args.seq_len,
                                   n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                                  dropout=args.dropout, **objective.model_overrides)
+                                  dropout=args.dropout, rope=args.rope, **objective.model_overrides)
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
@@ -572,7 +579,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=args.lr, betas=(0.9, 0.95), fused=(device == "cuda"))
+                                  lr=args.lr, betas=(0.9, args.beta2), fused=(device == "cuda"))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args))
     scaler = torch.amp.GradScaler(device, enabled=(dtype == "fp16"))
     data_gen = torch.Generator().manual_seed(args.seed + rank)

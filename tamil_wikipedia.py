@@ -91,6 +91,11 @@ def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, m
 
     have = saved_articles(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).exists():  # drop a torn last line (a crash mid-write) so the next article starts a fresh line
+        raw = Path(path).read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(raw.rfind(b"\n") + 1)
     new, requests = 0, 0
     max_requests = max_requests or 5 * limit
     with open(path, "a", encoding="utf-8") as log, tqdm(total=limit, desc="articles") as bar:
@@ -174,26 +179,33 @@ def fetch_dump(url, sums_url, dest_dir, user_agent=USER_AGENT):
 
 
 def extract_dump(dump, out_jsonl):
-    """wikiextractor (a tool, run in its own process) -> one JSON article per line in out_jsonl."""
-    with tempfile.TemporaryDirectory() as d:
-        cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", d, "-q"]
+    """wikiextractor (a tool, in its own process) -> one JSON article per line in out_jsonl, streamed.
+
+    Its JSON goes to stdout (`-o -`): wikiextractor 3.0.8 leaves its per-directory output files empty."""
+    cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", "-", "-q"]
+    count = 0
+
+    def write(tmp):
+        nonlocal count
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
         except OSError as e:
             raise UsageError(f"cannot run wikiextractor ({e})") from None
-        if r.returncode != 0:
-            if "No module named" in r.stderr:
-                raise UsageError("the dump needs wikiextractor: pip install 'wikiextractor>=3.0.8'")
-            raise UsageError(f"wikiextractor failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-        articles = []
-        for f in sorted(Path(d).rglob("wiki_*")):
-            for line in f.read_text(encoding="utf-8").splitlines():
+        with open(tmp, "w", encoding="utf-8") as f:
+            for line in proc.stdout:
                 a = json.loads(line)
-                articles.append({"pageid": int(a["id"]), "title": a["title"], "text": html.unescape(a["text"])})
-    train.atomic_write(out_jsonl, lambda tmp: Path(tmp).write_text(
-        "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in articles), encoding="utf-8"))
-    print(f"extracted {len(articles)} articles -> {out_jsonl}")
-    return articles
+                a = {"pageid": int(a["id"]), "title": a["title"], "text": html.unescape(a["text"])}
+                f.write(json.dumps(a, ensure_ascii=False) + "\n")
+                count += 1
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            if "No module named" in err:
+                raise UsageError("the dump needs wikiextractor: pip install 'wikiextractor>=3.0.8'")
+            raise UsageError(f"wikiextractor failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+
+    train.atomic_write(out_jsonl, write)
+    print(f"extracted {count} articles -> {out_jsonl}")
+    return saved_articles(out_jsonl)
 
 
 # ---------------------------------------------------------------------------------------------------------

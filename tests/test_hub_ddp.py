@@ -115,7 +115,7 @@ def test_legacy_checkpoint_converts_and_generates(tmp_path, capsys):
 def test_ddp_two_cpu_processes(run, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("To be, or not to be, that is the question.\n" * 200)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "05_train.py"), *TINY, "--data", str(corpus), "--out", str(tmp_path / "ddp"),
            "--steps", "10", "--eval-every", "5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
