@@ -2,7 +2,8 @@
 
 One `ModelConfig` and one `Transformer`. The only architectural difference between the two models is
 `causal` (marked `# GPT vs dLLM` below); the dLLM also has one extra input embedding row for [MASK].
-Structure follows GPT-2 / karpathy's nanoGPT: token + learned position embeddings, pre-norm blocks
+Structure follows GPT-2 / karpathy's nanoGPT: token embeddings, positions by rotary embedding (RoPE, the
+default; `rope=False` gives GPT-2's learned position table), pre-norm blocks
 (x + attn(ln(x)), then x + mlp(ln(x))), GELU MLP, final LayerNorm, output head tied to the token embedding.
 
     python 03_transformer.py    # parameter count of every preset and one forward pass's shapes
@@ -231,8 +232,10 @@ def main(argv=None):
     print(f"config: {asdict(cfg)}")
     print(f"input ids        {tuple(idx.shape)}  (B, T)")
     with torch.no_grad():
-        x = model.tok_emb(idx) + model.pos_emb(torch.arange(cfg.block_size))
+        x = model.tok_emb(idx)  # positions enter later, inside attention (RoPE rotates q and k)
         print(f"embeddings       {tuple(x.shape)}  (B, T, C)")
+        q = model.blocks[0].attn.qkv(model.blocks[0].ln1(x)).split(cfg.n_embd, dim=2)[0]  # (B, T, C)
+        print(f"layer-0 queries  {tuple(attn_lesson.split_heads(q, cfg.n_head).shape)}  (B, H, T, C/H)")
         logits = model(idx)
     print(f"logits           {tuple(logits.shape)}  (B, T, V): no output for [MASK] (id {cfg.mask_id})")
     print(f"head tied to embedding: {model.lm_head.weight is model.tok_emb.weight}")

@@ -155,6 +155,27 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
     return total / (N * K) / L / LN2
 
 
+@torch.no_grad()
+def left_to_right_bits(model, windows, mask_id, batch_size=64):
+    """Exact -log2 p(x) per token of the dLLM used as a left-to-right sampler, averaged over `windows` (N, L).
+
+    Unmasking one position at a time, in order, is a generative model in its own right:
+    p_LR(x) = prod_i p_theta(x_i | x_<i, [MASK] at every position >= i). Its likelihood is exact, not a bound,
+    so it is directly comparable with a GPT's NLL; the NELBO is the same quantity averaged over random orders.
+    Costs L forward passes per window (one per position), so use a few windows.
+    """
+    N, L = windows.shape
+    pos = torch.arange(L, device=windows.device)
+    total = 0.0
+    for x in windows:  # x: (L,)
+        canvases = torch.where(pos[None, :] < pos[:, None], x, mask_id)  # (L, L): row i = x_<i, then [MASK]
+        for r in range(0, L, batch_size):
+            i = pos[r : r + batch_size]  # (b,) the position each canvas predicts
+            logits = model(canvases[r : r + batch_size])[torch.arange(len(i)), i]  # (b, V)
+            total -= logits.float().log_softmax(-1).gather(1, x[i][:, None]).sum().item()
+    return total / (N * L) / LN2
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sampling: the reverse process
 # ---------------------------------------------------------------------------------------------------------
@@ -184,13 +205,16 @@ def sample_tokens(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     return torch.multinomial(flat.cpu(), 1, generator=generator).view(probs.shape[:-1]).to(logits.device)
 
 
-def confidence(logits, remasking, generator=None):
-    """How sure the model is at each position (higher = commit first), from its own softmax(logits)."""
+def confidence(logits, remasking, proposal, generator=None):
+    """How sure the model is at each position (higher = commit first), from its own softmax(logits).
+
+    proposal (...,): the tokens just drawn; "confidence" scores the probability of the drawn token, as LLaDA
+    does, so a low-probability draw is not committed early on the strength of some other token."""
     if remasking == "random":  # random order: with LLaDA's counts this is the exact ancestral sampler
         return torch.rand(logits.shape[:-1], generator=generator).to(logits.device)
     probs = logits.float().softmax(-1)
-    if remasking == "confidence":  # LLaDA low_confidence remasking
-        return probs.amax(-1)
+    if remasking == "confidence":  # LLaDA low_confidence remasking: p(drawn token)
+        return probs.gather(-1, proposal[..., None]).squeeze(-1)
     if remasking == "margin":  # top-1 minus top-2 probability
         top2 = probs.topk(2, dim=-1).values
         return top2[..., 0] - top2[..., 1]
@@ -265,7 +289,7 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
             calls += 1
             eligible = x[:, s:e] == mask_id  # (B, n) still masked in this block
             proposal = sample_tokens(logits, temperature, top_k, top_p, generator)  # (B, n)
-            conf = confidence(logits, remasking, generator).masked_fill(~eligible, float("-inf"))
+            conf = confidence(logits, remasking, proposal, generator).masked_fill(~eligible, float("-inf"))
             ranks = _ranks(conf)
             if threshold is not None:  # Fast-dLLM: all above the threshold, at least the most confident one
                 commit = (conf >= threshold) | (ranks == 0)

@@ -39,7 +39,7 @@ METRICS = ["step", "train_loss", "val_bpc", "lr", "tokens_per_s", "elapsed_s"]
 # Training hyperparameters per preset; the model shapes are 03's PRESETS of the same name.
 TRAIN_PRESETS = {
     "tiny": dict(steps=40, batch_size=8, lr=3e-3, warmup=5, eval_every=20, eval_windows=8, eval_k=4),
-    "cpu": dict(steps=2500, batch_size=16, lr=2e-3, warmup=100, eval_every=250, eval_windows=64, eval_k=32),
+    "cpu": dict(steps=2000, batch_size=16, lr=2e-3, warmup=100, eval_every=200, eval_windows=64, eval_k=32),
     "gpu": dict(steps=10000, batch_size=64, lr=1e-3, warmup=500, eval_every=500, eval_windows=128, eval_k=32),
 }
 
@@ -486,6 +486,18 @@ def lr_lambda(args):
     return f
 
 
+def split_corpus(text, tokenizer):
+    """Token ids of the first 90% (train) and the last 10% (validation), and characters per token of the
+    validation text (1.0 for characters; > 1 for Tamil graphemes), to report bits per character."""
+    try:
+        data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    except KeyError as e:
+        raise UsageError(f"the corpus has characters the model's tokenizer lacks: {e.args[0]}") from None
+    n_train = int(0.9 * len(data))
+    train_data, val_data = data[:n_train], data[n_train:]
+    return train_data, val_data, len(text[int(0.9 * len(text)) :]) / max(1, len(val_data))
+
+
 def get_batch(data, batch_size, length, generator, device):
     """(B, length) random windows of the token stream."""
     ix = torch.randint(len(data) - length, (batch_size,), generator=generator)
@@ -548,13 +560,8 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         print(f"resuming {ckpt['path']} at step {ckpt['step']}")
     text = read_text(args.data) if args.data else (load_corpus or shakespeare)()
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"]) if ckpt else (make_tokenizer or diff.CharTokenizer.from_text)(text)
-    try:
-        data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    except KeyError as e:
-        raise UsageError(f"the corpus has characters the checkpoint's tokenizer lacks: {e.args[0]}") from None
-    n_train = int(0.9 * len(data))
-    train_data, val_data = data[:n_train], data[n_train:]
-    chars_per_token = len(text[int(0.9 * len(text)) :]) / max(1, len(val_data))  # 1.0 for characters
+    train_data, val_data, chars_per_token = split_corpus(text, tokenizer)
+    data = torch.cat([train_data, val_data])
 
     if ckpt:
         config = tfm.ModelConfig(**ckpt["config"])

@@ -110,23 +110,39 @@ def char_entropy(texts):
 # ---------------------------------------------------------------------------------------------------------
 # The comparison
 # ---------------------------------------------------------------------------------------------------------
-def run_summary(run_dir):
-    ckpt = train.load_checkpoint(run_dir)
+def run_summary(run_dir, kind):
+    ckpt = train.load_checkpoint(run_dir, kind=kind)
     rows = train.read_metrics(run_dir)
     model = tfm.Transformer(tfm.ModelConfig(**ckpt["config"]))
     return {"kind": ckpt["kind"], "params": model.num_params(), "steps": int(rows[-1]["step"]),
             "wall_s": rows[-1]["elapsed_s"], "best_bpc": min(r["val_bpc"] for r in rows), "rows": rows,
-            "preset": ckpt["args"].get("preset")}
+            "preset": ckpt["args"].get("preset"), "ckpt": ckpt}
 
 
-def compare(dllm_dir, gpt_dir, out="compare.png"):
-    """compare.png (val bits/char vs step and vs seconds, from the runs' metrics.csv) and a table."""
+def same_window_bits(dllm_ckpt, gpt_ckpt, text, n_windows=16):
+    """Three likelihoods in bits/char on the same n validation windows of `text` (the corpus both trained on):
+    the dLLM's NELBO (upper bound), the dLLM's exact NLL decoded left to right, and the GPT's exact NLL."""
+    (dm, tok), (gm, gtok) = train.model_from_checkpoint(dllm_ckpt), train.model_from_checkpoint(gpt_ckpt)
+    if tok.tokens != gtok.tokens:
+        raise UsageError("the two runs use different tokenizers: train both on the same corpus")
+    _, val, chars_per_token = train.split_corpus(text, tok)
+    w = train.eval_windows(val, n_windows, min(dm.config.block_size, gm.config.block_size) + 1)  # (n, L+1)
+    bits = {"dLLM NELBO, K=32 (upper bound)": diff.nelbo_bits(dm, w[:, :-1], dm.config.mask_id, K=32),
+            "dLLM decoded left to right (exact)": diff.left_to_right_bits(dm, w[:, :-1], dm.config.mask_id),
+            "GPT (exact)": NextTokenObjective().val_bits(gm, w)}
+    return {k: v / chars_per_token for k, v in bits.items()}, len(w)
+
+
+def compare(dllm_dir, gpt_dir, out="compare.png", text=None, n_windows=16):
+    """compare.png (val bits/char vs step and vs seconds, from the runs' metrics.csv) and a table.
+
+    With `text` (the corpus), also the likelihoods of same_window_bits: the bound beside exact numbers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [run_summary(dllm_dir), run_summary(gpt_dir)]
+    runs = [run_summary(dllm_dir, "dllm"), run_summary(gpt_dir, "gpt")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for r in runs:
         label = "dLLM NELBO (upper bound)" if r["kind"] == "dllm" else "GPT exact NLL"
@@ -149,6 +165,11 @@ def compare(dllm_dir, gpt_dir, out="compare.png"):
         print(f"| {r['kind']} | {r['preset']} | {r['params']:,} | {r['steps']} | {r['wall_s']:.0f} | {r['best_bpc']:.3f}{note} |")
     d, g = runs
     print(f"dLLM bound / GPT: {d['best_bpc'] / g['best_bpc']:.3f}  -> wrote {out}")
+    if text is not None:
+        d["same_windows"], n = same_window_bits(d["ckpt"], g["ckpt"], text, n_windows)
+        print(f"\nbest checkpoints on the same {n} validation windows (bits/char):")
+        for name, b in d["same_windows"].items():
+            print(f"  {name:<36} {b:.3f}")
     return runs
 
 
@@ -156,6 +177,8 @@ def main(argv=None):
     p = train.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; write compare.png")
     p.add_argument("--compare-out", default="compare.png", help="where --compare writes its figure")
+    p.add_argument("--compare-windows", type=train.positive_int, default=16,
+                   help="--compare with --data: validation windows for the exact likelihoods (L model calls each)")
     p.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
     p.add_argument("--checkpoint", default=str(train.ROOT / "checkpoints" / "gpt"), help="--generate: .pt or run dir")
     gen.add_hub_args(p)
@@ -168,8 +191,9 @@ def main(argv=None):
     p.add_argument("--no-cache", action="store_true", help="--generate: recompute the context for every token")
     train.add_train_args(p, train.ROOT / "checkpoints" / "gpt")
     args = p.parse_args(argv)
-    if args.compare:
-        return compare(*args.compare, out=args.compare_out)
+    if args.compare:  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
+        return compare(*args.compare, out=args.compare_out, text=train.read_text(args.data) if args.data else None,
+                       n_windows=args.compare_windows)
     if not args.generate:
         return train.train(args, NextTokenObjective())
     for ok, msg in [(args.tokens >= 1, "--tokens must be >= 1"), (args.temp >= 0, "--temp must be >= 0"),

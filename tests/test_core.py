@@ -182,6 +182,21 @@ def test_nelbo_bounds_entropy_of_iid_source(method):
     assert uniform >= H and uniform == pytest.approx(math.log2(5), rel=0.02)
 
 
+def test_left_to_right_likelihood_is_exact():
+    p = torch.tensor([0.5, 0.25, 0.125, 0.0625, 0.0625])
+    x = torch.multinomial(p, 8 * 16, replacement=True, generator=torch.Generator().manual_seed(0)).view(8, 16)
+    emp = -(p.log2()[x]).mean().item()
+    assert D.left_to_right_bits(IIDModel(p), x, mask_id=5) == pytest.approx(emp, rel=1e-6)  # exact, no noise
+    torch.manual_seed(0)
+    m, x = tiny(), torch.randint(0, 11, (2, 12))
+    nll = 0.0  # the definition, one canvas at a time: x_<i known, [MASK] from position i on
+    for row in x:
+        for i in range(12):
+            canvas = torch.cat([row[:i], torch.full((12 - i,), 11)])[None]
+            nll -= m(canvas)[0, i].log_softmax(-1)[row[i]].item()
+    assert D.left_to_right_bits(m, x, 11, batch_size=5) == pytest.approx(nll / 24 / math.log(2), rel=1e-5)
+
+
 # ---------------------------------------------------------------- 04: sampler
 class Counting(nn.Module):
     def __init__(self, model):

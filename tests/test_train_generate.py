@@ -197,9 +197,15 @@ def test_gpt_trains_through_shared_loop_and_compare(dllm_run, tmp_path, capsys):
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 1.0
     texts = gpt.main(["--generate", "--checkpoint", str(tmp_path / "gpt"), "--prompt", "To", "--tokens", "20"])
     assert texts[0].startswith("To") and len(texts[0]) == 22
-    runs = gpt.compare(d / "dllm", tmp_path / "gpt", out=tmp_path / "compare.png")
+    runs = gpt.compare(d / "dllm", tmp_path / "gpt", out=tmp_path / "compare.png", text=corpus.read_text(), n_windows=2)
     assert [r["kind"] for r in runs] == ["dllm", "gpt"] and (tmp_path / "compare.png").stat().st_size > 1000
-    assert "upper bound" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "upper bound" in out and "same 2 validation windows" in out
+    bits = runs[0]["same_windows"]
+    assert len(bits) == 3 and all(0 < b < 6.5 for b in bits.values())  # log2(V) ~ 4.7 untrained; trained below
+    assert bits["GPT (exact)"] < 3.0  # the tiny GPT has learned the two repeated lines
+    with pytest.raises(train.UsageError, match="holds a gpt model"):
+        gpt.compare(tmp_path / "gpt", d / "dllm")  # arguments swapped
 
 
 def test_generative_bpc_prefers_real_text(dllm_run, tmp_path):
