@@ -29,7 +29,7 @@ class ModelConfig:
     block_size: int = 256  # context length: the longest sequence the position embedding covers
     dropout: float = 0.0
     causal: bool = False  # GPT vs dLLM: True = GPT (left-to-right), False = masked diffusion (bidirectional)
-    mask_token: bool = True  # dLLM: one extra input row for [MASK] (id = vocab_size); the GPT has none
+    mask_token: bool = True  # GPT vs dLLM: the dLLM has one extra input row for [MASK] (id = vocab_size)
     tie_weights: bool = True  # output head shares the token embedding (Press & Wolf 2017)
     manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
     rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table

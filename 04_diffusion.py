@@ -348,7 +348,7 @@ def main(argv=None):
     print(f"NELBO per token {loss:.3f} nats  vs  ln(V) = ln({tok.vocab_size}) = {math.log(tok.vocab_size):.3f}: "
           "a uniform guess costs ln V at every masked position, and E[w(t) * #masked / L] = 1")
 
-    print(f"\n== fit it to the five lines above for {args.train_steps} steps (it memorises them) ==")
+    print(f"\n== fit it to the five lines above for {args.train_steps} steps (a tiny model learning five lines by heart) ==")
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for step in range(1, args.train_steps + 1):
         loss = diffusion_loss(model, batch(), cfg.mask_id, generator=g)

@@ -340,6 +340,7 @@ class DiffusionObjective:
     model_overrides = dict(causal=False, mask_token=True)  # GPT vs dLLM: bidirectional, has [MASK]
 
     def loss(self, model, x, config):  # x: (B, L+1); the dLLM uses the first L tokens
+        # GPT vs dLLM: the objective is the NELBO of lesson 04 (mask a fraction t, predict the masks, weight 1/t)
         return diff.diffusion_loss(model, x[:, :-1], config.mask_id)
 
     def val_bits(self, model, windows, K, config):  # windows: (N, L+1); upper bound on bits per token
@@ -347,6 +348,7 @@ class DiffusionObjective:
 
     def sample(self, model, tokenizer, n, generator):
         canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
+        # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
         x, _ = diff.generate(model, canvas, model.config.mask_id, steps=n // 2, generator=generator)
         return tokenizer.decode(x[0].tolist())
 
@@ -529,9 +531,16 @@ def weights_checksum(model):
 
 
 def finish_ddp(model, world, print_):
-    """Check every rank ended with the same weights (DDP keeps them in sync), then leave the group."""
+    """Check every rank ended with the same weights (DDP keeps them in sync), then leave the group.
+
+    The caller must have dropped its DistributedDataParallel wrapper first: it holds the process group, and a
+    group still alive when the interpreter shuts down tears down Gloo's threads too late ("terminate called
+    without an active exception", SIGABRT; seen here in about 1 of 13 runs before this was done)."""
+    import gc
+
     import torch.distributed as dist
 
+    gc.collect()  # the DDP wrapper and its gradient reducer, if a reference cycle still holds them
     sums = [None] * world
     dist.all_gather_object(sums, weights_checksum(model))
     if len(set(sums)) != 1:
@@ -712,6 +721,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         for sig, h in handlers.items():
             signal.signal(sig, h)
     if world > 1:
+        del fwd  # the DDP wrapper: see finish_ddp
         finish_ddp(model, world, print_)
     if stop or (world > 1 and step < args.steps):
         if main_rank:

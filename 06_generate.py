@@ -136,8 +136,11 @@ def run_sampler(model, tokenizer, args, on_step=None):
     return [tokenizer.decode(row.tolist()) for row in x], calls, frames
 
 
-def write_gif(path, frames, tokenizer, width=64, font=None, fps=8):
-    """Animated GIF of the canvas after each step (matplotlib, headless)."""
+def write_gif(path, frames, tokenizer, width=64, font=None, fps=8, dpi=160):
+    """Animated GIF of the canvas after each step (matplotlib, headless).
+
+    dpi 160: a GIF has 256 colours, and at screen resolution the palette drops the thin anti-aliased strokes
+    of scripts such as Tamil (ப and ம lose their loops); more pixels per stroke keep them."""
     import textwrap
 
     import matplotlib
@@ -164,7 +167,7 @@ def write_gif(path, frames, tokenizer, width=64, font=None, fps=8):
 
     def save(tmp):  # hold the final text for 4 extra frames
         anim = FuncAnimation(fig, lambda i: draw(min(i, len(texts) - 1)), frames=len(texts) + 4)
-        anim.save(tmp, writer=PillowWriter(fps=fps))
+        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
 
     try:
         train.atomic_write(path, save)

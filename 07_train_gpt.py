@@ -35,6 +35,7 @@ class NextTokenObjective:
 
     def loss(self, model, x, config=None):  # x: (B, L+1): predict token i+1 from tokens <= i
         logits = model(x[:, :-1])  # (B, L, V)
+        # GPT vs dLLM: the objective is next-token cross-entropy, the exact NLL
         return F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
 
     @torch.no_grad()
@@ -47,6 +48,7 @@ class NextTokenObjective:
 
     def sample(self, model, tokenizer, n, generator):
         start = torch.tensor([[tokenizer.stoi.get("\n", 0)]], device=next(model.parameters()).device)
+        # GPT vs dLLM: the sampler writes left to right, one character per model call
         return tokenizer.decode(generate_gpt(model, start, n - 1, generator=generator)[0].tolist())
 
 

@@ -9,6 +9,7 @@ matplotlib >= 3.11, which shapes complex scripts; older versions draw vowel sign
 """
 import sys
 from importlib import import_module
+from pathlib import Path
 
 train = import_module("05_train")
 gen = import_module("06_generate")
@@ -22,6 +23,10 @@ def tamil_font():
     for f in font_manager.fontManager.ttflist:
         if "tamil" in f.name.lower():
             return f.name
+    for path in font_manager.findSystemFonts():  # installed after matplotlib cached its font list
+        if "tamil" in Path(path).name.lower():
+            font_manager.fontManager.addfont(path)
+            return font_manager.FontProperties(fname=path).get_name()
     print("no Tamil font found: the GIF will show boxes (install fonts-lohit-taml or Noto Sans Tamil)",
           file=sys.stderr)
     return None

@@ -10,6 +10,10 @@ Training: dLLM steps (forward + backward + AdamW) at batch 32 x 128 for
   compile    + torch.compile
 Generation: characters/s of the dLLM sampler (256 chars, 64 steps) and of the GPT with its KV cache.
 Prints a Markdown table; numbers are medians over the timed steps.
+
+The ceiling: how much faster can bf16 make this model on this chip at all? The script times one matmul of the
+model's MLP shape in fp32 and in bf16 (GFLOP/s), and reports each training variant's achieved GFLOP/s with
+the usual count of 6N + 12 L T C FLOPs per token (Kaplan et al. 2020; PaLM, Chowdhery et al. 2022, app. B).
 """
 import argparse
 import statistics
@@ -55,6 +59,27 @@ def time_train(device, manual, dtype, compile_, batch, seq, steps, warmup):
     return batch * seq / statistics.median(times)
 
 
+def matmul_gflops(device, dtype, M=4096, K=384, N=1536, reps=10):
+    """GFLOP/s of an (M, K) @ (K, N) matmul: the MLP's shape at batch 32 x 128, width 384."""
+    a = torch.randn(M, K, device=device, dtype=dtype)
+    b = torch.randn(K, N, device=device, dtype=dtype)
+    a @ b  # warm-up
+    times = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * M * K * N / statistics.median(times) / 1e9
+
+
+def flops_per_token(cfg, seq):
+    """Training FLOPs per token: 6 per parameter (forward 2, backward 4) + attention's 12 L T C."""
+    n = tfm.Transformer(cfg).num_params()
+    return 6 * n + 12 * cfg.n_layer * seq * cfg.n_embd
+
+
 def time_generate(device, dtype, n_chars=256):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -93,15 +118,21 @@ def main(argv=None):
                 (f"{half} autocast + SDPA", False, half, False)]
     if not args.no_compile:
         variants.append((f"{half} autocast + SDPA + compile", False, half, True))
+    peak = {dt: matmul_gflops(device, dt) for dt in (torch.float32, torch.bfloat16)}
+    print(f"matmul (4096 x 384) @ (384 x 1536): fp32 {peak[torch.float32]:.0f} GFLOP/s, bf16 "
+          f"{peak[torch.bfloat16]:.0f} GFLOP/s ({peak[torch.bfloat16] / peak[torch.float32]:.2f}x): the most bf16 "
+          "can give the model's matmuls on this machine")
+    fpt = flops_per_token(tfm.build_config("gpu", vocab_size=65), args.seq_len)
     rows = []
     for name, manual, dtype, comp in variants:
         tps = time_train(device, manual, dtype, comp, args.batch_size, args.seq_len, args.steps, args.warmup)
         rows.append((name, tps))
         print(f"  {name}: {tps:,.0f} tokens/s", flush=True)
     base = rows[0][1]
-    print(f"\n| training, batch {args.batch_size} x {args.seq_len} | tokens/s | vs baseline |\n|---|---|---|")
+    print(f"\n| training, batch {args.batch_size} x {args.seq_len} | tokens/s | vs baseline | achieved GFLOP/s |"
+          "\n|---|---|---|---|")
     for name, tps in rows:
-        print(f"| {name} | {tps:,.0f} | {tps / base:.2f}x |")
+        print(f"| {name} | {tps:,.0f} | {tps / base:.2f}x | {tps * fpt / 1e9:.0f} |")
     gen = time_generate(device, half if device == "cuda" else "fp32")
     print("\n| generation, 256 chars, batch 1 | chars/s |\n|---|---|")
     for name, cps in gen.items():

@@ -271,6 +271,15 @@ def test_adaptive_rules_commit_at_least_one_per_step(rule):
     assert (x != 11).all() and calls <= 12
 
 
+def test_confidence_scores_the_drawn_token():
+    logits = torch.tensor([[0.6, 0.3, 0.1]]).log()  # (1, 3): one position
+    drawn = torch.tensor([1])
+    assert D.confidence(logits, "confidence", drawn).item() == pytest.approx(0.3)  # p(drawn), not max p
+    assert D.confidence(logits, "margin", drawn).item() == pytest.approx(0.3)  # 0.6 - 0.3
+    assert D.confidence(logits, "entropy", drawn).item() == pytest.approx((0.6 * math.log(0.6) + 0.3 * math.log(0.3)
+                                                                          + 0.1 * math.log(0.1)), rel=1e-5)
+
+
 def test_top_k_restricts_the_draw():
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]]).expand(2000, 5)
     draws = D.sample_tokens(logits, temperature=1.0, top_k=2, generator=torch.Generator().manual_seed(0))

@@ -36,6 +36,14 @@ def dllm_run(tmp_path_factory):
     return d, corpus, rows
 
 
+@pytest.fixture(scope="module")
+def gpt_run(dllm_run):
+    """A tiny GPT trained through the shared loop on the same corpus as dllm_run."""
+    d, corpus, _ = dllm_run
+    rows = gpt.main(TINY + ["--data", str(corpus), "--out", str(d / "gpt"), "--steps", "60"])
+    return d / "gpt", rows
+
+
 def test_training_lowers_loss_and_writes_run(dllm_run):
     d, _, rows = dllm_run
     assert [r["step"] for r in rows] == [0, 20, 40, 60]
@@ -91,6 +99,7 @@ def test_bad_checkpoints_exit_2(dllm_run, tmp_path, capsys):
     gpt.main(TINY + ["--data", str(corpus), "--out", str(gpt_dir), "--steps", "2", "--eval-every", "2"])
     capsys.readouterr()
     assert "gpt model" in cli_error(gen.main, ["--checkpoint", str(gpt_dir)], capsys)
+    assert "dllm model" in cli_error(gpt.main, ["--generate", "--checkpoint", str(d / "dllm")], capsys)
 
 
 def test_bad_training_input_exits_2(tmp_path, capsys):
@@ -191,13 +200,13 @@ def test_gpt_kv_cache_equals_recomputation():
     assert torch.equal(a, b)
 
 
-def test_gpt_trains_through_shared_loop_and_compare(dllm_run, tmp_path, capsys):
+def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path, capsys):
     d, corpus, _ = dllm_run
-    rows = gpt.main(TINY + ["--data", str(corpus), "--out", str(tmp_path / "gpt"), "--steps", "60"])
+    gpt_dir, rows = gpt_run
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 1.0
-    texts = gpt.main(["--generate", "--checkpoint", str(tmp_path / "gpt"), "--prompt", "To", "--tokens", "20"])
+    texts = gpt.main(["--generate", "--checkpoint", str(gpt_dir), "--prompt", "To", "--tokens", "20"])
     assert texts[0].startswith("To") and len(texts[0]) == 22
-    runs = gpt.compare(d / "dllm", tmp_path / "gpt", out=tmp_path / "compare.png", text=corpus.read_text(), n_windows=2)
+    runs = gpt.compare(d / "dllm", gpt_dir, out=tmp_path / "compare.png", text=corpus.read_text(), n_windows=2)
     assert [r["kind"] for r in runs] == ["dllm", "gpt"] and (tmp_path / "compare.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "upper bound" in out and "same 2 validation windows" in out
@@ -205,15 +214,33 @@ def test_gpt_trains_through_shared_loop_and_compare(dllm_run, tmp_path, capsys):
     assert len(bits) == 3 and all(0 < b < 6.5 for b in bits.values())  # log2(V) ~ 4.7 untrained; trained below
     assert bits["GPT (exact)"] < 3.0  # the tiny GPT has learned the two repeated lines
     with pytest.raises(train.UsageError, match="holds a gpt model"):
-        gpt.compare(tmp_path / "gpt", d / "dllm")  # arguments swapped
+        gpt.compare(gpt_dir, d / "dllm")  # arguments swapped
 
 
-def test_generative_bpc_prefers_real_text(dllm_run, tmp_path):
-    d, corpus, _ = dllm_run
-    gpt.main(TINY + ["--data", str(corpus), "--out", str(tmp_path / "g"), "--steps", "60", "--sample-len", "0"])
-    model, tok = train.model_from_checkpoint(train.load_checkpoint(tmp_path / "g"))
+def test_generative_bpc_prefers_real_text(dllm_run, gpt_run):
+    _, corpus, _ = dllm_run
+    model, tok = train.model_from_checkpoint(train.load_checkpoint(gpt_run[0]))
     text = corpus.read_text()[:300]
     g = torch.Generator().manual_seed(0)
     shuffled = "".join(text[i] for i in torch.randperm(len(text), generator=g).tolist())
     assert gpt.generative_bpc(model, tok, [text]) < gpt.generative_bpc(model, tok, [shuffled]) - 0.5
     assert gpt.distinct_ngrams(["abababab"]) < gpt.distinct_ngrams(["abcdefgh"])
+    assert gpt.char_entropy(["aaaa"]) == 0 and gpt.char_entropy(["abab"]) == pytest.approx(1.0)
+
+
+def test_decode_benchmark_runs_on_tiny_models(dllm_run, gpt_run, tmp_path, monkeypatch, capsys):
+    """bench/decode.py end to end on the tiny runs, writing into a temporary folder (a smoke test, no timing)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    bench = lesson("decode")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    d, corpus, _ = dllm_run
+    bench.main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--data", str(corpus), "--len", "16",
+                "--num-samples", "2", "--only-table"])
+    out = capsys.readouterr().out
+    assert "| GPT + KV cache |" in out and "fast vs vanilla" in out and "dLLM vs GPT" in out
+    rows = [{"name": n, "chars_per_s": c, "gen_bpc": b} for n, c, b in [
+        ("GPT + KV cache", 1000.0, 2.0), ("dLLM vanilla confidence, 1 token/step", 10.0, 3.0),
+        ("dLLM threshold 0.9 + dual cache, blocks 4", 50.0, 3.1), ("dLLM threshold 0.9 + dual cache, blocks 8", 90.0, 3.5)]]
+    fast, ok = bench.targets(rows)  # the GPT row is never "fast dLLM decoding", however fast
+    assert fast["name"].endswith("blocks 4") and ok is None
+    assert {p.name for p in tmp_path.iterdir()} == {"decode.csv", "sampler_frontier.png", "decode_speed.png"}
