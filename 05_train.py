@@ -571,7 +571,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     text = read_text(args.data) if args.data else (load_corpus or shakespeare)()
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"]) if ckpt else (make_tokenizer or diff.CharTokenizer.from_text)(text)
     train_data, val_data, chars_per_token = split_corpus(text, tokenizer)
-    data = torch.cat([train_data, val_data])
+    n_tokens = len(train_data) + len(val_data)
 
     if ckpt:
         config = tfm.ModelConfig(**ckpt["config"])
@@ -583,9 +583,9 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
     if len(val_data) < L + 1 or len(train_data) < L + 2:
-        raise UsageError(f"corpus too short: {len(data)} tokens for context {L} (need > {10 * (L + 2)})")
+        raise UsageError(f"corpus too short: {n_tokens} tokens for context {L} (need > {10 * (L + 2)})")
     print_ = print if main_rank else (lambda *a, **k: None)
-    print_(f"corpus: {len(text):,} characters, {len(data):,} tokens, vocabulary {tokenizer.vocab_size}; "
+    print_(f"corpus: {len(text):,} characters, {n_tokens:,} tokens, vocabulary {tokenizer.vocab_size}; "
           f"train {len(train_data):,} / val {len(val_data):,}")
 
     model = tfm.Transformer(config).to(device)
