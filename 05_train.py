@@ -535,8 +535,7 @@ def finish_ddp(model, world, print_):
 
     The caller must have dropped its DistributedDataParallel wrapper first: it holds the process group, and a
     group still alive when the interpreter shuts down tears down Gloo's threads too late ("terminate called
-    without an active exception", SIGABRT). Measured with 2 CPU processes: 3 of 40 launches aborted so before
-    this was done, 1 of 100 after (PyTorch 2.13, gloo)."""
+    without an active exception", SIGABRT). See leave_process for the rest of that story."""
     import gc
 
     import torch.distributed as dist
@@ -548,6 +547,21 @@ def finish_ddp(model, world, print_):
         raise RuntimeError(f"ranks out of sync: weight checksums {sums}")
     print_(f"all {world} ranks hold identical weights (checksum {sums[0]:.6f})")
     dist.destroy_process_group()
+
+
+def leave_process(code, world):
+    """End a run that cannot simply return: sys.exit alone; a torchrun worker skips interpreter finalization.
+
+    With PyTorch 2.13's Gloo backend a worker can abort *after* all its work, while the interpreter tears
+    down Gloo's threads ("terminate called without an active exception", SIGABRT, no Python frame; measured
+    with 2 CPU processes: 3 of 40 launches; still 1 of 100 once finish_ddp dropped the DDP wrapper first).
+    Everything is saved by then (checkpoints are written atomically and fsynced), so once the output is flushed
+    os._exit loses nothing and never reaches that teardown."""
+    if world == 1:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def train(args, objective, load_corpus=None, make_tokenizer=None):
@@ -728,13 +742,14 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         if main_rank:
             save_checkpoint(out / "latest.pt", state())
         print_(f"\ninterrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume", file=sys.stderr)
-        sys.exit(130)
-    if not main_rank:
-        return rows
-    print(f"done: {step} steps in {elapsed:.0f} s of training; best val {best:.4f} bits/char"
-          f"{' (upper bound)' if objective.kind == 'dllm' else ''}; checkpoints in {out}, Hub export in {out / 'hf'}")
-    if args.push_to_hub:
-        push_to_hub(out / "hf", args.push_to_hub)
+        leave_process(130, world)
+    if main_rank:
+        print(f"done: {step} steps in {elapsed:.0f} s of training; best val {best:.4f} bits/char"
+              f"{' (upper bound)' if objective.kind == 'dllm' else ''}; checkpoints in {out}, Hub export in {out / 'hf'}")
+        if args.push_to_hub:
+            push_to_hub(out / "hf", args.push_to_hub)
+    if world > 1:
+        leave_process(0, world)
     return rows
 
 
