@@ -441,14 +441,19 @@ def read_metrics(run_dir):
         raise UsageError(f"{path} is malformed ({e})") from None
 
 
-def write_metrics(run_dir, rows):
+def write_csv(path, rows, fieldnames):
+    """rows (dicts) -> a CSV file with a header, written atomically."""
     def write(tmp):
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRICS)
+            w = csv.DictWriter(f, fieldnames=fieldnames)
             w.writeheader()
             w.writerows(rows)
 
-    atomic_write(Path(run_dir) / "metrics.csv", write)
+    atomic_write(path, write)
+
+
+def write_metrics(run_dir, rows):
+    write_csv(Path(run_dir) / "metrics.csv", rows, METRICS)
 
 
 def plot_metrics(run_dir, title=None):

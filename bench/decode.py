@@ -10,7 +10,6 @@ Writes bench/results/decode.csv, sampler_frontier.png (quality vs model calls) a
 prints Markdown tables and the two targets of the fast-decoding issue.
 """
 import argparse
-import csv
 import sys
 import time
 from importlib import import_module
@@ -108,15 +107,7 @@ def main(argv=None):
         if not (args.only_table and group != "table"):
             measure(f"dLLM {name}", group, lambda n, kw=kw: dllm_gen(n, kw))
 
-    RESULTS.mkdir(exist_ok=True)
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-
-    train.atomic_write(RESULTS / "decode.csv", write_csv)
+    train.write_csv(RESULTS / "decode.csv", rows, list(rows[0]))
     print(f"\n| sampler | chars/s, batch {N} | chars/s, batch 1 | model calls/char | gen bits/char | distinct 4-grams "
           f"| char entropy |\n|---|---|---|---|---|---|---|")
     for r in rows:
