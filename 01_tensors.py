@@ -69,7 +69,8 @@ def fit_sine(steps=300, seed=0, log_every=50):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="training steps for the sine-fitting demo")
     args = p.parse_args(argv)
     if args.steps < 1:

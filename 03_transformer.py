@@ -5,6 +5,7 @@ One `ModelConfig` and one `Transformer`. The only architectural difference betwe
 Structure follows GPT-2 / karpathy's nanoGPT: token embeddings, positions by rotary embedding (RoPE, the
 default; `rope=False` gives GPT-2's learned position table), pre-norm blocks
 (x + attn(ln(x)), then x + mlp(ln(x))), GELU MLP, final LayerNorm, output head tied to the token embedding.
+After the model, under its own heading: the KV cache that makes generation cheap.
 
     python 03_transformer.py    # parameter count of every preset and one forward pass's shapes
 """
@@ -16,6 +17,7 @@ from importlib import import_module
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 
 attn_lesson = import_module("02_attention")
 
@@ -33,7 +35,6 @@ class ModelConfig:
     tie_weights: bool = True  # output head shares the token embedding (Press & Wolf 2017)
     manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
     rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
-    legacy_residual: bool = False  # the upstream tiny-dllm block, y = x + MLP(LN2(x + Attn(LN1(x)))); see Block
 
     @property
     def n_input_tokens(self):
@@ -52,27 +53,12 @@ PRESETS = {
 }
 
 
-class KVCache:
-    """Keys and values of every layer for a canvas of up to `max_len` positions.
-
-    GPT: filled left to right, so each new token costs one position of compute.
-    dLLM (Fast-dLLM, Wu et al. 2025): filled by one full pass at the start of a block, then a pass over just
-    the block (and, for the prefix cache, the suffix) overwrites those positions and attends to the rest.
-    """
-
-    def __init__(self, config, batch_size, max_len, device=None, dtype=torch.float32):
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.filled = 0  # positions [0, filled) hold valid keys and values
-
-    def update(self, layer, k, v, start):
-        """Write k, v (B, H, T, D) at [start, start+T) and return every valid key and value."""
-        end = start + k.size(2)
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        n = max(self.filled, end)
-        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+def build_config(preset="gpu", **overrides):
+    """ModelConfig from a preset name plus any overrides (None values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    kw = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return ModelConfig(**kw)
 
 
 def rope_tables(config, start, T, device, base=10000.0):
@@ -143,17 +129,16 @@ class Block(nn.Module):
         self.attn = SelfAttention(config, layer_idx)
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
-        self.legacy_residual = config.legacy_residual
 
     def forward(self, x, cache=None, start=0):
-        h = x + self.attn(self.ln1(x), cache, start)  # (B, T, C): tokens exchange information
-        if self.legacy_residual:  # upstream checkpoints only: attention reaches the stream through the MLP alone
-            return x + self.mlp(self.ln2(h))
-        return h + self.mlp(self.ln2(h))  # (B, T, C): each token thinks on its own
+        x = x + self.attn(self.ln1(x), cache, start)  # (B, T, C): tokens exchange information
+        return x + self.mlp(self.ln2(x))  # (B, T, C): each token thinks on its own
 
 
-class Transformer(nn.Module):
-    def __init__(self, config):
+# PyTorchModelHubMixin (huggingface_hub) adds save_pretrained / from_pretrained / push_to_hub: the ModelConfig
+# goes to config.json and the weights to model.safetensors, the Hub's conventions. Nothing else changes.
+class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=["tiny-dllm"]):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.n_input_tokens, config.n_embd)
@@ -200,16 +185,35 @@ class Transformer(nn.Module):
         return F.linear(x, self.lm_head.weight[: self.config.vocab_size])  # (B, T, V)
 
 
-def build_config(preset="gpu", **overrides):
-    """ModelConfig from a preset name plus any overrides (None values are ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    kw = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    return ModelConfig(**kw)
+# ---------------------------------------------------------------------------------------------------------
+# Inference: the KV cache (used by the GPT's sampler in 07 and Fast-dLLM's cache in 04)
+# ---------------------------------------------------------------------------------------------------------
+class KVCache:
+    """Keys and values of every layer for a canvas of up to `max_len` positions.
+
+    GPT: filled left to right, so each new token costs one position of compute.
+    dLLM (Fast-dLLM, Wu et al. 2025): filled by one full pass at the start of a block, then a pass over just
+    the block (and, for the prefix cache, the suffix) overwrites those positions and attends to the rest.
+    """
+
+    def __init__(self, config, batch_size, max_len, device=None, dtype=torch.float32):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.filled = 0  # positions [0, filled) hold valid keys and values
+
+    def update(self, layer, k, v, start):
+        """Write k, v (B, H, T, D) at [start, start+T) and return every valid key and value."""
+        end = start + k.size(2)
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        n = max(self.filled, end)
+        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="gpu", help="which preset to run forward")
     p.add_argument("--vocab-size", type=int, default=65, help="number of real tokens (65 = TinyShakespeare)")
     args = p.parse_args(argv)

@@ -14,10 +14,10 @@ few of the predictions, repeat. Unlike a GPT, the model sees both sides of every
 """
 import argparse
 import math
+from importlib import import_module
 
 import torch
 import torch.nn.functional as F
-from importlib import import_module
 
 tfm = import_module("03_transformer")
 
@@ -64,16 +64,13 @@ class CharTokenizer:
         return {"kind": self.kind, "tokens": self.tokens}
 
 
-TOKENIZERS = {"char": CharTokenizer}  # kind -> class; tamil_dataset.py adds "grapheme"
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Noise schedule alpha_t = P(token still clean at time t), and the ELBO weight w(t) = -alpha_t' / (1 - alpha_t)
 # ---------------------------------------------------------------------------------------------------------
 def alpha(t, schedule="linear"):
-    if schedule == "linear":
+    if schedule == "linear":  # what every model here trains with
         return 1 - t
-    if schedule == "cosine":
+    if schedule == "cosine":  # aside: another schedule; the NELBO is the same in expectation (MD4 sec. 3)
         return torch.cos(0.5 * math.pi * t)
     raise ValueError(f"unknown schedule {schedule!r}")
 
@@ -82,7 +79,7 @@ def loss_weight(t, schedule="linear"):
     """w(t) = -alpha'(t) / (1 - alpha(t)): 1/t for the linear schedule (MDLM eq. 10)."""
     if schedule == "linear":
         return 1 / t
-    if schedule == "cosine":
+    if schedule == "cosine":  # aside, as in alpha()
         return 0.5 * math.pi * torch.sin(0.5 * math.pi * t) / (1 - torch.cos(0.5 * math.pi * t))
     raise ValueError(f"unknown schedule {schedule!r}")
 
@@ -126,7 +123,8 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
 
     method="time": t_k = eps + (1 - eps)(k + u)/K with the linear schedule, weight 1/t (valid for a model
       trained with any schedule and no time input, MD4 sec. 3).
-    method="count": LLaDA's form: mask exactly l_k = 1 + floor(L (k + u)/K) tokens, weight L/l (lower variance).
+    method="count" (an aside): LLaDA's form: mask exactly l_k = 1 + floor(L (k + u)/K) tokens, weight L/l
+      (lower variance).
     Fixed seed -> the same masks every call, so curves are comparable across runs.
     """
     g = torch.Generator().manual_seed(seed)
@@ -142,11 +140,11 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
             t = eps + (1 - eps) * strata
             mask = torch.rand(x0.shape, generator=g) < t[:, None]
             weight = 1 / t
-        elif method == "count":
-            l = (1 + (strata * L).long()).clamp(max=L)  # (n*K,) in 1..L
+        elif method == "count":  # aside: the same bound with lower variance; not used by the trainers
+            n_mask = (1 + (strata * L).long()).clamp(max=L)  # (n*K,) in 1..L
             ranks = torch.rand(x0.shape, generator=g).argsort(1).argsort(1)  # a random permutation per row
-            mask = ranks < l[:, None]  # exactly l masked
-            weight = L / l.float()
+            mask = ranks < n_mask[:, None]  # exactly n_mask masked
+            weight = L / n_mask.float()
         else:
             raise ValueError(f"unknown method {method!r}")
         mask = mask.to(device)
@@ -243,17 +241,62 @@ def _ranks(conf):
     return ranks
 
 
+def propose(logits, masked, temperature, top_k, top_p, remasking, generator):
+    """One reverse step's raw material: a token drawn at every position, and the confidence ranks of the
+    still-masked ones (0 = commit first; positions already known rank last)."""
+    proposal = sample_tokens(logits, temperature, top_k, top_p, generator)  # (B, n)
+    conf = confidence(logits, remasking, proposal, generator).masked_fill(~masked, float("-inf"))
+    return proposal, conf, _ranks(conf)
+
+
 @torch.no_grad()
 def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence",
-             block_size=None, threshold=None, factor=None, cache="none", callback=None, generator=None):
-    """Fill every [MASK] of `canvas` (B, L); known tokens (prompt, suffix, template) are never changed.
+             block_size=None, callback=None, generator=None):
+    """Fill every [MASK] of `canvas` (B, L) in `steps` model calls; known tokens (prompt, suffix, template)
+    are never changed. Each call predicts every masked position, and the `counts` most confident are kept.
 
-    steps: model calls in all (split over blocks); with fewer masks than steps, one call per mask.
-    block_size: semi-autoregressive blocks (LLaDA): block b is finished before block b+1 is touched.
-    threshold (Fast-dLLM): commit every masked position of the block with confidence >= threshold, at least
-      one per call; the number of calls then depends on the model. factor: Fast-dLLM's factor rule instead.
-    cache: "none"; "prefix" or "dual" = Fast-dLLM's approximate block-wise KV cache (refreshed per block).
+    block_size: semi-autoregressive blocks (LLaDA): block b is finished before block b+1 is touched, the steps
+      spread over the blocks. With fewer masks than steps, one call per mask.
     callback(calls, x) is called after every model call. Returns (x, number of model calls).
+    """
+    x = canvas.clone()
+    B, L = x.shape
+    starts = list(range(0, L, block_size or L))
+    if steps < len(starts):
+        raise ValueError(f"steps ({steps}) must be >= the number of blocks ({len(starts)})")
+    calls = 0
+    for s, budget in zip(starts, steps_per_block(steps, len(starts))):
+        e = min(s + (block_size or L), L)
+        n_masked = (x[:, s:e] == mask_id).sum(1)  # (B,)
+        if n_masked.max() == 0:
+            continue
+        counts = commit_counts(n_masked, min(budget, int(n_masked.max())))  # (B, n_steps) to commit per call
+        for i in range(counts.size(1)):
+            logits = model(x)[:, s:e]  # (B, n, V): the whole canvas is seen, both sides of every gap
+            masked = x[:, s:e] == mask_id
+            proposal, _, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator)
+            commit = (ranks < counts[:, i : i + 1]) & masked  # the counts[i] most confident masked positions
+            x[:, s:e] = torch.where(commit, proposal, x[:, s:e])
+            calls += 1
+            if callback is not None:
+                callback(calls, x)
+    return x, calls
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fast decoding (Fast-dLLM, Wu et al. 2025): commit as many as the model is sure of; reuse keys and values
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def generate_fast(model, canvas, mask_id, threshold=None, factor=None, steps=64, block_size=None, cache="none",
+                  temperature=1.0, top_k=0, top_p=1.0, remasking="confidence", callback=None, generator=None):
+    """generate(), plus the two speed-ups of Fast-dLLM.
+
+    threshold: commit every masked position of the block with confidence >= threshold, at least one per call;
+      the number of calls then depends on the model. factor: the factor rule instead (commit the n most
+      confident while c_(n) >= 1 - factor/(n+1)). Neither: `steps` calls, as in generate().
+    cache: "prefix" or "dual" = an approximate block-wise KV cache, refreshed by one full pass at the start of
+      each block; then only the block (and for "prefix" the suffix) is recomputed. Approximate: the cached
+      keys of the other positions are not updated as the block fills in. "none" recomputes everything.
     """
     x = canvas.clone()
     B, L = x.shape
@@ -262,6 +305,8 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
     adaptive = threshold is not None or factor is not None
     if not adaptive and steps < len(starts):
         raise ValueError(f"steps ({steps}) must be >= the number of blocks ({len(starts)})")
+    if cache not in ("none", "prefix", "dual"):
+        raise ValueError(f"unknown cache {cache!r}")
     budgets = steps_per_block(steps, len(starts)) if not adaptive else [None] * len(starts)
     kv = tfm.KVCache(model.config, B, L, x.device) if cache != "none" else None
     calls = 0
@@ -271,10 +316,9 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
         if n_masked.max() == 0:
             continue
         if not adaptive:
-            n_steps = min(budget, int(n_masked.max()))
-            counts = commit_counts(n_masked, n_steps)  # (B, n_steps)
+            counts = commit_counts(n_masked, min(budget, int(n_masked.max())))
         i = 0
-        while (x[:, s:e] == mask_id).any() and (adaptive or i < n_steps):
+        while (x[:, s:e] == mask_id).any() and (adaptive or i < counts.size(1)):
             if kv is None:  # full forward pass over the whole canvas
                 logits = model(x)[:, s:e]
             elif i == 0:  # refresh: full pass, keys/values of every position go into the cache
@@ -282,25 +326,21 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
                 logits = model(x, cache=kv, start=0)[:, s:e]
             elif cache == "prefix":  # recompute block + suffix, reuse the prefix
                 logits = model(x[:, s:], cache=kv, start=s)[:, : e - s]
-            elif cache == "dual":  # recompute only the block, reuse prefix and suffix
+            else:  # dual: recompute only the block, reuse prefix and suffix
                 logits = model(x[:, s:e], cache=kv, start=s)
-            else:
-                raise ValueError(f"unknown cache {cache!r}")
             calls += 1
-            eligible = x[:, s:e] == mask_id  # (B, n) still masked in this block
-            proposal = sample_tokens(logits, temperature, top_k, top_p, generator)  # (B, n)
-            conf = confidence(logits, remasking, proposal, generator).masked_fill(~eligible, float("-inf"))
-            ranks = _ranks(conf)
-            if threshold is not None:  # Fast-dLLM: all above the threshold, at least the most confident one
+            masked = x[:, s:e] == mask_id  # (B, n) still masked in this block
+            proposal, conf, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator)
+            if threshold is not None:  # all above the threshold, at least the most confident one
                 commit = (conf >= threshold) | (ranks == 0)
-            elif factor is not None:  # Fast-dLLM factor rule: n-th most confident while c_(n) >= 1 - f/(n+1)
+            elif factor is not None:  # n-th most confident while c_(n) >= 1 - f/(n+1)
                 c_sorted = conf.sort(dim=1, descending=True).values
                 n = torch.arange(1, c_sorted.size(1) + 1, device=x.device)
                 ok = (c_sorted >= 1 - factor / (n + 1)).long().cumprod(1).sum(1).clamp(min=1)  # (B,)
                 commit = ranks < ok[:, None]
             else:
                 commit = ranks < counts[:, i : i + 1]
-            commit &= eligible
+            commit &= masked
             x[:, s:e] = torch.where(commit, proposal, x[:, s:e])
             i += 1
             if callback is not None:
@@ -321,9 +361,10 @@ DEMO_TEXT = (  # Hamlet III.1, public domain
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train-steps", type=int, default=500, help="steps to fit a tiny model on the demo text")
-    p.add_argument("--steps", type=int, default=12, help="denoising steps of the printed sampling run")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train-steps", type=int, default=300, help="steps to fit a tiny model on the demo text")
+    p.add_argument("--steps", type=int, default=16, help="denoising steps of the printed sampling run")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     args = p.parse_args(argv)
     if args.train_steps < 0 or args.steps < 1:
@@ -331,27 +372,28 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     tok = CharTokenizer.from_text(DEMO_TEXT)
-    data = torch.tensor(tok.encode(DEMO_TEXT))
-    line = data[:42][None]  # (1, 42) "To be, or not to be, that is the question:"
+    data = torch.tensor(tok.encode(DEMO_TEXT))  # (L,): the five lines, 216 characters
+    L = len(data)
 
     print("== the forward process: mask each character with probability 1 - alpha_t = t ==")
     for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        z, _ = forward_process(line, torch.tensor([t]), tok.vocab_size, generator=g)
+        z, _ = forward_process(data[None, :42], torch.tensor([t]), tok.vocab_size, generator=g)  # first line
         print(f"t = {t:4.2f}  {tok.decode(z[0].tolist())}")
 
-    cfg = tfm.build_config("tiny", vocab_size=tok.vocab_size, block_size=48, n_embd=64, n_head=4)
+    # One window holding the whole text. Learned positions (rope=False): when every input is [MASK], a model
+    # that knows only relative positions (RoPE) sees L identical tokens and must predict the same at each.
+    cfg = tfm.build_config("tiny", vocab_size=tok.vocab_size, block_size=L, n_embd=64, n_head=4, rope=False)
     model = tfm.Transformer(cfg)
-    L = 48
-    batch = lambda: torch.stack([data[i : i + L] for i in torch.randint(len(data) - L, (32,), generator=g)])
+    batch = data[None].repeat(8, 1)  # (8, L): 8 copies, each gets its own t and its own mask
     print(f"\n== the loss of an untrained model ({model.num_params():,} parameters) ==")
-    loss = diffusion_loss(model, batch(), cfg.mask_id, generator=g).item()
+    loss = diffusion_loss(model, batch, cfg.mask_id, generator=g).item()
     print(f"NELBO per token {loss:.3f} nats  vs  ln(V) = ln({tok.vocab_size}) = {math.log(tok.vocab_size):.3f}: "
           "a uniform guess costs ln V at every masked position, and E[w(t) * #masked / L] = 1")
 
-    print(f"\n== fit it to the five lines above for {args.train_steps} steps (a tiny model learning five lines by heart) ==")
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    print(f"\n== fit it to the five lines for {args.train_steps} steps (a tiny model learning them by heart) ==")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for step in range(1, args.train_steps + 1):
-        loss = diffusion_loss(model, batch(), cfg.mask_id, generator=g)
+        loss = diffusion_loss(model, batch, cfg.mask_id, generator=g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -359,12 +401,15 @@ def main(argv=None):
             print(f"step {step:4d}  NELBO {loss.item():.3f} nats/char")
 
     model.eval()
-    print(f"validation-style estimate: {nelbo_bits(model, batch(), cfg.mask_id, K=16):.3f} bits/char (upper bound)")
-    print(f"\n== denoising {L} characters in {args.steps} steps (confidence remasking, temperature 0.8) ==")
-    canvas = torch.full((1, L), cfg.mask_id)
-    show = lambda calls, x: print(f"step {calls:2d}  {tok.decode(x[0].tolist())!r}")
-    show(0, canvas)
-    generate(model, canvas, cfg.mask_id, steps=args.steps, temperature=0.8, callback=show, generator=g)
+    print(f"NELBO of the text: {nelbo_bits(model, data[None], cfg.mask_id, K=16):.3f} bits/char (upper bound)")
+    print(f"\n== denoising {L} characters of [MASK] in {args.steps} steps (confidence remasking, temperature 0.8) ==")
+    frames = [torch.full((1, L), cfg.mask_id)]
+    x, _ = generate(model, frames[0], cfg.mask_id, steps=args.steps, temperature=0.8, generator=g,
+                    callback=lambda calls, x: frames.append(x.clone()))
+    for i in sorted({0, 1, len(frames) // 2, len(frames) - 1}):
+        print(f"-- after step {i} --\n{tok.decode(frames[i][0].tolist())}")
+    wrong = sum(a != b for a, b in zip(tok.decode(x[0].tolist()), DEMO_TEXT))
+    print("memorised: the five lines, exactly" if wrong == 0 else f"not memorised: {wrong} of {L} characters differ")
 
 
 if __name__ == "__main__":

@@ -15,18 +15,40 @@ from pathlib import Path
 
 import torch
 
+from support.checkpoints import load_model
+from support.cli import ArgumentParser, UsageError, run_cli
+from support.files import atomic_write
+
 diff = import_module("04_diffusion")
-train = import_module("05_train")
-UsageError = train.UsageError
+ROOT = Path(__file__).resolve().parent
+
+
+def add_sampling_args(p):
+    """How each token is drawn: shared by every sampler here, the GPT's in 07 included."""
+    p.add_argument("--temp", type=float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
+    p.add_argument("--topk", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: smallest set with this mass")
+    p.add_argument("--num-samples", type=int, default=1, help="samples, generated together as one batch")
+    return p
+
+
+def check_sampling_args(a):
+    checks = [
+        (a.temp >= 0, f"--temp must be >= 0, got {a.temp}"),
+        (a.topk >= 0, f"--topk must be >= 0, got {a.topk}"),
+        (0 < a.top_p <= 1, f"--top-p must be in (0, 1], got {a.top_p}"),
+        (a.num_samples >= 1, f"--num-samples must be >= 1, got {a.num_samples}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
 
 
 def add_sampler_args(p):
     """The sampler flags of lesson 04, shared by 06 and 09."""
     p.add_argument("--steps", type=int, default=64, help="model calls in all (ignored with --threshold/--factor)")
     p.add_argument("--len", type=int, help="characters to generate (default: the model's context)")
-    p.add_argument("--temp", type=float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
-    p.add_argument("--topk", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: smallest set with this mass")
+    add_sampling_args(p)
     p.add_argument("--remasking", default="confidence", choices=diff.REMASKING,
                    help="which masked positions to commit each step")
     p.add_argument("--block-size", type=int, help="semi-autoregressive blocks of this many positions (LLaDA)")
@@ -34,7 +56,6 @@ def add_sampler_args(p):
     p.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit n while c_(n) >= 1 - f/(n+1)")
     p.add_argument("--cache", default="none", choices=["none", "prefix", "dual"],
                    help="Fast-dLLM approximate KV cache, refreshed at each block (use with --block-size)")
-    p.add_argument("--num-samples", type=int, default=1, help="samples, generated together as one batch")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--prompt", default="", help="text fixed at the beginning")
     p.add_argument("--suffix", default="", help="text fixed at the end")
@@ -55,17 +76,14 @@ def add_hub_args(p):
 
 
 def check_sampler_args(a):
+    check_sampling_args(a)
     checks = [
         (a.steps >= 1, f"--steps must be >= 1, got {a.steps}"),
         (a.len is None or a.len >= 1, f"--len must be >= 1, got {a.len}"),
-        (a.temp >= 0, f"--temp must be >= 0, got {a.temp}"),
-        (a.topk >= 0, f"--topk must be >= 0, got {a.topk}"),
-        (0 < a.top_p <= 1, f"--top-p must be in (0, 1], got {a.top_p}"),
         (a.threshold is None or 0 < a.threshold <= 1, f"--threshold must be in (0, 1], got {a.threshold}"),
         (a.factor is None or a.factor > 0, f"--factor must be > 0, got {a.factor}"),
         (a.threshold is None or a.factor is None, "--threshold and --factor are two rules: pick one"),
         (a.block_size is None or a.block_size >= 1, f"--block-size must be >= 1, got {a.block_size}"),
-        (a.num_samples >= 1, f"--num-samples must be >= 1, got {a.num_samples}"),
         (a.template is None or not (a.prompt or a.suffix), "--template fixes the whole canvas: drop --prompt/--suffix"),
     ]
     for ok, msg in checks:
@@ -94,21 +112,12 @@ def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="",
         pre = encode_or_fail(tokenizer, prompt, "--prompt")
         suf = encode_or_fail(tokenizer, suffix, "--suffix")
         if len(pre) + len(suf) >= length:
-            raise UsageError(f"--prompt and --suffix fill {len(pre) + len(suf)} of {length} positions: nothing left to generate")
+            raise UsageError(f"--prompt and --suffix fill {len(pre) + len(suf)} of {length} positions: "
+                             "nothing left to generate")
         ids = pre + [mask_id] * (length - len(pre) - len(suf)) + suf
     if len(ids) > context:
         raise UsageError(f"the canvas has {len(ids)} positions; this model's context is {context}")
     return torch.tensor(ids)
-
-
-def load_dllm(checkpoint, device="auto", from_hub=None, filename=None):
-    device = train.resolve_device(device)
-    if from_hub:
-        ckpt = train.from_hub(from_hub, filename, kind="dllm")
-    else:
-        ckpt = train.load_checkpoint(checkpoint, kind="dllm")
-    model, tokenizer = train.model_from_checkpoint(ckpt, device)
-    return model, tokenizer, ckpt
 
 
 def run_sampler(model, tokenizer, args, on_step=None):
@@ -125,12 +134,14 @@ def run_sampler(model, tokenizer, args, on_step=None):
         if on_step:
             on_step(calls, x)
 
-    g = torch.Generator().manual_seed(args.seed)
+    kw = dict(steps=args.steps, temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking,
+              block_size=args.block_size, callback=callback, generator=torch.Generator().manual_seed(args.seed))
     try:
-        x, calls = diff.generate(model, canvas, c.mask_id, steps=args.steps, temperature=args.temp,
-                                 top_k=args.topk, top_p=args.top_p, remasking=args.remasking,
-                                 block_size=args.block_size, threshold=args.threshold, factor=args.factor,
-                                 cache=args.cache, callback=callback, generator=g)
+        if args.threshold is None and args.factor is None and args.cache == "none":
+            x, calls = diff.generate(model, canvas, c.mask_id, **kw)  # lesson 04's plain sampler
+        else:  # lesson 04's fast path: parallel commits and/or the approximate KV cache
+            x, calls = diff.generate_fast(model, canvas, c.mask_id, threshold=args.threshold, factor=args.factor,
+                                          cache=args.cache, **kw)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return [tokenizer.decode(row.tolist()) for row in x], calls, frames
@@ -170,7 +181,7 @@ def write_gif(path, frames, tokenizer, width=64, font=None, fps=8, dpi=160):
         anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
 
     try:
-        train.atomic_write(path, save)
+        atomic_write(path, save)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror}") from None
     finally:
@@ -179,12 +190,12 @@ def write_gif(path, frames, tokenizer, width=64, font=None, fps=8, dpi=160):
 
 def generate_cli(argv, default_checkpoint, description, font=None):
     """Parse the flags, load the model, sample, print; 09 calls this with its own defaults."""
-    p = train.ArgumentParser(description=description)
-    p.add_argument("--checkpoint", default=str(default_checkpoint), help="a .pt file or a run directory")
+    p = ArgumentParser(description=description)
+    p.add_argument("--checkpoint", default=str(default_checkpoint), help="a .pt file, a run directory or a Hub export")
     add_hub_args(p)
     args = add_sampler_args(p).parse_args(argv)
     check_sampler_args(args)
-    model, tokenizer, ckpt = load_dllm(args.checkpoint, args.device, args.from_hub, args.filename)
+    model, tokenizer, info = load_model("dllm", args.checkpoint, args.device, args.from_hub, args.filename)
 
     def show(calls, x):
         print(f"[{calls:3d}] {tokenizer.decode(x[0].tolist())!r}")
@@ -194,8 +205,8 @@ def generate_cli(argv, default_checkpoint, description, font=None):
         if len(texts) > 1:
             print(f"--- sample {i + 1} ---")
         print(t)
-    print(f"({ckpt['path']}, step {ckpt['step']}, {model.num_params():,} parameters: {calls} model calls)",
-          file=sys.stderr)
+    step = f", step {info['step']}" if info["step"] is not None else ""
+    print(f"({info['path']}{step}, {model.num_params():,} parameters: {calls} model calls)", file=sys.stderr)
     if args.gif:
         write_gif(args.gif, frames, tokenizer, font=font)
         print(f"wrote {args.gif} ({len(frames)} frames)", file=sys.stderr)
@@ -203,8 +214,8 @@ def generate_cli(argv, default_checkpoint, description, font=None):
 
 
 def main(argv=None):
-    return generate_cli(argv, train.ROOT / "checkpoints" / "dllm", __doc__.splitlines()[0])
+    return generate_cli(argv, ROOT / "checkpoints" / "dllm", __doc__)
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

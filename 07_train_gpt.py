@@ -12,19 +12,20 @@ Comparing likelihoods: the GPT's validation number is its exact NLL in bits/char
 an UPPER bound on its NLL (lesson 04); its true NLL is lower by an unknown amount.
 """
 import math
-import sys
 from collections import Counter
 from importlib import import_module
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from support import checkpoints, metrics
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import atomic_write, read_text
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 train = import_module("05_train")
 gen = import_module("06_generate")
-UsageError = train.UsageError
 
 
 class NextTokenObjective:
@@ -113,10 +114,10 @@ def char_entropy(texts):
 # The comparison
 # ---------------------------------------------------------------------------------------------------------
 def run_summary(run_dir, kind):
-    ckpt = train.load_checkpoint(run_dir, kind=kind)
-    rows = train.read_metrics(run_dir)
+    ckpt = checkpoints.load_checkpoint(run_dir, kind=kind)
+    rows = metrics.read_metrics(run_dir)
     model = tfm.Transformer(tfm.ModelConfig(**ckpt["config"]))
-    return {"kind": ckpt["kind"], "params": model.num_params(), "steps": int(rows[-1]["step"]),
+    return {"kind": ckpt["kind"], "params": model.num_params(), "steps": rows[-1]["step"],
             "wall_s": rows[-1]["elapsed_s"], "best_bpc": min(r["val_bpc"] for r in rows), "rows": rows,
             "preset": ckpt["args"].get("preset"), "ckpt": ckpt}
 
@@ -124,7 +125,7 @@ def run_summary(run_dir, kind):
 def same_window_bits(dllm_ckpt, gpt_ckpt, text, n_windows=16):
     """Three likelihoods in bits/char on the same n validation windows of `text` (the corpus both trained on):
     the dLLM's NELBO (upper bound), the dLLM's exact NLL decoded left to right, and the GPT's exact NLL."""
-    (dm, tok), (gm, gtok) = train.model_from_checkpoint(dllm_ckpt), train.model_from_checkpoint(gpt_ckpt)
+    (dm, tok), (gm, gtok) = checkpoints.model_from_checkpoint(dllm_ckpt), checkpoints.model_from_checkpoint(gpt_ckpt)
     if tok.tokens != gtok.tokens:
         raise UsageError("the two runs use different tokenizers: train both on the same corpus")
     _, val, chars_per_token = train.split_corpus(text, tok)
@@ -158,13 +159,14 @@ def compare(dllm_dir, gpt_dir, out="compare.png", text=None, n_windows=16):
         ax.legend()
     fig.suptitle(f"{dllm_dir} vs {gpt_dir}")
     fig.tight_layout()
-    train.atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
-    print(f"| model | preset | params | steps | train s | best val bits/char |")
-    print(f"|---|---|---|---|---|---|")
+    print("| model | preset | params | steps | train s | best val bits/char |")
+    print("|---|---|---|---|---|---|")
     for r in runs:
         note = " (upper bound)" if r["kind"] == "dllm" else " (exact)"
-        print(f"| {r['kind']} | {r['preset']} | {r['params']:,} | {r['steps']} | {r['wall_s']:.0f} | {r['best_bpc']:.3f}{note} |")
+        print(f"| {r['kind']} | {r['preset']} | {r['params']:,} | {r['steps']} | {r['wall_s']:.0f} "
+              f"| {r['best_bpc']:.3f}{note} |")
     d, g = runs
     print(f"dLLM bound / GPT: {d['best_bpc'] / g['best_bpc']:.3f}  -> wrote {out}")
     if text is not None:
@@ -176,44 +178,35 @@ def compare(dllm_dir, gpt_dir, out="compare.png", text=None, n_windows=16):
 
 
 def main(argv=None):
-    p = train.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; write compare.png")
-    p.add_argument("--compare-out", default="compare.png", help="where --compare writes its figure")
-    p.add_argument("--compare-windows", type=train.positive_int, default=16,
-                   help="--compare with --data: validation windows for the exact likelihoods (L model calls each)")
-    p.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
-    p.add_argument("--checkpoint", default=str(train.ROOT / "checkpoints" / "gpt"), help="--generate: .pt or run dir")
-    gen.add_hub_args(p)
-    p.add_argument("--prompt", default="\n", help="--generate: text to continue")
-    p.add_argument("--tokens", type=int, default=256, help="--generate: tokens to generate")
-    p.add_argument("--temp", type=float, default=1.0, help="--generate: temperature (0 = greedy)")
-    p.add_argument("--topk", type=int, default=0, help="--generate: top-k (0 = off)")
-    p.add_argument("--top-p", type=float, default=1.0, help="--generate: nucleus mass in (0, 1]")
-    p.add_argument("--num-samples", type=int, default=1, help="--generate: samples, as one batch")
-    p.add_argument("--no-cache", action="store_true", help="--generate: recompute the context for every token")
-    train.add_train_args(p, train.ROOT / "checkpoints" / "gpt")
+    p = ArgumentParser(description=__doc__)
+    train.add_train_args(p, train.ROOT / "checkpoints" / "gpt")  # mode 1 (default): train
+    g = p.add_argument_group("--generate: sample from a trained GPT (also uses --seed, --device)")
+    g.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
+    g.add_argument("--checkpoint", default=str(train.ROOT / "checkpoints" / "gpt"),
+                   help="a .pt file, run directory or Hub export")
+    gen.add_hub_args(g)
+    g.add_argument("--prompt", default="\n", help="text to continue")
+    g.add_argument("--tokens", type=positive_int, default=256, help="tokens to generate")
+    gen.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples: the same flags and checks as 06
+    g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")
+    c = p.add_argument_group("--compare: two finished runs side by side (with --data: exact likelihoods too)")
+    c.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; write compare.png")
+    c.add_argument("--compare-out", default="compare.png", help="where --compare writes its figure")
+    c.add_argument("--compare-windows", type=positive_int, default=16,
+                   help="validation windows for the exact likelihoods (L model calls each)")
     args = p.parse_args(argv)
     if args.compare:  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
-        return compare(*args.compare, out=args.compare_out, text=train.read_text(args.data) if args.data else None,
+        return compare(*args.compare, out=args.compare_out, text=read_text(args.data) if args.data else None,
                        n_windows=args.compare_windows)
     if not args.generate:
         return train.train(args, NextTokenObjective())
-    for ok, msg in [(args.tokens >= 1, "--tokens must be >= 1"), (args.temp >= 0, "--temp must be >= 0"),
-                    (args.topk >= 0, "--topk must be >= 0"), (0 < args.top_p <= 1, "--top-p must be in (0, 1]"),
-                    (args.num_samples >= 1, "--num-samples must be >= 1")]:
-        if not ok:
-            raise UsageError(f"{msg}")
-    device = train.resolve_device(args.device)
-    if args.from_hub:
-        ckpt = train.from_hub(args.from_hub, args.filename, kind="gpt")
-    else:
-        ckpt = train.load_checkpoint(args.checkpoint, kind="gpt")
-    model, tok = train.model_from_checkpoint(ckpt, device)
-    missing = tok.unknown(args.prompt)
-    if missing or not args.prompt:
-        raise UsageError("--prompt must be non-empty and use only the model's characters; unknown: "
-                         + " ".join(repr(c) for c in missing))
-    prompt = torch.tensor([tok.encode(args.prompt)], device=device).repeat(args.num_samples, 1)
+    gen.check_sampling_args(args)
+    model, tok, _ = checkpoints.load_model("gpt", args.checkpoint, args.device, args.from_hub, args.filename)
+    if not args.prompt:
+        raise UsageError("--prompt must be non-empty: the GPT continues text")
+    device = next(model.parameters()).device
+    prompt = torch.tensor([gen.encode_or_fail(tok, args.prompt, "--prompt")], device=device)
+    prompt = prompt.repeat(args.num_samples, 1)  # (N, P)
     g = torch.Generator().manual_seed(args.seed)
     out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g, use_cache=not args.no_cache)
     texts = [tok.decode(row.tolist()) for row in out]
@@ -225,4 +218,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

@@ -7,14 +7,16 @@ Nothing about the model or the objective changes: only the corpus and the tokeni
 """
 from importlib import import_module
 
+from support.cli import run_cli
+
 train = import_module("05_train")
 tamil = import_module("tamil_dataset")
 
 
 def main(argv=None):
-    return train.main(argv, default_out=train.ROOT / "checkpoints" / "tamil", description=__doc__.splitlines()[0],
+    return train.main(argv, default_out=train.ROOT / "checkpoints" / "tamil", description=__doc__,
                       load_corpus=tamil.load_corpus, make_tokenizer=tamil.GraphemeTokenizer.from_text)
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

@@ -11,9 +11,10 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-train = import_module("05_train")
+from support.cli import run_cli
+
 gen = import_module("06_generate")
-import_module("tamil_dataset")  # registers the grapheme tokenizer that Tamil checkpoints name
+ROOT = Path(__file__).resolve().parent
 
 
 def tamil_font():
@@ -35,8 +36,8 @@ def tamil_font():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     font = tamil_font() if any(a == "--gif" or a.startswith("--gif=") for a in argv) else None
-    return gen.generate_cli(argv, train.ROOT / "checkpoints" / "tamil", __doc__.splitlines()[0], font=font)
+    return gen.generate_cli(argv, ROOT / "checkpoints" / "tamil", __doc__, font=font)
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

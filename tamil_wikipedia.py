@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -24,9 +23,10 @@ import urllib.request
 from importlib import import_module
 from pathlib import Path
 
-train = import_module("05_train")
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import atomic_write
+
 tamil = import_module("tamil_dataset")
-UsageError = train.UsageError
 
 API_URL = "https://ta.wikipedia.org/w/api.php"
 DUMP_URL = "https://dumps.wikimedia.org/tawiki/latest/tawiki-latest-pages-articles.xml.bz2"
@@ -201,9 +201,10 @@ def extract_dump(dump, out_jsonl):
         if proc.wait() != 0:
             if "No module named" in err:
                 raise UsageError("the dump needs wikiextractor: pip install 'wikiextractor>=3.0.8'")
-            raise UsageError(f"wikiextractor failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
+            raise UsageError(f"wikiextractor failed: {last}")
 
-    train.atomic_write(out_jsonl, write)
+    atomic_write(out_jsonl, write)
     print(f"extracted {count} articles -> {out_jsonl}")
     return saved_articles(out_jsonl)
 
@@ -234,9 +235,9 @@ def merge(data_dir):
 
 
 def main(argv=None):
-    p = train.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--api", action="store_true", help="fetch random articles through the MediaWiki API")
-    p.add_argument("--limit", type=train.positive_int, default=100, help="--api: new articles to fetch")
+    p.add_argument("--limit", type=positive_int, default=100, help="--api: new articles to fetch")
     p.add_argument("--dump", action="store_true", help="download and extract the pages-articles dump")
     p.add_argument("--merge", action="store_true", help="add the saved articles to the Tamil training corpus")
     p.add_argument("--api-url", default=API_URL, help="MediaWiki API endpoint")
@@ -244,7 +245,7 @@ def main(argv=None):
     p.add_argument("--sums-url", default=SUMS_URL, help="the dump's published sha1 sums")
     p.add_argument("--user-agent", default=USER_AGENT, help="User-Agent header (Wikimedia asks for a descriptive one)")
     p.add_argument("--timeout", type=float, default=30, help="network timeout in seconds")
-    p.add_argument("--out-dir", default=str(tamil.DATA_DIR), help=f"where to write (default {tamil.DATA_DIR})")
+    p.add_argument("--out-dir", default=str(tamil.DATA_DIR), help="where to write")
     args = p.parse_args(argv)
     if not (args.api or args.dump or args.merge):
         p.error("say what to do: --api, --dump and/or --merge")
@@ -259,4 +260,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

@@ -9,7 +9,6 @@ The speed-table configurations are also timed at batch 1 (one user, one sample: 
 Writes bench/results/decode.csv, sampler_frontier.png (quality vs model calls) and decode_speed.png, and
 prints Markdown tables and the two targets of the fast-decoding issue.
 """
-import argparse
 import sys
 import time
 from importlib import import_module
@@ -18,8 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from support.checkpoints import load_model  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from support.files import atomic_write, read_text  # noqa: E402
+from support.metrics import write_csv  # noqa: E402
+
 diff = import_module("04_diffusion")
-train = import_module("05_train")
 gpt_lesson = import_module("07_train_gpt")
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,7 +60,7 @@ def timed(fn, repeat=1):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--dllm", default="checkpoints/dllm", help="dLLM run directory or .pt")
     p.add_argument("--gpt", default="checkpoints/gpt", help="GPT run directory or .pt (also the scorer)")
     p.add_argument("--data", required=True, help="the corpus both were trained on (held-out reference text)")
@@ -67,11 +70,11 @@ def main(argv=None):
     p.add_argument("--only-table", action="store_true", help="skip the frontier sweep")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     args = p.parse_args(argv)
-    dllm, tok, _ = import_module("06_generate").load_dllm(args.dllm, "cpu")
-    gpt, gtok = train.model_from_checkpoint(train.load_checkpoint(args.gpt, kind="gpt"))
+    dllm, tok, _ = load_model("dllm", args.dllm, "cpu")
+    gpt, gtok, _ = load_model("gpt", args.gpt, "cpu")
     if tok.tokens != gtok.tokens:
-        raise train.UsageError("the two runs must share a tokenizer (train both on the same corpus)")
-    text = train.read_text(args.data)
+        raise UsageError("the two runs must share a tokenizer (train both on the same corpus)")
+    text = read_text(args.data)
     val = text[int(0.9 * len(text)) :]
     N, L = args.num_samples, args.len
     real = [val[i * (len(val) // N) : i * (len(val) // N) + L] for i in range(N)]
@@ -90,7 +93,9 @@ def main(argv=None):
     def dllm_gen(n, kw):
         g = torch.Generator().manual_seed(args.seed)
         canvas = torch.full((n, L), dllm.config.mask_id)
-        return diff.generate(dllm, canvas, dllm.config.mask_id, temperature=args.temp, generator=g, **kw)
+        fast = {"threshold", "factor", "cache"} & set(kw)  # lesson 04's fast path, else its plain sampler
+        sampler = diff.generate_fast if fast else diff.generate
+        return sampler(dllm, canvas, dllm.config.mask_id, temperature=args.temp, generator=g, **kw)
 
     def measure(name, group, gen):  # gen(n) -> (ids (n, L), model calls)
         gen(1)  # warm-up: first-call allocations are not decoding speed
@@ -107,7 +112,7 @@ def main(argv=None):
         if not (args.only_table and group != "table"):
             measure(f"dLLM {name}", group, lambda n, kw=kw: dllm_gen(n, kw))
 
-    train.write_csv(RESULTS / "decode.csv", rows, list(rows[0]))
+    write_csv(RESULTS / "decode.csv", rows, list(rows[0]))
     print(f"\n| sampler | chars/s, batch {N} | chars/s, batch 1 | model calls/char | gen bits/char | distinct 4-grams "
           f"| char entropy |\n|---|---|---|---|---|---|---|")
     for r in rows:
@@ -164,7 +169,7 @@ def plot(rows):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
-        train.atomic_write(RESULTS / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        atomic_write(RESULTS / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
@@ -188,4 +193,4 @@ def plot(rows):
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    run_cli(main)

@@ -15,7 +15,6 @@ The ceiling: how much faster can bf16 make this model on this chip at all? The s
 model's MLP shape in fp32 and in bf16 (GFLOP/s), and reports each training variant's achieved GFLOP/s with
 the usual count of 6N + 12 L T C FLOPs per token (Kaplan et al. 2020; PaLM, Chowdhery et al. 2022, app. B).
 """
-import argparse
 import statistics
 import sys
 import time
@@ -25,9 +24,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from support import runtime  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, run_cli  # noqa: E402
+
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
-train = import_module("05_train")
 gpt = import_module("07_train_gpt")
 
 
@@ -58,7 +59,7 @@ def time_train(device, manual, dtype, compile_, batch, seq, steps, warmup):
     x = torch.randint(0, 65, (batch, seq), device=device)
 
     def step():
-        with train.autocast(device, dtype):
+        with runtime.autocast(device, dtype):
             loss = diff.diffusion_loss(fwd, x, cfg.mask_id)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,7 +88,7 @@ def time_generate(device, dtype, n_chars=256):
     d = tfm.Transformer(tfm.build_config("gpu", vocab_size=65)).to(device).eval()
     m = tfm.Transformer(tfm.build_config("gpu", vocab_size=65, causal=True, mask_token=False)).to(device).eval()
     out = {}
-    with train.autocast(device, dtype):
+    with runtime.autocast(device, dtype):
         for name, fn in [
             ("dLLM, 64 steps", lambda: diff.generate(d, torch.full((1, n_chars), d.config.mask_id, device=device),
                                                      d.config.mask_id, steps=64, generator=g)),
@@ -104,7 +105,7 @@ def time_generate(device, dtype, n_chars=256):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where to measure")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per training step")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
@@ -112,7 +113,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant (compile happens here)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     args = p.parse_args(argv)
-    device = train.resolve_device(args.device)
+    device = runtime.resolve_device(args.device)
     half = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     variants = [("baseline: manual attention, fp32", True, "fp32", False), ("fp32 + SDPA", False, "fp32", False),
@@ -143,4 +144,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

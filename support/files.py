@@ -1,0 +1,94 @@
+"""File plumbing: atomic writes (readers never see half a file), checked downloads, reading text."""
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from support.cli import UsageError
+
+
+def atomic_write(path, write):
+    """write(tmp_path) then rename: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # keep the extension: writers such as Pillow pick the format from it
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path, text):
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(url, dest, sha256=None, timeout=30):
+    """Download url to dest with a progress bar, check sha256, write atomically. Errors -> UsageError."""
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    print(f"downloading {url} -> {dest}")
+
+    def fetch(tmp):
+        h = hashlib.sha256()
+        req = urllib.request.Request(url, headers={"User-Agent": "tiny-dllm (educational)"})
+        with urllib.request.urlopen(req, timeout=timeout) as r, open(tmp, "wb") as f:
+            size = int(r.headers.get("Content-Length") or 0) or None
+            with tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                while chunk := r.read(1 << 16):
+                    f.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+        if sha256 and h.hexdigest() != sha256:
+            raise UsageError(f"checksum mismatch for {url}: got sha256 {h.hexdigest()}, expected {sha256}")
+
+    try:
+        atomic_write(dest, fetch)
+    except urllib.error.HTTPError as e:
+        raise UsageError(f"cannot download {url} (HTTP {e.code} {e.reason})") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise UsageError(f"cannot download {url} ({reason})") from None
+    return dest
+
+
+def read_bytes(path, what="file"):
+    """The bytes of a file; a missing file, a directory or an unreadable one -> UsageError."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such {what}: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a {what}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_text(path):
+    raw = read_bytes(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
+    if not text:
+        raise UsageError(f"{path} is empty")
+    return text

@@ -1,0 +1,187 @@
+"""Hugging Face Hub: export a model in the Hub's layout, load it back (a directory or a repo), push it; and the
+converter for the upstream tiny-dllm checkpoint (`sutharsan311/tiny-dllm`, an older block layout).
+
+An export directory is what `Transformer.save_pretrained` (huggingface_hub's PyTorchModelHubMixin) writes,
+config.json + model.safetensors, plus tokenizer.json and a model card (README.md)."""
+import contextlib
+import io
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+from support.cli import UsageError
+
+CARD = """---
+{{ card_data }}
+---
+
+# tiny-dllm {{ kind }}
+
+A {{ params }}-parameter {{ model_name }}, trained character by character with the tiny-dllm tutorial
+(lesson {{ lesson }}). Its validation number is {{ bound_note }}.
+
+| metric | value |
+|---|---|
+{{ metrics_table }}
+{% if sample %}
+Sample:
+
+```
+{{ sample }}
+```
+{% endif %}
+Load it with the tutorial's scripts: `{{ load_command }}`, or in Python:
+`Transformer.from_pretrained(path)` from lesson 03 (`import_module("03_transformer")`), with the tokenizer
+in tokenizer.json.
+"""
+
+
+def is_export(path):
+    path = Path(path)
+    return path.is_dir() and (path / "config.json").exists() and (path / "model.safetensors").exists()
+
+
+def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
+    """<out_dir>/config.json, model.safetensors (tied weights stored once), tokenizer.json, README.md.
+
+    Written into a temporary directory first, then each file renamed into place: never half a file."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in (metrics or {}).items()]
+        card = ModelCard.from_template(
+            ModelCardData(library_name="pytorch", tags=["tiny-dllm", "diffusion" if kind == "dllm" else "gpt",
+                                                        "character-level"]),
+            template_str=CARD, kind=kind, params=f"{model.num_params():,}", sample=sample,
+            model_name="masked diffusion LM" if kind == "dllm" else "GPT", lesson="05" if kind == "dllm" else "07",
+            bound_note="the NELBO, an upper bound on its NLL" if kind == "dllm" else "its exact NLL",
+            metrics_table="\n".join(rows),
+            load_command="python 06_generate.py --from-hub REPO_ID" if kind == "dllm"
+            else "python 07_train_gpt.py --generate --from-hub REPO_ID")
+        card.save(tmp / "README.md")  # save_pretrained keeps a README.md that is already there
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
+        model.save_pretrained(tmp)  # config.json (the ModelConfig) + model.safetensors
+        for f in tmp.iterdir():
+            f.replace(out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_export(path):
+    """(model, tokenizer, info) from an export directory."""
+    from support.checkpoints import tokenizer_from_dict
+
+    tfm = import_module("03_transformer")
+    path = Path(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        tok = (json.loads((path / "tokenizer.json").read_text()) if (path / "tokenizer.json").exists()
+               else config.get("tokenizer"))  # exports before tokenizer.json kept it in config.json
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loading weights from local directory"
+            model = tfm.Transformer.from_pretrained(path)
+    except (OSError, ValueError, TypeError, RuntimeError) as e:
+        raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): {e}") from None
+    kind = "gpt" if model.config.causal else "dllm"
+    return model.eval(), tokenizer_from_dict(tok), {"kind": kind, "path": str(path), "step": None}
+
+
+def from_hub(repo_id, filename=None):
+    """(model, tokenizer, info) from the Hub or its local cache (HF_HUB_OFFLINE=1 works offline).
+
+    filename: a .pt checkpoint in the repo (such as the upstream dllm_step50000.pt) instead of an export."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from support.checkpoints import load_checkpoint, model_from_checkpoint
+
+    try:
+        if filename:
+            ckpt = load_checkpoint(hf_hub_download(repo_id, filename))
+            model, tok = model_from_checkpoint(ckpt)
+            return model, tok, {"kind": ckpt["kind"], "path": ckpt["path"], "step": ckpt.get("step")}
+        return load_export(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
+    except UsageError:
+        raise
+    except Exception as e:  # no network, missing repo or file, offline and not cached: one line for the user
+        msg = " ".join(str(e).split())
+        raise UsageError(f"cannot load {repo_id}{'/' + filename if filename else ''} from the Hub "
+                         f"({type(e).__name__}{': ' + short(msg) if msg else ''})") from None
+
+
+def short(msg, n=200):
+    """msg cut at a word boundary, so an error line never ends mid-word."""
+    return msg if len(msg) <= n else msg[:n].rsplit(" ", 1)[0] + " ..."
+
+
+def push_to_hub(hf_dir, repo_id):
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(hf_dir), commit_message="tiny-dllm export")
+    except Exception as e:
+        raise UsageError(f"cannot push to {repo_id} ({type(e).__name__}: {short(' '.join(str(e).split()))})") from None
+    print(f"pushed {hf_dir} to https://huggingface.co/{repo_id}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The upstream tiny-dllm checkpoint: a .pt with its own key names and a different residual wiring
+# ---------------------------------------------------------------------------------------------------------
+SHAKESPEARE_CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # sorted set of the corpus
+LEGACY_KEYS = {"step", "model", "vocab_size", "hidden", "n_layers", "n_heads", "seq_len"}
+LEGACY_NAMES = [("token_emb.", "tok_emb."), ("pos_emb.", "pos_emb."), (".norm1.", ".ln1."), (".norm2.", ".ln2."),
+                (".attn.out.", ".attn.proj."), (".ff.net.0.", ".mlp.fc."), (".ff.net.2.", ".mlp.proj."),
+                ("norm.", "ln_f."), ("head.", "lm_head.")]
+
+
+def is_legacy(ckpt):
+    return isinstance(ckpt, dict) and LEGACY_KEYS <= set(ckpt) and "config" not in ckpt
+
+
+def legacy_transformer(config):
+    """Lesson 03's Transformer with the upstream block: y = x + MLP(LN2(x + Attn(LN1(x)))).
+
+    Attention reaches the residual stream only through the MLP's input; lesson 03's pre-norm block adds both."""
+    tfm = import_module("03_transformer")
+
+    class LegacyBlock(tfm.Block):
+        def forward(self, x, cache=None, start=0):
+            return x + self.mlp(self.ln2(x + self.attn(self.ln1(x), cache, start)))
+
+    model = tfm.Transformer(config)
+    model.blocks = torch.nn.ModuleList(LegacyBlock(config, i) for i in range(config.n_layer))
+    return model
+
+
+def convert_legacy(ckpt, path="checkpoint"):
+    """The upstream .pt layout (see LEGACY_KEYS) -> our checkpoint dict, marked legacy_residual.
+
+    Learned positions (rope=False) and an untied 65-row head, as upstream has them."""
+    tfm = import_module("03_transformer")
+    C, V = ckpt["hidden"], ckpt["vocab_size"]
+    if V != len(SHAKESPEARE_CHARS):
+        raise UsageError(f"{path}: legacy checkpoint with vocab_size {V}; "
+                         "only the 65-character TinyShakespeare one is known")
+    config = tfm.ModelConfig(vocab_size=V, n_layer=ckpt["n_layers"], n_head=ckpt["n_heads"], n_embd=C,
+                             block_size=ckpt["seq_len"], rope=False, tie_weights=False)
+    state = {}
+    for k, v in ckpt["model"].items():
+        for old, new in LEGACY_NAMES:
+            if k.startswith(old) or (old.startswith(".") and old in k):
+                k = k.replace(old, new, 1)
+                break
+        state[k] = v
+    print(f"converted an upstream tiny-dllm checkpoint (step {ckpt['step']}): its block "
+          "y = x + FF(LN2(x + Attn(LN1(x)))) is reproduced by support.hub.legacy_transformer", file=sys.stderr)
+    tok = import_module("04_diffusion").CharTokenizer(SHAKESPEARE_CHARS)
+    return {"kind": "dllm", "model": state, "config": asdict(config), "step": ckpt["step"], "path": str(path),
+            "tokenizer": tok.to_dict(), "legacy_residual": True}

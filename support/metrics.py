@@ -1,0 +1,61 @@
+"""Run metrics: <run>/metrics.csv (one row per evaluation, written atomically) and loss.png drawn from it."""
+import csv
+import math
+from pathlib import Path
+
+from support.cli import UsageError
+from support.files import atomic_write
+
+METRICS = ["step", "train_loss", "val_bpc", "lr", "tokens_per_s", "elapsed_s"]
+
+
+def read_metrics(run_dir):
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise UsageError(f"no metrics.csv in {run_dir}") from None
+    except (ValueError, TypeError, csv.Error) as e:
+        raise UsageError(f"{path} is malformed ({e})") from None
+    for r in rows:
+        r["step"] = int(r["step"])  # a step is a count, also after a round trip through the file
+    return rows
+
+
+def write_csv(path, rows, fieldnames):
+    """rows (dicts) -> a CSV file with a header, written atomically."""
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fieldnames)
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def write_metrics(run_dir, rows):
+    write_csv(Path(run_dir) / "metrics.csv", rows, METRICS)
+
+
+def plot_metrics(run_dir, title=None):
+    """<run_dir>/loss.png from metrics.csv: train loss and validation bits/char against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(steps, [r["train_loss"] / math.log(2) for r in rows], label="train loss (bits/token)")
+    ax.plot(steps, [r["val_bpc"] for r in rows], marker="o", label="validation bits/char")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits")
+    ax.set_title(title or str(run_dir))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(Path(run_dir) / "loss.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
