@@ -1,9 +1,9 @@
 """Lesson 05: train the masked diffusion LM on TinyShakespeare.
 
-    python 05_train.py                       # downloads the corpus, picks the gpu/cpu preset, trains
-    python 05_train.py --preset tiny         # a few seconds, to see everything work
-    python 05_train.py --data my.txt         # any UTF-8 text (also: the way to train offline)
-    python 05_train.py --resume              # continue checkpoints/dllm/latest.pt
+    python 05_train.py                                    # TinyShakespeare (in data/), gpu/cpu preset
+    python 05_train.py --preset tiny --out checkpoints/tiny   # a few seconds, to see everything work
+    python 05_train.py --data my.txt --out checkpoints/my     # any UTF-8 text
+    python 05_train.py --resume                           # continue checkpoints/dllm/latest.pt
 
 The lesson is the loop in train(): draw a batch, compute the objective, step the optimizer, evaluate now and
 then, save. The same loop trains the GPT (07) and the Tamil model (08): they pass their own objective, corpus
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from support import checkpoints, hub, metrics, runtime
-from support.cli import ArgumentParser, UsageError, positive_float, positive_int, run_cli
-from support.files import download, read_text
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_float, positive_int, run_cli
+from support.files import download, read_text, sha256_file
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -42,13 +42,17 @@ TRAIN_PRESETS = {
 # Data: one long stream of token ids; random windows for training, fixed windows for validation
 # ---------------------------------------------------------------------------------------------------------
 def shakespeare(data_dir=ROOT / "data"):
-    """The TinyShakespeare text: the cached copy, else a download from the canonical URL."""
+    """TinyShakespeare (1.1 MB, public domain; as char-rnn distributes it): the copy shipped in data/, checked
+    against its sha256; if it was deleted, downloaded again from char-rnn's repository."""
     path = Path(data_dir) / "tinyshakespeare.txt"
     if not path.exists():
         try:
             download(SHAKESPEARE_URL, path, SHAKESPEARE_SHA256)
         except UsageError as e:
             raise UsageError(f"{e}; offline? pass --data FILE with any UTF-8 text") from None
+    elif sha256_file(path) != SHAKESPEARE_SHA256:
+        raise UsageError(f"{path} is not the TinyShakespeare text (sha256 differs): delete it to download it "
+                         "again, or pass your own file with --data")
     return read_text(path)
 
 
@@ -122,14 +126,15 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     """
     from tqdm import tqdm
 
-    args = resolve_args(args)
+    checkpoints.check_run_dir(args.out, args.resume, args.force)  # never train over a run by accident
+    ckpt = checkpoints.load_checkpoint(Path(args.out) / "latest.pt", kind=objective.kind) if args.resume else None
+    args = resolve_args(checkpoints.resume_args(args, ckpt["args"]) if ckpt else args)
     out, device, dtype = Path(args.out), args.device, args.dtype
     rank, world = runtime.ddp_setup(device)  # under torchrun: one process per GPU, each its own batches
     log = print if rank == 0 else (lambda *a, **k: None)  # rank 0 alone logs, evaluates and writes
     torch.manual_seed(args.seed)
 
     # The corpus and its tokenizer (a resumed run keeps the tokenizer it was trained with)
-    ckpt = checkpoints.load_checkpoint(out / "latest.pt", kind=objective.kind) if args.resume else None
     text = read_text(args.data) if args.data else (load_corpus or shakespeare)()
     if ckpt:
         log(f"resuming {ckpt['path']} at step {ckpt['step']}")
@@ -164,6 +169,8 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     scaler = torch.amp.GradScaler(device, enabled=(dtype == "fp16"))  # fp16 needs loss scaling; bf16 does not
     data_gen = torch.Generator().manual_seed(args.seed + rank)
     step, elapsed, best, rows = 0, 0.0, float("inf"), []
+    if rank:  # each rank its own noise levels and masks (rank 0 keeps the single-process stream)
+        torch.manual_seed(checkpoints.rank_seed(args.seed, rank) + 1)
     if ckpt:
         step, elapsed, best = checkpoints.restore_training_state(ckpt, model, optimizer, scheduler, scaler,
                                                                  data_gen, rank, args.seed, device)
@@ -186,9 +193,15 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
             sample = None
             if args.sample_len:  # its own generator: sampling never moves the training RNG
                 sample = objective.sample(model, tokenizer, min(args.sample_len, L), torch.Generator().manual_seed(0))
-                tqdm.write(f"--- sample at step {step} ---\n{sample}\n---")
         rows.append({"step": step, "train_loss": train_loss, "val_bpc": val, "lr": scheduler.get_last_lr()[0],
                      "tokens_per_s": tokens_per_s, "elapsed_s": elapsed})
+        # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)
+        trained = f"{train_loss / math.log(2) / chars_per_token:.3f}" if step else "  -  "
+        speed = f"{tokens_per_s:,.0f} tok/s" if step else "- tok/s"
+        tqdm.write(f"step {step:>6} | train {trained} | val {val:.3f} bits/char | lr {rows[-1]['lr']:.2e} | {speed} "
+                   f"| {elapsed / 60:.1f} min")
+        if sample is not None:
+            tqdm.write(f"--- sample at step {step} ---\n{sample}\n---")
         metrics.write_metrics(out, rows)
         save("latest.pt")
         if val < best:
@@ -203,17 +216,21 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         model.train()
         return val
 
+    if rank == 0 and args.force:
+        checkpoints.clear_run_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    log(f"training {args.steps - step} steps (batch {args.batch_size} x {L}) -> {out}")
-    bar = tqdm(total=args.steps, initial=step, desc=objective.kind, dynamic_ncols=True, disable=rank != 0)
+    log(f"training {args.steps - step} steps (batch {args.batch_size} x {L}) -> {out}"
+        + (" (bits/char: the dLLM's are its NELBO, an upper bound)" if objective.kind == "dllm" else ""))
     model.train()
-    loss_sum, loss_n, tokens, t_interval = 0.0, 0, 0, 0.0
+    loss_sum, loss_n, tokens, t_interval, bar = 0.0, 0, 0, 0.0, None
     # Ctrl-C / SIGTERM: finish the current step, save latest.pt, exit. The state saved is then always a step
     # boundary (never half an optimizer update), so --resume continues exactly. A second Ctrl-C stops at once.
     with runtime.StopOnSignal(tqdm.write) as stop:
         try:
             if step == 0 and not rows and rank == 0:
                 evaluate(float("nan"), float("nan"))
+            # the bar starts after the step-0 evaluation, so its ETA counts training steps only
+            bar = tqdm(total=args.steps, initial=step, desc=objective.kind, dynamic_ncols=True, disable=rank != 0)
             while step < args.steps and not stop.everywhere(world, device):
                 t0 = time.perf_counter()
                 x = get_batch(train_data, args.batch_size, L + 1, data_gen, device)  # (B, L+1)
@@ -235,17 +252,15 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
                 t_interval, elapsed = t_interval + dt, elapsed + dt
                 bar.update(1)
                 if (step % args.eval_every == 0 or step == args.steps) and rank == 0:
-                    val = evaluate(loss_sum / loss_n, tokens / t_interval)
-                    bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}", val_bpc=f"{val:.3f}",
-                                    tok_s=f"{tokens / t_interval:.0f}")
+                    evaluate(loss_sum / loss_n, tokens / t_interval)
                     loss_sum, loss_n, tokens, t_interval = 0.0, 0, 0, 0.0
         except KeyboardInterrupt:  # the second Ctrl-C: latest.pt from the last evaluation stays as it was
-            bar.close()
             print(f"\nstopped at once during step {step + 1}; {out / 'latest.pt'} holds the last saved state",
                   file=sys.stderr)
             sys.exit(130)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
     if world > 1:
         del fwd  # the DDP wrapper must go before the process group: see runtime.finish_ddp
         runtime.finish_ddp(model, world, log)
@@ -279,7 +294,10 @@ def add_train_args(p, default_out):
     g.add_argument("--preset", choices=list(TRAIN_PRESETS),
                    help="model + schedule size (default: gpu on CUDA, else cpu)")
     g.add_argument("--out", default=str(default_out), help="run directory")
-    g.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt")
+    g.add_argument("--resume", action="store_true",
+                   help="continue <out>/latest.pt with the run's own settings (only --steps, --eval-every and "
+                   "where/how it runs may change)")
+    g.add_argument("--force", action="store_true", help="replace the run already in <out> (default: refuse)")
     for flag, typ, what in [("steps", positive_int, "optimizer steps"),
                             ("batch-size", positive_int, "sequences per step"),
                             ("seq-len", positive_int, "context length in tokens"),
@@ -317,6 +335,8 @@ def resolve_args(args):
     for k, v in TRAIN_PRESETS[args.preset].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.data:
+        args.data = str(Path(args.data).resolve())  # saved in the checkpoint: --resume works from any folder
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
     if not 0 <= args.min_lr_ratio <= 1:
@@ -333,7 +353,7 @@ def resolve_args(args):
 
 def main(argv=None, objective=None, default_out=ROOT / "checkpoints" / "dllm", description=None, **hooks):
     p = ArgumentParser(description=description or __doc__)
-    args = add_train_args(p, default_out).parse_args(argv)
+    args = parse_args_given(add_train_args(p, default_out), argv)
     return train(args, objective or DiffusionObjective(), **hooks)
 
 

@@ -85,6 +85,9 @@ def check_sampler_args(a):
         (a.threshold is None or a.factor is None, "--threshold and --factor are two rules: pick one"),
         (a.block_size is None or a.block_size >= 1, f"--block-size must be >= 1, got {a.block_size}"),
         (a.template is None or not (a.prompt or a.suffix), "--template fixes the whole canvas: drop --prompt/--suffix"),
+        (a.cache == "none" or a.block_size is not None,
+         f"--cache {a.cache} is refreshed at each block: give --block-size too (e.g. 32)"),
+        (a.gif is None or a.gif.lower().endswith(".gif"), f"--gif needs a file name ending in .gif, not {a.gif}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -101,6 +104,8 @@ def encode_or_fail(tokenizer, text, what):
 def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="", template=None, fill="_"):
     """(L,) token ids: [MASK] where the model writes, known ids where the user fixed text."""
     if template is not None:
+        if len(tokenizer.split(fill)) != 1:
+            raise UsageError(f"--fill-char must be a single character, got {fill!r}")
         pieces = tokenizer.split(template)
         if fill not in pieces:
             raise UsageError(f"--template has no {fill!r} to fill")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from support import checkpoints, metrics
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli
 from support.files import atomic_write, read_text
 
 tfm = import_module("03_transformer")
@@ -194,7 +194,7 @@ def main(argv=None):
     c.add_argument("--compare-out", default="compare.png", help="where --compare writes its figure")
     c.add_argument("--compare-windows", type=positive_int, default=16,
                    help="validation windows for the exact likelihoods (L model calls each)")
-    args = p.parse_args(argv)
+    args = parse_args_given(p, argv)
     if args.compare:  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
         return compare(*args.compare, out=args.compare_out, text=read_text(args.data) if args.data else None,
                        n_windows=args.compare_windows)

@@ -1,6 +1,8 @@
 """Checkpoints: one file holding weights, model config, tokenizer, optimizer/scheduler/scaler state, step, RNG
 states and the run's arguments. Written atomically, loaded with weights_only=True: a checkpoint from the
 internet never runs code. Also: tokenizers by name, and load_model for a file, a run directory or the Hub."""
+import shutil
+import tempfile
 from dataclasses import asdict
 from importlib import import_module
 from pathlib import Path
@@ -32,7 +34,7 @@ def load_checkpoint(path, kind=None):
     if path.is_dir():
         path = path / "best.pt" if (path / "best.pt").exists() else path / "latest.pt"
     if not path.exists():
-        raise UsageError(f"no checkpoint at {path} (train one first, or pass --checkpoint)")
+        raise UsageError(f"no checkpoint at {path} (train one first, or point to one)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or containing code: all the same to the user
@@ -92,6 +94,39 @@ def load_model(kind, checkpoint=None, device="cpu", from_hub=None, filename=None
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Run directories: a trained model is never overwritten by accident
+# ---------------------------------------------------------------------------------------------------------
+RUN_FILES = ("latest.pt", "best.pt", "metrics.csv", "loss.png", "hf")
+
+
+def check_run_dir(out, resume=False, force=False):
+    """Refuse to start a run over another one unless told which: --resume continues it, --force replaces it."""
+    out = Path(out)
+    if resume:
+        if not (out / "latest.pt").is_file():
+            raise UsageError(f"nothing to resume: no latest.pt in {out} (drop --resume to start a new run there, "
+                             "or give --out the run's folder)")
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not force:
+        raise UsageError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, "
+                         "replace it with --force, or choose another --out")
+
+
+def clear_run_dir(out):
+    """--force: the old run's files go together into one hidden folder, which is then deleted. They leave before
+    the new run writes anything, so the folder never mixes two runs (an old best.pt beside a new latest.pt)."""
+    out = Path(out)
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        trash = Path(tempfile.mkdtemp(dir=out, prefix=".replaced.", suffix=".tmp"))
+        for p in found:
+            p.rename(trash / p.name)
+        shutil.rmtree(trash)
+        print(f"--force: removed the previous run in {out}")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Training state: everything --resume needs to continue exactly where a run stopped
 # ---------------------------------------------------------------------------------------------------------
 def training_state(kind, model, tokenizer, optimizer, scheduler, scaler, data_gen, step, elapsed, best, rows,
@@ -102,7 +137,34 @@ def training_state(kind, model, tokenizer, optimizer, scheduler, scaler, data_ge
             "elapsed_s": elapsed, "best_val_bpc": best, "val_bpc": rows[-1]["val_bpc"] if rows else None,
             "rng": {"torch": torch.get_rng_state(), "data": data_gen.get_state(),
                     "cuda": torch.cuda.get_rng_state() if device == "cuda" else None},
-            "args": dict(vars(args))}
+            "args": {k: v for k, v in vars(args).items() if k != "given"}}
+
+
+# --resume continues a run with its own arguments; these may differ in the continuation
+RESUME_MAY_CHANGE = {"steps", "eval_every", "device", "dtype", "compile", "plot", "push_to_hub", "sample_len",
+                     "out", "resume", "force", "given"}
+
+
+def resume_args(args, saved):
+    """The resumed run's arguments from its checkpoint. A flag typed again must agree with them (else one clear
+    line); --steps and --eval-every may change (e.g. to extend a run), as may the device and precision."""
+    given = getattr(args, "given", set())
+    for k, v in saved.items():
+        if k in RESUME_MAY_CHANGE:
+            if k in ("steps", "eval_every") and k not in given:
+                setattr(args, k, v)
+            continue
+        if k in given and getattr(args, k) != v and not (k == "data" and v and Path(args.data).resolve() == Path(v)):
+            flag = "--" + k.replace("_", "-")
+            raise UsageError(f"{flag} {getattr(args, k)} conflicts with the run being resumed ({flag} {v}): drop it, "
+                             "or start a new run with another --out")
+        setattr(args, k, v)
+    return args
+
+
+def rank_seed(seed, rank, step=0):
+    """A seed of its own for each DDP rank (and, after a resume, for each starting step)."""
+    return seed + 1_000_003 * rank + step
 
 
 def restore_training_state(ckpt, model, optimizer, scheduler, scaler, data_gen, rank=0, seed=0, device="cpu"):
@@ -112,9 +174,10 @@ def restore_training_state(ckpt, model, optimizer, scheduler, scaler, data_gen, 
     scheduler.load_state_dict(ckpt["scheduler"])
     scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["rng"]["torch"])
-    data_gen.set_state(ckpt["rng"]["data"])  # rank 0's stream; the others start fresh ones
+    data_gen.set_state(ckpt["rng"]["data"])  # rank 0's streams; the other ranks start fresh ones
     if rank:
-        data_gen.manual_seed(seed + 1_000_003 * rank + ckpt["step"])
+        data_gen.manual_seed(rank_seed(seed, rank, ckpt["step"]))
+        torch.manual_seed(rank_seed(seed, rank, ckpt["step"]) + 1)
     if device == "cuda" and ckpt["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     return ckpt["step"], ckpt["elapsed_s"], ckpt["best_val_bpc"]

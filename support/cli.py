@@ -28,6 +28,22 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def parse_args_given(parser, argv=None):
+    """parser.parse_args(argv), plus args.given: the set of flags (dests) the user actually typed.
+
+    --resume needs it: a flag typed again must agree with the run being resumed; an untyped one is taken from it."""
+    args = parser.parse_args(argv)
+    defaults = [(a, a.default) for a in parser._actions]
+    try:
+        for a, _ in defaults:
+            a.default = argparse.SUPPRESS  # now only typed flags land in the namespace
+        args.given = set(vars(parser.parse_args(argv, namespace=argparse.Namespace())))
+    finally:
+        for a, d in defaults:
+            a.default = d
+    return args
+
+
 def run_cli(main, argv=None):
     """Run main(argv); a UsageError becomes one line on stderr and exit status 2."""
     try:

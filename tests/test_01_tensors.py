@@ -1,5 +1,6 @@
 """Lesson 01: tensors, autograd, nn.Module, a training loop."""
 import pytest
+
 from conftest import lesson
 
 T01 = lesson("01_tensors")

@@ -1,5 +1,6 @@
 """Lesson 02: attention written out, heads, causal vs bidirectional masks."""
 import torch
+
 from conftest import lesson
 
 A = lesson("02_attention")

@@ -1,6 +1,7 @@
 """Lesson 03: the Transformer shared by every model, its Hub conventions, and the KV cache."""
 import pytest
 import torch
+
 from conftest import lesson
 
 T, A = lesson("03_transformer"), lesson("02_attention")

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from conftest import lesson
 
 T, D = lesson("03_transformer"), lesson("04_diffusion")

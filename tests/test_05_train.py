@@ -4,9 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY, cli_error, lesson
 
 from support import checkpoints, metrics
+from support.cli import UsageError
+
+from conftest import ROOT, TINY, cli_error, lesson
 
 train = lesson("05_train")
 
@@ -97,3 +99,63 @@ def test_interrupt_saves_and_resume_reproduces(tiny_text, tmp_path):
         assert a["val_bpc"] == pytest.approx(b["val_bpc"], rel=1e-6)
     # train_loss is a mean over the interval since the previous row: steps 31-40 ran after the resume in both
     assert full[-1]["train_loss"] == pytest.approx(resumed[-1]["train_loss"], rel=1e-6)
+
+
+# ---------------------------------------------------------------- never lose a run
+def test_a_second_run_never_overwrites_the_first(tiny_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "20", "--eval-every", "10"]
+    train.main(args)
+    before = (out / "best.pt").read_bytes()
+    capsys.readouterr()
+    err = cli_error(train.main, TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "4"], capsys)
+    assert "already holds a run" in err and "--resume" in err and "--force" in err
+    assert (out / "best.pt").read_bytes() == before  # untouched
+    rows = train.main(TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "4", "--eval-every", "2",
+                              "--force"])
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    assert checkpoints.load_checkpoint(out / "latest.pt")["step"] == 4
+    assert [r["step"] for r in metrics.read_metrics(out)] == [0, 2, 4]  # no rows left from the old run
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "hf", "latest.pt", "metrics.csv"]
+
+
+def test_resume_takes_the_runs_own_arguments(tiny_text, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    train.main(TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "10", "--eval-every", "5",
+                       "--lr", "0.002", "--n-embd", "16"])
+    monkeypatch.setattr(train, "SHAKESPEARE_URL", "http://127.0.0.1:9/unreachable")  # any download would fail
+    monkeypatch.chdir(tmp_path.parent)  # and from another folder: the data path is stored resolved
+    rows = train.main(["--out", str(out), "--resume", "--steps", "20", "--no-plot", "--sample-len", "0"])
+    assert [r["step"] for r in rows] == [0, 5, 10, 15, 20]
+    ckpt = checkpoints.load_checkpoint(out / "latest.pt")
+    assert ckpt["args"]["lr"] == 0.002 and ckpt["config"]["n_embd"] == 16 and ckpt["args"]["preset"] == "tiny"
+    capsys.readouterr()
+    err = cli_error(train.main, ["--out", str(out), "--resume", "--lr", "0.01"], capsys)
+    assert "--lr 0.01 conflicts with the run being resumed (--lr 0.002)" in err
+    train.main(["--out", str(out), "--resume", "--data", str(tiny_text), "--steps", "20"])  # the same data: fine
+    capsys.readouterr()
+    err = cli_error(train.main, ["--out", str(tmp_path / "none"), "--resume"], capsys)
+    assert "nothing to resume" in err and "--checkpoint" not in err
+
+
+def test_shipped_corpus_is_used_offline_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "SHAKESPEARE_URL", "http://127.0.0.1:9/unreachable")
+    text = train.shakespeare()  # data/tinyshakespeare.txt, no network
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:")
+    (tmp_path / "tinyshakespeare.txt").write_text(text[:-1] + "?")
+    with pytest.raises(UsageError, match="sha256 differs"):
+        train.shakespeare(tmp_path)
+    (tmp_path / "tinyshakespeare.txt").unlink()
+    with pytest.raises(UsageError, match="offline\\? pass --data FILE"):
+        train.shakespeare(tmp_path)  # deleted: the download is tried, and fails here as it should
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_log_line_per_evaluation_in_bits_per_char(tiny_text, tmp_path, capsys):
+    train.main(TINY + ["--data", str(tiny_text), "--out", str(tmp_path / "r"), "--steps", "10", "--eval-every", "5",
+                       "--sample-len", "0"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert len(lines) == 3 and all("bits/char" in line and "| train " in line for line in lines)
+    train5 = float(lines[1].split("| train ")[1].split()[0])
+    val5 = float(lines[1].split("| val ")[1].split()[0])
+    assert abs(train5 - val5) < 1.0  # the same unit: at step 5 both are near log2(V), not 2.1 vs 3.1

@@ -3,8 +3,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, cli_error, lesson
 from PIL import Image
+
+from conftest import ROOT, cli_error, lesson
 
 gen, gpt = lesson("06_generate"), lesson("07_train_gpt")
 
@@ -35,6 +36,8 @@ def test_gif_is_an_animation(dllm_run, tmp_path):
     (["--threshold", "2"], "--threshold"), (["--prompt", "To be Ω"], "'Ω'"),
     (["--len", "10", "--prompt", "To be, or", "--suffix", " not"], "nothing left"),
     (["--len", "5000"], "context"), (["--template", "no gaps here"], "no '_'"),
+    (["--gif", "out.txt"], ".gif"), (["--gif", "anim"], ".gif"), (["--cache", "dual"], "--block-size"),
+    (["--template", "To be, or ab to be", "--fill-char", "ab"], "--fill-char must be a single character"),
 ])
 def test_bad_sampler_input_exits_2(dllm_run, capsys, argv, needle):
     d, _, _ = dllm_run

@@ -3,10 +3,11 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, cli_error, lesson
 
 from support import checkpoints
 from support.cli import UsageError
+
+from conftest import ROOT, cli_error, lesson
 
 gpt = lesson("07_train_gpt")
 

@@ -10,11 +10,12 @@ import threading
 
 import pytest
 import torch
-from conftest import ROOT, TINY
 
 from support import checkpoints, metrics
 from support.cli import UsageError
 from support.files import atomic_write, download, read_text
+
+from conftest import ROOT, TINY
 
 
 # ---------------------------------------------------------------- files
@@ -202,12 +203,16 @@ def worker_errors(stderr):
 
 
 def test_ddp_two_cpu_processes(tmp_path):
+    """2 processes on gloo through 05's loop: identical weights at the end, rank 0 alone writes, --resume works,
+    and each rank draws its own noise levels and masks (before and after the resume)."""
     corpus = tmp_path / "c.txt"
     corpus.write_text("To be, or not to be, that is the question.\n" * 200)
+    probe = tmp_path / "probe"
+    probe.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "05_train.py"), *TINY, "--data", str(corpus), "--out", str(tmp_path / "ddp"),
+           str(ROOT / "tests" / "ddp_probe.py"), *TINY, "--data", str(corpus), "--out", str(tmp_path / "ddp"),
            "--steps", "10", "--eval-every", "5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PROBE_DIR": str(probe)}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, worker_errors(r.stderr)
     assert "all 2 ranks hold identical weights" in r.stdout and "2 processes (DDP)" in r.stdout
@@ -215,6 +220,11 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert ckpt["step"] == 10
     rows = metrics.read_metrics(tmp_path / "ddp")
     assert [r_["step"] for r_ in rows] == [0, 5, 10]  # rank 0 alone wrote them, once each
-    r = subprocess.run(cmd[:-2] + ["--steps", "14", "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(cmd[:-4] + ["--steps", "14", "--resume"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, worker_errors(r.stderr)
     assert checkpoints.load_checkpoint(tmp_path / "ddp" / "latest.pt")["step"] == 14
+    draws = {p.name: p.read_text() for p in probe.iterdir()}
+    assert len(draws) == 4  # 2 ranks x 2 launches
+    for launch in ({n for n in draws if n.startswith("t_rank0")}, {n for n in draws if n.startswith("t_rank1")}):
+        assert len(launch) == 2
+    assert len(set(draws.values())) == 4, draws  # no two ranks (or launches) draw the same noise

