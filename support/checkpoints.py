@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from support import hub
 from support.cli import UsageError
 from support.files import atomic_write
 from support.runtime import resolve_device
@@ -39,8 +40,6 @@ def load_checkpoint(path, kind=None):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or containing code: all the same to the user
         raise UsageError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
-    from support import hub
-
     if hub.is_legacy(ckpt):
         ckpt = hub.convert_legacy(ckpt, path)
     if not isinstance(ckpt, dict) or not {"model", "config", "tokenizer", "kind"} <= set(ckpt):
@@ -62,8 +61,6 @@ def model_from_checkpoint(ckpt, device="cpu"):
     legacy = config.pop("legacy_residual", False) or ckpt.get("legacy_residual", False)  # older files store it
     config = tfm.ModelConfig(**config)
     if legacy:
-        from support import hub
-
         model = hub.legacy_transformer(config)
     else:
         model = tfm.Transformer(config)
@@ -78,13 +75,12 @@ def load_model(kind, checkpoint=None, device="cpu", from_hub=None, filename=None
     """(model, tokenizer, info) from a .pt file, a run directory, a Hub export directory or a Hub repo.
 
     info: {"kind", "path", "step"}. kind 'dllm'/'gpt' refuses the other model with one clear line."""
-    from support import hub
-
     device = resolve_device(device)
     if from_hub:
-        model, tokenizer, info = hub.from_hub(from_hub, filename)
-    elif checkpoint is not None and hub.is_export(checkpoint):
+        checkpoint = hub.from_hub(from_hub, filename)  # a local path in the Hub cache
+    if checkpoint is not None and hub.is_export(checkpoint):
         model, tokenizer, info = hub.load_export(checkpoint)
+        tokenizer = tokenizer_from_dict(tokenizer)
     else:
         ckpt = load_checkpoint(checkpoint)
         model, tokenizer = model_from_checkpoint(ckpt)

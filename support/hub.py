@@ -77,9 +77,8 @@ def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
 
 
 def load_export(path):
-    """(model, tokenizer, info) from an export directory."""
-    from support.checkpoints import tokenizer_from_dict
-
+    """(model, tokenizer as a dict, info) from an export directory (support.checkpoints.load_model makes the
+    tokenizer object)."""
     tfm = import_module("03_transformer")
     path = Path(path)
     try:
@@ -91,25 +90,18 @@ def load_export(path):
     except (OSError, ValueError, TypeError, RuntimeError) as e:
         raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): {e}") from None
     kind = "gpt" if model.config.causal else "dllm"
-    return model.eval(), tokenizer_from_dict(tok), {"kind": kind, "path": str(path), "step": None}
+    return model.eval(), tok, {"kind": kind, "path": str(path), "step": None}
 
 
 def from_hub(repo_id, filename=None):
-    """(model, tokenizer, info) from the Hub or its local cache (HF_HUB_OFFLINE=1 works offline).
-
-    filename: a .pt checkpoint in the repo (such as the upstream dllm_step50000.pt) instead of an export."""
+    """The local path of a Hub repo's export (a folder), or of one file in it such as the upstream
+    dllm_step50000.pt: downloaded once into the Hub cache, then read from there (HF_HUB_OFFLINE=1 works offline)."""
     from huggingface_hub import hf_hub_download, snapshot_download
-
-    from support.checkpoints import load_checkpoint, model_from_checkpoint
 
     try:
         if filename:
-            ckpt = load_checkpoint(hf_hub_download(repo_id, filename))
-            model, tok = model_from_checkpoint(ckpt)
-            return model, tok, {"kind": ckpt["kind"], "path": ckpt["path"], "step": ckpt.get("step")}
-        return load_export(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
-    except UsageError:
-        raise
+            return Path(hf_hub_download(repo_id, filename))
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
     except Exception as e:  # no network, missing repo or file, offline and not cached: one line for the user
         msg = " ".join(str(e).split())
         raise UsageError(f"cannot load {repo_id}{'/' + filename if filename else ''} from the Hub "
