@@ -84,17 +84,24 @@ def loss_weight(t, schedule="linear"):
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+def rng_device(generator, device):
+    """Random numbers are drawn where their generator lives (else on `device`): on a GPU no copy, no sync."""
+    return generator.device if generator is not None else device
+
+
 def sample_times(batch_size, generator=None, device=None, eps=EPS):
     """One t per sequence, low-discrepancy: t_i = (u + i/B) mod 1, mapped to [eps, 1] (MDLM / VDM)."""
-    u = torch.rand(1, generator=generator)
-    t = (u + torch.arange(batch_size) / batch_size) % 1
+    dev = rng_device(generator, device)
+    u = torch.rand(1, generator=generator, device=dev)
+    t = (u + torch.arange(batch_size, device=dev) / batch_size) % 1
     return (eps + (1 - eps) * t).to(device)  # (B,)
 
 
 def forward_process(x0, t, mask_id, schedule="linear", generator=None):
     """Mask each token independently with probability 1 - alpha_t. x0: (B, L), t: (B,) -> z_t, mask."""
     p_mask = (1 - alpha(t, schedule))[:, None]  # (B, 1)
-    mask = torch.rand(x0.shape, generator=generator).to(x0.device) < p_mask  # (B, L) True = masked
+    u = torch.rand(x0.shape, generator=generator, device=rng_device(generator, x0.device))
+    mask = u.to(x0.device) < p_mask  # (B, L) True = masked
     return torch.where(mask, mask_id, x0), mask
 
 
@@ -199,8 +206,8 @@ def sample_tokens(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     if temperature == 0:
         return logits.argmax(-1)
     probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-    flat = probs.reshape(-1, probs.size(-1))
-    return torch.multinomial(flat.cpu(), 1, generator=generator).view(probs.shape[:-1]).to(logits.device)
+    flat = probs.reshape(-1, probs.size(-1)).to(rng_device(generator, logits.device))  # no copy if they match
+    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]).to(logits.device)
 
 
 def confidence(logits, remasking, proposal, generator=None):
@@ -209,7 +216,8 @@ def confidence(logits, remasking, proposal, generator=None):
     proposal (...,): the tokens just drawn; "confidence" scores the probability of the drawn token, as LLaDA
     does, so a low-probability draw is not committed early on the strength of some other token."""
     if remasking == "random":  # random order: with LLaDA's counts this is the exact ancestral sampler
-        return torch.rand(logits.shape[:-1], generator=generator).to(logits.device)
+        u = torch.rand(logits.shape[:-1], generator=generator, device=rng_device(generator, logits.device))
+        return u.to(logits.device)
     probs = logits.float().softmax(-1)
     if remasking == "confidence":  # LLaDA low_confidence remasking: p(drawn token)
         return probs.gather(-1, proposal[..., None]).squeeze(-1)

@@ -192,7 +192,8 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
             val = objective.val_bits(eval_fwd, windows, args.eval_k, config) / chars_per_token
             sample = None
             if args.sample_len:  # its own generator: sampling never moves the training RNG
-                sample = objective.sample(model, tokenizer, min(args.sample_len, L), torch.Generator().manual_seed(0))
+                g = torch.Generator(device).manual_seed(0)  # on the model's device: no copies while sampling
+                sample = objective.sample(model, tokenizer, min(args.sample_len, L), g)
         rows.append({"step": step, "train_loss": train_loss, "val_bpc": val, "lr": scheduler.get_last_lr()[0],
                      "tokens_per_s": tokens_per_s, "elapsed_s": elapsed})
         # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)

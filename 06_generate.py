@@ -140,7 +140,8 @@ def run_sampler(model, tokenizer, args, on_step=None):
             on_step(calls, x)
 
     kw = dict(steps=args.steps, temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking,
-              block_size=args.block_size, callback=callback, generator=torch.Generator().manual_seed(args.seed))
+              block_size=args.block_size, callback=callback,
+              generator=torch.Generator(device).manual_seed(args.seed))  # on the model's device: no copies
     try:
         if args.threshold is None and args.factor is None and args.cache == "none":
             x, calls = diff.generate(model, canvas, c.mask_id, **kw)  # lesson 04's plain sampler

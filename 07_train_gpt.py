@@ -207,7 +207,7 @@ def main(argv=None):
     device = next(model.parameters()).device
     prompt = torch.tensor([gen.encode_or_fail(tok, args.prompt, "--prompt")], device=device)
     prompt = prompt.repeat(args.num_samples, 1)  # (N, P)
-    g = torch.Generator().manual_seed(args.seed)
+    g = torch.Generator(device).manual_seed(args.seed)  # on the model's device: no copies per token
     out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g, use_cache=not args.no_cache)
     texts = [tok.decode(row.tolist()) for row in out]
     for i, t in enumerate(texts):

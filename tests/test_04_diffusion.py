@@ -273,3 +273,30 @@ def test_demo_memorises_the_five_lines(capsys):
     assert untrained == pytest.approx(math.log(32), rel=0.1)  # ln V: a uniform guess
     assert "memorised: the five lines, exactly" in out
     assert D.DEMO_TEXT.rstrip("\n") in out
+
+
+# ---------------------------------------------------------------- randomness on the model's device
+def test_no_host_copies_in_the_hot_paths(monkeypatch):
+    """On a GPU, a copy to the CPU costs a transfer and a sync on every model call (sampling) or step (training).
+    Random numbers are drawn where their generator lives, else on the data's device: never via .cpu()."""
+
+    def no_copies(self, *args, **kwargs):
+        raise AssertionError("a tensor was copied to the CPU")
+
+    m = tiny()
+    g = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(torch.Tensor, "cpu", no_copies)
+    logits = torch.randn(2, 5, 11)
+    assert D.sample_tokens(logits, top_k=3, generator=g).shape == (2, 5)
+    assert D.confidence(logits, "random", None, generator=g).shape == (2, 5)
+    assert D.diffusion_loss(m, torch.randint(0, 11, (2, 16)), 11, generator=g).isfinite()
+    x, _ = D.generate(m, torch.full((1, 16), 11), 11, steps=4, remasking="random", generator=g)
+    assert (x != 11).all()
+
+
+def test_generator_device_decides_where_draws_happen():
+    g = torch.Generator("cpu").manual_seed(3)
+    assert D.rng_device(g, "cuda") == torch.device("cpu") and D.rng_device(None, "cpu") == "cpu"
+    a = D.sample_times(8, torch.Generator().manual_seed(1), device="cpu")
+    b = D.sample_times(8, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)  # the same seed, the same draws, whatever device the result goes to
