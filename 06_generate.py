@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from support.checkpoints import load_model
-from support.cli import ArgumentParser, UsageError, run_cli
+from support.cli import ArgumentParser, UsageError, require, run_cli
 from support.files import atomic_write
 
 diff = import_module("04_diffusion")
@@ -33,15 +33,12 @@ def add_sampling_args(p):
 
 
 def check_sampling_args(a):
-    checks = [
+    require([
         (a.temp >= 0, f"--temp must be >= 0, got {a.temp}"),
         (a.topk >= 0, f"--topk must be >= 0, got {a.topk}"),
         (0 < a.top_p <= 1, f"--top-p must be in (0, 1], got {a.top_p}"),
         (a.num_samples >= 1, f"--num-samples must be >= 1, got {a.num_samples}"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise UsageError(msg)
+    ])
 
 
 def add_sampler_args(p):
@@ -77,7 +74,7 @@ def add_hub_args(p):
 
 def check_sampler_args(a):
     check_sampling_args(a)
-    checks = [
+    require([
         (a.steps >= 1, f"--steps must be >= 1, got {a.steps}"),
         (a.len is None or a.len >= 1, f"--len must be >= 1, got {a.len}"),
         (a.threshold is None or 0 < a.threshold <= 1, f"--threshold must be in (0, 1], got {a.threshold}"),
@@ -88,10 +85,7 @@ def check_sampler_args(a):
         (a.cache == "none" or a.block_size is not None,
          f"--cache {a.cache} is refreshed at each block: give --block-size too (e.g. 32)"),
         (a.gif is None or a.gif.lower().endswith(".gif"), f"--gif needs a file name ending in .gif, not {a.gif}"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise UsageError(msg)
+    ])
 
 
 def encode_or_fail(tokenizer, text, what):

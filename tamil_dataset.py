@@ -219,7 +219,7 @@ def madurai(texts, url_template=MADURAI_URL, timeout=30):
 # ---------------------------------------------------------------------------------------------------------
 # The corpus on disk
 # ---------------------------------------------------------------------------------------------------------
-def write_text(path, text):
+def write_source(path, text):
     files.write_text(path, text)
     print(f"wrote {path} ({len(text):,} characters)")
 
@@ -229,7 +229,8 @@ def combine(data_dir=DATA_DIR):
     parts = [p for p in (Path(data_dir) / n for n in ("thirukkural.txt", "madurai.txt", "wikipedia.txt")) if p.exists()]
     if not parts:
         raise UsageError(f"no Tamil sources in {data_dir}: run python tamil_dataset.py")
-    write_text(Path(data_dir) / "corpus.txt", "\n\n".join(p.read_text(encoding="utf-8").strip() for p in parts) + "\n")
+    text = "\n\n".join(p.read_text(encoding="utf-8").strip() for p in parts) + "\n"
+    write_source(Path(data_dir) / "corpus.txt", text)
     return [p.name for p in parts]
 
 
@@ -255,10 +256,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     couplets = thirukkural(args.source, args.kural_url, args.kural_json)
-    write_text(out / "thirukkural.txt", "\n\n".join(t for _, t in couplets) + "\n")
+    write_source(out / "thirukkural.txt", "\n\n".join(t for _, t in couplets) + "\n")
     if not args.no_madurai:
         ids = [t.strip() for t in args.madurai_texts.split(",") if t.strip()]
-        write_text(out / "madurai.txt", madurai(ids, args.madurai_url, args.timeout) + "\n")
+        write_source(out / "madurai.txt", madurai(ids, args.madurai_url, args.timeout) + "\n")
     names = combine(out)
     if args.stats:
         print(f"{'source':<16} {'chars':>9} {'graphemes':>9} {'lines':>7} {'V chars':>7} {'V graph':>7} {'chars/g':>7}")

@@ -230,7 +230,7 @@ def merge(data_dir):
     if not articles:
         raise UsageError(f"no Wikipedia articles saved in {data_dir}: run with --api or --dump first")
     texts = [t for t in (clean_article(a["text"]) for _, a in sorted(articles.items())) if t]
-    tamil.write_text(Path(data_dir) / "wikipedia.txt", "\n\n".join(texts) + "\n")
+    tamil.write_source(Path(data_dir) / "wikipedia.txt", "\n\n".join(texts) + "\n")
     return tamil.combine(data_dir)
 
 

@@ -138,7 +138,7 @@ def training_state(kind, model, tokenizer, optimizer, scheduler, scaler, data_ge
 
 # --resume continues a run with its own arguments; these may differ in the continuation
 RESUME_MAY_CHANGE = {"steps", "eval_every", "device", "dtype", "compile", "plot", "push_to_hub", "sample_len",
-                     "out", "resume", "force", "given"}
+                     "out", "resume", "force"}
 
 
 def resume_args(args, saved):

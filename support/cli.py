@@ -53,6 +53,13 @@ def run_cli(main, argv=None):
         sys.exit(2)
 
 
+def require(checks):
+    """checks: (ok, message) pairs; the first that fails becomes a UsageError."""
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
 def positive_int(s):
     v = int(s)
     if v < 1:

@@ -21,6 +21,13 @@ def lesson(name):
     return import_module(name)
 
 
+def tiny(**kw):
+    """Lesson 03's Transformer on the tiny preset, 11 real tokens ([MASK] = 11), seeded, in eval mode."""
+    tfm = lesson("03_transformer")
+    torch.manual_seed(0)
+    return tfm.Transformer(tfm.build_config("tiny", vocab_size=11, **kw)).eval()
+
+
 def cli_error(main, argv, capsys):
     """Run a CLI main in-process; return its one stderr line after asserting exit status 2."""
     from support.cli import run_cli

@@ -2,14 +2,9 @@
 import pytest
 import torch
 
-from conftest import lesson
+from conftest import lesson, tiny
 
 T, A = lesson("03_transformer"), lesson("02_attention")
-
-
-def tiny(**kw):
-    torch.manual_seed(0)
-    return T.Transformer(T.build_config("tiny", vocab_size=11, **kw)).eval()
 
 
 @pytest.mark.parametrize("rope", [True, False])

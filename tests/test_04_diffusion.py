@@ -6,14 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import lesson
+from conftest import lesson, tiny
 
 T, D = lesson("03_transformer"), lesson("04_diffusion")
-
-
-def tiny(**kw):
-    torch.manual_seed(0)
-    return T.Transformer(T.build_config("tiny", vocab_size=11, **kw)).eval()
 
 
 # ---------------------------------------------------------------- 04: loss

@@ -61,7 +61,7 @@ def test_bad_training_input_exits_2(tmp_path, capsys):
     assert "--dropout" in cli_error(train.main, TINY + ["--data", str(short), "--dropout", "1.5"], capsys)
 
 
-def test_cli_prints_one_line_not_a_traceback():
+def test_train_cli_prints_one_line_not_a_traceback():
     r = subprocess.run([sys.executable, str(ROOT / "05_train.py"), "--steps", "-3"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--steps" in r.stderr
 

@@ -56,7 +56,7 @@ def test_bad_checkpoints_exit_2(dllm_run, gpt_run, tmp_path, capsys):
     assert "dllm model" in cli_error(gpt.main, ["--generate", "--checkpoint", str(d / "dllm")], capsys)
 
 
-def test_cli_prints_one_line_not_a_traceback(tmp_path):
+def test_generate_cli_prints_one_line_not_a_traceback(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "06_generate.py"), "--checkpoint", str(tmp_path / "x.pt")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no checkpoint" in r.stderr
