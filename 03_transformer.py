@@ -35,6 +35,7 @@ class ModelConfig:
     tie_weights: bool = True  # output head shares the token embedding (Press & Wolf 2017)
     manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
     rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
+    block_len: int = 0  # GPT vs dLLM: > 0 = block diffusion (BD3-LM, lesson 04): causal over blocks of this many
 
     @property
     def n_input_tokens(self):
@@ -61,11 +62,11 @@ def build_config(preset="gpu", **overrides):
     return ModelConfig(**kw)
 
 
-def rope_tables(config, start, T, device, base=10000.0):
-    """cos, sin (T, D/2) for positions [start, start+T): pair i rotates by angle pos * base^(-2i/D)."""
+def rope_tables(config, pos, base=10000.0):
+    """cos, sin (T, D/2) for the positions pos (T,): pair i rotates by angle pos * base^(-2i/D)."""
     D = config.n_embd // config.n_head
-    inv_freq = base ** (-torch.arange(0, D, 2, device=device, dtype=torch.float32) / D)  # (D/2,)
-    angles = torch.arange(start, start + T, device=device, dtype=torch.float32)[:, None] * inv_freq
+    inv_freq = base ** (-torch.arange(0, D, 2, device=pos.device, dtype=torch.float32) / D)  # (D/2,)
+    angles = pos.float()[:, None] * inv_freq
     return angles.cos(), angles.sin()
 
 
@@ -83,26 +84,30 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.resid_drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, cache=None, start=0):
+    def forward(self, x, pos, cache=None, start=0, attn_mask=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
         q, k, v = (attn_lesson.split_heads(t, self.config.n_head) for t in (q, k, v))  # (B, H, T, D)
         if self.config.rope:
-            cos, sin = rope_tables(self.config, start, T, x.device)
+            cos, sin = rope_tables(self.config, pos)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k.to(cache.k.dtype), v.to(cache.v.dtype), start)
             k, v = k.to(q.dtype), v.to(q.dtype)
         Tk = k.size(2)
-        mask = None
-        if self.config.causal and T > 1:  # GPT vs dLLM: the causal mask is the whole difference
+        mask = attn_mask  # (T, Tk) True = may attend; a caller's own mask (block diffusion's training pass)
+        if mask is None and self.config.causal and T > 1:  # GPT vs dLLM: the causal mask is the whole difference
             # queries sit at absolute positions [start, start+T); query i may see keys j <= start + i
             mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
+        elif mask is None and 0 < self.config.block_len < self.config.block_size:  # GPT vs dLLM: block diffusion
+            kpos = torch.arange(Tk, device=x.device) if cache is not None else pos  # keys' absolute positions
+            mask = pos[:, None] // self.config.block_len >= kpos[None, :] // self.config.block_len  # (T, Tk)
+            # a query sees every key of its own block (both directions) and of earlier blocks, none later
         if self.config.manual_attention:
             y, _ = attn_lesson.attention(q, k, v, mask)  # lesson 02, written out
         else:  # fused kernel (FlashAttention on GPU); same math
             p = self.config.dropout if self.training else 0.0
-            if mask is not None and T == Tk:
+            if mask is not None and self.config.causal and attn_mask is None and T == Tk:
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -130,8 +135,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache=None, start=0):
-        x = x + self.attn(self.ln1(x), cache, start)  # (B, T, C): tokens exchange information
+    def forward(self, x, pos, cache=None, start=0, attn_mask=None):
+        x = x + self.attn(self.ln1(x), pos, cache, start, attn_mask)  # (B, T, C): tokens exchange information
         return x + self.mlp(self.ln2(x))  # (B, T, C): each token thinks on its own
 
 
@@ -165,20 +170,24 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # a tied Parameter is counted once
 
-    def forward(self, idx, cache=None, start=0):
+    def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None):
         """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).
 
         The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot predict it.
+        pos (T,) and attn_mask (T, T) override the positions and the mask: block diffusion trains on
+        [x_t ; x_0], two copies of the same positions, in one pass (lesson 04).
         """
         B, T = idx.shape
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
+        if pos is None:
+            if start + T > self.config.block_size:
+                raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
+            pos = torch.arange(start, start + T, device=idx.device)
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+            x = x + self.pos_emb(pos)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, cache, start)
+            x = block(x, pos, cache, start, attn_mask)
         if cache is not None:
             cache.filled = max(cache.filled, start + T)
         x = self.ln_f(x)

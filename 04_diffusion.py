@@ -89,49 +89,57 @@ def rng_device(generator, device):
     return generator.device if generator is not None else device
 
 
-def sample_times(batch_size, generator=None, device=None, eps=EPS):
-    """One t per sequence, low-discrepancy: t_i = (u + i/B) mod 1, mapped to [eps, 1] (MDLM / VDM)."""
+def sample_times(batch_size, generator=None, device=None, eps=EPS, hi=1.0):
+    """One t per sequence, low-discrepancy: t_i = (u + i/B) mod 1, mapped to [eps, hi] (MDLM / VDM)."""
     dev = rng_device(generator, device)
     u = torch.rand(1, generator=generator, device=dev)
     t = (u + torch.arange(batch_size, device=dev) / batch_size) % 1
-    return (eps + (1 - eps) * t).to(device)  # (B,)
+    return (eps + (hi - eps) * t).to(device)  # (B,)
 
 
 def forward_process(x0, t, mask_id, schedule="linear", generator=None):
-    """Mask each token independently with probability 1 - alpha_t. x0: (B, L), t: (B,) -> z_t, mask."""
-    p_mask = (1 - alpha(t, schedule))[:, None]  # (B, 1)
+    """Mask each token independently with probability 1 - alpha_t. x0: (B, L), t: (B,) or (B, L) -> z_t, mask."""
+    p_mask = 1 - alpha(t if t.dim() == 2 else t[:, None], schedule)  # (B, 1) or (B, L): one t per token
     u = torch.rand(x0.shape, generator=generator, device=rng_device(generator, x0.device))
     mask = u.to(x0.device) < p_mask  # (B, L) True = masked
     return torch.where(mask, mask_id, x0), mask
 
 
-def masked_cross_entropy(model, x0, z, mask):
-    """Sum over masked positions of -log p_theta(x0 | z_t), per sequence (B,), in nats."""
-    logits = model(z)  # (B, L, V)
+def masked_cross_entropy(model, x0, z, mask, block_len=0):
+    """-log p_theta(x0 | z_t) at masked positions, 0 elsewhere: (B, L), in nats.
+
+    block_len > 0: block diffusion, where each block is denoised given the CLEAN blocks before it (below)."""
+    logits = block_logits(model, z, x0, block_len) if 0 < block_len < x0.size(1) else model(z)  # (B, L, V)
     ce = F.cross_entropy(logits.float().flatten(0, 1), x0.flatten(), reduction="none").view_as(x0)
-    return (ce * mask).sum(1)  # unmasked positions are carried over unchanged: they cost 0 (SUBS)
+    return ce * mask  # unmasked positions are carried over unchanged: they cost 0 (SUBS)
 
 
-def diffusion_loss(model, x0, mask_id, schedule="linear", generator=None, eps=EPS):
+def diffusion_loss(model, x0, mask_id, schedule="linear", generator=None, eps=EPS, block_len=0, t_range=None):
     """The training objective: the continuous-time NELBO per token, in nats (MDLM eq. 10, MD4 eq. 5).
 
     loss = E_t [ w(t) * sum_{masked l} -log p(x0_l | z_t) ] / L.  Not a plain mean over masked tokens:
     that is not a likelihood bound and cannot be compared with a GPT's loss.
+    block_len > 0: block diffusion, one t per block (the NELBO of each block given the ones before it).
+    t_range (lo, hi): draw t in [lo, hi] only (BD3-LM's clipped schedule: lower variance, no longer the bound).
     """
     B, L = x0.shape
-    t = sample_times(B, generator, x0.device, eps)
+    n_blocks = -(-L // block_len) if block_len else 1
+    t = sample_times(B * n_blocks, generator, x0.device, *(t_range or (eps, 1.0)))  # strata spread over the batch
+    t = t.view(n_blocks, B).T.repeat_interleave(block_len or L, dim=1)[:, :L]  # (B, L): each token its block's t
     z, mask = forward_process(x0, t, mask_id, schedule, generator)
-    return (loss_weight(t, schedule) * masked_cross_entropy(model, x0, z, mask)).mean() / L
+    return (loss_weight(t, schedule) * masked_cross_entropy(model, x0, z, mask, block_len)).sum() / (B * L)
 
 
 @torch.no_grad()
-def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=64, eps=EPS):
+def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=64, eps=EPS, block_len=0):
     """Upper bound on -log2 p(x) per token, averaged over `windows` (N, L), K stratified draws each.
 
     method="time": t_k = eps + (1 - eps)(k + u)/K with the linear schedule, weight 1/t (valid for a model
       trained with any schedule and no time input, MD4 sec. 3).
     method="count" (an aside): LLaDA's form: mask exactly l_k = 1 + floor(L (k + u)/K) tokens, weight L/l
       (lower variance).
+    block_len > 0: block diffusion; the sum over blocks of each block's bound given the clean blocks before it
+      (every block of a window shares the window's t_k: still K stratified draws for each block's term).
     Fixed seed -> the same masks every call, so curves are comparable across runs.
     """
     g = torch.Generator().manual_seed(seed)
@@ -156,7 +164,7 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
             raise ValueError(f"unknown method {method!r}")
         mask = mask.to(device)
         z = torch.where(mask, mask_id, x0)
-        total += (weight.to(device) * masked_cross_entropy(model, x0, z, mask)).sum().item()
+        total += (weight.to(device)[:, None] * masked_cross_entropy(model, x0, z, mask, block_len)).sum().item()
     return total / (N * K) / L / LN2
 
 
@@ -294,14 +302,42 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
 # ---------------------------------------------------------------------------------------------------------
 # Fast decoding (Fast-dLLM, Wu et al. 2025): commit as many as the model is sure of; reuse keys and values
 # ---------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def generate_fast(model, canvas, mask_id, threshold=None, factor=None, steps=64, block_size=None, cache="none",
-                  temperature=1.0, top_k=0, top_p=1.0, remasking="confidence", callback=None, generator=None):
-    """generate(), plus the two speed-ups of Fast-dLLM.
+def entropy(logits):
+    """Entropy in nats of softmax(logits) at each position: (..., V) -> (...)."""
+    logp = logits.float().log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
 
-    threshold: commit every masked position of the block with confidence >= threshold, at least one per call;
-      the number of calls then depends on the model. factor: the factor rule instead (commit the n most
-      confident while c_(n) >= 1 - factor/(n+1)). Neither: `steps` calls, as in generate().
+
+def parallel_commit(logits, masked, conf, ranks, threshold=None, factor=None, entropy_budget=None):
+    """(B, n) which masked positions to commit when the model decides how many: at least one per row.
+
+    threshold (Fast-dLLM): every masked position whose confidence is >= threshold.
+    factor (Fast-dLLM): the n most confident while c_(n) >= 1 - factor/(n+1).
+    entropy_budget (EB-Sampler, Ben-Hamu et al. 2025): the first positions in rank order while their summed
+      entropy stays <= the budget (nats): many where the model is sure, one where it hesitates.
+    """
+    if threshold is not None:
+        commit = conf >= threshold
+    elif factor is not None:
+        c_sorted = conf.sort(dim=1, descending=True).values  # (B, n)
+        n = torch.arange(1, c_sorted.size(1) + 1, device=conf.device)
+        commit = ranks < (c_sorted >= 1 - factor / (n + 1)).long().cumprod(1).sum(1, keepdim=True)
+    else:
+        h = entropy(logits).masked_fill(~masked, 0.0)  # (B, n)
+        summed = h.gather(1, ranks.argsort(1)).cumsum(1)  # entropy of the first k positions in rank order
+        commit = ranks < (summed <= entropy_budget).sum(1, keepdim=True)
+    return (commit | (ranks == 0)) & masked
+
+
+@torch.no_grad()
+def generate_fast(model, canvas, mask_id, threshold=None, factor=None, entropy_budget=None, steps=64,
+                  block_size=None, cache="none", temperature=1.0, top_k=0, top_p=1.0, remasking="confidence",
+                  callback=None, generator=None):
+    """generate(), plus the two speed-ups of Fast-dLLM, and the EB-Sampler's rule.
+
+    threshold / factor / entropy_budget: the model decides how many positions to commit per call
+      (parallel_commit above); the number of calls then depends on the model. None of them: `steps` calls,
+      as in generate().
     cache: "prefix" or "dual" = an approximate block-wise KV cache, refreshed by one full pass at the start of
       each block; then only the block (and for "prefix" the suffix) is recomputed. Approximate: the cached
       keys of the other positions are not updated as the block fills in. "none" recomputes everything.
@@ -310,7 +346,8 @@ def generate_fast(model, canvas, mask_id, threshold=None, factor=None, steps=64,
     B, L = x.shape
     block_size = block_size or L
     starts = list(range(0, L, block_size))
-    adaptive = threshold is not None or factor is not None
+    rule = dict(threshold=threshold, factor=factor, entropy_budget=entropy_budget)
+    adaptive = any(v is not None for v in rule.values())
     if not adaptive and steps < len(starts):
         raise ValueError(f"steps ({steps}) must be >= the number of blocks ({len(starts)})")
     if cache not in ("none", "prefix", "dual"):
@@ -339,20 +376,110 @@ def generate_fast(model, canvas, mask_id, threshold=None, factor=None, steps=64,
             calls += 1
             masked = x[:, s:e] == mask_id  # (B, n) still masked in this block
             proposal, conf, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator)
-            if threshold is not None:  # all above the threshold, at least the most confident one
-                commit = (conf >= threshold) | (ranks == 0)
-            elif factor is not None:  # n-th most confident while c_(n) >= 1 - f/(n+1)
-                c_sorted = conf.sort(dim=1, descending=True).values
-                n = torch.arange(1, c_sorted.size(1) + 1, device=x.device)
-                ok = (c_sorted >= 1 - factor / (n + 1)).long().cumprod(1).sum(1).clamp(min=1)  # (B,)
-                commit = ranks < ok[:, None]
+            if adaptive:
+                commit = parallel_commit(logits, masked, conf, ranks, **rule)
             else:
-                commit = ranks < counts[:, i : i + 1]
-            commit &= masked
+                commit = (ranks < counts[:, i : i + 1]) & masked
             x[:, s:e] = torch.where(commit, proposal, x[:, s:e])
             i += 1
             if callback is not None:
                 callback(calls, x)
+    return x, calls
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Block diffusion (BD3-LM, Arriola et al. 2025): a GPT over blocks, a dLLM inside each block
+# ---------------------------------------------------------------------------------------------------------
+# Cut the text into blocks of B tokens: log p(x) = sum_b log p(x_b | x_<b), and bound each term by the masked
+# diffusion NELBO of block b given the CLEAN blocks before it. B = 1 is a GPT (trained with a noisy estimate of
+# its loss), B = L the dLLM above: one knob joins lessons 05 and 07. Committed blocks never change, so their keys
+# and values can be cached exactly (unlike Fast-dLLM's approximate cache), and the text can go on for any length.
+def block_diffusion_mask(L, block_len, device=None):
+    """(2L, 2L) attention mask for one training pass over [x_t ; x_0] (True = may attend), BD3-LM's vectorised
+    form. The 2L keys are L noisy then L clean ones:
+
+        query   key:    noisy block c      clean block c
+        noisy block b   c == b             c < b          each block denoised given the clean blocks before it
+        clean block b   never              c <= b         block-causal: what the sampler's cache holds
+    """
+    blk = torch.arange(L, device=device) // block_len  # (L,) block of each position
+    same, before = blk[:, None] == blk[None, :], blk[:, None] > blk[None, :]  # (L, L) each
+    return torch.cat([torch.cat([same, before], 1), torch.cat([torch.zeros_like(same), same | before], 1)], 0)
+
+
+def block_logits(model, z, x0, block_len):
+    """(B, L, V) logits at the noisy z_t, each block seeing itself and the clean blocks before it: one pass
+    over [z_t ; x_0] (2L tokens; both halves sit at positions 0..L-1), about twice a plain pass."""
+    L = z.size(1)
+    pos = torch.arange(L, device=z.device).repeat(2)  # (2L,)
+    mask = block_diffusion_mask(L, block_len, z.device)  # (2L, 2L)
+    return model(torch.cat([z, x0], 1), pos=pos, attn_mask=mask)[:, :L]  # the noisy half only
+
+
+def _stopped(ids, stops):
+    """Does the list `ids` contain one of the token sequences `stops`?"""
+    return any(ids[i : i + len(s)] == s for s in stops for i in range(len(ids) - len(s) + 1))
+
+
+@torch.no_grad()
+def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, factor=None, entropy_budget=None,
+                    cache=True, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence", stop=(),
+                    callback=None, generator=None):
+    """Write n_new tokens after prompt (B, P) with a block-diffusion model: block by block, left to right.
+
+    Inside a block: `steps` calls (default: one token per call), or the model decides how many per call
+      (threshold / factor / entropy_budget, as in generate_fast).
+    cache=True: the keys and values of committed blocks are computed once and kept, exactly (they never change:
+      a clean block attends only to itself and earlier blocks). The first call of each block feeds the block just
+      finished together with the new masked one, so caching costs no extra call. cache=False recomputes the
+      whole window at every call: the same numbers, the same output.
+    stop: token-id sequences; generation ends with the block in which every row has written one of them.
+    When the context is full, the window slides (the last half, whole blocks, is read again; as 07's GPT does).
+    callback(calls, x) after every call. Returns (x (B, P + n) with n <= n_new, number of model calls).
+    """
+    cfg = model.config
+    bl, ctx = cfg.block_len or cfg.block_size, cfg.block_size
+    B, P = prompt.shape
+    total = P + n_new
+    x = torch.cat([prompt, prompt.new_full((B, n_new), mask_id)], 1)  # (B, P + n_new): everything, [MASK] to write
+    kv = tfm.KVCache(cfg, B, ctx, x.device) if cache else None
+    rule = dict(threshold=threshold, factor=factor, entropy_budget=entropy_budget)
+    adaptive = any(v is not None for v in rule.values())
+    done = [False] * B
+    w0, c, calls = 0, 0, 0  # the model sees x[:, w0:]; x[:, w0:c] is in the cache
+    a = P // bl * bl  # the first block with something to write (it may begin inside the prompt)
+    while a < total:
+        e = min(a + bl, total)  # this block: x[:, a:e]
+        if e - w0 > ctx:  # the context is full: slide the window, keep the last half, re-read it
+            w0 = a - (ctx // 2) // bl * bl
+            c = w0
+        if kv is not None and c == w0:
+            kv.filled = 0  # nothing of this window is cached yet
+        n_masked = (x[:, a:e] == mask_id).sum(1)  # (B,)
+        counts = None if adaptive else commit_counts(n_masked, min(steps or bl, max(1, int(n_masked.max()))))
+        i = 0
+        while (x[:, a:e] == mask_id).any():
+            s = c if kv is not None else w0  # feed x[:, s:e]: uncached clean blocks, then this block
+            logits = model(x[:, s:e], cache=kv, start=s - w0)[:, a - s :]  # (B, e - a, V)
+            calls += 1
+            if kv is not None:
+                c = a  # the clean blocks before this one are cached now; later calls feed this block alone
+            masked = x[:, a:e] == mask_id
+            proposal, conf, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator)
+            if adaptive:
+                commit = parallel_commit(logits, masked, conf, ranks, **rule)
+            else:
+                commit = (ranks < counts[:, min(i, counts.size(1) - 1)][:, None]) & masked
+            x[:, a:e] = torch.where(commit, proposal, x[:, a:e])
+            i += 1
+            if callback is not None:
+                callback(calls, x[:, :e])
+        if stop:  # look for a stop sequence in what this block may have completed
+            lo = max(P, a - max(len(s) for s in stop) + 1)
+            done = [d or _stopped(row, stop) for d, row in zip(done, x[:, lo:e].tolist())]
+            if all(done):
+                return x[:, :e], calls
+        a = e
     return x, calls
 
 

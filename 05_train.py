@@ -97,22 +97,29 @@ def lr_lambda(args):
 # The objective: the one thing the dLLM and the GPT trainers do differently
 # ---------------------------------------------------------------------------------------------------------
 class DiffusionObjective:
-    """Masked diffusion (04): NELBO loss, NELBO bits for validation, the iterative-unmasking sampler."""
+    """Masked diffusion (04): NELBO loss, NELBO bits for validation, the iterative-unmasking sampler.
+
+    With config.block_len = B > 0 (--block-diffusion B), block diffusion (04, BD3-LM): the same NELBO, each block
+    given the clean blocks before it; sampled block by block with an exact KV cache."""
 
     kind = "dllm"
     model_overrides = dict(causal=False, mask_token=True)  # GPT vs dLLM: bidirectional, has [MASK]
 
-    def loss(self, model, x, config):  # x: (B, L+1); the dLLM uses the first L tokens
+    def loss(self, model, x, config, t_range=None):  # x: (B, L+1); the dLLM uses the first L tokens
         # GPT vs dLLM: the objective is the NELBO of lesson 04 (mask a fraction t, predict the masks, weight 1/t)
-        return diff.diffusion_loss(model, x[:, :-1], config.mask_id)
+        return diff.diffusion_loss(model, x[:, :-1], config.mask_id, block_len=config.block_len, t_range=t_range)
 
     def val_bits(self, model, windows, K, config):  # windows: (N, L+1); upper bound on bits per token
-        return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K)
+        return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K, block_len=config.block_len)
 
     def sample(self, model, tokenizer, n, generator):
-        canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
-        # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
-        x, _ = diff.generate(model, canvas, model.config.mask_id, steps=n // 2, generator=generator)
+        c, device = model.config, next(model.parameters()).device
+        if c.block_len:  # GPT vs dLLM: block diffusion writes left to right, block by block, 2 characters per call
+            empty = torch.empty(1, 0, dtype=torch.long, device=device)
+            x, _ = diff.generate_blocks(model, empty, n, c.mask_id, steps=max(1, c.block_len // 2), generator=generator)
+        else:  # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
+            canvas = torch.full((1, n), c.mask_id, device=device)
+            x, _ = diff.generate(model, canvas, c.mask_id, steps=n // 2, generator=generator)
         return tokenizer.decode(x[0].tolist())
 
 
@@ -148,14 +155,19 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     # The model: lesson 03's Transformer, with the objective's two switches (causal mask, [MASK] row)
     config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.build_config(
         args.preset, vocab_size=tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,
-        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope, **objective.model_overrides)
+        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope,
+        block_len=getattr(args, "block_diffusion", None), **objective.model_overrides)
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
+    if config.block_len > L:
+        raise UsageError(f"--block-diffusion {config.block_len} is longer than the context (--seq-len {L})")
+    loss_kw = {"t_range": args.mask_rate} if getattr(args, "mask_rate", None) else {}  # block diffusion's clipping
     if len(val_data) < L + 1 or len(train_data) < L + 2:
         raise UsageError(f"corpus too short: {len(text):,} characters for context {L} (need > {10 * (L + 2)} tokens)")
     model = tfm.Transformer(config).to(device)
-    log(f"model: {objective.kind}, {model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} "
+    log(f"model: {objective.kind}{f' (block diffusion, blocks of {config.block_len})' if config.block_len else ''}, "
+        f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} "
         f"heads, width {config.n_embd}, context {L}; device {device}, {dtype}{', compiled' if args.compile else ''}"
         f"{f', {world} processes (DDP)' if world > 1 else ''}")
 
@@ -236,7 +248,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
                 t0 = time.perf_counter()
                 x = get_batch(train_data, args.batch_size, L + 1, data_gen, device)  # (B, L+1)
                 with runtime.autocast(device, dtype):
-                    loss = objective.loss(fwd, x, config)
+                    loss = objective.loss(fwd, x, config, **loss_kw)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if args.grad_clip:
@@ -352,9 +364,25 @@ def resolve_args(args):
     return args
 
 
+def add_block_diffusion_args(p):
+    g = p.add_argument_group("block diffusion (BD3-LM, lesson 04): a GPT over blocks, a dLLM inside each")
+    g.add_argument("--block-diffusion", type=positive_int, metavar="B", help="train a block-diffusion model with "
+                   "blocks of B tokens (1 = a GPT's factorisation; --seq-len = the plain dLLM); default: off; "
+                   "default --out checkpoints/dllm_bd<B>")
+    g.add_argument("--mask-rate", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="draw the training mask rate t in [LO, HI] only (BD3-LM's clipped schedule: lower variance, "
+                   "but no longer the NELBO; validation always uses the full bound); default: [0.001, 1]")
+    return p
+
+
 def main(argv=None, objective=None, default_out=ROOT / "checkpoints" / "dllm", description=None, **hooks):
     p = ArgumentParser(description=description or __doc__)
-    args = parse_args_given(add_train_args(p, default_out), argv)
+    add_train_args(p, default_out)
+    args = parse_args_given(add_block_diffusion_args(p), argv)
+    if args.mask_rate and not 0 < args.mask_rate[0] < args.mask_rate[1] <= 1:
+        raise UsageError(f"--mask-rate needs 0 < LO < HI <= 1, got {args.mask_rate[0]} {args.mask_rate[1]}")
+    if args.block_diffusion and "out" not in args.given:
+        args.out = str(Path(default_out).with_name(f"{Path(default_out).name}_bd{args.block_diffusion}"))
     return train(args, objective or DiffusionObjective(), **hooks)
 
 

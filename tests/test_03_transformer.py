@@ -85,7 +85,7 @@ def fresh_keys(model, x):
     for block, h in zip(model.blocks, inputs):
         k = A.split_heads(block.attn.qkv(h).split(model.config.n_embd, dim=2)[1], model.config.n_head)
         if model.config.rope:
-            k = T.apply_rope(k, *T.rope_tables(model.config, 0, x.size(1), x.device))
+            k = T.apply_rope(k, *T.rope_tables(model.config, torch.arange(x.size(1))))
         keys.append(k)
     return keys
 

@@ -295,3 +295,101 @@ def test_generator_device_decides_where_draws_happen():
     a = D.sample_times(8, torch.Generator().manual_seed(1), device="cpu")
     b = D.sample_times(8, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)  # the same seed, the same draws, whatever device the result goes to
+
+
+# ---------------------------------------------------------------- 04: block diffusion (BD3-LM)
+def test_block_mask_hides_later_blocks_and_the_clean_copy_of_ones_own():
+    L, bl = 12, 4
+    m = D.block_diffusion_mask(L, bl)  # (2L, 2L): [noisy ; clean] queries x [noisy ; clean] keys
+    blk = torch.arange(L) // bl
+    for i in range(L):
+        for j in range(L):
+            assert m[i, j] == (blk[j] == blk[i])  # noisy sees its own noisy block only
+            assert m[i, L + j] == (blk[j] < blk[i])  # ... and the clean blocks strictly before it
+            assert not m[L + i, j]  # clean never sees noisy
+            assert m[L + i, L + j] == (blk[j] <= blk[i])  # clean is block-causal
+    # and in the model: changing a clean block changes no noisy logits of that block or earlier ones
+    model = tiny(block_len=bl)
+    x0 = torch.randint(0, 11, (2, L))
+    z = torch.where(torch.rand(2, L) < 0.5, 11, x0)
+    a = D.block_logits(model, z, x0, bl)
+    x1 = x0.clone()
+    x1[:, 4:8] = (x1[:, 4:8] + 1) % 11  # block 1's clean copy
+    b = D.block_logits(model, z, x1, bl)
+    assert torch.allclose(a[:, :8], b[:, :8], atol=1e-6)  # blocks 0 and 1 cannot see it
+    assert not torch.allclose(a[:, 8:], b[:, 8:], atol=1e-4)  # block 2 conditions on it
+
+
+def test_training_pass_equals_what_the_sampler_sees():
+    """block_logits' one 2L pass gives, for every block, the logits of a plain pass over [clean before ; noisy]."""
+    bl = 4
+    model = tiny(block_len=bl)
+    x0 = torch.randint(0, 11, (3, 16))
+    z = torch.where(torch.rand(3, 16) < 0.6, 11, x0)
+    both = D.block_logits(model, z, x0, bl)
+    for b in range(4):
+        seq = torch.cat([x0[:, : b * bl], z[:, b * bl : (b + 1) * bl]], 1)
+        assert torch.allclose(both[:, b * bl : (b + 1) * bl], model(seq)[:, -bl:], atol=1e-5)
+
+
+def test_block_len_one_loss_is_the_gpt_cross_entropy_in_expectation():
+    """B = 1: each token is masked with probability t and weighted 1/t, so the loss averages to the exact
+    cross-entropy of each token given the clean ones before it: a GPT's loss, estimated with noise."""
+    model = tiny(block_len=1)
+    x0 = torch.randint(0, 11, (4, 16))
+    exact = F.cross_entropy(D.block_logits(model, torch.full_like(x0, 11), x0, 1).flatten(0, 1), x0.flatten())
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        draws = torch.stack([D.diffusion_loss(model, x0, 11, generator=g, block_len=1) for _ in range(400)])
+    assert draws.std() > 0.01  # a noisy estimator ...
+    assert draws.mean().item() == pytest.approx(exact.item(), abs=4 * draws.std().item() / 20)  # ... of the CE
+    t = D.sample_times(8, torch.Generator().manual_seed(0), eps=0.5, hi=1.0)
+    assert ((t >= 0.5) & (t <= 1)).all()  # the clipped schedule's range
+
+
+@pytest.mark.parametrize("rule", [dict(), dict(steps=2), dict(threshold=0.2), dict(entropy_budget=1.0),
+                                  dict(remasking="random")])
+def test_exact_cache_gives_the_same_output_as_no_cache(rule):
+    """Committed blocks never change, so caching their keys and values is exact: same seed, same text, same calls,
+    including when the text outgrows the context (32) and the window slides."""
+    model = tiny(block_len=4)
+    prompt = torch.randint(0, 11, (2, 6))
+    out = []
+    for cache in (True, False):
+        x, calls = D.generate_blocks(model, prompt, 50, 11, cache=cache, generator=torch.Generator().manual_seed(1),
+                                     **rule)
+        out.append((x, calls))
+    (a, ca), (b, cb) = out
+    assert torch.equal(a, b) and ca == cb
+    assert a.shape == (2, 56) and (a != 11).all() and torch.equal(a[:, :6], prompt)
+    if not rule:
+        assert ca == 50  # one token per call: no extra call for caching
+    elif "steps" in rule:
+        assert ca == 13 * 2  # two calls for each of the 13 blocks from position 4 (the first holds 2 prompt tokens)
+
+
+def test_entropy_budget_commits_at_least_one_and_stays_within_budget():
+    logits = torch.tensor([[[9.0, 0, 0], [0, 0, 0], [5.0, 0, 0], [4.0, 0, 0]]])  # (1, 4, 3)
+    masked = torch.tensor([[True, True, True, False]])
+    h = D.entropy(logits)[0]
+    conf = logits.softmax(-1).amax(-1)
+    ranks = D._ranks(conf.masked_fill(~masked, -1))
+    for budget in (0.0, 1e-3, h[0].item() + h[2].item() + 1e-6, 10.0):
+        commit = D.parallel_commit(logits, masked, conf, ranks, entropy_budget=budget)[0]
+        assert commit.sum() >= 1 and not commit[3]  # at least one, never an unmasked position
+        if commit.sum() > 1:
+            assert h[commit].sum() <= budget
+    assert D.parallel_commit(logits, masked, conf, ranks, entropy_budget=0.0)[0].tolist() == [True, False, False,
+                                                                                               False]
+    assert D.parallel_commit(logits, masked, conf, ranks, entropy_budget=10.0)[0].sum() == 3
+
+
+def test_stop_sequence_ends_generation_early():
+    model = tiny(block_len=4)
+    prompt = torch.randint(0, 11, (1, 4))
+    full, calls = D.generate_blocks(model, prompt, 40, 11, generator=torch.Generator().manual_seed(2))
+    stop = full[0, 9:11].tolist()  # a pair written in the third block (positions 8..11)
+    x, c = D.generate_blocks(model, prompt, 40, 11, stop=[stop], generator=torch.Generator().manual_seed(2))
+    first = next(i for i in range(4, 44) if full[0, i : i + 2].tolist() == stop)
+    end = (first + 1) // 4 * 4 + 4  # the block in which the stop pair is complete
+    assert torch.equal(x, full[:, :end]) and c == end - 4 < calls

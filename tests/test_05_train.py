@@ -159,3 +159,22 @@ def test_one_log_line_per_evaluation_in_bits_per_char(tiny_text, tmp_path, capsy
     train5 = float(lines[1].split("| train ")[1].split()[0])
     val5 = float(lines[1].split("| val ")[1].split()[0])
     assert abs(train5 - val5) < 1.0  # the same unit: at step 5 both are near log2(V), not 2.1 vs 3.1
+
+
+# ---------------------------------------------------------------- block diffusion through the same trainer
+def test_block_diffusion_trains_resumes_and_refuses_bad_flags(tiny_text, tmp_path, capsys):
+    out = tmp_path / "bd"
+    args = TINY + ["--data", str(tiny_text), "--out", str(out), "--eval-every", "10", "--block-diffusion", "4"]
+    rows = train.main(args + ["--steps", "30", "--mask-rate", "0.3", "0.8"])
+    assert "block diffusion, blocks of 4" in capsys.readouterr().out
+    assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 0.3
+    rows = train.main(["--out", str(out), "--resume", "--steps", "40", "--sample-len", "8", "--no-plot"])
+    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]
+    ckpt = checkpoints.load_checkpoint(out / "latest.pt")
+    assert ckpt["config"]["block_len"] == 4 and ckpt["args"]["mask_rate"] == [0.3, 0.8]
+    capsys.readouterr()
+    assert "longer than the context" in cli_error(train.main, TINY + ["--data", str(tiny_text), "--out",
+                                                  str(tmp_path / "x"), "--block-diffusion", "64"], capsys)
+    assert "--mask-rate" in cli_error(train.main, TINY + ["--block-diffusion", "4", "--mask-rate", "0.8", "0.2"],
+                                      capsys)
+    assert not (tmp_path / "x").exists()
