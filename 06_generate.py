@@ -5,10 +5,14 @@
     python 06_generate.py --template "To be, or ____ to be: that is the ________."
     python 06_generate.py --threshold 0.9 --block-size 32 --cache dual     # Fast-dLLM decoding (lesson 04)
     python 06_generate.py --gif denoise.gif
+    python 06_generate.py --checkpoint checkpoints/dllm_bd4 --len 1000 --stop "\n\n"   # block diffusion (04)
 
 The canvas starts as [MASK] everywhere except the characters you fix (prompt, suffix, template); those are
 never changed, and the model sees them on both sides of every gap: infilling comes for free.
+A block-diffusion checkpoint (05 --block-diffusion B) writes left to right instead, block by block, with an exact
+KV cache: prompting works and the text can be any length, but it cannot see the future, so no infilling.
 """
+import math
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -43,16 +47,24 @@ def check_sampling_args(a):
 
 def add_sampler_args(p):
     """The sampler flags of lesson 04, shared by 06 and 09."""
-    p.add_argument("--steps", type=int, default=64, help="model calls in all (ignored with --threshold/--factor)")
-    p.add_argument("--len", type=int, help="characters to generate (default: the model's context)")
+    p.add_argument("--steps", type=int, help="model calls in all (ignored with --threshold/--factor/"
+                   "--entropy-budget); default: 64, or one per character for block diffusion")
+    p.add_argument("--len", type=int, help="characters to generate (default: the model's context; block "
+                   "diffusion: any length)")
     add_sampling_args(p)
     p.add_argument("--remasking", default="confidence", choices=diff.REMASKING,
                    help="which masked positions to commit each step")
     p.add_argument("--block-size", type=int, help="semi-autoregressive blocks of this many positions (LLaDA)")
     p.add_argument("--threshold", type=float, help="Fast-dLLM: commit every position with confidence >= this")
     p.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit n while c_(n) >= 1 - f/(n+1)")
-    p.add_argument("--cache", default="none", choices=["none", "prefix", "dual"],
-                   help="Fast-dLLM approximate KV cache, refreshed at each block (use with --block-size)")
+    p.add_argument("--entropy-budget", type=float, help="EB-Sampler: commit the most confident positions while "
+                   "their summed entropy (nats) stays within this; at least one per call")
+    p.add_argument("--cache", choices=["none", "prefix", "dual", "exact"],
+                   help="dLLM: Fast-dLLM's approximate KV cache, refreshed at each block (with --block-size); block "
+                   "diffusion: exact, the keys and values of committed blocks (default: exact for block diffusion, "
+                   "else none)")
+    p.add_argument("--stop", help="end the text at the first occurrence of this string (\\n for a newline); "
+                   "block diffusion stops generating there")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--prompt", default="", help="text fixed at the beginning")
     p.add_argument("--suffix", default="", help="text fixed at the end")
@@ -75,14 +87,18 @@ def add_hub_args(p):
 def check_sampler_args(a):
     check_sampling_args(a)
     require([
-        (a.steps >= 1, f"--steps must be >= 1, got {a.steps}"),
+        (a.steps is None or a.steps >= 1, f"--steps must be >= 1, got {a.steps}"),
         (a.len is None or a.len >= 1, f"--len must be >= 1, got {a.len}"),
         (a.threshold is None or 0 < a.threshold <= 1, f"--threshold must be in (0, 1], got {a.threshold}"),
         (a.factor is None or a.factor > 0, f"--factor must be > 0, got {a.factor}"),
-        (a.threshold is None or a.factor is None, "--threshold and --factor are two rules: pick one"),
+        (a.entropy_budget is None or a.entropy_budget >= 0, f"--entropy-budget must be >= 0, got {a.entropy_budget}"),
+        (sum(r is not None for r in (a.threshold, a.factor, a.entropy_budget)) <= 1,
+         "--threshold, --factor and --entropy-budget are three rules: pick one"),
+        (a.stop is None or (a.stop and not a.suffix and a.template is None),
+         "--stop ends the text: give a non-empty string, without --suffix or --template"),
         (a.block_size is None or a.block_size >= 1, f"--block-size must be >= 1, got {a.block_size}"),
         (a.template is None or not (a.prompt or a.suffix), "--template fixes the whole canvas: drop --prompt/--suffix"),
-        (a.cache == "none" or a.block_size is not None,
+        (a.cache not in ("prefix", "dual") or a.block_size is not None,
          f"--cache {a.cache} is refreshed at each block: give --block-size too (e.g. 32)"),
         (a.gif is None or a.gif.lower().endswith(".gif"), f"--gif needs a file name ending in .gif, not {a.gif}"),
     ])
@@ -119,32 +135,69 @@ def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="",
     return torch.tensor(ids)
 
 
+def stop_ids(tokenizer, stop):
+    """--stop as token ids; '\\n' and '\\t' typed on a command line mean a newline and a tab."""
+    if stop is None:
+        return None
+    return encode_or_fail(tokenizer, stop.replace("\\n", "\n").replace("\\t", "\t"), "--stop")
+
+
+def cut_at_stop(ids, start, stop):
+    """ids up to and including the first occurrence of the id list `stop` at or after `start`."""
+    for i in range(start, len(ids) - len(stop) + 1):
+        if ids[i : i + len(stop)] == stop:
+            return ids[: i + len(stop)]
+    return ids
+
+
 def run_sampler(model, tokenizer, args, on_step=None):
     """Generate args.num_samples texts from the canvas the flags describe. Returns (texts, calls, frames)."""
     c = model.config
-    canvas = build_canvas(tokenizer, c.mask_id, c.block_size, args.len, args.prompt, args.suffix,
-                          args.template, args.fill_char)
     device = next(model.parameters()).device
-    canvas = canvas.to(device)[None].repeat(args.num_samples, 1)  # (N, L): all samples in one batch
-    frames = [canvas[0].tolist()]
+    stop = stop_ids(tokenizer, args.stop)
+    frames = []
 
     def callback(calls, x):
         frames.append(x[0].tolist())
         if on_step:
             on_step(calls, x)
 
-    kw = dict(steps=args.steps, temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking,
-              block_size=args.block_size, callback=callback,
+    kw = dict(temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking, callback=callback,
+              threshold=args.threshold, factor=args.factor, entropy_budget=args.entropy_budget,
               generator=torch.Generator(device).manual_seed(args.seed))  # on the model's device: no copies
-    try:
-        if args.threshold is None and args.factor is None and args.cache == "none":
-            x, calls = diff.generate(model, canvas, c.mask_id, **kw)  # lesson 04's plain sampler
-        else:  # lesson 04's fast path: parallel commits and/or the approximate KV cache
-            x, calls = diff.generate_fast(model, canvas, c.mask_id, threshold=args.threshold, factor=args.factor,
-                                          cache=args.cache, **kw)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    return [tokenizer.decode(row.tolist()) for row in x], calls, frames
+    if c.block_len:  # GPT vs dLLM: block diffusion writes left to right, block by block; the future is unseen
+        bd = f"this checkpoint is block diffusion (blocks of {c.block_len}): it writes left to right"
+        require([(not args.suffix and args.template is None, f"{bd} and cannot fill gaps: use --prompt"),
+                 (args.block_size is None, f"{bd} in its own blocks: drop --block-size"),
+                 (args.cache in (None, "none", "exact"), f"{bd} with an exact cache: --cache exact or none")])
+        prompt = torch.tensor(encode_or_fail(tokenizer, args.prompt, "--prompt"), dtype=torch.long, device=device)
+        prompt = prompt[None].repeat(args.num_samples, 1)  # (N, P)
+        n = args.len or c.block_size
+        n_blocks = math.ceil((prompt.size(1) % c.block_len + n) / c.block_len)
+        steps = args.steps and min(c.block_len, math.ceil(args.steps / n_blocks))  # --steps in all, per block
+        frames.append(prompt[0].tolist())
+        x, calls = diff.generate_blocks(model, prompt, n, c.mask_id, steps=steps, cache=args.cache != "none",
+                                        stop=[stop] if stop else (), **kw)
+    else:
+        require([(args.cache != "exact", "--cache exact is for block-diffusion checkpoints (their committed blocks "
+                                         "never change); for this dLLM use --cache prefix or dual")])
+        canvas = build_canvas(tokenizer, c.mask_id, c.block_size, args.len, args.prompt, args.suffix,
+                              args.template, args.fill_char)
+        canvas = canvas.to(device)[None].repeat(args.num_samples, 1)  # (N, L): all samples in one batch
+        frames.append(canvas[0].tolist())
+        kw.update(steps=args.steps or 64, block_size=args.block_size)
+        try:
+            if all(kw[k] is None for k in ("threshold", "factor", "entropy_budget")) and args.cache in (None, "none"):
+                for k in ("threshold", "factor", "entropy_budget"):
+                    del kw[k]
+                x, calls = diff.generate(model, canvas, c.mask_id, **kw)  # lesson 04's plain sampler
+            else:  # lesson 04's fast path: parallel commits and/or the approximate KV cache
+                x, calls = diff.generate_fast(model, canvas, c.mask_id, cache=args.cache or "none", **kw)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    P = len(tokenizer.encode(args.prompt)) if args.template is None else 0
+    rows = [cut_at_stop(row, P, stop) if stop else row for row in x.tolist()]
+    return [tokenizer.decode(row) for row in rows], calls, frames
 
 
 def write_gif(path, frames, tokenizer, width=64, font=None, fps=8, dpi=160):

@@ -1,5 +1,6 @@
 """Where and how the model runs: device, precision (autocast), Ctrl-C handling, DDP setup and teardown."""
 import os
+import platform
 import signal
 import sys
 from pathlib import Path
@@ -26,6 +27,20 @@ def cpu_has_fast_bf16():
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def machine_name(device="cpu"):
+    """A line naming the hardware, for results: the CPU model, its core count and bf16 support; or the GPU."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    model = names[0] if names else platform.processor() or platform.machine()
+    bf16 = "AMX" if "amx_bf16" in info else "AVX512-BF16" if "avx512_bf16" in info else "no bf16 matmul units"
+    return f"{model}, {os.cpu_count()} cores, {bf16}"
 
 
 def resolve_dtype(name, device):

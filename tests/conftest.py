@@ -64,3 +64,12 @@ def gpt_run(dllm_run):
     d, corpus, _ = dllm_run
     rows = lesson("07_train_gpt").main(TINY + ["--data", str(corpus), "--out", str(d / "gpt"), "--steps", "60"])
     return d / "gpt", rows
+
+
+@pytest.fixture(scope="session")
+def bd_run(dllm_run):
+    """A tiny block-diffusion model (blocks of 4) trained through 05 on the same corpus: its run folder."""
+    d, corpus, _ = dllm_run
+    lesson("05_train").main(TINY + ["--data", str(corpus), "--out", str(d / "bd4"), "--steps", "60",
+                                    "--block-diffusion", "4"])
+    return d / "bd4"
