@@ -12,6 +12,7 @@ skipped. Each run's metrics.csv, loss.png and log are copied to bench/results/ru
 to bench/results/block_sweep.csv and the figure to bench/results/block_sweep.png. Bits/char are the validation
 numbers the trainers log: exact for the GPT, the NELBO (an upper bound) for the others.
 """
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402 (after the path is set)
-from support.files import write_text  # noqa: E402
+from support.files import atomic_write, write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
 
@@ -53,7 +54,8 @@ def run_one(name, args):
         print(f"{name}: {' '.join(Path(c).name if c.endswith('.py') else c for c in cmd[1:])}", flush=True)
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "train.log", "a") as log:  # appended across resumes
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})  # log lines as they come
         if code:
             raise UsageError(f"{name} stopped with exit status {code}; see {out / 'train.log'}")
 
@@ -108,7 +110,8 @@ def plot(rows, machine):
     ax.set_title(f"One family: GPT (B=1) to dLLM (B=256)\ncpu preset, TinyShakespeare; {machine}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "block_sweep.png", dpi=120)
+    atomic_write(RESULTS / "block_sweep.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
 
 
 def main(argv=None):

@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from support import checkpoints
+from support import checkpoints, metrics
 from support.cli import UsageError
 
 from conftest import ROOT, cli_error, lesson
@@ -51,24 +51,29 @@ def test_generative_bpc_prefers_real_text(dllm_run, gpt_run):
     assert gpt.char_entropy(["aaaa"]) == 0 and gpt.char_entropy(["abab"]) == pytest.approx(1.0)
 
 
-def test_decode_benchmark_runs_on_tiny_models(dllm_run, gpt_run, tmp_path, monkeypatch, capsys):
+def test_decode_benchmark_runs_on_tiny_models(dllm_run, gpt_run, bd_run, tmp_path, capsys):
     """bench/decode.py end to end on the tiny runs, writing into a temporary folder (a smoke test, no timing)."""
     sys.path.insert(0, str(ROOT / "bench"))
     bench = lesson("decode")
-    monkeypatch.setattr(bench, "RESULTS", tmp_path)
     d, corpus, _ = dllm_run
-    bench.main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--data", str(corpus), "--len", "16",
-                "--num-samples", "2", "--only-table"])
+    bench.main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--bd", str(bd_run), "--data", str(corpus),
+                "--len", "16", "--num-samples", "2", "--only-table", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "| GPT + KV cache |" in out and "fast vs vanilla" in out and "dLLM vs GPT" in out
-    rows = [{"name": n, "chars_per_s": c, "gen_bpc": b} for n, c, b in [
-        ("GPT + KV cache", 1000.0, 2.0), ("dLLM vanilla confidence, 1 token/step", 10.0, 3.0),
-        ("dLLM threshold 0.9 + dual cache, blocks 4", 50.0, 3.1),
-        ("dLLM threshold 0.9 + dual cache, blocks 8", 90.0, 3.5)]]
-    fast, ok = bench.targets(rows)  # the GPT row is never "fast dLLM decoding", however fast
-    assert fast["name"].endswith("blocks 4") and ok is None
+    for row in ("| GPT + KV cache |", "| dLLM ancestral (random order, 1 token/call) |",
+                "| BD4 exact cache, EB-Sampler, budget 1 |", "the old claim", "against the diverse baseline"):
+        assert row in out, row
     assert {p.name for p in tmp_path.iterdir()} == {"decode.csv", "sampler_frontier.png", "decode_speed.png"}
-
+    row = lambda name, cps, bpc, d4, h: dict(name=name, group="table", chars_per_s=cps, gen_bpc=bpc, distinct4=d4,
+                                             entropy=h, diverse=d4 >= 0.9 * 0.8 and abs(h - 4.0) <= 0.1)
+    rows = [dict(row("GPT + KV cache", 1000.0, 2.0, 0.8, 4.0), group="gpt"),
+            row("dLLM ancestral (random order, 1 token/call)", 10.0, 3.0, 0.8, 4.0),
+            row("dLLM confidence, 1 token/call", 12.0, 1.5, 0.2, 3.0),  # plausible because it repeats itself
+            row("dLLM Fast-dLLM: threshold 0.9 + dual cache, blocks 32", 60.0, 1.6, 0.25, 3.1),
+            row("BD4 exact cache, threshold 0.9", 1600.0, 1.9, 0.78, 3.95)]
+    bench.verdicts(rows)
+    out = capsys.readouterr().out
+    assert "Fast-dLLM runs 6.0x faster" in out and "): 5.0x at gen bpc 1.600 vs 1.500" in out
+    assert "at the GPT's quality and diversity: BD4 exact cache, threshold 0.9 (1.60x)" in out  # not confidence
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -77,3 +82,35 @@ def test_decode_benchmark_runs_on_tiny_models(dllm_run, gpt_run, tmp_path, monke
 ])
 def test_bad_generate_input_exits_2(gpt_run, capsys, argv, needle):
     assert needle in cli_error(gpt.main, ["--generate", "--checkpoint", str(gpt_run[0])] + argv, capsys)
+
+
+def test_parallelism_diagnostic_runs_on_a_tiny_model(dllm_run, tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    d, corpus, _ = dllm_run
+    rows = lesson("parallelism").main(["--checkpoint", str(d / "dllm"), "--data", str(corpus), "--windows", "4",
+                                       "--out", str(tmp_path)])
+    assert [r["mask_rate"] for r in rows] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert all(0 < r["p_max_p10"] <= r["p_max_median"] <= r["p_max_p90"] <= 1 for r in rows)
+    assert {p.name for p in tmp_path.iterdir()} == {"parallelism.csv", "parallelism.png"}
+
+
+def test_block_sweep_reads_finished_runs_and_strips_progress_bars(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "bench"))
+    sweep = lesson("block_sweep")
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")
+    for name, bpc in [("gpt", 2.2), ("bd4", 2.6), ("dllm", 3.1), ("bd16", 9.9)]:
+        run = tmp_path / "checkpoints" / "sweep" / name
+        run.mkdir(parents=True)
+        steps = [0, 10] if name != "bd16" else [0, 5]  # bd16 unfinished: left out of the table
+        metrics.write_metrics(run, [dict(step=s, train_loss=1.0, val_bpc=bpc + 10 - s, lr=0.1, tokens_per_s=1.0,
+                                         elapsed_s=60.0 * s) for s in steps])
+        (run / "train.log").write_text("corpus: x\ndllm:   5%|▌   | 1/10 [00:01<00:09,  1.0it/s]\rdllm:  10%|█ | "
+                                       "2/10 [00:02<00:08,  1.0it/s]step 10 | val 2.2\n")
+        sweep.collect(name)
+    assert (tmp_path / "results" / "runs" / "sweep_gpt" / "train.log").read_text() == "corpus: x\nstep 10 | val 2.2\n"
+    rows = sweep.table(10)
+    assert [(r["run"], r["block"], r["final_bpc"]) for r in rows] == [("gpt", "", 2.2), ("bd4", 4, 2.6),
+                                                                      ("dllm", 256, 3.1)]
+    sweep.plot(rows, "test machine")
+    assert (tmp_path / "results" / "block_sweep.png").exists()
