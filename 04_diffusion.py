@@ -1,4 +1,4 @@
-"""Lesson 04: absorbing-state masked diffusion: forward process, NELBO loss, likelihood, sampler.
+"""Lesson 04: absorbing-state masked diffusion: forward process, NELBO loss, likelihood, samplers, block diffusion.
 
 A masked diffusion LM (MDLM, Sahoo et al. 2024; MD4, Shi et al. 2024; LLaDA, Nie et al. 2025) corrupts
 text by replacing each token with [MASK] with probability 1 - alpha_t, and learns to undo it:
@@ -9,6 +9,8 @@ text by replacing each token with [MASK] with probability 1 - alpha_t, and learn
 
 Sampling runs the arrow backwards: start all-[MASK], predict every masked position in parallel, commit a
 few of the predictions, repeat. Unlike a GPT, the model sees both sides of every gap.
+
+The last section joins the two: block diffusion (BD3-LM), a GPT over blocks of B tokens and a dLLM inside each.
 
     python 04_diffusion.py
 """
@@ -403,6 +405,7 @@ def block_diffusion_mask(L, block_len, device=None):
         clean block b   never              c <= b         block-causal: what the sampler's cache holds
     """
     blk = torch.arange(L, device=device) // block_len  # (L,) block of each position
+    # GPT vs dLLM: a noisy token sees its own block both ways (as the dLLM does) and the clean past (as a GPT does)
     same, before = blk[:, None] == blk[None, :], blk[:, None] > blk[None, :]  # (L, L) each
     return torch.cat([torch.cat([same, before], 1), torch.cat([torch.zeros_like(same), same | before], 1)], 0)
 
@@ -448,7 +451,7 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
     done = [False] * B
     w0, c, calls = 0, 0, 0  # the model sees x[:, w0:]; x[:, w0:c] is in the cache
     a = P // bl * bl  # the first block with something to write (it may begin inside the prompt)
-    while a < total:
+    while a < total:  # GPT vs dLLM: left to right over blocks, as a GPT; inside a block, unmasking as the dLLM
         e = min(a + bl, total)  # this block: x[:, a:e]
         if e - w0 > ctx:  # the context is full: slide the window, keep the last half, re-read it
             w0 = a - (ctx // 2) // bl * bl
