@@ -316,7 +316,8 @@ def parallel_commit(logits, masked, conf, ranks, threshold=None, factor=None, en
     threshold (Fast-dLLM): every masked position whose confidence is >= threshold.
     factor (Fast-dLLM): the n most confident while c_(n) >= 1 - factor/(n+1).
     entropy_budget (EB-Sampler, Ben-Hamu et al. 2025): the first positions in rank order while their summed
-      entropy stays <= the budget (nats): many where the model is sure, one where it hesitates.
+      entropy stays <= the budget (nats): many where the model is sure, one where it hesitates. The paper ranks
+      by entropy, lowest first (remasking="entropy"); any other remasking order works the same way.
     """
     if threshold is not None:
         commit = conf >= threshold

@@ -57,8 +57,9 @@ def add_sampler_args(p):
     p.add_argument("--block-size", type=int, help="semi-autoregressive blocks of this many positions (LLaDA)")
     p.add_argument("--threshold", type=float, help="Fast-dLLM: commit every position with confidence >= this")
     p.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit n while c_(n) >= 1 - f/(n+1)")
-    p.add_argument("--entropy-budget", type=float, help="EB-Sampler: commit the most confident positions while "
-                   "their summed entropy (nats) stays within this; at least one per call")
+    p.add_argument("--entropy-budget", type=float, help="EB-Sampler: commit positions in --remasking order while "
+                   "their summed entropy (nats) stays within this; at least one per call (the paper: --remasking "
+                   "entropy)")
     p.add_argument("--cache", choices=["none", "prefix", "dual", "exact"],
                    help="dLLM: Fast-dLLM's approximate KV cache, refreshed at each block (with --block-size); block "
                    "diffusion: exact, the keys and values of committed blocks (default: exact for block diffusion, "
