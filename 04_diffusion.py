@@ -133,7 +133,8 @@ def diffusion_loss(model, x0, mask_id, schedule="linear", generator=None, eps=EP
 
 
 @torch.no_grad()
-def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=64, eps=EPS, block_len=0):
+def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=64, eps=EPS, block_len=0,
+               span=None):
     """Upper bound on -log2 p(x) per token, averaged over `windows` (N, L), K stratified draws each.
 
     method="time": t_k = eps + (1 - eps)(k + u)/K with the linear schedule, weight 1/t (valid for a model
@@ -142,10 +143,14 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
       (lower variance).
     block_len > 0: block diffusion; the sum over blocks of each block's bound given the clean blocks before it
       (every block of a window shares the window's t_k: still K stratified draws for each block's term).
+    span (lo, hi): only positions lo..hi-1 are ever masked and scored: a bound on -log2 p(x[lo:hi] | the rest),
+      per token of the span (infilling; span=(1, L) scores what a GPT scores given the first token).
     Fixed seed -> the same masks every call, so curves are comparable across runs.
     """
     g = torch.Generator().manual_seed(seed)
     N, L = windows.shape
+    lo, hi = span or (0, L)
+    inside = (torch.arange(L) >= lo) & (torch.arange(L) < hi)  # (L,) the positions the bound is about
     device = windows.device
     total = 0.0
     for i in range(0, N, max(1, batch_size // K)):
@@ -158,37 +163,43 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
             mask = torch.rand(x0.shape, generator=g) < t[:, None]
             weight = 1 / t
         elif method == "count":  # aside: the same bound with lower variance; not used by the trainers
-            n_mask = (1 + (strata * L).long()).clamp(max=L)  # (n*K,) in 1..L
-            ranks = torch.rand(x0.shape, generator=g).argsort(1).argsort(1)  # a random permutation per row
+            n = hi - lo
+            n_mask = (1 + (strata * n).long()).clamp(max=n)  # (n*K,) in 1..n
+            u = torch.rand(x0.shape, generator=g).masked_fill(~inside, 2.0)  # outside the span: ranked last
+            ranks = u.argsort(1).argsort(1)  # a random order of the span's positions, per row
             mask = ranks < n_mask[:, None]  # exactly n_mask masked
-            weight = L / n_mask.float()
+            weight = n / n_mask.float()
         else:
             raise ValueError(f"unknown method {method!r}")
-        mask = mask.to(device)
+        mask = (mask & inside).to(device)
         z = torch.where(mask, mask_id, x0)
         total += (weight.to(device)[:, None] * masked_cross_entropy(model, x0, z, mask, block_len)).sum().item()
-    return total / (N * K) / L / LN2
+    return total / (N * K) / (hi - lo) / LN2
 
 
 @torch.no_grad()
-def left_to_right_bits(model, windows, mask_id, batch_size=64):
+def left_to_right_bits(model, windows, mask_id, batch_size=64, span=None):
     """Exact -log2 p(x) per token of the dLLM used as a left-to-right sampler, averaged over `windows` (N, L).
 
     Unmasking one position at a time, in order, is a generative model in its own right:
     p_LR(x) = prod_i p_theta(x_i | x_<i, [MASK] at every position >= i). Its likelihood is exact, not a bound,
     so it is directly comparable with a GPT's NLL; the NELBO is the same quantity averaged over random orders.
-    Costs L forward passes per window (one per position), so use a few windows.
+    span (lo, hi): the exact -log2 p(x[lo:hi] | everything outside it) by the chain rule inside the span, left to
+    right, with both sides visible: the infilling likelihood. Costs one forward pass per scored position.
     """
     N, L = windows.shape
+    lo, hi = span or (0, L)
     pos = torch.arange(L, device=windows.device)
     total = 0.0
     for x in windows:  # x: (L,)
-        canvases = torch.where(pos[None, :] < pos[:, None], x, mask_id)  # (L, L): row i = x_<i, then [MASK]
-        for r in range(0, L, batch_size):
-            i = pos[r : r + batch_size]  # (b,) the position each canvas predicts
+        rows = pos[lo:hi]  # the position each canvas predicts
+        hidden = (pos[None, :] >= rows[:, None]) & (pos[None, :] < hi)  # (n, L): row i hides x_i .. x_hi-1
+        canvases = torch.where(hidden, mask_id, x)  # row i = x_<i, [MASK] over the rest of the span, the suffix
+        for r in range(0, len(rows), batch_size):
+            i = rows[r : r + batch_size]  # (b,)
             logits = model(canvases[r : r + batch_size])[torch.arange(len(i)), i]  # (b, V)
             total -= logits.float().log_softmax(-1).gather(1, x[i][:, None]).sum().item()
-    return total / (N * L) / LN2
+    return total / (N * (hi - lo)) / LN2
 
 
 # ---------------------------------------------------------------------------------------------------------

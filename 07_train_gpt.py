@@ -124,15 +124,19 @@ def run_summary(run_dir, kind):
 
 def same_window_bits(dllm_ckpt, gpt_ckpt, text, n_windows=16):
     """Three likelihoods in bits/char on the same n validation windows of `text` (the corpus both trained on):
-    the dLLM's NELBO (upper bound), the dLLM's exact NLL decoded left to right, and the GPT's exact NLL."""
+    the dLLM's NELBO (upper bound), the dLLM's exact NLL decoded left to right, and the GPT's exact NLL.
+
+    All three score exactly the same characters, 1..L-1 of each window, given character 0: the GPT needs one
+    character to start from, so the dLLM is given it too (span=(1, L): never masked, never scored)."""
     (dm, tok), (gm, gtok) = checkpoints.model_from_checkpoint(dllm_ckpt), checkpoints.model_from_checkpoint(gpt_ckpt)
     if tok.tokens != gtok.tokens:
         raise UsageError("the two runs use different tokenizers: train both on the same corpus")
     _, val, chars_per_token = train.split_corpus(text, tok)
-    w = train.eval_windows(val, n_windows, min(dm.config.block_size, gm.config.block_size) + 1)  # (n, L+1)
-    bits = {"dLLM NELBO, K=32 (upper bound)": diff.nelbo_bits(dm, w[:, :-1], dm.config.mask_id, K=32),
-            "dLLM decoded left to right (exact)": diff.left_to_right_bits(dm, w[:, :-1], dm.config.mask_id),
-            "GPT (exact)": NextTokenObjective().val_bits(gm, w)}
+    L = min(dm.config.block_size, gm.config.block_size)
+    w = train.eval_windows(val, n_windows, L)  # (n, L)
+    bits = {"dLLM NELBO, K=32 (upper bound)": diff.nelbo_bits(dm, w, dm.config.mask_id, K=32, span=(1, L)),
+            "dLLM decoded left to right (exact)": diff.left_to_right_bits(dm, w, dm.config.mask_id, span=(1, L)),
+            "GPT (exact)": NextTokenObjective().val_bits(gm, w)}  # predicts w[:, 1:] from w[:, :-1]
     return {k: v / chars_per_token for k, v in bits.items()}, len(w)
 
 

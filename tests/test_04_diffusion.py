@@ -97,6 +97,40 @@ def test_left_to_right_likelihood_is_exact():
     assert D.left_to_right_bits(m, x, 11, batch_size=5) == pytest.approx(nll / 24 / math.log(2), rel=1e-5)
 
 
+class Posterior(nn.Module):
+    """The exact denoiser of a source that emits one of a few strings uniformly at random: given the visible
+    tokens, the posterior over the strings that agree with them, and each position's marginal under it."""
+
+    def __init__(self, strings, V):
+        super().__init__()
+        self.strings, self.V = strings, V  # (M, L)
+
+    def forward(self, z):  # z: (B, L), id V = [MASK]
+        agree = ((self.strings[None] == z[:, None]) | (z[:, None] == self.V)).all(-1).float()  # (B, M)
+        w = agree / agree.sum(1, keepdim=True)
+        probs = torch.einsum("bm,mlv->blv", w, F.one_hot(self.strings, self.V).float())  # (B, L, V)
+        return probs.clamp_min(1e-12).log()
+
+
+@pytest.mark.parametrize("span", [(0, 8), (2, 5), (4, 8), (7, 8)])
+def test_infilling_likelihood_is_exact_on_a_source_with_known_conditionals(span):
+    """-log2 p(x[lo:hi] | the rest) for a uniform choice among strings = log2(#agreeing outside / #agreeing)."""
+    g = torch.Generator().manual_seed(0)
+    strings = torch.randint(0, 3, (12, 8), generator=g)
+    model, (lo, hi) = Posterior(strings, 3), span
+    outside = torch.ones(8, dtype=torch.bool)
+    outside[lo:hi] = False
+    for x in strings[:4]:
+        n_out = (strings[:, outside] == x[outside]).all(1).sum().item()
+        n_all = (strings == x).all(1).sum().item()
+        exact = math.log2(n_out / n_all) / (hi - lo)
+        assert D.left_to_right_bits(model, x[None], 3, span=span) == pytest.approx(exact, abs=1e-6)
+        # the NELBO of an exact denoiser is the NLL itself (any order gives the same product), up to noise
+        for method in ("time", "count"):
+            bound = D.nelbo_bits(model, x[None], 3, K=512, span=span, method=method)
+            assert bound == pytest.approx(exact, abs=0.03 + 0.05 * exact)
+
+
 # ---------------------------------------------------------------- 04: sampler
 class Counting(nn.Module):
     def __init__(self, model):
