@@ -36,10 +36,11 @@ class ModelConfig:
     manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
     rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
     block_len: int = 0  # GPT vs dLLM: > 0 = block diffusion (BD3-LM, lesson 04): causal over blocks of this many
+    sentinels: int = 0  # input-only tokens after the real ones: the fill-in-the-middle GPT's <PRE> <SUF> <MID> (07)
 
     @property
     def n_input_tokens(self):
-        return self.vocab_size + int(self.mask_token)
+        return self.vocab_size + int(self.mask_token) + self.sentinels
 
     @property
     def mask_id(self):

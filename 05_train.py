@@ -156,13 +156,15 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.build_config(
         args.preset, vocab_size=tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,
         n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope,
-        block_len=getattr(args, "block_diffusion", None), **objective.model_overrides)
+        block_len=getattr(args, "block_diffusion", None), sentinels=3 if getattr(args, "fim", None) else None,
+        **objective.model_overrides)
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
     if config.block_len > L:
         raise UsageError(f"--block-diffusion {config.block_len} is longer than the context (--seq-len {L})")
     loss_kw = {"t_range": args.mask_rate} if getattr(args, "mask_rate", None) else {}  # block diffusion's clipping
+    loss_kw.update({"fim_rate": args.fim} if getattr(args, "fim", None) else {})  # 07 --fim: fill in the middle
     if len(val_data) < L + 1 or len(train_data) < L + 2:
         raise UsageError(f"corpus too short: {len(text):,} characters for context {L} (need > {10 * (L + 2)} tokens)")
     model = tfm.Transformer(config).to(device)

@@ -34,10 +34,13 @@ class NextTokenObjective:
     kind = "gpt"
     model_overrides = dict(causal=True, mask_token=False)  # GPT vs dLLM: causal mask, no [MASK] token
 
-    def loss(self, model, x, config=None):  # x: (B, L+1): predict token i+1 from tokens <= i
+    def loss(self, model, x, config=None, fim_rate=0.0):  # x: (B, L+1): predict token i+1 from tokens <= i
+        if fim_rate:  # --fim: a fraction of the sequences rearranged prefix-suffix-middle (below)
+            x = fim_batch(x, fim_rate, config)
         logits = model(x[:, :-1])  # (B, L, V)
+        targets = x[:, 1:].masked_fill(x[:, 1:] >= config.vocab_size, -100) if fim_rate else x[:, 1:]  # no sentinel
         # GPT vs dLLM: the objective is next-token cross-entropy, the exact NLL
-        return F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     @torch.no_grad()
     def val_bits(self, model, windows, K=None, config=None):  # exact -log2 p per token; K is a dLLM notion
@@ -108,6 +111,60 @@ def char_entropy(texts):
     c = Counter("".join(texts))
     total = sum(c.values())
     return -sum(v / total * math.log2(v / total) for v in c.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fill in the middle (FIM; Bavarian et al. 2022): the fair infilling baseline for a GPT
+# ---------------------------------------------------------------------------------------------------------
+# A GPT sees only the left of a gap. Trained with --fim 0.5, half its sequences are cut at two random points
+# into prefix, middle, suffix and rearranged PSM: <PRE> prefix <SUF> suffix <MID> middle. Still next-token
+# prediction, but the middle is now predicted after seeing both sides. Same model, data and compute.
+def sentinel_ids(config):
+    """<PRE>, <SUF>, <MID>: the input rows after the real tokens (the GPT has no [MASK])."""
+    first = config.vocab_size + int(config.mask_token)
+    return first, first + 1, first + 2
+
+
+def to_psm(x, a, b, config):
+    """x (B, n) cut at a <= b (B, 1) into prefix x[:a], middle x[a:b], suffix x[b:] -> (B, n + 3), each row
+    <PRE> prefix <SUF> suffix <MID> middle. One gather, no Python loop: stays on the GPU."""
+    n = x.size(1)
+    j = torch.arange(n + 3, device=x.device)[None]  # (1, n+3) output positions
+    at_suf, at_mid = a + 1, a + 2 + (n - b)  # (B, 1) where <SUF> and <MID> go
+    src = torch.where(j <= a, j - 1, torch.where(j < at_mid, b + j - (a + 2), a + j - (at_mid + 1)))  # (B, n+3)
+    out = x.gather(1, src.clamp(0, n - 1))
+    pre, suf, mid = sentinel_ids(config)
+    return torch.where(j == 0, pre, torch.where(j == at_suf, suf, torch.where(j == at_mid, mid, out)))
+
+
+def fim_batch(x, rate, config):
+    """(B, L+1) -> (B, L+1): each row, with probability `rate`, becomes the PSM form of its first L-2 tokens,
+    cut at two uniform random points."""
+    B, n = x.size(0), x.size(1) - 3
+    cuts = torch.randint(0, n + 1, (B, 2), device=x.device).sort(1).values  # (B, 2)
+    psm = to_psm(x[:, :n], cuts[:, :1], cuts[:, 1:], config)
+    return torch.where(torch.rand(B, 1, device=x.device) < rate, psm, x)
+
+
+@torch.no_grad()
+def gpt_span_bits(model, windows, span, fim=False):
+    """Exact -log2 p(x[lo:hi] | context) per token with a GPT, averaged over windows (N, L).
+
+    fim=False: the context is the left side only, x[:lo] (all a plain GPT can use).
+    fim=True: a FIM-trained GPT given <PRE> x[:lo] <SUF> x[hi:] <MID>, then the middle left to right."""
+    (lo, hi), (N, L) = span, windows.shape
+    if fim:  # the middle becomes the last hi - lo tokens
+        cut = lambda v: torch.full((N, 1), v, device=windows.device)
+        windows = to_psm(windows, cut(lo), cut(hi), model.config)  # (N, L + 3)
+    if windows.size(1) - 1 > model.config.block_size or not (fim or lo >= 1):
+        raise ValueError(f"span {span} of windows of {L}: needs lo >= 1 without FIM, L + 2 <= the context with it")
+    first = windows.size(1) - (hi - lo) if fim else lo  # where the scored tokens start
+    total = 0.0
+    for chunk in windows.split(64):
+        logits = model(chunk[:, :-1])[:, first - 1 : first - 1 + hi - lo]  # (n, hi - lo, V): the scored tokens
+        total += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, first : first + hi - lo].flatten(),
+                                 reduction="sum").item()
+    return total / (N * (hi - lo)) / math.log(2)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,6 +241,9 @@ def compare(dllm_dir, gpt_dir, out="compare.png", text=None, n_windows=16):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     train.add_train_args(p, train.ROOT / "checkpoints" / "gpt")  # mode 1 (default): train
+    p.add_argument("--fim", type=float, metavar="RATE", help="train a fill-in-the-middle GPT: this fraction of "
+                   "sequences in PSM order (Bavarian et al. 2022 use 0.5); default: off; default --out "
+                   "checkpoints/gpt_fim")
     g = p.add_argument_group("--generate: sample from a trained GPT (also uses --seed, --device)")
     g.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
     g.add_argument("--checkpoint", default=str(train.ROOT / "checkpoints" / "gpt"),
@@ -203,6 +263,10 @@ def main(argv=None):
         return compare(*args.compare, out=args.compare_out, text=read_text(args.data) if args.data else None,
                        n_windows=args.compare_windows)
     if not args.generate:
+        if args.fim is not None and not 0 < args.fim <= 1:
+            raise UsageError(f"--fim must be in (0, 1], got {args.fim}")
+        if args.fim and "out" not in args.given:
+            args.out = str(train.ROOT / "checkpoints" / "gpt_fim")
         return train.train(args, NextTokenObjective())
     gen.check_sampling_args(args)
     model, tok, _ = checkpoints.load_model("gpt", args.checkpoint, args.device, args.from_hub, args.filename)

@@ -1,4 +1,5 @@
 """Lesson 07: the GPT through the same loop, its KV-cache sampler, the comparison, and bench/decode.py."""
+import math
 import sys
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from support import checkpoints, metrics
 from support.cli import UsageError
 
-from conftest import ROOT, cli_error, lesson
+from conftest import ROOT, TINY, cli_error, lesson
 
 gpt = lesson("07_train_gpt")
 
@@ -21,6 +22,69 @@ def test_gpt_kv_cache_equals_recomputation():
     a = gpt.generate_gpt(m, prompt, 20, temperature=0, use_cache=True)
     b = gpt.generate_gpt(m, prompt, 20, temperature=0, use_cache=False)
     assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- 07: fill in the middle
+def fim_gpt():
+    tfm = lesson("03_transformer")
+    torch.manual_seed(0)
+    return tfm.Transformer(tfm.build_config("tiny", vocab_size=11, causal=True, mask_token=False, sentinels=3)).eval()
+
+
+def test_psm_transformation_round_trips():
+    m = fim_gpt()
+    pre, suf, mid = gpt.sentinel_ids(m.config)
+    assert (pre, suf, mid) == (11, 12, 13)
+    x = torch.randint(0, 11, (50, 20))
+    cuts = torch.randint(0, 21, (50, 2)).sort(1).values
+    psm = gpt.to_psm(x, cuts[:, :1], cuts[:, 1:], m.config)
+    assert psm.shape == (50, 23)
+    for row, seq, (a, b) in zip(x, psm.tolist(), cuts.tolist()):
+        assert seq[0] == pre and seq.count(suf) == seq.count(mid) == 1
+        i, j = seq.index(suf), seq.index(mid)
+        prefix, suffix, middle = seq[1:i], seq[i + 1 : j], seq[j + 1 :]
+        assert (len(prefix), len(middle)) == (a, b - a) and prefix + middle + suffix == row.tolist()
+    y = torch.randint(0, 11, (400, 24))
+    assert torch.equal(gpt.fim_batch(y, 0.0, m.config), y)
+    mixed = gpt.fim_batch(y, 0.5, m.config)
+    rearranged = (mixed[:, 0] == pre)
+    assert 150 < rearranged.sum() < 250 and torch.equal(mixed[~rearranged], y[~rearranged])
+    assert (mixed[rearranged] == mid).sum(1).eq(1).all()
+
+
+def test_fim_loss_never_asks_for_a_sentinel_and_span_scores_are_exact():
+    m = fim_gpt()
+    x = torch.randint(0, 11, (8, 25))
+    assert gpt.NextTokenObjective().loss(m, x, m.config, fim_rate=1.0).isfinite()  # sentinel targets ignored
+    w = torch.randint(0, 11, (3, 20))
+    for lo, hi in [(1, 20), (5, 9), (19, 20)]:
+        nll = 0.0  # the definition: the chain rule over the span, one token at a time
+        for row in w:
+            for i in range(lo, hi):
+                nll -= m(row[None, :i])[0, -1].log_softmax(-1)[row[i]].item()
+        assert gpt.gpt_span_bits(m, w, (lo, hi)) == pytest.approx(nll / (3 * (hi - lo)) / math.log(2), rel=1e-5)
+    for lo, hi in [(0, 20), (5, 9)]:
+        nll = 0.0  # <PRE> prefix <SUF> suffix <MID>, then the middle token by token
+        for row in w:
+            ctx = [11, *row[:lo].tolist(), 12, *row[hi:].tolist(), 13]
+            for i in range(lo, hi):
+                nll -= m(torch.tensor([ctx]))[0, -1].log_softmax(-1)[row[i]].item()
+                ctx.append(row[i].item())
+        assert gpt.gpt_span_bits(m, w, (lo, hi), fim=True) == pytest.approx(nll / (3 * (hi - lo)) / math.log(2),
+                                                                          rel=1e-5)
+    with pytest.raises(ValueError):
+        gpt.gpt_span_bits(m, w, (0, 5))  # a plain GPT cannot predict the first token: it has no context
+
+
+def test_fim_gpt_trains_and_resumes(tiny_text, tmp_path, capsys):
+    args = TINY + ["--data", str(tiny_text), "--out", str(tmp_path / "fim"), "--steps", "20", "--eval-every", "10"]
+    rows = gpt.main(args + ["--fim", "0.5"])
+    assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 0.5
+    gpt.main(["--out", str(tmp_path / "fim"), "--resume", "--steps", "30", "--no-plot", "--sample-len", "0"])
+    ckpt = checkpoints.load_checkpoint(tmp_path / "fim" / "latest.pt")
+    assert ckpt["config"]["sentinels"] == 3 and ckpt["args"]["fim"] == 0.5 and ckpt["step"] == 30
+    capsys.readouterr()
+    assert "--fim" in cli_error(gpt.main, TINY + ["--fim", "1.5"], capsys)
 
 
 def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path, capsys):
