@@ -56,16 +56,33 @@ def shakespeare(data_dir=ROOT / "data"):
     return read_text(path)
 
 
-def split_corpus(text, tokenizer):
-    """Token ids of the first 90% (train) and the last 10% (validation), and characters per token of the
-    validation text (1.0 for characters; > 1 for Tamil graphemes), to report bits per character."""
+def interleaved_split(text, every=10):
+    """(train, validation, test) texts: the blank-line-separated paragraphs (a couplet, a speech) dealt out in
+    turn, of every 10 the 9th to validation and the 10th to test. Each paragraph lands in exactly one part, and
+    all three sample the whole text (the last 10% of the Thirukkural is one topic, the book on love)."""
+    paragraphs = [p.strip("\n") for p in text.split("\n\n") if p.strip()]
+    parts = ([], [], [])
+    for i, para in enumerate(paragraphs):
+        parts[{every - 2: 1, every - 1: 2}.get(i % every, 0)].append(para)
+    return tuple("\n\n".join(part) + "\n" for part in parts)
+
+
+def split_corpus(text, tokenizer, split="tail"):
+    """Token ids for training and validation, and characters per token of the validation text (1.0 for
+    characters; > 1 for Tamil graphemes), to report bits per character.
+
+    split="tail": the first 90% and the last 10% (as nanoGPT). "interleaved": interleaved_split's first two."""
+    train_text, val_text = (text[: int(0.9 * len(text))], text[int(0.9 * len(text)) :]) if split == "tail" \
+        else interleaved_split(text)[:2]
     try:
-        data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+        if split == "tail":  # one stream, cut by tokens (a cut inside a grapheme cluster would change it)
+            data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+            train_data, val_data = data[: int(0.9 * len(data))], data[int(0.9 * len(data)) :]
+        else:
+            train_data, val_data = (torch.tensor(tokenizer.encode(t), dtype=torch.long) for t in (train_text, val_text))
     except KeyError as e:
         raise UsageError(f"the corpus has characters the model's tokenizer lacks: {e.args[0]}") from None
-    n_train = int(0.9 * len(data))
-    train_data, val_data = data[:n_train], data[n_train:]
-    return train_data, val_data, len(text[int(0.9 * len(text)) :]) / max(1, len(val_data))
+    return train_data, val_data, len(val_text) / max(1, len(val_data))
 
 
 def get_batch(data, batch_size, length, generator, device):
@@ -148,7 +165,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
     else:
         tokenizer = (make_tokenizer or diff.CharTokenizer.from_text)(text)
-    train_data, val_data, chars_per_token = split_corpus(text, tokenizer)
+    train_data, val_data, chars_per_token = split_corpus(text, tokenizer, args.split)
     log(f"corpus: {len(text):,} characters, {len(train_data) + len(val_data):,} tokens, vocabulary "
         f"{tokenizer.vocab_size}; train {len(train_data):,} / val {len(val_data):,}")
 
@@ -305,7 +322,10 @@ def preset_values(key):
 
 def add_train_args(p, default_out):
     g = p.add_argument_group("training (defaults marked 'preset' come from --preset)")
-    g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, downloaded once)")
+    g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, shipped in data/)")
+    g.add_argument("--split", default="tail", choices=["tail", "interleaved"],
+                   help="validation text: the last 10%%, or every 9th of each 10 blank-line-separated paragraphs "
+                   "(couplets, speeches; every 10th is held out as test)")
     g.add_argument("--preset", choices=list(TRAIN_PRESETS),
                    help="model + schedule size (default: gpu on CUDA, else cpu)")
     g.add_argument("--out", default=str(default_out), help="run directory")

@@ -188,7 +188,7 @@ def same_window_bits(dllm_ckpt, gpt_ckpt, text, n_windows=16):
     (dm, tok), (gm, gtok) = checkpoints.model_from_checkpoint(dllm_ckpt), checkpoints.model_from_checkpoint(gpt_ckpt)
     if tok.tokens != gtok.tokens:
         raise UsageError("the two runs use different tokenizers: train both on the same corpus")
-    _, val, chars_per_token = train.split_corpus(text, tok)
+    _, val, chars_per_token = train.split_corpus(text, tok, dllm_ckpt["args"].get("split", "tail"))
     L = min(dm.config.block_size, gm.config.block_size)
     w = train.eval_windows(val, n_windows, L)  # (n, L)
     bits = {"dLLM NELBO, K=32 (upper bound)": diff.nelbo_bits(dm, w, dm.config.mask_id, K=32, span=(1, L)),

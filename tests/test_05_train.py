@@ -178,3 +178,21 @@ def test_block_diffusion_trains_resumes_and_refuses_bad_flags(tiny_text, tmp_pat
     assert "--mask-rate" in cli_error(train.main, TINY + ["--block-diffusion", "4", "--mask-rate", "0.8", "0.2"],
                                       capsys)
     assert not (tmp_path / "x").exists()
+
+
+def test_interleaved_split_never_leaks_a_paragraph(tmp_path):
+    couplets = [f"couplet {i} line one\nline two of {i}" for i in range(95)]
+    text = "\n\n".join(couplets) + "\n"
+    parts = [[p for p in part.strip("\n").split("\n\n") if p] for part in train.interleaved_split(text)]
+    assert [len(p) for p in parts] == [77, 9, 9]  # 8/1/1 of every ten
+    assert sorted(sum(parts, [])) == sorted(couplets)  # each couplet in exactly one part, whole
+    assert parts[1][0] == couplets[8] and parts[2][-1] == couplets[89]  # spread over the whole text, not the tail
+    tok = lesson("04_diffusion").CharTokenizer.from_text(text)
+    tr, va, cpt = train.split_corpus(text, tok, "interleaved")
+    assert tok.decode(va.tolist()) == train.interleaved_split(text)[1] and cpt == 1.0
+    corpus = tmp_path / "couplets.txt"
+    corpus.write_text("\n\n".join(f"couplet {i} line one\nline two of {i}" for i in range(400)) + "\n")
+    rows = train.main(["--preset", "tiny", "--dtype", "fp32", "--sample-len", "0", "--no-plot", "--steps", "2",
+                       "--data", str(corpus), "--out", str(tmp_path / "r"), "--split", "interleaved"])
+    assert checkpoints.load_checkpoint(tmp_path / "r" / "latest.pt")["args"]["split"] == "interleaved" and rows
+
