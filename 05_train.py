@@ -164,7 +164,9 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         log(f"resuming {ckpt['path']} at step {ckpt['step']}")
         tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
     else:
-        tokenizer = (make_tokenizer or diff.CharTokenizer.from_text)(text)
+        named = {"char": diff.CharTokenizer.from_text, "grapheme": lambda t: import_module("tamil_dataset")
+                 .GraphemeTokenizer.from_text(t)}  # grapheme clusters: Tamil letters (08), any script
+        tokenizer = (named[args.tokenizer] if args.tokenizer else make_tokenizer or diff.CharTokenizer.from_text)(text)
     train_data, val_data, chars_per_token = split_corpus(text, tokenizer, args.split)
     log(f"corpus: {len(text):,} characters, {len(train_data) + len(val_data):,} tokens, vocabulary "
         f"{tokenizer.vocab_size}; train {len(train_data):,} / val {len(val_data):,}")
@@ -323,6 +325,8 @@ def preset_values(key):
 def add_train_args(p, default_out):
     g = p.add_argument_group("training (defaults marked 'preset' come from --preset)")
     g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, shipped in data/)")
+    g.add_argument("--tokenizer", choices=["char", "grapheme"], help="tokens: Unicode code points, or grapheme "
+                   "clusters (a Tamil letter such as கி is one token); default: char, grapheme in 08")
     g.add_argument("--split", default="tail", choices=["tail", "interleaved"],
                    help="validation text: the last 10%%, or every 9th of each 10 blank-line-separated paragraphs "
                    "(couplets, speeches; every 10th is held out as test)")

