@@ -143,14 +143,15 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
       (lower variance).
     block_len > 0: block diffusion; the sum over blocks of each block's bound given the clean blocks before it
       (every block of a window shares the window's t_k: still K stratified draws for each block's term).
-    span (lo, hi): only positions lo..hi-1 are ever masked and scored: a bound on -log2 p(x[lo:hi] | the rest),
-      per token of the span (infilling; span=(1, L) scores what a GPT scores given the first token).
+    span (lo, hi) or a (L,) bool mask: only those positions are ever masked and scored: a bound on
+      -log2 p(x[span] | the rest), per token of the span (infilling; span=(1, L) scores what a GPT scores given
+      the first token; a mask with several runs is a template with several gaps).
     Fixed seed -> the same masks every call, so curves are comparable across runs.
     """
     g = torch.Generator().manual_seed(seed)
     N, L = windows.shape
-    lo, hi = span or (0, L)
-    inside = (torch.arange(L) >= lo) & (torch.arange(L) < hi)  # (L,) the positions the bound is about
+    inside = span_mask(span, L)  # (L,) the positions the bound is about
+    n_span = int(inside.sum())
     device = windows.device
     total = 0.0
     for i in range(0, N, max(1, batch_size // K)):
@@ -163,7 +164,7 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
             mask = torch.rand(x0.shape, generator=g) < t[:, None]
             weight = 1 / t
         elif method == "count":  # aside: the same bound with lower variance; not used by the trainers
-            n = hi - lo
+            n = n_span
             n_mask = (1 + (strata * n).long()).clamp(max=n)  # (n*K,) in 1..n
             u = torch.rand(x0.shape, generator=g).masked_fill(~inside, 2.0)  # outside the span: ranked last
             ranks = u.argsort(1).argsort(1)  # a random order of the span's positions, per row
@@ -174,7 +175,7 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
         mask = (mask & inside).to(device)
         z = torch.where(mask, mask_id, x0)
         total += (weight.to(device)[:, None] * masked_cross_entropy(model, x0, z, mask, block_len)).sum().item()
-    return total / (N * K) / (hi - lo) / LN2
+    return total / (N * K) / n_span / LN2
 
 
 @torch.no_grad()
@@ -184,22 +185,33 @@ def left_to_right_bits(model, windows, mask_id, batch_size=64, span=None):
     Unmasking one position at a time, in order, is a generative model in its own right:
     p_LR(x) = prod_i p_theta(x_i | x_<i, [MASK] at every position >= i). Its likelihood is exact, not a bound,
     so it is directly comparable with a GPT's NLL; the NELBO is the same quantity averaged over random orders.
-    span (lo, hi): the exact -log2 p(x[lo:hi] | everything outside it) by the chain rule inside the span, left to
-    right, with both sides visible: the infilling likelihood. Costs one forward pass per scored position.
+    span (lo, hi) or a (L,) bool mask: the exact -log2 p(x[span] | everything else) by the chain rule inside the
+    span, left to right, with both sides visible: the infilling likelihood (several gaps: one mask with several
+    runs). Costs one forward pass per scored position.
     """
     N, L = windows.shape
-    lo, hi = span or (0, L)
+    scored = span_mask(span, L).to(windows.device)  # (L,)
     pos = torch.arange(L, device=windows.device)
+    rows = pos[scored]  # the position each canvas predicts
+    hidden = (pos[None, :] >= rows[:, None]) & scored[None, :]  # (n, L): row i hides the span from i on
     total = 0.0
     for x in windows:  # x: (L,)
-        rows = pos[lo:hi]  # the position each canvas predicts
-        hidden = (pos[None, :] >= rows[:, None]) & (pos[None, :] < hi)  # (n, L): row i hides x_i .. x_hi-1
-        canvases = torch.where(hidden, mask_id, x)  # row i = x_<i, [MASK] over the rest of the span, the suffix
+        canvases = torch.where(hidden, mask_id, x)  # row i: x_<i, [MASK] over the rest of the span, the rest of x
         for r in range(0, len(rows), batch_size):
             i = rows[r : r + batch_size]  # (b,)
             logits = model(canvases[r : r + batch_size])[torch.arange(len(i)), i]  # (b, V)
             total -= logits.float().log_softmax(-1).gather(1, x[i][:, None]).sum().item()
-    return total / (N * (hi - lo)) / LN2
+    return total / (N * len(rows)) / LN2
+
+
+def span_mask(span, L):
+    """(L,) bool: the positions a likelihood is about. span: None (all), (lo, hi), or already a mask."""
+    if span is None:
+        return torch.ones(L, dtype=torch.bool)
+    if isinstance(span, torch.Tensor):
+        return span.cpu().bool()
+    pos = torch.arange(L)
+    return (pos >= span[0]) & (pos < span[1])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -148,23 +148,26 @@ def fim_batch(x, rate, config):
 
 @torch.no_grad()
 def gpt_span_bits(model, windows, span, fim=False):
-    """Exact -log2 p(x[lo:hi] | context) per token with a GPT, averaged over windows (N, L).
+    """Exact -log2 p(x[span] | context) per token with a GPT, averaged over windows (N, L).
 
-    fim=False: the context is the left side only, x[:lo] (all a plain GPT can use).
-    fim=True: a FIM-trained GPT given <PRE> x[:lo] <SUF> x[hi:] <MID>, then the middle left to right."""
-    (lo, hi), (N, L) = span, windows.shape
+    fim=False: each scored token given everything to its left (all a plain GPT can use); span (lo, hi) with
+      lo >= 1, or a (L,) bool mask (several gaps) that leaves position 0 out.
+    fim=True: a FIM-trained GPT given <PRE> x[:lo] <SUF> x[hi:] <MID>, then the middle left to right; one span."""
+    N, L = windows.shape
+    scored = diff.span_mask(span, L).to(windows.device)  # (L,)
     if fim:  # the middle becomes the last hi - lo tokens
+        lo, hi = span
         cut = lambda v: torch.full((N, 1), v, device=windows.device)
         windows = to_psm(windows, cut(lo), cut(hi), model.config)  # (N, L + 3)
-    if windows.size(1) - 1 > model.config.block_size or not (fim or lo >= 1):
-        raise ValueError(f"span {span} of windows of {L}: needs lo >= 1 without FIM, L + 2 <= the context with it")
-    first = windows.size(1) - (hi - lo) if fim else lo  # where the scored tokens start
+        scored = torch.arange(L + 3, device=windows.device) >= L + 3 - (hi - lo)
+    if windows.size(1) - 1 > model.config.block_size or scored[0]:
+        raise ValueError(f"span {span} of windows of {L}: needs position 0 unscored without FIM (it has no "
+                         "context), L + 2 <= the context with it")
     total = 0.0
     for chunk in windows.split(64):
-        logits = model(chunk[:, :-1])[:, first - 1 : first - 1 + hi - lo]  # (n, hi - lo, V): the scored tokens
-        total += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, first : first + hi - lo].flatten(),
-                                 reduction="sum").item()
-    return total / (N * (hi - lo)) / math.log(2)
+        logits = model(chunk[:, :-1])[:, scored[1:]]  # (n, scored, V): position i - 1 predicts token i
+        total += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, scored].flatten(), reduction="sum").item()
+    return total / (N * int(scored.sum())) / math.log(2)
 
 
 # ---------------------------------------------------------------------------------------------------------

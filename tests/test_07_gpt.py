@@ -57,12 +57,12 @@ def test_fim_loss_never_asks_for_a_sentinel_and_span_scores_are_exact():
     x = torch.randint(0, 11, (8, 25))
     assert gpt.NextTokenObjective().loss(m, x, m.config, fim_rate=1.0).isfinite()  # sentinel targets ignored
     w = torch.randint(0, 11, (3, 20))
-    for lo, hi in [(1, 20), (5, 9), (19, 20)]:
-        nll = 0.0  # the definition: the chain rule over the span, one token at a time
-        for row in w:
-            for i in range(lo, hi):
+    for span in [(1, 20), (5, 9), (19, 20), torch.tensor([0, 1, 1, 0, 0, 0, 1] + [0] * 13)]:
+        nll, scored = 0.0, lesson("04_diffusion").span_mask(span, 20).nonzero().flatten().tolist()
+        for row in w:  # the definition: each scored token given everything to its left
+            for i in scored:
                 nll -= m(row[None, :i])[0, -1].log_softmax(-1)[row[i]].item()
-        assert gpt.gpt_span_bits(m, w, (lo, hi)) == pytest.approx(nll / (3 * (hi - lo)) / math.log(2), rel=1e-5)
+        assert gpt.gpt_span_bits(m, w, span) == pytest.approx(nll / (3 * len(scored)) / math.log(2), rel=1e-5)
     for lo, hi in [(0, 20), (5, 9)]:
         nll = 0.0  # <PRE> prefix <SUF> suffix <MID>, then the middle token by token
         for row in w:
