@@ -196,3 +196,19 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     assert rd.finished(run, 100, patience=3) == (False, "")
     assert rd.finished(run, 100, patience=2)[1].startswith("no better validation for 2 evaluations after step 10")
     assert rd.finished(run, 30, patience=9) == (True, "all steps")
+
+
+def test_infill_bench_scores_every_model_on_the_same_gaps(dllm_run, gpt_run, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    d, corpus, _ = dllm_run
+    fim = tmp_path / "fim"
+    gpt.main(TINY + ["--data", str(corpus), "--out", str(fim), "--steps", "10", "--fim", "0.5"])
+    rows, examples = lesson("infill").main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--fim", str(fim),
+                                            "--data", str(corpus), "--windows", "2", "--spans", "1", "4", "--K",
+                                            "4", "--out-dir", str(tmp_path)])
+    assert [r["case"] for r in rows] == ["gap of 1", "gap of 4", "template: four gaps of 8"]
+    assert all(r["dLLM exact"] > 0 and r["GPT, left only"] > 0 for r in rows) and "FIM-GPT" not in rows[-1]
+    assert rows[0]["FIM-GPT"] > 0 and {"real text", "dLLM", "GPT, left only", "FIM-GPT"} == set(examples[0])
+    real, filled = examples[0]["real text"], examples[0]["FIM-GPT"]
+    assert real.split("[")[0] == filled.split("[")[0] and real.split("]")[1] == filled.split("]")[1]  # both sides kept
+    assert {"infill.csv", "infill.png"} <= {p.name for p in tmp_path.iterdir()}

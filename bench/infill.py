@@ -1,0 +1,180 @@
+"""Where the dLLM wins (2): filling a gap given both sides, against a plain GPT and a fill-in-the-middle GPT.
+
+    python 07_train_gpt.py --fim 0.5 --dtype fp32 --out checkpoints/sweep/gpt_fim     # the FIM baseline, once
+    python bench/infill.py                                    # the runs of bench/block_sweep.py + that one
+    python bench/infill.py --couplets --data data/tamil/thirukkural.txt --dllm D --gpt G --fim F   # reversal
+
+Exact conditional bits/char of a masked span given everything around it, on the same validation characters for
+every model, in windows of L - 3 tokens (so the FIM layout, three sentinels longer, fits the same context):
+  dLLM exact     the chain rule inside the gap, left to right, both sides visible (lesson 04, span=...)
+  dLLM NELBO     its upper bound (K = 32)
+  GPT, left      what a plain GPT can do: each gap token given the text to its left only (exact)
+  FIM-GPT        a GPT trained with --fim 0.5 (Bavarian et al. 2022) given <PRE> left <SUF> right <MID> (exact)
+Gaps of 1, 4, 16 and 64 characters in the middle of each window, and a template of four 8-character gaps (no
+FIM row: PSM has one middle). --couplets: the reversal case, the first line of a couplet given the second (and
+the couplets before it): windows end where a couplet ends. Writes <out-dir>/infill.csv and infill.png and prints
+the table and a few filled gaps from each model.
+"""
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from support.checkpoints import load_model  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from support.files import atomic_write, read_text  # noqa: E402
+from support.metrics import write_csv  # noqa: E402
+from support.runtime import machine_name  # noqa: E402
+
+diff = import_module("04_diffusion")
+train = import_module("05_train")
+gpt_lesson = import_module("07_train_gpt")
+SWEEP = ROOT / "checkpoints" / "sweep"
+
+
+def gap_windows(val, n, W, spans):
+    """(n, W) windows spread over the validation tokens; for each span length s, the gap centred in them."""
+    w = train.eval_windows(val, n, W)
+    return w, {f"gap of {s}": (W // 2 - s // 2, W // 2 - s // 2 + s) for s in spans}
+
+
+def couplet_windows(text, tok, W, n):
+    """Reversal: (n, W) windows of the validation text that end where a couplet ends, and per window the span of
+    that couplet's first line (a mask per window, so one window at a time)."""
+    out = []
+    val_text = train.interleaved_split(text)[1]
+    couplets = val_text.strip("\n").split("\n\n")
+    for i in range(1, len(couplets)):
+        before = "\n\n".join(couplets[:i]) + "\n\n"
+        first, second = couplets[i].split("\n", 1)
+        ids = tok.encode(before + first + "\n" + second)
+        if len(ids) < W:
+            continue
+        n_first, n_rest = len(tok.encode(first)), len(tok.encode("\n" + second))
+        lo = W - n_rest - n_first
+        out.append((torch.tensor(ids[-W:]), (lo, lo + n_first)))
+        if len(out) == n:
+            break
+    return out
+
+
+def scores(models, w, span, K):
+    """bits per token of the span for each model that can score it."""
+    dllm, gpt, fim = models
+    row = {"dLLM exact": diff.left_to_right_bits(dllm, w, dllm.config.mask_id, span=span),
+           "dLLM NELBO": diff.nelbo_bits(dllm, w, dllm.config.mask_id, K=K, span=span),
+           "GPT, left only": gpt_lesson.gpt_span_bits(gpt, w, span)}
+    if fim is not None and isinstance(span, tuple):
+        row["FIM-GPT"] = gpt_lesson.gpt_span_bits(fim, w, span, fim=True)
+    return row
+
+
+@torch.no_grad()
+def fill_examples(models, tok, w, span, n=3, seed=0):
+    """What each model writes into the same gap: text with the filled part in [brackets]."""
+    dllm, gpt, fim = models
+    lo, hi = span
+    g = lambda: torch.Generator().manual_seed(seed)
+    show = lambda row: tok.decode(row[:lo].tolist()) + "[" + tok.decode(row[lo:hi].tolist()) + "]" + \
+        tok.decode(row[hi:].tolist())
+    out = []
+    for x in w[:n]:
+        canvas = x.clone()[None]
+        canvas[:, lo:hi] = dllm.config.mask_id
+        ex = {"real text": show(x)}
+        ex["dLLM"] = show(diff.generate(dllm, canvas, dllm.config.mask_id, steps=hi - lo, remasking="random",
+                                        generator=g())[0][0])
+        left = gpt_lesson.generate_gpt(gpt, x[None, :lo], hi - lo, generator=g())[0]
+        ex["GPT, left only"] = show(torch.cat([left, x[hi:]]))
+        if fim is not None:
+            cut = lambda v: torch.tensor([[v]])
+            psm = gpt_lesson.to_psm(x[None], cut(lo), cut(hi), fim.config)[:, : len(x) + 3 - (hi - lo)]
+            mid = gpt_lesson.generate_gpt(fim, psm, hi - lo, generator=g())[0, -(hi - lo) :]
+            ex["FIM-GPT"] = show(torch.cat([x[:lo], mid, x[hi:]]))
+        out.append(ex)
+    return out
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--dllm", default=str(SWEEP / "dllm"), help="dLLM run or .pt")
+    p.add_argument("--gpt", default=str(SWEEP / "gpt"), help="GPT run or .pt")
+    p.add_argument("--fim", default=str(SWEEP / "gpt_fim"), help="FIM-GPT run or .pt ('none' to leave it out)")
+    p.add_argument("--data", default=str(ROOT / "data" / "tinyshakespeare.txt"), help="the corpus all trained on")
+    p.add_argument("--windows", type=int, default=32, help="validation windows per gap length")
+    p.add_argument("--spans", nargs="+", type=int, default=[1, 4, 16, 64], help="gap lengths in tokens")
+    p.add_argument("--K", type=int, default=32, help="NELBO draws per window")
+    p.add_argument("--couplets", action="store_true", help="the reversal case: a couplet's first line given the rest")
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
+    args = p.parse_args(argv)
+    dllm, tok, _ = load_model("dllm", args.dllm, "cpu")
+    gpt, gtok, info = load_model("gpt", args.gpt, "cpu")
+    fim = None if args.fim == "none" else load_model("gpt", args.fim, "cpu")[0]
+    if gtok.tokens != tok.tokens or (fim is not None and not fim.config.sentinels):
+        raise UsageError("--dllm and --gpt must share a tokenizer, and --fim must be trained with 07 --fim")
+    models, W = (dllm, gpt, fim), min(dllm.config.block_size, gpt.config.block_size) - 3
+    text = read_text(args.data)
+    rows = []
+    if args.couplets:
+        cases = couplet_windows(text, tok, W, args.windows)
+        if not cases:
+            raise UsageError(f"no couplets with {W} tokens before their end in the validation split of {args.data}")
+        bits = [scores(models, x[None], span, args.K) for x, span in cases]
+        rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
+                         **{k: sum(b[k] * (s[1] - s[0]) for b, (_, s) in zip(bits, cases)) /
+                            sum(s[1] - s[0] for _, s in cases) for k in bits[0]}))
+        examples = fill_examples(models, tok, torch.stack([x for x, _ in cases[:3]]), cases[0][1], n=1)
+    else:
+        split = train.split_corpus(text, tok, "tail")[1]
+        w, gaps = gap_windows(split, args.windows, W, args.spans)
+        for name, span in gaps.items():
+            rows.append(dict(case=name, tokens=span[1] - span[0], **scores(models, w, span, args.K)))
+            print(rows[-1], flush=True)
+        template = torch.zeros(W, dtype=torch.bool)
+        for c in range(W // 5, W, W // 5)[:4]:
+            template[c : c + 8] = True
+        rows.append(dict(case="template: four gaps of 8", tokens=int(template.sum()),
+                         **scores(models, w, template, args.K)))
+        examples = fill_examples(models, tok, w, gaps[f"gap of {16 if 16 in args.spans else args.spans[0]}"])
+    out, machine = Path(args.out_dir), machine_name()
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    write_csv(out / ("infill_couplets.csv" if args.couplets else "infill.csv"), rows, cols)
+    print(f"\nbits/char of the gap ({machine}; {args.windows} windows of {W})\n| case | " + " | ".join(cols[2:])
+          + " |\n|---|" + "---|" * (len(cols) - 2))
+    for r in rows:
+        print(f"| {r['case']} | " + " | ".join(f"{r[c]:.3f}" if c in r else "" for c in cols[2:]) + " |")
+    for i, ex in enumerate(examples):
+        print(f"\n--- example {i + 1}")
+        for k, v in ex.items():
+            print(f"{k:>15}: {v[max(0, v.index('[') - 60) : v.index(']') + 60]!r}")
+    if not args.couplets:
+        plot(rows, out, machine, W)
+    return rows, examples
+
+
+def plot(rows, out, machine, W):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gaps = [r for r in rows if r["case"].startswith("gap of")]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for k, style in (("dLLM exact", "o-"), ("dLLM NELBO", "o:"), ("GPT, left only", "s-"), ("FIM-GPT", "^-")):
+        if k in gaps[0]:
+            ax.plot([r["tokens"] for r in gaps], [r[k] for r in gaps], style, label=k)
+    ax.set(xscale="log", xlabel="gap length (characters)", ylabel="bits/char of the gap (lower = better)")
+    ax.set_xticks([r["tokens"] for r in gaps], [str(r["tokens"]) for r in gaps])
+    ax.set_title(f"Filling a gap given both sides, windows of {W}\n{machine}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(out / "infill.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    run_cli(main)
