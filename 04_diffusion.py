@@ -164,12 +164,11 @@ def nelbo_bits(model, windows, mask_id, K=32, method="time", seed=0, batch_size=
             mask = torch.rand(x0.shape, generator=g) < t[:, None]
             weight = 1 / t
         elif method == "count":  # aside: the same bound with lower variance; not used by the trainers
-            n = n_span
-            n_mask = (1 + (strata * n).long()).clamp(max=n)  # (n*K,) in 1..n
+            n_mask = (1 + (strata * n_span).long()).clamp(max=n_span)  # (n*K,) in 1..n_span
             u = torch.rand(x0.shape, generator=g).masked_fill(~inside, 2.0)  # outside the span: ranked last
             ranks = u.argsort(1).argsort(1)  # a random order of the span's positions, per row
             mask = ranks < n_mask[:, None]  # exactly n_mask masked
-            weight = n / n_mask.float()
+            weight = n_span / n_mask.float()
         else:
             raise ValueError(f"unknown method {method!r}")
         mask = (mask & inside).to(device)
@@ -443,9 +442,13 @@ def block_logits(model, z, x0, block_len):
     return model(torch.cat([z, x0], 1), pos=pos, attn_mask=mask)[:, :L]  # the noisy half only
 
 
-def _stopped(ids, stops):
-    """Does the list `ids` contain one of the token sequences `stops`?"""
-    return any(ids[i : i + len(s)] == s for s in stops for i in range(len(ids) - len(s) + 1))
+def find_stop(ids, stops, start=0):
+    """The end of the first of the token sequences `stops` in the list `ids` (from `start`), or None."""
+    for i in range(start, len(ids)):
+        for s in stops:
+            if ids[i : i + len(s)] == s:
+                return i + len(s)
+    return None
 
 
 @torch.no_grad()
@@ -503,7 +506,7 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
                 callback(calls, x[:, :e])
         if stop:  # look for a stop sequence in what this block may have completed
             lo = max(P, a - max(len(s) for s in stop) + 1)
-            done = [d or _stopped(row, stop) for d, row in zip(done, x[:, lo:e].tolist())]
+            done = [d or find_stop(row, stop) is not None for d, row in zip(done, x[:, lo:e].tolist())]
             if all(done):
                 return x[:, :e], calls
         a = e

@@ -72,13 +72,13 @@ def split_corpus(text, tokenizer, split="tail"):
     characters; > 1 for Tamil graphemes), to report bits per character.
 
     split="tail": the first 90% and the last 10% (as nanoGPT). "interleaved": interleaved_split's first two."""
-    train_text, val_text = (text[: int(0.9 * len(text))], text[int(0.9 * len(text)) :]) if split == "tail" \
-        else interleaved_split(text)[:2]
     try:
         if split == "tail":  # one stream, cut by tokens (a cut inside a grapheme cluster would change it)
             data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
             train_data, val_data = data[: int(0.9 * len(data))], data[int(0.9 * len(data)) :]
+            val_text = text[int(0.9 * len(text)) :]
         else:
+            train_text, val_text, _ = interleaved_split(text)
             train_data, val_data = (torch.tensor(tokenizer.encode(t), dtype=torch.long) for t in (train_text, val_text))
     except KeyError as e:
         raise UsageError(f"the corpus has characters the model's tokenizer lacks: {e.args[0]}") from None
@@ -164,9 +164,8 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         log(f"resuming {ckpt['path']} at step {ckpt['step']}")
         tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
     else:
-        named = {"char": diff.CharTokenizer.from_text, "grapheme": lambda t: import_module("tamil_dataset")
-                 .GraphemeTokenizer.from_text(t)}  # grapheme clusters: Tamil letters (08), any script
-        tokenizer = (named[args.tokenizer] if args.tokenizer else make_tokenizer or diff.CharTokenizer.from_text)(text)
+        named = checkpoints.tokenizer_class(args.tokenizer).from_text if args.tokenizer else None  # --tokenizer
+        tokenizer = (named or make_tokenizer or diff.CharTokenizer.from_text)(text)
     train_data, val_data, chars_per_token = split_corpus(text, tokenizer, args.split)
     log(f"corpus: {len(text):,} characters, {len(train_data) + len(val_data):,} tokens, vocabulary "
         f"{tokenizer.vocab_size}; train {len(train_data):,} / val {len(val_data):,}")

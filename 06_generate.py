@@ -143,14 +143,6 @@ def stop_ids(tokenizer, stop):
     return encode_or_fail(tokenizer, stop.replace("\\n", "\n").replace("\\t", "\t"), "--stop")
 
 
-def cut_at_stop(ids, start, stop):
-    """ids up to and including the first occurrence of the id list `stop` at or after `start`."""
-    for i in range(start, len(ids) - len(stop) + 1):
-        if ids[i : i + len(stop)] == stop:
-            return ids[: i + len(stop)]
-    return ids
-
-
 def run_sampler(model, tokenizer, args, on_step=None):
     """Generate args.num_samples texts from the canvas the flags describe. Returns (texts, calls, frames)."""
     c = model.config
@@ -164,8 +156,8 @@ def run_sampler(model, tokenizer, args, on_step=None):
             on_step(calls, x)
 
     kw = dict(temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking, callback=callback,
-              threshold=args.threshold, factor=args.factor, entropy_budget=args.entropy_budget,
               generator=torch.Generator(device).manual_seed(args.seed))  # on the model's device: no copies
+    rule = dict(threshold=args.threshold, factor=args.factor, entropy_budget=args.entropy_budget)  # parallel commits
     if c.block_len:  # GPT vs dLLM: block diffusion writes left to right, block by block; the future is unseen
         bd = f"this checkpoint is block diffusion (blocks of {c.block_len}): it writes left to right"
         require([(not args.suffix and args.template is None, f"{bd} and cannot fill gaps: use --prompt"),
@@ -178,7 +170,7 @@ def run_sampler(model, tokenizer, args, on_step=None):
         steps = args.steps and min(c.block_len, math.ceil(args.steps / n_blocks))  # --steps in all, per block
         frames.append(prompt[0].tolist())
         x, calls = diff.generate_blocks(model, prompt, n, c.mask_id, steps=steps, cache=args.cache != "none",
-                                        stop=[stop] if stop else (), **kw)
+                                        stop=[stop] if stop else (), **rule, **kw)
     else:
         require([(args.cache != "exact", "--cache exact is for block-diffusion checkpoints (their committed blocks "
                                          "never change); for this dLLM use --cache prefix or dual")])
@@ -188,16 +180,15 @@ def run_sampler(model, tokenizer, args, on_step=None):
         frames.append(canvas[0].tolist())
         kw.update(steps=args.steps or 64, block_size=args.block_size)
         try:
-            if all(kw[k] is None for k in ("threshold", "factor", "entropy_budget")) and args.cache in (None, "none"):
-                for k in ("threshold", "factor", "entropy_budget"):
-                    del kw[k]
+            if all(v is None for v in rule.values()) and args.cache in (None, "none"):
                 x, calls = diff.generate(model, canvas, c.mask_id, **kw)  # lesson 04's plain sampler
             else:  # lesson 04's fast path: parallel commits and/or the approximate KV cache
-                x, calls = diff.generate_fast(model, canvas, c.mask_id, cache=args.cache or "none", **kw)
+                x, calls = diff.generate_fast(model, canvas, c.mask_id, cache=args.cache or "none", **rule, **kw)
         except ValueError as e:
             raise UsageError(str(e)) from None
     P = len(tokenizer.encode(args.prompt)) if args.template is None else 0
-    rows = [cut_at_stop(row, P, stop) if stop else row for row in x.tolist()]
+    ends = [diff.find_stop(row, [stop], P) if stop else None for row in x.tolist()]  # cut after the first stop
+    rows = [row[:end] if end else row for row, end in zip(x.tolist(), ends)]
     return [tokenizer.decode(row) for row in rows], calls, frames
 
 

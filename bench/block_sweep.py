@@ -71,7 +71,7 @@ def collect(name):
     write_text(dest / "train.log", "".join(f"{line}\n" for line in text.split("\n") if line.strip()))
 
 
-def table(steps):
+def sweep_table(steps):
     """One row per finished run: the last and the best validation bits/char."""
     rows = []
     for name, (_, b) in RUNS.items():
@@ -87,7 +87,7 @@ def table(steps):
     return rows
 
 
-def plot(rows, machine):
+def plot_sweep(rows, machine):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,12 +128,12 @@ def main(argv=None):
             collect(name)
     for name in RUNS:
         collect(name)
-    rows = table(args.steps)
+    rows = sweep_table(args.steps)
     machine = machine_name()
     write_csv(RESULTS / "block_sweep.csv", [dict(r, machine=machine) for r in rows], [*rows[0], "machine"]
               if rows else ["run"])
     if rows:
-        plot(rows, machine)
+        plot_sweep(rows, machine)
     print(f"| run | block | val bits/char (final) | best | minutes |  ({machine})\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['block']} | {r['final_bpc']:.3f} | {r['best_bpc']:.3f} | {r['minutes']} |")

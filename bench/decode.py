@@ -177,7 +177,7 @@ def main(argv=None):
                   f"{r['gen_bpc']:.3f} | {r['distinct4']:.3f} | {r['entropy']:.2f} | "
                   f"{'yes' if r['diverse'] else 'no'} |")
     verdicts(rows)
-    plot(rows, machine, out)
+    plot_decoding(rows, machine, out)
 
 
 def verdicts(rows):
@@ -207,7 +207,7 @@ def verdicts(rows):
                                                        if ok else "none"))
 
 
-def plot(rows, machine, out):
+def plot_decoding(rows, machine, out):
     """sampler_frontier.png (quality vs model calls) and decode_speed.png (quality vs chars/s), from `rows`."""
     import matplotlib
 

@@ -151,11 +151,11 @@ def main(argv=None):
         for k, v in ex.items():
             print(f"{k:>15}: {v[max(0, v.index('[') - 60) : v.index(']') + 60]!r}")
     if not args.couplets:
-        plot(rows, out, machine, W)
+        plot_gaps(rows, out, machine, W)
     return rows, examples
 
 
-def plot(rows, out, machine, W):
+def plot_gaps(rows, out, machine, W):
     import matplotlib
 
     matplotlib.use("Agg")

@@ -163,8 +163,8 @@ def main(argv=None):
     if not rows:
         raise UsageError("no finished runs yet: run without --report first")
     write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
-    plot(rows, runs_dir, out)
-    table(rows)
+    plot_passes(rows, runs_dir, out)
+    print_table(rows)
     return rows
 
 
@@ -187,7 +187,7 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
                 **{k: v for k, v in saved.items() if k != "step"}, stopped=why)
 
 
-def table(rows):
+def print_table(rows):
     print("\n| corpus | model | dropout | seed | best val bits/char | at pass | test bits/char | dLLM exact L-to-R "
           "| stopped |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -196,7 +196,7 @@ def table(rows):
               f"{r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
 
 
-def plot(rows, runs_dir, out):
+def plot_passes(rows, runs_dir, out):
     """Validation bits/char against passes over the training data: every run, the best dropout of each model bold."""
     import matplotlib
 

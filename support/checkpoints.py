@@ -18,11 +18,16 @@ from support.runtime import resolve_device
 TOKENIZERS = {"char": ("04_diffusion", "CharTokenizer"), "grapheme": ("tamil_dataset", "GraphemeTokenizer")}
 
 
+def tokenizer_class(kind):
+    """The tokenizer class of a kind ("char", "grapheme"), imported on first use."""
+    module, name = TOKENIZERS[kind]
+    return getattr(import_module(module), name)
+
+
 def tokenizer_from_dict(d):
     if not isinstance(d, dict) or d.get("kind") not in TOKENIZERS:
         raise UsageError(f"unknown tokenizer kind {d.get('kind') if isinstance(d, dict) else d!r}")
-    module, name = TOKENIZERS[d["kind"]]
-    return getattr(import_module(module), name)(d["tokens"])
+    return tokenizer_class(d["kind"])(d["tokens"])
 
 
 def save_checkpoint(path, state):

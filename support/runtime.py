@@ -20,12 +20,17 @@ def resolve_device(name):
     return name
 
 
+def cpuinfo():
+    """/proc/cpuinfo's text, or "" where there is none (macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16():
     """bf16 matmuls pay on CPUs with AVX512-BF16 or AMX (measured 1.4-1.9x here); elsewhere fp32 is faster."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -33,10 +38,7 @@ def machine_name(device="cpu"):
     """A line naming the hardware, for results: the CPU model, its core count and bf16 support; or the GPU."""
     if device == "cuda":
         return torch.cuda.get_device_name()
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
+    info = cpuinfo()
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
     model = names[0] if names else platform.processor() or platform.machine()
     bf16 = "AMX" if "amx_bf16" in info else "AVX512-BF16" if "avx512_bf16" in info else "no bf16 matmul units"

@@ -173,10 +173,10 @@ def test_block_sweep_reads_finished_runs_and_strips_progress_bars(tmp_path, monk
                                        "2/10 [00:02<00:08,  1.0it/s]step 10 | val 2.2\n")
         sweep.collect(name)
     assert (tmp_path / "results" / "runs" / "sweep_gpt" / "train.log").read_text() == "corpus: x\nstep 10 | val 2.2\n"
-    rows = sweep.table(10)
+    rows = sweep.sweep_table(10)
     assert [(r["run"], r["block"], r["final_bpc"]) for r in rows] == [("gpt", "", 2.2), ("bd4", 4, 2.6),
                                                                       ("dllm", 256, 3.1)]
-    sweep.plot(rows, "test machine")
+    sweep.plot_sweep(rows, "test machine")
     assert (tmp_path / "results" / "block_sweep.png").exists()
 
 
