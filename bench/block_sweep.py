@@ -12,10 +12,8 @@ skipped. Each run's metrics.csv, loss.png and log are copied to bench/results/ru
 to bench/results/block_sweep.csv and the figure to bench/results/block_sweep.png. Bits/char are the validation
 numbers the trainers log: exact for the GPT, the NELBO (an upper bound) for the others.
 """
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402 (after the path is set)
 from support.files import atomic_write, write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
+from support.runs import start_trainer, trainer_command  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -47,15 +46,10 @@ def run_one(name, args):
     if rows and rows[-1]["step"] >= steps:
         print(f"{name}: finished ({steps} steps), skipped")
     else:
-        cmd = [sys.executable, str(ROOT / script[0]), *script[1:], "--preset", "cpu", "--dtype", args.dtype,
-               "--out", str(out), "--steps", str(steps), "--no-plot"]
-        if (out / "latest.pt").exists():
-            cmd = [sys.executable, str(ROOT / script[0]), "--out", str(out), "--resume", "--no-plot"]
+        cmd = trainer_command(script[0], [*script[1:], "--preset", "cpu", "--dtype", args.dtype, "--steps", str(steps)],
+                              out)
         print(f"{name}: {' '.join(Path(c).name if c.endswith('.py') else c for c in cmd[1:])}", flush=True)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "train.log", "a") as log:  # appended across resumes
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})  # log lines as they come
+        code = start_trainer(cmd, out).wait()
         if code:
             raise UsageError(f"{name} stopped with exit status {code}; see {out / 'train.log'}")
 

@@ -42,11 +42,11 @@ def gap_windows(val, n, W, spans):
 
 
 def couplet_windows(text, tok, W, n):
-    """Reversal: (n, W) windows of the validation text that end where a couplet ends, and per window the span of
-    that couplet's first line (a mask per window, so one window at a time)."""
+    """Reversal: (n, W) windows of the interleaved split's test text (held out from training and from the runs'
+    model selection) that end where a couplet ends, and per window the span of that couplet's first line."""
     out = []
-    val_text = train.interleaved_split(text)[1]
-    couplets = val_text.strip("\n").split("\n\n")
+    test_text = train.interleaved_split(text)[2]
+    couplets = test_text.strip("\n").split("\n\n")
     for i in range(1, len(couplets)):
         before = "\n\n".join(couplets[:i]) + "\n\n"
         first, second = couplets[i].split("\n", 1)
@@ -121,7 +121,7 @@ def main(argv=None):
     if args.couplets:
         cases = couplet_windows(text, tok, W, args.windows)
         if not cases:
-            raise UsageError(f"no couplets with {W} tokens before their end in the validation split of {args.data}")
+            raise UsageError(f"no couplets with {W} tokens before their end in the test split of {args.data}")
         bits = [scores(models, x[None], span, args.K) for x, span in cases]
         rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
                          **{k: sum(b[k] * (s[1] - s[0]) for b, (_, s) in zip(bits, cases)) /

@@ -3,6 +3,7 @@ corpus, regularisation tuned for each, best checkpoint by validation, scored on 
 
     python bench/repeated_data.py                                   # every run: many hours on a CPU; resumable
     python bench/repeated_data.py --corpus kural --models gpt --dropouts 0 0.1 --seeds 0
+    python bench/repeated_data.py --corpus kural --jobs 2           # two runs at a time, a thread each
     python bench/repeated_data.py --report                          # table and plot from the runs so far
     python bench/repeated_data.py --quick --out-dir /tmp/rd         # a minute: tiny settings, to see it work
 
@@ -16,8 +17,7 @@ trainer, which saves and exits). Test bits/char of each run's best checkpoint, o
 exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png.
 """
 import json
-import signal
-import subprocess
+import os
 import sys
 import time
 from importlib import import_module
@@ -28,15 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from support.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
 from support.files import atomic_write, read_text, write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
+from support.runs import STOPPED, start_trainer, stop_trainer, trainer_command  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
 gpt = import_module("07_train_gpt")
-TRAINERS = {"dllm": "05_train.py", "gpt": "07_train_gpt.py"}
+TRAINERS = {"gpt": ["07_train_gpt.py"], "dllm": ["05_train.py"], "fim": ["07_train_gpt.py", "--fim", "0.5"]}
 
 
 def corpus_file(name, data_dir):
@@ -72,29 +73,36 @@ def finished(run, steps, patience):
     return False, ""
 
 
-def train_run(run, cmd, steps, patience):
-    """Train (or resume) until done; stop the trainer with Ctrl-C once validation stops improving."""
-    done, why = finished(run, steps, patience)
-    if not done:
-        if (run / "latest.pt").exists():
-            cmd = cmd[:2] + ["--out", str(run), "--resume", "--no-plot"]
-        print(f"{run.name}: {' '.join(cmd[1:])}", flush=True)
-        run.mkdir(parents=True, exist_ok=True)
-        with open(run / "train.log", "a") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-            while proc.poll() is None:
-                time.sleep(2)
-                done, why = finished(run, steps, patience)
-                if done and why != "all steps":
-                    proc.send_signal(signal.SIGINT)  # the trainer finishes its step, saves latest.pt, exits 130
-                    proc.wait()
-        if proc.returncode not in (0, 130, -signal.SIGINT):  # -SIGINT: it was already on its way out
-            raise UsageError(f"{run.name} failed (exit {proc.returncode}); see {run / 'train.log'}")
-        done, why = finished(run, steps, patience)
-        if not done:  # interrupted by the user: the next call resumes
-            raise UsageError(f"{run.name} interrupted; run the same command again to continue")
-    write_text(run / "stopped.json", json.dumps({"why": why}))
-    return why
+def train_runs(todo, steps, patience, jobs):
+    """Train (or resume) every (run, trainer, args) in `todo`, `jobs` at a time (each with its share of the CPU
+    threads); Ctrl-C a trainer once its validation stops improving. Yields (run, why it stopped) as runs end."""
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    todo, active = list(todo), {}
+    while todo or active:
+        while todo and len(active) < jobs:
+            run, script, args = todo.pop(0)
+            done, why = finished(run, steps, patience)
+            if done:
+                write_text(run / "stopped.json", json.dumps({"why": why}))
+                yield run, why
+                continue
+            cmd = trainer_command(script, args, run)
+            print(f"{run.name}: {' '.join(cmd[2:])}", flush=True)
+            active[run] = start_trainer(cmd, run, threads)
+        time.sleep(2)
+        for run, proc in list(active.items()):
+            done, why = finished(run, steps, patience)
+            if proc.poll() is None and not (done and why != "all steps"):
+                continue
+            code = proc.wait() if proc.poll() is not None else stop_trainer(proc)
+            del active[run]
+            if code not in STOPPED:
+                raise UsageError(f"{run.name} failed (exit {code}); see {run / 'train.log'}")
+            done, why = finished(run, steps, patience)
+            if not done:  # interrupted by the user: the next call resumes
+                raise UsageError(f"{run.name} interrupted; run the same command again to continue")
+            write_text(run / "stopped.json", json.dumps({"why": why}))
+            yield run, why
 
 
 @torch.no_grad()
@@ -122,7 +130,8 @@ def interleave_test(text, tok):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"], help="kural, shakespeare100k")
-    p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=["gpt", "dllm"], help="which models")
+    p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=list(TRAINERS),
+                   help="which models (fim: a GPT trained with 07 --fim 0.5, for bench/infill.py --couplets)")
     p.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3], help="dropout values swept")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per configuration")
     p.add_argument("--preset", default="cpu", help="model and training preset of every run")
@@ -132,40 +141,50 @@ def main(argv=None):
     p.add_argument("--lr-windows", type=int, default=8, help="test windows for the dLLM's exact left-to-right NLL")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     p.add_argument("--runs-dir", default=str(ROOT / "checkpoints" / "repeated"), help="the runs go here")
+    p.add_argument("--jobs", type=positive_int, default=1, help="runs trained side by side, each with its share of the "
+                   "CPU threads (the numbers do not depend on it; wall-clock times do)")
     p.add_argument("--report", action="store_true", help="no training: table and plot from the finished runs")
     p.add_argument("--quick", action="store_true", help="tiny preset, 30k characters of Shakespeare, 60 steps")
     args = p.parse_args(argv)
     if args.quick:
         args.corpus, args.dropouts, args.seeds, args.preset = ["quick"], [0.0, 0.2], [0], "tiny"
         args.steps, args.eval_every, args.patience, args.lr_windows = 60, 20, 2, 2
-        args.runs_dir = str(Path(args.out_dir) / "runs")
+        args.runs_dir = str(Path(args.out_dir) / "checkpoints")
     runs_dir, out = Path(args.runs_dir), Path(args.out_dir)
-    rows = []
+    todo, what = [], {}
     for corpus in args.corpus:
         path, tokenizer = corpus_file(corpus, Path(args.runs_dir) if args.quick else ROOT / "data")
         for model in args.models:
             for d in args.dropouts:
                 for seed in args.seeds:
                     run = runs_dir / f"{corpus}_{model}_drop{d:g}_seed{seed}"
-                    cmd = [sys.executable, str(ROOT / TRAINERS[model]), "--data", str(path), "--split", "interleaved",
-                           "--tokenizer", tokenizer, "--preset", args.preset, "--steps", str(args.steps),
-                           "--eval-every", str(args.eval_every), "--dropout", str(d), "--seed", str(seed),
-                           "--dtype", "fp32", "--out", str(run), "--no-plot", "--sample-len", "0"]
-                    if args.report:
-                        if not (run / "stopped.json").exists():
-                            continue
-                        why = json.loads((run / "stopped.json").read_text())["why"]
-                    else:
-                        why = train_run(run, cmd, args.steps, args.patience)
-                    rows.append(summarise(run, corpus, model, d, seed, path, why, args.lr_windows))
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
-                          flush=True)
+                    todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
+                        "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset",
+                        args.preset, "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout",
+                        str(d), "--seed", str(seed), "--dtype", "fp32", "--sample-len", "0"]))
+                    what[run] = (corpus, model, d, seed, path)
+    if not args.report:
+        for run, why in train_runs(todo, args.steps, args.patience, args.jobs):
+            row = summarise(run, *what[run], why, args.lr_windows)
+            keep_run(run, row, out)
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    rows = [json.loads(f.read_text()) for f in sorted((out / "runs").glob("repeated_*/row.json"))]
     if not rows:
         raise UsageError("no finished runs yet: run without --report first")
+    rows.sort(key=lambda r: (r["corpus"], list(TRAINERS).index(r["model"]), r["dropout"], r["seed"]))
     write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
-    plot_passes(rows, runs_dir, out)
+    plot_passes(rows, out)
     print_table(rows)
     return rows
+
+
+def keep_run(run, row, out):
+    """A finished run's metrics and its row of the table, kept in <out>/runs/repeated_<run> (the checkpoints are
+    not): the table and plot are redrawn from these."""
+    dest = out / "runs" / f"repeated_{run.name}"
+    dest.mkdir(parents=True, exist_ok=True)
+    write_text(dest / "metrics.csv", read_text(run / "metrics.csv"))
+    write_text(dest / "row.json", json.dumps(row, indent=1))
 
 
 def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
@@ -196,7 +215,7 @@ def print_table(rows):
               f"{r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
 
 
-def plot_passes(rows, runs_dir, out):
+def plot_passes(rows, out):
     """Validation bits/char against passes over the training data: every run, the best dropout of each model bold."""
     import matplotlib
 
@@ -206,13 +225,13 @@ def plot_passes(rows, runs_dir, out):
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
     fig, axes = plt.subplots(1, len(corpora), figsize=(6.2 * len(corpora), 4.4), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
-        for model, color in (("gpt", "tab:orange"), ("dllm", "tab:blue")):
+        for model, color in (("gpt", "tab:orange"), ("dllm", "tab:blue"), ("fim", "tab:green")):
             mine = [r for r in rows if r["corpus"] == corpus and r["model"] == model]
             if not mine:
                 continue
             top = min(mine, key=lambda r: r["val_best"])
             for r in mine:
-                m = read_metrics(runs_dir / f"{corpus}_{model}_drop{r['dropout']:g}_seed{r['seed']}")
+                m = read_metrics(out / "runs" / f"repeated_{corpus}_{model}_drop{r['dropout']:g}_seed{r['seed']}")
                 is_top = r["dropout"] == top["dropout"]
                 ax.plot([x["step"] * r["passes_per_step"] for x in m], [x["val_bpc"] for x in m], color=color,
                         lw=2 if is_top else 0.8, alpha=1 if is_top else 0.35,

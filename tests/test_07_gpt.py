@@ -183,8 +183,10 @@ def test_block_sweep_reads_finished_runs_and_strips_progress_bars(tmp_path, monk
 def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "bench"))
     rd = lesson("repeated_data")
-    rows = rd.main(["--quick", "--out-dir", str(tmp_path)])
+    rows = rd.main(["--quick", "--out-dir", str(tmp_path), "--jobs", "2"])  # two trainers side by side
     assert [(r["model"], r["dropout"]) for r in rows] == [("gpt", 0.0), ("gpt", 0.2), ("dllm", 0.0), ("dllm", 0.2)]
+    kept = sorted(p.name for p in (tmp_path / "runs").glob("repeated_*"))  # what survives the checkpoints
+    assert kept == sorted(f"repeated_quick_{m}_drop{d}_seed0" for m in ("dllm", "gpt") for d in ("0", "0.2"))
     assert all(r["test_bpc"] > 0 and r["best_step"] > 0 for r in rows) and rows[-1]["test_lr_bpc"] > 0
     assert {"repeated_data.csv", "repeated_data.png"} <= {p.name for p in tmp_path.iterdir()}
     capsys.readouterr()
@@ -196,6 +198,38 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     assert rd.finished(run, 100, patience=3) == (False, "")
     assert rd.finished(run, 100, patience=2)[1].startswith("no better validation for 2 evaluations after step 10")
     assert rd.finished(run, 30, patience=9) == (True, "all steps")
+
+
+def test_couplet_windows_hide_exactly_the_first_line_of_a_held_out_couplet():
+    sys.path.insert(0, str(ROOT / "bench"))
+    text = "\n\n".join(f"first line {i:03d}\nsecond line {i:03d}" for i in range(300)) + "\n"
+    tok = lesson("04_diffusion").CharTokenizer(text)
+    cases = lesson("infill").couplet_windows(text, tok, 64, 5)
+    assert len(cases) == 5
+    for x, (lo, hi) in cases:
+        s = tok.decode(x.tolist())
+        assert len(x) == 64 and s.endswith("\nsecond line " + s[lo:hi][-3:])  # the window ends with its couplet
+        assert s[lo:hi].startswith("first line ") and s[hi] == "\n" and s[lo - 2 : lo] == "\n\n"
+        assert int(s[lo:hi][-3:]) % 10 == 9  # from the test part: every 10th couplet
+
+
+def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    corpus = tmp_path / "couplets.txt"
+    corpus.write_text("\n\n".join(f"a{i % 7}\nb{i % 7}" for i in range(400)) + "\n")
+    runs = {}
+    for name, trainer, extra in (("dllm", "05_train", []), ("gpt", "07_train_gpt", []),
+                                 ("fim", "07_train_gpt", ["--fim", "0.5"])):
+        runs[name] = str(tmp_path / name)
+        lesson(trainer).main(TINY + ["--data", str(corpus), "--split", "interleaved", "--out", runs[name],
+                                     "--steps", "10", *extra])
+    rows, examples = lesson("infill").main(["--couplets", "--data", str(corpus), "--windows", "3", "--K", "2",
+                                            "--out-dir", str(tmp_path), *(f"--{k}={v}" for k, v in runs.items())])
+    assert [r["case"] for r in rows] == ["first line given the second"] and rows[0]["tokens"] == 3 * 2
+    assert all(rows[0][k] > 0 for k in ("dLLM exact", "dLLM NELBO", "GPT, left only", "FIM-GPT"))
+    real = examples[0]["real text"]
+    assert real[real.index("[") + 1] == "a" and real[real.index("]") :].startswith("]\nb")  # first line hidden
+    assert (tmp_path / "infill_couplets.csv").exists()
 
 
 def test_infill_bench_scores_every_model_on_the_same_gaps(dllm_run, gpt_run, tmp_path, capsys):

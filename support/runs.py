@@ -1,0 +1,35 @@
+"""Trainers run as subprocesses, for the sweeps in bench/: the command that starts or resumes a run, its output
+appended to <out>/train.log, and Ctrl-C (SIGINT) to stop it early, which the trainers answer by saving
+latest.pt and exiting with status 130."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STOPPED = (0, 130, -signal.SIGINT)  # finished, or stopped by Ctrl-C (-SIGINT: it was already on its way out)
+
+
+def trainer_command(script, args, out):
+    """Train <out> from scratch with `args`, or, when <out>/latest.pt exists, resume it with its own settings."""
+    args = ["--resume"] if (Path(out) / "latest.pt").exists() else list(args)
+    return [sys.executable, str(ROOT / script), *args, "--out", str(out), "--no-plot"]
+
+
+def start_trainer(cmd, out, threads=None):
+    """Start `cmd` with its output appended to <out>/train.log (kept across resumes); `threads` caps the
+    CPU threads it uses (for several runs side by side). Returns the subprocess.Popen."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # log lines as they come
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with open(out / "train.log", "a") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+
+
+def stop_trainer(proc):
+    """Ctrl-C to a running trainer: it finishes its step, saves latest.pt and exits."""
+    proc.send_signal(signal.SIGINT)
+    return proc.wait()
