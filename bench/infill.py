@@ -122,10 +122,11 @@ def main(argv=None):
         cases = couplet_windows(text, tok, W, args.windows)
         if not cases:
             raise UsageError(f"no couplets with {W} tokens before their end in the test split of {args.data}")
-        bits = [scores(models, x[None], span, args.K) for x, span in cases]
+        bits = [scores(models, x[None], span, args.K) for x, span in cases]  # per token of each first line
+        n_chars = sum(len(tok.decode(x[lo:hi].tolist())) for x, (lo, hi) in cases)  # a Tamil token is ~1.6 chars
         rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
-                         **{k: sum(b[k] * (s[1] - s[0]) for b, (_, s) in zip(bits, cases)) /
-                            sum(s[1] - s[0] for _, s in cases) for k in bits[0]}))
+                         **{k: sum(b[k] * (s[1] - s[0]) for b, (_, s) in zip(bits, cases)) / n_chars
+                            for k in bits[0]}))
         examples = fill_examples(models, tok, torch.stack([x for x, _ in cases[:3]]), cases[0][1], n=1)
     else:
         split = train.split_corpus(text, tok, "tail")[1]

