@@ -12,21 +12,18 @@ skipped. Each run's metrics.csv, loss.png and log are copied to bench/results/ru
 to bench/results/block_sweep.csv and the figure to bench/results/block_sweep.png. Bits/char are the validation
 numbers the trainers log: exact for the GPT, the NELBO (an upper bound) for the others.
 """
-import re
-import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402 (after the path is set)
-from support.files import atomic_write, write_text  # noqa: E402
+from support.files import atomic_write  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
-from support.runs import start_trainer, trainer_command  # noqa: E402
+from support.runs import archive_run, start_trainer, trainer_command  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-BAR = re.compile(r"[\w ]+:\s+\d+%\|[^|]*\|[^\]\n]*\]")
 L = 256  # the cpu preset's context
 RUNS = {  # name -> (command, block size on the plot)
     "gpt": (["07_train_gpt.py"], None),
@@ -56,13 +53,9 @@ def run_one(name, args):
 
 def collect(name):
     """Copy a run's metrics.csv and log (without the progress bars) to bench/results/runs/sweep_<name>."""
-    out, dest = ROOT / "checkpoints" / "sweep" / name, RESULTS / "runs" / f"sweep_{name}"
-    if not (out / "metrics.csv").exists():
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "metrics.csv", dest / "metrics.csv")
-    text = BAR.sub("", (out / "train.log").read_text()).replace("\r", "")  # tqdm's bars: "dllm:  5%|▌ | 99/2000 [..]"
-    write_text(dest / "train.log", "".join(f"{line}\n" for line in text.split("\n") if line.strip()))
+    out = ROOT / "checkpoints" / "sweep" / name
+    if (out / "metrics.csv").exists():
+        archive_run(out, RESULTS / "runs" / f"sweep_{name}")
 
 
 def sweep_table(steps):

@@ -33,7 +33,7 @@ from support.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: 
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
 from support.files import atomic_write, read_text, write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
-from support.runs import STOPPED, start_trainer, stop_trainer, trainer_command  # noqa: E402
+from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
 
 diff = import_module("04_diffusion")
@@ -183,10 +183,7 @@ def main(argv=None):
 def keep_run(run, row, out):
     """A finished run's metrics and its row of the table, kept in <out>/runs/repeated_<run> (the checkpoints are
     not): the table and plot are redrawn from these."""
-    dest = out / "runs" / f"repeated_{run.name}"
-    dest.mkdir(parents=True, exist_ok=True)
-    write_text(dest / "metrics.csv", read_text(run / "metrics.csv"))
-    write_text(dest / "row.json", json.dumps(row, indent=1))
+    archive_run(run, out / "runs" / f"repeated_{run.name}", **{"row.json": json.dumps(row, indent=1)})
 
 
 def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):

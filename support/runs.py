@@ -1,14 +1,19 @@
 """Trainers run as subprocesses, for the sweeps in bench/: the command that starts or resumes a run, its output
 appended to <out>/train.log, and Ctrl-C (SIGINT) to stop it early, which the trainers answer by saving
-latest.pt and exiting with status 130."""
+latest.pt and exiting with status 130. A finished run's metrics and log are archived beside the results, since
+checkpoints/ is not kept in git."""
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from support.files import read_text, write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 STOPPED = (0, 130, -signal.SIGINT)  # finished, or stopped by Ctrl-C (-SIGINT: it was already on its way out)
+BAR = re.compile(r"[\w ]+:\s+\d+%\|[^|]*\|[^\]\n]*\]")  # tqdm's bars: "dllm:  5%|▌ | 99/2000 [..]"
 
 
 def trainer_command(script, args, out):
@@ -33,3 +38,16 @@ def stop_trainer(proc):
     """Ctrl-C to a running trainer: it finishes its step, saves latest.pt and exits."""
     proc.send_signal(signal.SIGINT)
     return proc.wait()
+
+
+def archive_run(out, dest, **files):
+    """Copy run <out>'s metrics.csv and train.log (without the progress bars) to `dest`, and write each keyword's
+    text there as a file of that name (archive_run(out, dest, **{"row.json": text}))."""
+    out, dest = Path(out), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_text(dest / "metrics.csv", read_text(out / "metrics.csv"))
+    if (out / "train.log").exists():
+        log = BAR.sub("", (out / "train.log").read_text()).replace("\r", "")
+        files["train.log"] = "".join(f"{line}\n" for line in log.split("\n") if line.strip())
+    for name, text in files.items():
+        write_text(dest / name, text)
