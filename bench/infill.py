@@ -61,15 +61,26 @@ def couplet_windows(text, tok, W, n):
     return out
 
 
-def scores(models, w, span, K):
-    """bits per token of the span for each model that can score it."""
+def span_chars(tok, w, span):
+    """Characters inside the span over all windows w (n, W): a grapheme token is 1-3 characters, a char one."""
+    inside = torch.zeros(w.shape[-1], dtype=torch.bool)
+    if isinstance(span, tuple):
+        inside[span[0] : span[1]] = True
+    else:
+        inside = span
+    return sum(len(tok.decode(row[inside].tolist())) for row in w), int(inside.sum()) * len(w)
+
+
+def scores(models, tok, w, span, K):
+    """bits per character of the span for each model that can score it (the models score per token)."""
     dllm, gpt, fim = models
     row = {"dLLM exact": diff.left_to_right_bits(dllm, w, dllm.config.mask_id, span=span),
            "dLLM NELBO": diff.nelbo_bits(dllm, w, dllm.config.mask_id, K=K, span=span),
            "GPT, left only": gpt_lesson.gpt_span_bits(gpt, w, span)}
     if fim is not None and isinstance(span, tuple):
         row["FIM-GPT"] = gpt_lesson.gpt_span_bits(fim, w, span, fim=True)
-    return row
+    chars, tokens = span_chars(tok, w, span)
+    return {k: v * tokens / chars for k, v in row.items()}
 
 
 @torch.no_grad()
@@ -122,23 +133,22 @@ def main(argv=None):
         cases = couplet_windows(text, tok, W, args.windows)
         if not cases:
             raise UsageError(f"no couplets with {W} tokens before their end in the test split of {args.data}")
-        bits = [scores(models, x[None], span, args.K) for x, span in cases]  # per token of each first line
-        n_chars = sum(len(tok.decode(x[lo:hi].tolist())) for x, (lo, hi) in cases)  # a Tamil token is ~1.6 chars
+        bits = [scores(models, tok, x[None], span, args.K) for x, span in cases]  # per char of each first line
+        chars = [span_chars(tok, x[None], span)[0] for x, span in cases]
         rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
-                         **{k: sum(b[k] * (s[1] - s[0]) for b, (_, s) in zip(bits, cases)) / n_chars
-                            for k in bits[0]}))
+                         **{k: sum(b[k] * c for b, c in zip(bits, chars)) / sum(chars) for k in bits[0]}))
         examples = fill_examples(models, tok, torch.stack([x for x, _ in cases[:3]]), cases[0][1], n=1)
     else:
         split = train.split_corpus(text, tok, "tail")[1]
         w, gaps = gap_windows(split, args.windows, W, args.spans)
         for name, span in gaps.items():
-            rows.append(dict(case=name, tokens=span[1] - span[0], **scores(models, w, span, args.K)))
+            rows.append(dict(case=name, tokens=span[1] - span[0], **scores(models, tok, w, span, args.K)))
             print(rows[-1], flush=True)
         template = torch.zeros(W, dtype=torch.bool)
         for c in range(W // 5, W, W // 5)[:4]:
             template[c : c + 8] = True
         rows.append(dict(case="template: four gaps of 8", tokens=int(template.sum()),
-                         **scores(models, w, template, args.K)))
+                         **scores(models, tok, w, template, args.K)))
         examples = fill_examples(models, tok, w, gaps[f"gap of {16 if 16 in args.spans else args.spans[0]}"])
     out, machine = Path(args.out_dir), machine_name()
     cols = list(dict.fromkeys(k for r in rows for k in r))

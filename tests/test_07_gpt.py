@@ -215,6 +215,16 @@ def test_couplet_windows_hide_exactly_the_first_line_of_a_held_out_couplet():
         assert int(s[lo:hi][-3:]) % 10 == 9  # from the test part: every 10th couplet
 
 
+def test_infill_bench_counts_characters_not_grapheme_tokens():
+    sys.path.insert(0, str(ROOT / "bench"))
+    text = "கற்க கற்பவை"  # 11 characters, 8 graphemes: க ற் க _ க ற் ப வை
+    tok = lesson("tamil_dataset").GraphemeTokenizer.from_text(text)
+    w = torch.tensor([tok.encode(text)] * 2)  # (2, 8)
+    assert lesson("infill").span_chars(tok, w, (0, 2)) == (2 * 3, 2 * 2)  # "கற்": 3 characters, 2 tokens
+    template = torch.tensor([False, True, False, False, False, True, False, True])  # ற், ற், வை
+    assert lesson("infill").span_chars(tok, w, template) == (2 * 6, 2 * 3)
+
+
 def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "bench"))
     corpus = tmp_path / "couplets.txt"
