@@ -25,6 +25,7 @@ import time
 from importlib import import_module
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +177,9 @@ def main(argv=None):
     rows.sort(key=lambda r: (r["corpus"], list(TRAINERS).index(r["model"]), r["dropout"], r["seed"]))
     write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
     plot_passes(rows, out)
-    print_table(rows)
+    text = table_text(rows) + "\n" + crossings_text(rows, out)
+    atomic_write(out / "repeated_data.txt", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    print(text, end="")
     return rows
 
 
@@ -206,13 +209,53 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
                 **{k: v for k, v in saved.items() if k != "step"}, stopped=why)
 
 
-def print_table(rows):
-    print("\n| corpus | model | dropout | seed | best val bits/char | at pass | test bits/char | dLLM exact L-to-R "
-          "| stopped |\n|---|---|---|---|---|---|---|---|---|")
+def table_text(rows):
+    lines = ["| corpus | model | dropout | seed | best val bits/char | at pass | test bits/char | dLLM exact L-to-R "
+             "| stopped |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lr = f"{r['test_lr_bpc']:.3f}" if "test_lr_bpc" in r and r["model"] == "dllm" else ""
-        print(f"| {r['corpus']} | {r['model']} | {r['dropout']:g} | {r['seed']} | {r['val_best']:.3f} | "
-              f"{r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
+        lines.append(f"| {r['corpus']} | {r['model']} | {r['dropout']:g} | {r['seed']} | {r['val_best']:.3f} | "
+                     f"{r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
+    return "\n".join(lines) + "\n"
+
+
+def val_curve(out, r):
+    """(passes, validation bits/char) of a finished run, from its kept metrics."""
+    m = read_metrics(out / "runs" / f"repeated_{r['corpus']}_{r['model']}_drop{r['dropout']:g}_seed{r['seed']}")
+    return [x["step"] * r["passes_per_step"] for x in m], [x["val_bpc"] for x in m]
+
+
+def first_crossing(a, b):
+    """The first number of passes after which curve a (passes, values) is below curve b, both linear between
+    their evaluations, within the passes both cover; None if it never is."""
+    grid = sorted({p for p in a[0] + b[0] if 0 < p <= min(a[0][-1], b[0][-1])})
+    gap = [float(np.interp(p, *a) - np.interp(p, *b)) for p in grid]  # a - b: negative once a is below
+    for i, (p, g) in enumerate(zip(grid, gap)):
+        if g < 0:
+            return p if i == 0 else grid[i - 1] + (p - grid[i - 1]) * gap[i - 1] / (gap[i - 1] - g)
+    return None
+
+
+def crossings_text(rows, out):
+    """Where the best dLLM's validation curve passes below each GPT's, at equal passes over the data."""
+    lines = []
+    for corpus in dict.fromkeys(r["corpus"] for r in rows):
+        seed0 = [r for r in rows if r["corpus"] == corpus and r["seed"] == 0]
+        dllms, gpts = [r for r in seed0 if r["model"] == "dllm"], [r for r in seed0 if r["model"] == "gpt"]
+        if not dllms or not gpts:
+            continue
+        d = min(dllms, key=lambda r: r["val_best"])
+        best_gpt = min(gpts, key=lambda r: r["val_best"])
+        lines.append(f"{corpus}: best dLLM (dropout {d['dropout']:g}) best val {d['val_best']:.3f} vs best GPT "
+                     f"(dropout {best_gpt['dropout']:g}) {best_gpt['val_best']:.3f}: the dLLM's best is "
+                     + ("below" if d["val_best"] < best_gpt["val_best"] else "not below") + " the GPT's")
+        for g in gpts:
+            p = first_crossing(val_curve(out, d), val_curve(out, g))
+            reach = val_curve(out, g)[0][-1]
+            lines.append(f"  dLLM dropout {d['dropout']:g} vs GPT dropout {g['dropout']:g}: "
+                         + (f"first below it at pass {p:.0f}" if p is not None else
+                            f"never below it within the {reach:.0f} passes the GPT ran"))
+    return "\n".join(lines) + "\n"
 
 
 def plot_passes(rows, out):

@@ -190,7 +190,7 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     log = (tmp_path / "runs" / kept[0] / "train.log").read_text()  # kept too, without tqdm's bars
     assert "step" in log and "%|" not in log
     assert all(r["test_bpc"] > 0 and r["best_step"] > 0 for r in rows) and rows[-1]["test_lr_bpc"] > 0
-    assert {"repeated_data.csv", "repeated_data.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"repeated_data.csv", "repeated_data.png", "repeated_data.txt"} <= {p.name for p in tmp_path.iterdir()}
     capsys.readouterr()
     assert rd.main(["--quick", "--out-dir", str(tmp_path), "--report"]) == rows  # finished runs: nothing retrained
     assert "_seed0:" not in capsys.readouterr().out
@@ -200,6 +200,11 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     assert rd.finished(run, 100, patience=3) == (False, "")
     assert rd.finished(run, 100, patience=2)[1].startswith("no better validation for 2 evaluations after step 10")
     assert rd.finished(run, 30, patience=9) == (True, "all steps")
+    falling, rising = ([0, 10, 20], [5.0, 3.0, 1.0]), ([0, 10, 20], [4.0, 2.0, 4.0])
+    assert rd.first_crossing(falling, rising) == 12.5  # 3 - 2 = +1 at 10, 1 - 4 = -3 at 20: zero a quarter on
+    assert rd.first_crossing(rising, falling) == 10  # below already at the first evaluation after 0
+    assert rd.first_crossing(falling, ([0, 5], [9.0, 9.0])) == 5  # only the passes both ran
+    assert rd.first_crossing(rising, ([0, 30], [1.0, 1.0])) is None
 
 
 def test_couplet_windows_hide_exactly_the_first_line_of_a_held_out_couplet():
