@@ -160,7 +160,7 @@ def main(argv=None):
         for model in args.models:
             for d in args.dropouts:
                 for seed in args.seeds:
-                    run = runs_dir / f"{corpus}_{model}_drop{d:g}_seed{seed}"
+                    run = runs_dir / run_name(corpus, model, args.steps, d, seed)
                     todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
                         "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset",
                         args.preset, "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout",
@@ -174,13 +174,19 @@ def main(argv=None):
     rows = [json.loads(f.read_text()) for f in sorted((out / "runs").glob("repeated_*/row.json"))]
     if not rows:
         raise UsageError("no finished runs yet: run without --report first")
-    rows.sort(key=lambda r: (r["corpus"], list(TRAINERS).index(r["model"]), r["dropout"], r["seed"]))
+    rows.sort(key=lambda r: (r["corpus"], list(TRAINERS).index(r["model"]), r["schedule_steps"], r["dropout"],
+                             r["seed"]))
     write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
     plot_passes(rows, out)
     text = table_text(rows) + "\n" + crossings_text(rows, out)
     atomic_write(out / "repeated_data.txt", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     print(text, end="")
     return rows
+
+
+def run_name(corpus, model, steps, dropout, seed):
+    """One run's folder name: every setting that differs between the runs of this benchmark."""
+    return f"{corpus}_{model}_{steps}steps_drop{dropout:g}_seed{seed}"
 
 
 def keep_run(run, row, out):
@@ -210,18 +216,19 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
 
 
 def table_text(rows):
-    lines = ["| corpus | model | dropout | seed | best val bits/char | at pass | test bits/char | dLLM exact L-to-R "
-             "| stopped |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| corpus | model | schedule steps | dropout | seed | best val bits/char | at pass | test bits/char "
+             "| dLLM exact L-to-R | stopped |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lr = f"{r['test_lr_bpc']:.3f}" if "test_lr_bpc" in r and r["model"] == "dllm" else ""
-        lines.append(f"| {r['corpus']} | {r['model']} | {r['dropout']:g} | {r['seed']} | {r['val_best']:.3f} | "
-                     f"{r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
+        lines.append(f"| {r['corpus']} | {r['model']} | {r['schedule_steps']} | {r['dropout']:g} | {r['seed']} | "
+                     f"{r['val_best']:.3f} | {r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
     return "\n".join(lines) + "\n"
 
 
 def val_curve(out, r):
     """(passes, validation bits/char) of a finished run, from its kept metrics."""
-    m = read_metrics(out / "runs" / f"repeated_{r['corpus']}_{r['model']}_drop{r['dropout']:g}_seed{r['seed']}")
+    m = read_metrics(out / "runs" / ("repeated_" + run_name(r["corpus"], r["model"], r["schedule_steps"],
+                                                             r["dropout"], r["seed"])))
     return [x["step"] * r["passes_per_step"] for x in m], [x["val_bpc"] for x in m]
 
 
@@ -244,15 +251,14 @@ def crossings_text(rows, out):
         dllms, gpts = [r for r in seed0 if r["model"] == "dllm"], [r for r in seed0 if r["model"] == "gpt"]
         if not dllms or not gpts:
             continue
-        d = min(dllms, key=lambda r: r["val_best"])
-        best_gpt = min(gpts, key=lambda r: r["val_best"])
-        lines.append(f"{corpus}: best dLLM (dropout {d['dropout']:g}) best val {d['val_best']:.3f} vs best GPT "
-                     f"(dropout {best_gpt['dropout']:g}) {best_gpt['val_best']:.3f}: the dLLM's best is "
-                     + ("below" if d["val_best"] < best_gpt["val_best"] else "not below") + " the GPT's")
+        d, g = min(dllms, key=lambda r: r["val_best"]), min(gpts, key=lambda r: r["val_best"])
+        lines.append(f"{corpus}: best dLLM (dropout {d['dropout']:g}, {d['schedule_steps']} steps) val "
+                     f"{d['val_best']:.3f} vs best GPT (dropout {g['dropout']:g}) {g['val_best']:.3f}: the dLLM's "
+                     "best is " + ("below" if d["val_best"] < g["val_best"] else "not below") + " the GPT's")
         for g in gpts:
             p = first_crossing(val_curve(out, d), val_curve(out, g))
             reach = val_curve(out, g)[0][-1]
-            lines.append(f"  dLLM dropout {d['dropout']:g} vs GPT dropout {g['dropout']:g}: "
+            lines.append(f"  that dLLM vs GPT dropout {g['dropout']:g} ({g['schedule_steps']} steps): "
                          + (f"first below it at pass {p:.0f}" if p is not None else
                             f"never below it within the {reach:.0f} passes the GPT ran"))
     return "\n".join(lines) + "\n"
@@ -272,14 +278,14 @@ def plot_passes(rows, out):
             mine = [r for r in rows if r["corpus"] == corpus and r["model"] == model]
             if not mine:
                 continue
-            top = min(mine, key=lambda r: r["val_best"])
+            config = lambda r: (r["schedule_steps"], r["dropout"])
+            top, schedules = config(min(mine, key=lambda r: r["val_best"])), {r["schedule_steps"] for r in mine}
             for r in mine:
-                m = read_metrics(out / "runs" / f"repeated_{corpus}_{model}_drop{r['dropout']:g}_seed{r['seed']}")
-                is_top = r["dropout"] == top["dropout"]
-                ax.plot([x["step"] * r["passes_per_step"] for x in m], [x["val_bpc"] for x in m], color=color,
-                        lw=2 if is_top else 0.8, alpha=1 if is_top else 0.35,
-                        label=f"{model} dropout {r['dropout']:g}" + (" (best)" if is_top and r["seed"] == 0 else "")
-                        if r["seed"] == 0 else None)
+                is_top = config(r) == top
+                label = f"{model} dropout {r['dropout']:g}" + (f", {r['schedule_steps']} steps" if len(schedules) > 1
+                                                                else "") + (" (best)" if is_top else "")
+                ax.plot(*val_curve(out, r), color=color, lw=2 if is_top else 0.8, alpha=1 if is_top else 0.35,
+                        ls="-" if r["seed"] == 0 else "--", label=label if r["seed"] == 0 else None)
         ax.set(xlabel="passes over the training data", ylabel="validation bits/char (dLLM: NELBO, upper bound)",
                title=corpus)
         ax.grid(alpha=0.3)

@@ -186,7 +186,7 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     rows = rd.main(["--quick", "--out-dir", str(tmp_path), "--jobs", "2"])  # two trainers side by side
     assert [(r["model"], r["dropout"]) for r in rows] == [("gpt", 0.0), ("gpt", 0.2), ("dllm", 0.0), ("dllm", 0.2)]
     kept = sorted(p.name for p in (tmp_path / "runs").glob("repeated_*"))  # what survives the checkpoints
-    assert kept == sorted(f"repeated_quick_{m}_drop{d}_seed0" for m in ("dllm", "gpt") for d in ("0", "0.2"))
+    assert kept == sorted(f"repeated_quick_{m}_60steps_drop{d}_seed0" for m in ("dllm", "gpt") for d in ("0", "0.2"))
     log = (tmp_path / "runs" / kept[0] / "train.log").read_text()  # kept too, without tqdm's bars
     assert "step" in log and "%|" not in log
     assert all(r["test_bpc"] > 0 and r["best_step"] > 0 for r in rows) and rows[-1]["test_lr_bpc"] > 0
