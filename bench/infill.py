@@ -137,7 +137,7 @@ def main(argv=None):
         chars = [span_chars(tok, x[None], span)[0] for x, span in cases]
         rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
                          **{k: sum(b[k] * c for b, c in zip(bits, chars)) / sum(chars) for k in bits[0]}))
-        examples = fill_examples(models, tok, torch.stack([x for x, _ in cases[:3]]), cases[0][1], n=1)
+        examples = [fill_examples(models, tok, x[None], span, n=1)[0] for x, span in cases[:3]]
     else:
         split = train.split_corpus(text, tok, "tail")[1]
         w, gaps = gap_windows(split, args.windows, W, args.spans)
