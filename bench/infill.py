@@ -137,6 +137,8 @@ def main(argv=None):
         chars = [span_chars(tok, x[None], span)[0] for x, span in cases]
         rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
                          **{k: sum(b[k] * c for b, c in zip(bits, chars)) / sum(chars) for k in bits[0]}))
+        each = [dict(couplet=i, chars=c, **b) for i, (b, c) in enumerate(zip(bits, chars))]
+        write_csv(Path(args.out_dir) / "infill_couplets_each.csv", each, list(each[0]))
         examples = [fill_examples(models, tok, x[None], span, n=1)[0] for x, span in cases[:3]]
     else:
         split = train.split_corpus(text, tok, "tail")[1]
@@ -157,6 +159,10 @@ def main(argv=None):
           + " |\n|---|" + "---|" * (len(cols) - 2))
     for r in rows:
         print(f"| {r['case']} | " + " | ".join(f"{r[c]:.3f}" if c in r else "" for c in cols[2:]) + " |")
+    if args.couplets:  # is the difference bigger than the couplet-to-couplet noise?
+        for k in cols[2:]:
+            if k != "dLLM NELBO":
+                print(paired(each, k, "dLLM NELBO"))
     for i, ex in enumerate(examples):
         print(f"\n--- example {i + 1}")
         for k, v in ex.items():
@@ -164,6 +170,17 @@ def main(argv=None):
     if not args.couplets:
         plot_gaps(rows, out, machine, W)
     return rows, examples
+
+
+def paired(each, a, b):
+    """Model a minus model b on the same couplets: the character-weighted mean difference in bits/char, its
+    standard error over couplets, and on how many couplets b is lower."""
+    w = torch.tensor([e["chars"] for e in each], dtype=torch.float64)
+    d = torch.tensor([e[a] - e[b] for e in each], dtype=torch.float64)
+    mean = (w * d).sum() / w.sum()
+    se = ((w**2 * (d - mean) ** 2).sum()).sqrt() / w.sum()
+    return (f"{a} - {b}: {mean:+.3f} +- {se:.3f} bits/char (standard error over {len(each)} couplets); "
+            f"{b} is lower on {int((d > 0).sum())} of them")
 
 
 def plot_gaps(rows, out, machine, W):

@@ -247,6 +247,12 @@ def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, 
     real = examples[0]["real text"]
     assert real[real.index("[") + 1] == "a" and real[real.index("]") :].startswith("]\nb")  # first line hidden
     assert (tmp_path / "infill_couplets.csv").exists()
+    each = (tmp_path / "infill_couplets_each.csv").read_text().splitlines()
+    assert each[0].startswith("couplet,chars,dLLM exact") and len(each) == 1 + 3  # one row per couplet
+    assert "dLLM NELBO is lower on" in capsys.readouterr().out
+    toy = [{"chars": 1, "A": 3.0, "B": 2.0}, {"chars": 3, "A": 1.0, "B": 2.0}]  # A - B: +1 on 1 char, -1 on 3
+    assert lesson("infill").paired(toy, "A", "B") == ("A - B: -0.500 +- 0.530 bits/char (standard error over 2 "
+                                                      "couplets); B is lower on 1 of them")
 
 
 def test_infill_bench_scores_every_model_on_the_same_gaps(dllm_run, gpt_run, tmp_path, capsys):
