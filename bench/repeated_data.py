@@ -251,10 +251,10 @@ def crossings_text(rows, out):
         dllms, gpts = [r for r in seed0 if r["model"] == "dllm"], [r for r in seed0 if r["model"] == "gpt"]
         if not dllms or not gpts:
             continue
-        d, g = min(dllms, key=lambda r: r["val_best"]), min(gpts, key=lambda r: r["val_best"])
+        d, top = min(dllms, key=lambda r: r["val_best"]), min(gpts, key=lambda r: r["val_best"])
         lines.append(f"{corpus}: best dLLM (dropout {d['dropout']:g}, {d['schedule_steps']} steps) val "
-                     f"{d['val_best']:.3f} vs best GPT (dropout {g['dropout']:g}) {g['val_best']:.3f}: the dLLM's "
-                     "best is " + ("below" if d["val_best"] < g["val_best"] else "not below") + " the GPT's")
+                     f"{d['val_best']:.3f} vs best GPT (dropout {top['dropout']:g}) {top['val_best']:.3f}: the "
+                     "dLLM's best is " + ("below" if d["val_best"] < top["val_best"] else "not below") + " the GPT's")
         for g in gpts:
             p = first_crossing(val_curve(out, d), val_curve(out, g))
             reach = val_curve(out, g)[0][-1]
