@@ -178,7 +178,7 @@ def main(argv=None):
                              r["seed"]))
     write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
     plot_passes(rows, out)
-    text = table_text(rows) + "\n" + crossings_text(rows, out)
+    text = table_text(rows) + "\n" + crossings_text(rows, out) + seeds_text(rows)
     atomic_write(out / "repeated_data.txt", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     print(text, end="")
     return rows
@@ -262,6 +262,22 @@ def crossings_text(rows, out):
                          + (f"first below it at pass {p:.0f}" if p is not None else
                             f"never below it within the {reach:.0f} passes the GPT ran"))
     return "\n".join(lines) + "\n"
+
+
+def seeds_text(rows):
+    """Every configuration run with more than one seed: its test bits/char per seed, their mean and spread."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["corpus"], r["model"], r["schedule_steps"], r["dropout"]), []).append(r)
+    lines = []
+    for (corpus, model, steps, dropout), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        test = [r["test_bpc"] for r in rs]
+        lines.append(f"{corpus} {model} dropout {dropout:g} ({steps} steps), seeds "
+                     f"{', '.join(str(r['seed']) for r in rs)}: test {', '.join(f'{t:.3f}' for t in test)}; "
+                     f"mean {np.mean(test):.3f}, spread {max(test) - min(test):.3f}")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def plot_passes(rows, out):

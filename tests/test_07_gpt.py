@@ -207,6 +207,18 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     assert rd.first_crossing(rising, ([0, 30], [1.0, 1.0])) is None
 
 
+def test_repeated_data_seeds_text_groups_configurations_with_two_seeds(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    rd = lesson("repeated_data")
+    row = lambda model, d, seed, test: dict(corpus="kural", model=model, schedule_steps=3000, dropout=d, seed=seed,
+                                             test_bpc=test)
+    rows = [row("gpt", 0.3, 0, 2.2), row("gpt", 0.3, 1, 2.3), row("gpt", 0.1, 0, 2.5), row("dllm", 0.3, 0, 2.4)]
+    text = rd.seeds_text(rows)
+    assert "gpt dropout 0.3 (3000 steps), seeds 0, 1: test 2.200, 2.300; mean 2.250, spread 0.100" in text
+    assert "dropout 0.1" not in text and "dllm" not in text  # one seed each: nothing to summarise
+    assert rd.seeds_text(rows[2:]) == ""
+
+
 def test_couplet_windows_hide_exactly_the_first_line_of_a_held_out_couplet():
     sys.path.insert(0, str(ROOT / "bench"))
     text = "\n\n".join(f"first line {i:03d}\nsecond line {i:03d}" for i in range(300)) + "\n"
