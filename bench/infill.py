@@ -3,6 +3,7 @@
     python 07_train_gpt.py --fim 0.5 --dtype fp32 --out checkpoints/sweep/gpt_fim     # the FIM baseline, once
     python bench/infill.py                                    # the runs of bench/block_sweep.py + that one
     python bench/infill.py --couplets --data data/tamil/thirukkural.txt --dllm D --gpt G --fim F   # reversal
+    python bench/infill.py --split interleaved --windows 16 --data data/tamil/thirukkural.txt --dllm D --gpt G --fim F
 
 Exact conditional bits/char of a masked span given everything around it, on the same validation characters for
 every model, in windows of L - 3 tokens (so the FIM layout, three sentinels longer, fits the same context):
@@ -39,6 +40,14 @@ def gap_windows(val, n, W, spans):
     """(n, W) windows spread over the validation tokens; for each span length s, the gap centred in them."""
     w = train.eval_windows(val, n, W)
     return w, {f"gap of {s}": (W // 2 - s // 2, W // 2 - s // 2 + s) for s in spans}
+
+
+def held_out(text, tok, split):
+    """The tokens gaps are cut from, never trained on: the last 10% (split "tail", the validation part) or the
+    interleaved split's test paragraphs (held out from the runs' choice of checkpoint too)."""
+    if split == "tail":
+        return train.split_corpus(text, tok, "tail")[1]
+    return torch.tensor(tok.encode(train.interleaved_split(text)[2]))
 
 
 def couplet_windows(text, tok, W, n):
@@ -118,7 +127,10 @@ def main(argv=None):
     p.add_argument("--windows", type=int, default=32, help="validation windows per gap length")
     p.add_argument("--spans", nargs="+", type=int, default=[1, 4, 16, 64], help="gap lengths in tokens")
     p.add_argument("--K", type=int, default=32, help="NELBO draws per window")
-    p.add_argument("--couplets", action="store_true", help="the reversal case: a couplet's first line given the rest")
+    p.add_argument("--split", choices=["tail", "interleaved"], default="tail", help="how the runs split --data: "
+                   "gaps come from the held-out part (tail: the last 10%%; interleaved: the test paragraphs)")
+    p.add_argument("--couplets", action="store_true", help="the reversal case: a couplet's first line given the rest "
+                   "(always the interleaved split's test couplets)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     args = p.parse_args(argv)
     dllm, tok, _ = load_model("dllm", args.dllm, "cpu")
@@ -141,8 +153,11 @@ def main(argv=None):
         write_csv(Path(args.out_dir) / "infill_couplets_each.csv", each, list(each[0]))
         examples = [fill_examples(models, tok, x[None], span, n=1)[0] for x, span in cases[:3]]
     else:
-        split = train.split_corpus(text, tok, "tail")[1]
-        w, gaps = gap_windows(split, args.windows, W, args.spans)
+        held = held_out(text, tok, args.split)
+        if len(held) < args.windows * W:
+            raise UsageError(f"--windows {args.windows} of {W} tokens need {args.windows * W} held-out tokens; "
+                             f"{args.data} has {len(held)}: ask for fewer")
+        w, gaps = gap_windows(held, args.windows, W, args.spans)
         for name, span in gaps.items():
             rows.append(dict(case=name, tokens=span[1] - span[0], **scores(models, tok, w, span, args.K)))
             print(rows[-1], flush=True)

@@ -232,6 +232,17 @@ def test_couplet_windows_hide_exactly_the_first_line_of_a_held_out_couplet():
         assert int(s[lo:hi][-3:]) % 10 == 9  # from the test part: every 10th couplet
 
 
+def test_infill_bench_cuts_gaps_from_held_out_text_only():
+    sys.path.insert(0, str(ROOT / "bench"))
+    text = "\n\n".join(f"first line {i:03d}\nsecond line {i:03d}" for i in range(300)) + "\n"
+    tok = lesson("04_diffusion").CharTokenizer(text)
+    test = tok.decode(lesson("infill").held_out(text, tok, "interleaved").tolist())
+    numbers = {int(n) for n in test.replace("\n", " ").split() if n.isdigit()}
+    assert len(numbers) == 30 and all(n % 10 == 9 for n in numbers)  # every 10th couplet, whole: the test part
+    tail = tok.decode(lesson("infill").held_out(text, tok, "tail").tolist())
+    assert text.endswith(tail) and len(tail) == len(text) - int(0.9 * len(text))  # the last 10%
+
+
 def test_infill_bench_counts_characters_not_grapheme_tokens():
     sys.path.insert(0, str(ROOT / "bench"))
     text = "கற்க கற்பவை"  # 11 characters, 8 graphemes: க ற் க _ க ற் ப வை
@@ -262,6 +273,14 @@ def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, 
     each = (tmp_path / "infill_couplets_each.csv").read_text().splitlines()
     assert each[0].startswith("couplet,chars,dLLM exact") and len(each) == 1 + 3  # one row per couplet
     assert "dLLM NELBO is lower on" in capsys.readouterr().out
+    models = [f"--{k}={v}" for k, v in runs.items()]  # the same runs, gaps in the test couplets (--split)
+    rows, _ = lesson("infill").main(["--split", "interleaved", "--data", str(corpus), "--windows", "2", "--spans",
+                                     "1", "4", "--K", "2", "--out-dir", str(tmp_path), *models])
+    assert [r["case"] for r in rows] == ["gap of 1", "gap of 4", "template: four gaps of 8"]
+    assert all(r["dLLM exact"] > 0 and r["GPT, left only"] > 0 for r in rows) and rows[0]["FIM-GPT"] > 0
+    err = cli_error(lesson("infill").main, ["--split", "interleaved", "--data", str(corpus), "--windows", "1000",
+                                            "--out-dir", str(tmp_path), *models], capsys)
+    assert "ask for fewer" in err
     toy = [{"chars": 1, "A": 3.0, "B": 2.0}, {"chars": 3, "A": 1.0, "B": 2.0}]  # A - B: +1 on 1 char, -1 on 3
     assert lesson("infill").paired(toy, "A", "B") == ("A - B: -0.500 +- 0.530 bits/char (standard error over 2 "
                                                       "couplets); B is lower on 1 of them")
