@@ -11,6 +11,13 @@ Training: dLLM steps (forward + backward + AdamW) at batch 32 x 128 for
 Generation: characters/s of the dLLM sampler (256 chars, 64 steps) and of the GPT with its KV cache.
 Prints a Markdown table; numbers are medians over the timed steps.
 
+    python bench/train_speed.py --dropout-cost  # only this: what dropout costs a `cpu`-preset step (a minute)
+
+Dropout's price: on a CPU, PyTorch's fused attention kernel takes no dropout, so dropout_p > 0 sends
+scaled_dot_product_attention to its written-out path, with a (B, H, T, T) random mask per layer. --dropout-cost
+times the `cpu` preset's dLLM step (batch 16 x 256, fp32) at dropout 0 and 0.1, with fused and written-out
+attention, to show what that costs on this machine.
+
 The ceiling: how much faster can bf16 make this model on this chip at all? The script times one matmul of the
 model's MLP shape in fp32 and in bf16 (GFLOP/s), and reports each training variant's achieved GFLOP/s with
 the usual count of 6N + 12 L T C FLOPs per token (Kaplan et al. 2020; PaLM, Chowdhery et al. 2022, app. B).
@@ -50,9 +57,9 @@ def median_seconds(fn, device, reps, warmup):
     return statistics.median(times)
 
 
-def time_train(device, manual, dtype, compile_, batch, seq, steps, warmup):
+def time_train(device, manual, dtype, compile_, batch, seq, steps, warmup, preset="gpu", dropout=0.0):
     torch.manual_seed(0)
-    cfg = tfm.build_config("gpu", vocab_size=65, manual_attention=manual, dropout=0.0)
+    cfg = tfm.build_config(preset, vocab_size=65, manual_attention=manual, dropout=dropout)
     model = tfm.Transformer(cfg).to(device)
     fwd = torch.compile(model) if compile_ else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=(device == "cuda"))
@@ -104,6 +111,15 @@ def time_generate(device, dtype, n_chars=256):
     return out
 
 
+def dropout_cost(device, steps, warmup):
+    """tokens/s of a `cpu`-preset dLLM step, fp32, batch 16 x 256: dropout 0 and 0.1, fused and written-out."""
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print("\n| `cpu` preset dLLM step, batch 16 x 256, fp32 | dropout 0 | dropout 0.1 | 0.1 vs 0 |\n|---|---|---|---|")
+    for name, manual in (("fused attention (SDPA)", False), ("written-out attention", True)):
+        tps = [time_train(device, manual, "fp32", False, 16, 256, steps, warmup, "cpu", d) for d in (0.0, 0.1)]
+        print(f"| {name} | {tps[0]:,.0f} | {tps[1]:,.0f} | {tps[1] / tps[0]:.2f}x |", flush=True)
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where to measure")
@@ -112,8 +128,11 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant (compile happens here)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--dropout-cost", action="store_true", help="only time the cpu preset at dropout 0 and 0.1")
     args = p.parse_args(argv)
     device = runtime.resolve_device(args.device)
+    if args.dropout_cost:
+        return dropout_cost(device, args.steps, args.warmup)
     half = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     variants = [("baseline: manual attention, fp32", True, "fp32", False), ("fp32 + SDPA", False, "fp32", False),
