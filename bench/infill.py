@@ -209,7 +209,8 @@ def plot_gaps(rows, out, machine, W):
     for k, style in (("dLLM exact", "o-"), ("dLLM NELBO", "o:"), ("GPT, left only", "s-"), ("FIM-GPT", "^-")):
         if k in gaps[0]:
             ax.plot([r["tokens"] for r in gaps], [r[k] for r in gaps], style, label=k)
-    ax.set(xscale="log", xlabel="gap length (characters)", ylabel="bits/char of the gap (lower = better)")
+    ax.set(xscale="log", xlabel="gap length (tokens: characters, or Tamil graphemes)",
+           ylabel="bits/char of the gap (lower = better)")
     ax.set_xticks([r["tokens"] for r in gaps], [str(r["tokens"]) for r in gaps])
     ax.set_title(f"Filling a gap given both sides, windows of {W}\n{machine}", fontsize=9)
     ax.grid(alpha=0.3)
