@@ -145,11 +145,8 @@ def main(argv=None):
         cases = couplet_windows(text, tok, W, args.windows)
         if not cases:
             raise UsageError(f"no couplets with {W} tokens before their end in the test split of {args.data}")
-        bits = [scores(models, tok, x[None], span, args.K) for x, span in cases]  # per char of each first line
-        chars = [span_chars(tok, x[None], span)[0] for x, span in cases]
-        rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases),
-                         **{k: sum(b[k] * c for b, c in zip(bits, chars)) / sum(chars) for k in bits[0]}))
-        each = [dict(couplet=i, chars=c, **b) for i, (b, c) in enumerate(zip(bits, chars))]
+        row, each = per_case_scores(models, tok, cases, args.K)
+        rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases), **row))
         write_csv(Path(args.out_dir) / "infill_couplets_each.csv", each, list(each[0]))
         examples = [fill_examples(models, tok, x[None], span, n=1)[0] for x, span in cases[:3]]
     else:
@@ -158,9 +155,12 @@ def main(argv=None):
             raise UsageError(f"--windows {args.windows} of {W} tokens need {args.windows * W} held-out tokens; "
                              f"{args.data} has {len(held)}: ask for fewer")
         w, gaps = gap_windows(held, args.windows, W, args.spans)
+        spread = []  # per gap: is the difference bigger than the window-to-window noise?
         for name, span in gaps.items():
-            rows.append(dict(case=name, tokens=span[1] - span[0], **scores(models, tok, w, span, args.K)))
+            row, each = per_case_scores(models, tok, [(x, span) for x in w], args.K)
+            rows.append(dict(case=name, tokens=span[1] - span[0], **row))
             print(rows[-1], flush=True)
+            spread += [f"{name}: " + paired(each, k, "dLLM exact", "windows") for k in row if "GPT" in k]
         template = torch.zeros(W, dtype=torch.bool)
         for c in range(W // 5, W, W // 5)[:4]:
             template[c : c + 8] = True
@@ -178,6 +178,8 @@ def main(argv=None):
         for k in cols[2:]:
             if k != "dLLM NELBO":
                 print(paired(each, k, "dLLM NELBO"))
+    else:
+        print("\n" + "\n".join(spread))
     for i, ex in enumerate(examples):
         print(f"\n--- example {i + 1}")
         for k, v in ex.items():
@@ -187,14 +189,23 @@ def main(argv=None):
     return rows, examples
 
 
-def paired(each, a, b):
+def per_case_scores(models, tok, cases, K):
+    """Score each (window, span) alone: the character-weighted mean bits/char per model over all cases, and the
+    per-case rows (case index, characters, bits/char per model) for paired differences."""
+    bits = [scores(models, tok, x[None], span, K) for x, span in cases]
+    chars = [span_chars(tok, x[None], span)[0] for x, span in cases]
+    each = [dict(couplet=i, chars=c, **b) for i, (b, c) in enumerate(zip(bits, chars))]
+    return {k: sum(b[k] * c for b, c in zip(bits, chars)) / sum(chars) for k in bits[0]}, each
+
+
+def paired(each, a, b, unit="couplets"):
     """Model a minus model b on the same couplets: the character-weighted mean difference in bits/char, its
     standard error over couplets, and on how many couplets b is lower."""
     w = torch.tensor([e["chars"] for e in each], dtype=torch.float64)
     d = torch.tensor([e[a] - e[b] for e in each], dtype=torch.float64)
     mean = (w * d).sum() / w.sum()
     se = ((w**2 * (d - mean) ** 2).sum()).sqrt() / w.sum()
-    return (f"{a} - {b}: {mean:+.3f} +- {se:.3f} bits/char (standard error over {len(each)} couplets); "
+    return (f"{a} - {b}: {mean:+.3f} +- {se:.3f} bits/char (standard error over {len(each)} {unit}); "
             f"{b} is lower on {int((d > 0).sum())} of them")
 
 

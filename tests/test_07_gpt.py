@@ -297,6 +297,8 @@ def test_infill_bench_scores_every_model_on_the_same_gaps(dllm_run, gpt_run, tmp
     assert [r["case"] for r in rows] == ["gap of 1", "gap of 4", "template: four gaps of 8"]
     assert all(r["dLLM exact"] > 0 and r["GPT, left only"] > 0 for r in rows) and "FIM-GPT" not in rows[-1]
     assert rows[0]["FIM-GPT"] > 0 and {"real text", "dLLM", "GPT, left only", "FIM-GPT"} == set(examples[0])
+    out = capsys.readouterr().out  # paired differences against the dLLM, per gap, over the windows
+    assert "gap of 4: GPT, left only - dLLM exact: " in out and "(standard error over 2 windows)" in out
     real, filled = examples[0]["real text"], examples[0]["FIM-GPT"]
     assert real.split("[")[0] == filled.split("[")[0] and real.split("]")[1] == filled.split("]")[1]  # both sides kept
     assert {"infill.csv", "infill.png"} <= {p.name for p in tmp_path.iterdir()}
