@@ -72,17 +72,28 @@ def split_corpus(text, tokenizer, split="tail"):
     characters; > 1 for Tamil graphemes), to report bits per character.
 
     split="tail": the first 90% and the last 10% (as nanoGPT). "interleaved": interleaved_split's first two."""
+    if split == "tail":  # one stream, cut by tokens (a cut inside a grapheme cluster would change it)
+        data = encode_ids(tokenizer, text)
+        train_data, val_data = data[: int(0.9 * len(data))], data[int(0.9 * len(data)) :]
+        val_text = text[int(0.9 * len(text)) :]
+    else:
+        train_text, val_text, _ = interleaved_split(text)
+        train_data, val_data = encode_ids(tokenizer, train_text), encode_ids(tokenizer, val_text)
+    return train_data, val_data, len(val_text) / max(1, len(val_data))
+
+
+def interleaved_test(text, tokenizer):
+    """(token ids, text) of the interleaved split's test part: no trainer reads it; the benchmarks score on it."""
+    test_text = interleaved_split(text)[2]
+    return encode_ids(tokenizer, test_text), test_text
+
+
+def encode_ids(tokenizer, text):
+    """(N,) token ids of text; a character the tokenizer lacks is one line and exit status 2."""
     try:
-        if split == "tail":  # one stream, cut by tokens (a cut inside a grapheme cluster would change it)
-            data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-            train_data, val_data = data[: int(0.9 * len(data))], data[int(0.9 * len(data)) :]
-            val_text = text[int(0.9 * len(text)) :]
-        else:
-            train_text, val_text, _ = interleaved_split(text)
-            train_data, val_data = (torch.tensor(tokenizer.encode(t), dtype=torch.long) for t in (train_text, val_text))
+        return torch.tensor(tokenizer.encode(text), dtype=torch.long)
     except KeyError as e:
         raise UsageError(f"the corpus has characters the model's tokenizer lacks: {e.args[0]}") from None
-    return train_data, val_data, len(val_text) / max(1, len(val_data))
 
 
 def get_batch(data, batch_size, length, generator, device):

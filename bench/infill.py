@@ -47,7 +47,7 @@ def held_out(text, tok, split):
     interleaved split's test paragraphs (held out from the runs' choice of checkpoint too)."""
     if split == "tail":
         return train.split_corpus(text, tok, "tail")[1]
-    return torch.tensor(tok.encode(train.interleaved_split(text)[2]))
+    return train.interleaved_test(text, tok)[0]
 
 
 def couplet_windows(text, tok, W, n):

@@ -114,7 +114,7 @@ def test_bits(run, text_path, lr_windows):
     ckpt = load_checkpoint(run / "best.pt")
     model, tok = model_from_checkpoint(ckpt)
     L = model.config.block_size
-    test = interleave_test(read_text(text_path), tok)
+    test = train.interleaved_test(read_text(text_path), tok)
     per_char = len(test[1]) / len(test[0])
     w = train.eval_windows(test[0], max(1, len(test[0]) // L), L)  # (n, L): every whole window of the test split
     if ckpt["kind"] == "gpt":
@@ -122,12 +122,6 @@ def test_bits(run, text_path, lr_windows):
     nelbo = diff.nelbo_bits(model, w, model.config.mask_id, K=32, span=(1, L))
     exact = diff.left_to_right_bits(model, w[:lr_windows], model.config.mask_id, span=(1, L))
     return dict(test_bpc=nelbo / per_char, test_lr_bpc=exact / per_char, test_windows=len(w))
-
-
-def interleave_test(text, tok):
-    """(token ids, text) of the interleaved split's test part."""
-    test_text = train.interleaved_split(text)[2]
-    return torch.tensor(tok.encode(test_text)), test_text
 
 
 def main(argv=None):
