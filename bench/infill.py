@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from support.checkpoints import load_model  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
 from support.files import atomic_write, read_text  # noqa: E402
 from support.metrics import write_csv  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
@@ -124,9 +124,9 @@ def main(argv=None):
     p.add_argument("--gpt", default=str(SWEEP / "gpt"), help="GPT run or .pt")
     p.add_argument("--fim", default=str(SWEEP / "gpt_fim"), help="FIM-GPT run or .pt ('none' to leave it out)")
     p.add_argument("--data", default=str(ROOT / "data" / "tinyshakespeare.txt"), help="the corpus all trained on")
-    p.add_argument("--windows", type=int, default=32, help="validation windows per gap length")
-    p.add_argument("--spans", nargs="+", type=int, default=[1, 4, 16, 64], help="gap lengths in tokens")
-    p.add_argument("--K", type=int, default=32, help="NELBO draws per window")
+    p.add_argument("--windows", type=positive_int, default=32, help="validation windows per gap length")
+    p.add_argument("--spans", nargs="+", type=positive_int, default=[1, 4, 16, 64], help="gap lengths in tokens")
+    p.add_argument("--K", type=positive_int, default=32, help="NELBO draws per window")
     p.add_argument("--split", choices=["tail", "interleaved"], default="tail", help="how the runs split --data: "
                    "gaps come from the held-out part (tail: the last 10%%; interleaved: the test paragraphs)")
     p.add_argument("--couplets", action="store_true", help="the reversal case: a couplet's first line given the rest "
@@ -154,6 +154,8 @@ def main(argv=None):
         if len(held) < args.windows * W:
             raise UsageError(f"--windows {args.windows} of {W} tokens need {args.windows * W} held-out tokens; "
                              f"{args.data} has {len(held)}: ask for fewer")
+        if max(args.spans) > W:
+            raise UsageError(f"--spans {max(args.spans)} does not fit a window of {W} tokens")
         w, gaps = gap_windows(held, args.windows, W, args.spans)
         spread = []  # per gap: is the difference bigger than the window-to-window noise?
         for name, span in gaps.items():

@@ -281,6 +281,9 @@ def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, 
     err = cli_error(lesson("infill").main, ["--split", "interleaved", "--data", str(corpus), "--windows", "1000",
                                             "--out-dir", str(tmp_path), *models], capsys)
     assert "ask for fewer" in err
+    assert "must be >= 1" in cli_error(lesson("infill").main, ["--K", "0", *models], capsys)
+    too_long = ["--data", str(corpus), "--windows", "2", "--spans", "999", *models]
+    assert "does not fit" in cli_error(lesson("infill").main, too_long, capsys)
     toy = [{"chars": 1, "A": 3.0, "B": 2.0}, {"chars": 3, "A": 1.0, "B": 2.0}]  # A - B: +1 on 1 char, -1 on 3
     assert lesson("infill").paired(toy, "A", "B") == ("A - B: -0.500 +- 0.530 bits/char (standard error over 2 "
                                                       "couplets); B is lower on 1 of them")
