@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 
 
-def attention(q, k, v, mask=None):
+def attention(q, k, v, mask=None, dropout_p=0.0):
     """Scaled dot-product attention, step by step.
 
     q: (B, H, Tq, D), k and v: (B, H, Tk, D); mask: bool (Tq, Tk), True = may attend, or None.
+    dropout_p: attention dropout in training (zero some weights, as F.scaled_dot_product_attention's dropout_p).
     Returns the output (B, H, Tq, D) and the attention weights (B, H, Tq, Tk).
     """
     scores = q @ k.transpose(-2, -1)  # (B, H, Tq, Tk): how well each query matches each key
@@ -29,6 +30,8 @@ def attention(q, k, v, mask=None):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # forbidden pairs get zero weight
     weights = torch.softmax(scores, dim=-1)  # each row sums to 1
+    if dropout_p > 0:  # regularisation (Vaswani et al. 2017): drop some weights, scale the rest by 1/(1-p)
+        weights = F.dropout(weights, dropout_p)
     return weights @ v, weights  # (B, H, Tq, D): weighted sum of values
 
 

@@ -104,10 +104,10 @@ class SelfAttention(nn.Module):
             kpos = torch.arange(Tk, device=x.device) if cache is not None else pos  # keys' absolute positions
             mask = pos[:, None] // self.config.block_len >= kpos[None, :] // self.config.block_len  # (T, Tk)
             # a query sees every key of its own block (both directions) and of earlier blocks, none later
+        p = self.config.dropout if self.training else 0.0  # attention dropout, in training only
         if self.config.manual_attention:
-            y, _ = attn_lesson.attention(q, k, v, mask)  # lesson 02, written out
+            y, _ = attn_lesson.attention(q, k, v, mask, dropout_p=p)  # lesson 02, written out
         else:  # fused kernel (FlashAttention on GPU); same math
-            p = self.config.dropout if self.training else 0.0
             if mask is not None and self.config.causal and attn_mask is None and T == Tk:
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
             else:

@@ -11,6 +11,17 @@ def test_attention_equals_sdpa():
         assert d < 1e-5, name
 
 
+def test_attention_dropout_drops_weights_at_rate_p_and_rescales_the_rest():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 64, 8) for _ in range(3))
+    _, w0 = A.attention(q, k, v)
+    out, w = A.attention(q, k, v, dropout_p=0.25)
+    kept = w != 0
+    assert abs((~kept).float().mean().item() - 0.25) < 0.03  # 8192 weights: the rate is p
+    assert torch.allclose(w[kept], w0[kept] / 0.75)  # the rest scaled so the expectation is unchanged
+    assert torch.allclose(out, w @ v, atol=1e-6)  # the output uses the dropped weights
+
+
 def test_causal_invariance_and_bidirectional_dependence():
     eff = A.future_token_effect(changed=5)
     assert eff["causal"][:5].abs().max() == 0

@@ -61,6 +61,22 @@ def test_manual_attention_equals_fused():
             assert torch.allclose(a(idx), b(idx), atol=1e-5)
 
 
+def test_manual_attention_applies_attention_dropout_in_training_only(monkeypatch):
+    seen, written_out = [], T.attn_lesson.attention
+
+    def spy(q, k, v, mask=None, dropout_p=0.0):
+        seen.append(dropout_p)
+        return written_out(q, k, v, mask, dropout_p)
+
+    monkeypatch.setattr(T.attn_lesson, "attention", spy)
+    m = tiny(manual_attention=True, dropout=0.3)
+    idx = torch.randint(0, 11, (2, 24))
+    m.train()(idx)
+    m.eval()(idx)
+    n = m.config.n_layer
+    assert seen == [0.3] * n + [0.0] * n  # the same attention dropout as the fused kernel's dropout_p
+
+
 def test_save_pretrained_from_pretrained_roundtrip(tmp_path):
     """The Hub mixin: config.json holds the ModelConfig, model.safetensors the weights (the tie kept)."""
     m = tiny(rope=False, causal=True, mask_token=False)
