@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from support import checkpoints, hub, metrics, runtime
+from support import checkpoints, cli, hub, metrics, runtime
 from support.cli import ArgumentParser, UsageError, parse_args_given, positive_float, positive_int, run_cli
 from support.files import download, read_text, sha256_file
 
@@ -90,10 +90,7 @@ def interleaved_test(text, tokenizer):
 
 def encode_ids(tokenizer, text):
     """(N,) token ids of text; a character the tokenizer lacks is one line and exit status 2."""
-    try:
-        return torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    except KeyError as e:
-        raise UsageError(f"the corpus has characters the model's tokenizer lacks: {e.args[0]}") from None
+    return torch.tensor(cli.encode_or_fail(tokenizer, text, "the corpus"), dtype=torch.long)
 
 
 def get_batch(data, batch_size, length, generator, device):

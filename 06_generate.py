@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from support.checkpoints import load_model
-from support.cli import ArgumentParser, UsageError, require, run_cli
+from support.cli import ArgumentParser, UsageError, encode_or_fail, require, run_cli
 from support.files import atomic_write
 
 diff = import_module("04_diffusion")
@@ -103,13 +103,6 @@ def check_sampler_args(a):
          f"--cache {a.cache} is refreshed at each block: give --block-size too (e.g. 32)"),
         (a.gif is None or a.gif.lower().endswith(".gif"), f"--gif needs a file name ending in .gif, not {a.gif}"),
     ])
-
-
-def encode_or_fail(tokenizer, text, what):
-    missing = tokenizer.unknown(text)
-    if missing:
-        raise UsageError(f"{what} has characters not in the model's vocabulary: " + " ".join(repr(c) for c in missing))
-    return tokenizer.encode(text)
 
 
 def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="", template=None, fill="_"):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from support import checkpoints, metrics
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, encode_or_fail, parse_args_given, positive_int, run_cli
 from support.files import atomic_write, read_text
 
 tfm = import_module("03_transformer")
@@ -276,7 +276,7 @@ def main(argv=None):
     if not args.prompt:
         raise UsageError("--prompt must be non-empty: the GPT continues text")
     device = next(model.parameters()).device
-    prompt = torch.tensor([gen.encode_or_fail(tok, args.prompt, "--prompt")], device=device)
+    prompt = torch.tensor([encode_or_fail(tok, args.prompt, "--prompt")], device=device)
     prompt = prompt.repeat(args.num_samples, 1)  # (N, P)
     g = torch.Generator(device).manual_seed(args.seed)  # on the model's device: no copies per token
     out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g, use_cache=not args.no_cache)

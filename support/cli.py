@@ -53,6 +53,14 @@ def run_cli(main, argv=None):
         sys.exit(2)
 
 
+def encode_or_fail(tokenizer, text, what):
+    """Token ids of `text`; characters the tokenizer lacks become one line naming them all (exit status 2)."""
+    missing = tokenizer.unknown(text)
+    if missing:
+        raise UsageError(f"{what} has characters not in the model's vocabulary: " + " ".join(repr(c) for c in missing))
+    return tokenizer.encode(text)
+
+
 def require(checks):
     """checks: (ok, message) pairs; the first that fails becomes a UsageError."""
     for ok, message in checks:
