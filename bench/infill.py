@@ -145,7 +145,7 @@ def main(argv=None):
         cases = couplet_windows(text, tok, W, args.windows)
         if not cases:
             raise UsageError(f"no couplets with {W} tokens before their end in the test split of {args.data}")
-        row, each = per_case_scores(models, tok, cases, args.K)
+        row, each = per_case_scores(models, tok, cases, args.K, unit="couplet")
         rows.append(dict(case="first line given the second", tokens=sum(s[1] - s[0] for _, s in cases), **row))
         write_csv(Path(args.out_dir) / "infill_couplets_each.csv", each, list(each[0]))
         examples = [fill_examples(models, tok, x[None], span, n=1)[0] for x, span in cases[:3]]
@@ -191,12 +191,12 @@ def main(argv=None):
     return rows, examples
 
 
-def per_case_scores(models, tok, cases, K):
+def per_case_scores(models, tok, cases, K, unit="window"):
     """Score each (window, span) alone: the character-weighted mean bits/char per model over all cases, and the
-    per-case rows (case index, characters, bits/char per model) for paired differences."""
+    per-case rows (`unit` index, characters, bits/char per model) for paired differences."""
     bits = [scores(models, tok, x[None], span, K) for x, span in cases]
     chars = [span_chars(tok, x[None], span)[0] for x, span in cases]
-    each = [dict(couplet=i, chars=c, **b) for i, (b, c) in enumerate(zip(bits, chars))]
+    each = [{unit: i, "chars": c, **b} for i, (b, c) in enumerate(zip(bits, chars))]
     return {k: sum(b[k] * c for b, c in zip(bits, chars)) / sum(chars) for k in bits[0]}, each
 
 

@@ -219,6 +219,15 @@ def test_repeated_data_seeds_text_groups_configurations_with_two_seeds(monkeypat
     assert rd.seeds_text(rows[2:]) == ""
 
 
+@pytest.mark.parametrize("flag", ["--steps", "--eval-every", "--patience", "--lr-windows"])
+def test_repeated_data_refuses_a_zero_count_with_one_line(flag, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    with pytest.raises(SystemExit) as e:
+        lesson("repeated_data").main(["--report", flag, "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"{flag}: must be >= 1, got 0" in err and "Traceback" not in err
+
+
 def test_couplet_windows_hide_exactly_the_first_line_of_a_held_out_couplet():
     sys.path.insert(0, str(ROOT / "bench"))
     text = "\n\n".join(f"first line {i:03d}\nsecond line {i:03d}" for i in range(300)) + "\n"
