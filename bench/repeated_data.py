@@ -300,7 +300,7 @@ def plot_passes(rows, out):
                title=corpus)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Repeated data: GPT vs dLLM, same size, data and optimizer; {machine_name()}", fontsize=9)
+    fig.suptitle(f"Repeated data: GPT vs dLLM, same size, data and optimizer\n{machine_name()}", fontsize=9)
     fig.tight_layout()
     atomic_write(out / "repeated_data.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
