@@ -55,10 +55,11 @@ def run_cli(main, argv=None):
 
 def encode_or_fail(tokenizer, text, what):
     """Token ids of `text`; characters the tokenizer lacks become one line naming them all (exit status 2)."""
-    missing = tokenizer.unknown(text)
-    if missing:
-        raise UsageError(f"{what} has characters not in the model's vocabulary: " + " ".join(repr(c) for c in missing))
-    return tokenizer.encode(text)
+    try:
+        return tokenizer.encode(text)
+    except KeyError:  # the tokenizer's own check failed: only now look up what is missing, for the message
+        missing = " ".join(repr(c) for c in tokenizer.unknown(text))
+        raise UsageError(f"{what} has characters not in the model's vocabulary: {missing}") from None
 
 
 def require(checks):
