@@ -54,10 +54,11 @@ class CharTokenizer:
         return list(dict.fromkeys(s for s in self.split(text) if s not in self.stoi))
 
     def encode(self, text):
-        missing = self.unknown(text)
-        if missing:
-            raise KeyError("not in the vocabulary: " + " ".join(repr(s) for s in missing))
-        return [self.stoi[s] for s in self.split(text)]
+        try:
+            return [self.stoi[s] for s in self.split(text)]
+        except KeyError:  # only now scan for every missing piece, so that the message names them all
+            missing = " ".join(repr(s) for s in self.unknown(text))
+            raise KeyError("not in the vocabulary: " + missing) from None
 
     def decode(self, ids, mask_char="_"):
         return "".join(self.tokens[i] if i < len(self.tokens) else mask_char for i in ids)

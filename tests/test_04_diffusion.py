@@ -225,8 +225,8 @@ def test_char_tokenizer_roundtrip_and_unknowns():
     tok = D.CharTokenizer.from_text("hello world")
     assert tok.decode(tok.encode("hello")) == "hello"
     assert tok.unknown("help!") == ["p", "!"]
-    with pytest.raises(KeyError):
-        tok.encode("help")
+    with pytest.raises(KeyError, match=r"'p' '!'"):  # every missing piece named, in order
+        tok.encode("help!")
 
 
 # ---------------------------------------------------------------- 04: fast decoding (Fast-dLLM)
