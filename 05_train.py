@@ -196,7 +196,8 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     model = tfm.Transformer(config).to(device)
     log(f"model: {objective.kind}{f' (block diffusion, blocks of {config.block_len})' if config.block_len else ''}, "
         f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} "
-        f"heads, width {config.n_embd}, context {L}; device {device}, {dtype}{', compiled' if args.compile else ''}"
+        f"heads, width {config.n_embd}, context {L}; device {device} ({runtime.machine_name(device)}), {dtype}"
+        f"{', compiled' if args.compile else ''}"
         f"{f', {world} processes (DDP)' if world > 1 else ''}")
 
     # AdamW with weight decay on matrices only (not on norms and biases), warmup + cosine schedule (nanoGPT)

@@ -35,7 +35,6 @@ from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noq
 from support.files import atomic_write, read_text, write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
 from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
@@ -300,7 +299,8 @@ def plot_passes(rows, out):
                title=corpus)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Repeated data: GPT vs dLLM, same size, data and optimizer\n{machine_name()}", fontsize=9)
+    # the runs come from more than one machine (each run's train.log names its own), so the title names none
+    fig.suptitle("Repeated data: GPT vs dLLM, same size, data and optimizer\nfp32 on a 2-core CPU", fontsize=9)
     fig.tight_layout()
     atomic_write(out / "repeated_data.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

@@ -36,8 +36,8 @@ def cpu_has_fast_bf16():
 
 def machine_name(device="cpu"):
     """A line naming the hardware, for results: the CPU model, its core count and bf16 support; or the GPU."""
-    if device == "cuda":
-        return torch.cuda.get_device_name()
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(device)
     info = cpuinfo()
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
     model = names[0] if names else platform.processor() or platform.machine()
