@@ -77,6 +77,19 @@ def apply_rope(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
+def attention_mask(config, pos, key_pos, cached=False):
+    """Which keys each query may see: a (T, Tk) bool tensor, True = may attend, for queries at positions pos (T,)
+    and keys at key_pos (Tk,). None where no tensor is needed: the dLLM sees every key, and a GPT's pass over a
+    whole sequence (no cache) uses SDPA's built-in causal mask (is_causal: FlashAttention on a GPU)."""
+    if config.causal:  # GPT vs dLLM: the causal mask is the whole difference; a token sees itself and the past
+        if not cached and not config.manual_attention:
+            return None
+        return key_pos[None, :] <= pos[:, None]
+    if 0 < config.block_len < config.block_size:  # GPT vs dLLM: block diffusion (lesson 11) sees its own block
+        return key_pos[None, :] // config.block_len <= pos[:, None] // config.block_len  # and earlier ones
+    return None
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -85,33 +98,21 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.resid_drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, pos, cache=None, start=0, attn_mask=None):
+    def forward(self, x, rope, mask=None, cache=None, start=0):
+        """x (B, T, C) at positions [start, start+T); rope: (cos, sin) or None; mask from attention_mask()."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
         q, k, v = (attn_lesson.split_heads(t, self.config.n_head) for t in (q, k, v))  # (B, H, T, D)
-        if self.config.rope:
-            cos, sin = rope_tables(self.config, pos)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(self.layer_idx, k.to(cache.k.dtype), v.to(cache.v.dtype), start)
-            k, v = k.to(q.dtype), v.to(q.dtype)
-        Tk = k.size(2)
-        mask = attn_mask  # (T, Tk) True = may attend; a caller's own mask (block diffusion's training pass)
-        if mask is None and self.config.causal and T > 1:  # GPT vs dLLM: the causal mask is the whole difference
-            # queries sit at absolute positions [start, start+T); query i may see keys j <= start + i
-            mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=Tk - T)
-        elif mask is None and 0 < self.config.block_len < self.config.block_size:  # GPT vs dLLM: block diffusion
-            kpos = torch.arange(Tk, device=x.device) if cache is not None else pos  # keys' absolute positions
-            mask = pos[:, None] // self.config.block_len >= kpos[None, :] // self.config.block_len  # (T, Tk)
-            # a query sees every key of its own block (both directions) and of earlier blocks, none later
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:  # store this call's keys/values, attend to every valid one
+            k, v = cache.update(self.layer_idx, k, v, start)
         p = self.config.dropout if self.training else 0.0  # attention dropout, in training only
         if self.config.manual_attention:
             y, _ = attn_lesson.attention(q, k, v, mask, dropout_p=p)  # lesson 02, written out
         else:  # fused kernel (FlashAttention on GPU); same math
-            if mask is not None and self.config.causal and attn_mask is None and T == Tk:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
-            else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            causal = mask is None and self.config.causal
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p)
         return self.resid_drop(self.proj(attn_lesson.merge_heads(y)))  # (B, T, C)
 
 
@@ -136,8 +137,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, pos, cache=None, start=0, attn_mask=None):
-        x = x + self.attn(self.ln1(x), pos, cache, start, attn_mask)  # (B, T, C): tokens exchange information
+    def forward(self, x, rope, mask=None, cache=None, start=0):
+        x = x + self.attn(self.ln1(x), rope, mask, cache, start)  # (B, T, C): tokens exchange information
         return x + self.mlp(self.ln2(x))  # (B, T, C): each token thinks on its own
 
 
@@ -176,19 +177,22 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
 
         The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot predict it.
         pos (T,) and attn_mask (T, T) override the positions and the mask: block diffusion trains on
-        [x_t ; x_0], two copies of the same positions, in one pass (lesson 04).
+        [x_t ; x_0], two copies of the same positions, in one pass (lesson 11).
         """
         B, T = idx.shape
         if pos is None:
             if start + T > self.config.block_size:
                 raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
             pos = torch.arange(start, start + T, device=idx.device)
+        key_pos = torch.arange(max(cache.filled, start + T), device=idx.device) if cache is not None else pos
+        mask = attn_mask if attn_mask is not None else attention_mask(self.config, pos, key_pos, cache is not None)
+        rope = rope_tables(self.config, pos) if self.config.rope else None  # once for all layers
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb(pos)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, pos, cache, start, attn_mask)
+            x = block(x, rope, mask, cache, start)
         if cache is not None:
             cache.filled = max(cache.filled, start + T)
         x = self.ln_f(x)
@@ -196,7 +200,7 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Inference: the KV cache (used by the GPT's sampler in 07 and Fast-dLLM's cache in 04)
+# Inference: the KV cache (the GPT's sampler in 07, Fast-dLLM's cache in 10, block diffusion's in 11)
 # ---------------------------------------------------------------------------------------------------------
 class KVCache:
     """Keys and values of every layer for a canvas of up to `max_len` positions.
@@ -206,14 +210,16 @@ class KVCache:
     the block (and, for the prefix cache, the suffix) overwrites those positions and attends to the rest.
     """
 
-    def __init__(self, config, batch_size, max_len, device=None, dtype=torch.float32):
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+    def __init__(self, config, batch_size, max_len, device=None):
+        self.shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = self.v = None  # allocated at the first update, on the device and in the dtype of the keys
         self.filled = 0  # positions [0, filled) hold valid keys and values
 
     def update(self, layer, k, v, start):
         """Write k, v (B, H, T, D) at [start, start+T) and return every valid key and value."""
+        if self.k is None:  # under autocast the keys are bf16/fp16: the cache holds them as they are
+            self.k = torch.zeros(self.shape, device=k.device, dtype=k.dtype)
+            self.v = torch.zeros(self.shape, device=v.device, dtype=v.dtype)
         end = start + k.size(2)
         self.k[layer, :, :, start:end] = k
         self.v[layer, :, :, start:end] = v

@@ -16,6 +16,7 @@ import sys
 import time
 from importlib import import_module
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -123,33 +124,30 @@ def lr_lambda(args):
 # ---------------------------------------------------------------------------------------------------------
 class DiffusionObjective:
     """Masked diffusion (04): NELBO loss, NELBO bits for validation, the iterative-unmasking sampler.
-
-    With config.block_len = B > 0 (--block-diffusion B), block diffusion (04, BD3-LM): the same NELBO, each block
-    given the clean blocks before it; sampled block by block with an exact KV cache."""
+    07 (the GPT) and 11 (block diffusion) pass their own objective with the same four members."""
 
     kind = "dllm"
     model_overrides = dict(causal=False, mask_token=True)  # GPT vs dLLM: bidirectional, has [MASK]
 
-    def loss(self, model, x, config, t_range=None):  # x: (B, L+1); the dLLM uses the first L tokens
+    def configure(self, args):  # an objective with options of its own (07 --fim, 11 --mask-rate) reads them here
+        return self
+
+    def loss(self, model, x, config):  # x: (B, L+1); the dLLM uses the first L tokens
         # GPT vs dLLM: the objective is the NELBO of lesson 04 (mask a fraction t, predict the masks, weight 1/t)
-        return diff.diffusion_loss(model, x[:, :-1], config.mask_id, block_len=config.block_len, t_range=t_range)
+        return diff.diffusion_loss(model, x[:, :-1], config.mask_id)
 
     def val_bits(self, model, windows, K, config):  # windows: (N, L+1); upper bound on bits per token
-        return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K, block_len=config.block_len)
+        return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K)
 
     def sample(self, model, tokenizer, n, generator):
-        c, device = model.config, next(model.parameters()).device
-        if c.block_len:  # GPT vs dLLM: block diffusion writes left to right, block by block, 2 characters per call
-            empty = torch.empty(1, 0, dtype=torch.long, device=device)
-            x, _ = diff.generate_blocks(model, empty, n, c.mask_id, steps=max(1, c.block_len // 2), generator=generator)
-        else:  # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
-            canvas = torch.full((1, n), c.mask_id, device=device)
-            x, _ = diff.generate(model, canvas, c.mask_id, steps=n // 2, generator=generator)
+        # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
+        canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
+        x, _ = diff.generate(model, canvas, model.config.mask_id, steps=max(1, n // 2), generator=generator)
         return tokenizer.decode(x[0].tolist())
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The training loop, shared by 05 (dLLM), 07 (GPT) and 08 (Tamil)
+# The training loop, shared by 05 (dLLM), 07 (GPT), 08 (Tamil) and 11 (block diffusion)
 # ---------------------------------------------------------------------------------------------------------
 def train(args, objective, load_corpus=None, make_tokenizer=None):
     """Train `objective` on the corpus; writes <out>/latest.pt, best.pt, metrics.csv, loss.png, hf/.
@@ -158,166 +156,175 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     """
     from tqdm import tqdm
 
+    run = setup(args, objective, load_corpus, make_tokenizer)  # resume, DDP, data, model, optimizer: below
+    args, model, optimizer, scheduler, scaler = run.args, run.model, run.optimizer, run.scheduler, run.scaler
+    L = run.config.block_size
+    if run.step == 0 and not run.rows and run.rank == 0:
+        evaluate(run)  # the untrained model: where the curve starts
+    # Ctrl-C / SIGTERM: finish the current step, save latest.pt, exit. The state saved is then always a step
+    # boundary (never half an optimizer update), so --resume continues exactly. A second Ctrl-C stops at once.
+    stop = runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {run.out / 'latest.pt'} holds the last "
+                                                  "saved state")
+    bar = tqdm(total=args.steps, initial=run.step, desc=run.objective.kind, dynamic_ncols=True, disable=run.rank != 0)
+    loss_sum, n, t0 = 0.0, 0, time.perf_counter()
+    with stop, bar:
+        while run.step < args.steps and not stop.everywhere(run.world, args.device):
+            x = get_batch(run.train_data, args.batch_size, L + 1, run.data_gen, args.device)  # (B, L+1)
+            with runtime.autocast(args.device, args.dtype):
+                loss = run.objective.loss(run.fwd, x, run.config)  # a scalar: the dLLM's NELBO, the GPT's NLL
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()  # fp16 scales the loss up so small gradients survive; else a no-op
+            if args.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            run.step += 1
+            loss_sum, n = loss_sum + loss.detach(), n + 1  # summed on the device: no host sync per step
+            bar.update(1)
+            if (run.step % args.eval_every == 0 or run.step == args.steps) and run.rank == 0:
+                t0 = evaluate(run, loss_sum / n, n * x.numel() * run.world, t0)
+                loss_sum, n = 0.0, 0
+    return finish(run, stop, t0)
+
+
+def evaluate(run, train_loss=None, tokens=0, t0=None):
+    """Validation bits/char, a sample, one log line; metrics.csv, latest.pt, and best.pt + hf/ when it is the best.
+    Returns the time the next training interval starts (evaluation time is not training time)."""
+    from tqdm import tqdm
+
+    args, model = run.args, run.model
+    train_loss = float("nan") if train_loss is None else float(train_loss)  # float() waits for the device
+    dt = time.perf_counter() - t0 if t0 is not None else float("nan")
+    run.elapsed += 0.0 if t0 is None else dt
+    model.eval()
+    with runtime.autocast(args.device, args.dtype):
+        val = run.objective.val_bits(run.eval_fwd, run.windows, args.eval_k, run.config) / run.chars_per_token
+        sample = None
+        if args.sample_len:  # its own generator: sampling never moves the training RNG
+            g = torch.Generator(args.device).manual_seed(0)  # on the model's device: no copies while sampling
+            sample = run.objective.sample(model, run.tokenizer, min(args.sample_len, run.config.block_size), g)
+    run.rows.append({"step": run.step, "train_loss": train_loss, "val_bpc": val, "lr": run.scheduler.get_last_lr()[0],
+                     "tokens_per_s": tokens / dt if t0 is not None else float("nan"), "elapsed_s": run.elapsed})
+    # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)
+    trained = f"{train_loss / math.log(2) / run.chars_per_token:.3f}" if run.step else "  -  "
+    speed = f"{tokens / dt:,.0f} tok/s" if run.step else "- tok/s"
+    tqdm.write(f"step {run.step:>6} | train {trained} | val {val:.3f} bits/char | lr {run.rows[-1]['lr']:.2e} | "
+               f"{speed} | {run.elapsed / 60:.1f} min")
+    if sample is not None:
+        tqdm.write(f"--- sample at step {run.step} ---\n{sample}\n---")
+    metrics.write_metrics(run.out, run.rows)
+    save(run, "latest.pt")
+    if val < run.best:
+        run.best = val
+        save(run, "best.pt")
+        bound = " (NELBO, upper bound)" if run.objective.kind == "dllm" else " (exact NLL)"
+        hub.export(run.out / "hf", model, run.tokenizer, run.objective.kind, sample=sample,
+                   metrics={"step": run.step, f"validation bits/char{bound}": val, "preset": args.preset,
+                            "train seconds": round(run.elapsed)})
+    if args.plot:
+        metrics.plot_metrics(run.out, f"{run.objective.kind} {args.preset}: {run.out}")
+    model.train()
+    return time.perf_counter()
+
+
+def save(run, name):
+    checkpoints.save_checkpoint(run.out / name, checkpoints.training_state(
+        run.objective.kind, run.model, run.tokenizer, run.optimizer, run.scheduler, run.scaler, run.data_gen,
+        run.step, run.elapsed, run.best, run.rows, run.args, run.args.device))
+
+
+def setup(args, objective, load_corpus=None, make_tokenizer=None):
+    """Everything the loop needs, in one namespace: resumed or fresh arguments, DDP, corpus and tokenizer,
+    the model (lesson 03's Transformer with the objective's switches), AdamW, the LR schedule, the RNG state."""
     checkpoints.check_run_dir(args.out, args.resume, args.force)  # never train over a run by accident
     ckpt = checkpoints.load_checkpoint(Path(args.out) / "latest.pt", kind=objective.kind) if args.resume else None
-    args = resolve_args(checkpoints.resume_args(args, ckpt["args"]) if ckpt else args)
-    out, device, dtype = Path(args.out), args.device, args.dtype
-    rank, world = runtime.ddp_setup(device)  # under torchrun: one process per GPU, each its own batches
+    rank, world = runtime.ddp_setup(runtime.resolve_device(args.device))  # torchrun: each rank its own GPU first
     log = print if rank == 0 else (lambda *a, **k: None)  # rank 0 alone logs, evaluates and writes
+    args = resolve_args(checkpoints.resume_args(args, ckpt["args"]) if ckpt else args, log)
+    objective = objective.configure(args)  # options of the objective's own (07's FIM, 11's block size)
+    run = SimpleNamespace(args=args, objective=objective, out=Path(args.out), rank=rank, world=world, step=0,
+                          elapsed=0.0, best=float("inf"), rows=[])
     torch.manual_seed(args.seed)
 
     # The corpus and its tokenizer (a resumed run keeps the tokenizer it was trained with)
     text = read_text(args.data) if args.data else (load_corpus or shakespeare)()
     if ckpt:
         log(f"resuming {ckpt['path']} at step {ckpt['step']}")
-        tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
+        run.tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
     else:
         named = checkpoints.tokenizer_class(args.tokenizer).from_text if args.tokenizer else None  # --tokenizer
-        tokenizer = (named or make_tokenizer or diff.CharTokenizer.from_text)(text)
-    train_data, val_data, chars_per_token = split_corpus(text, tokenizer, args.split)
-    log(f"corpus: {len(text):,} characters, {len(train_data) + len(val_data):,} tokens, vocabulary "
-        f"{tokenizer.vocab_size}; train {len(train_data):,} / val {len(val_data):,}")
+        run.tokenizer = (named or make_tokenizer or diff.CharTokenizer.from_text)(text)
+    run.train_data, val_data, run.chars_per_token = split_corpus(text, run.tokenizer, args.split)
+    log(f"corpus: {len(text):,} characters, {len(run.train_data) + len(val_data):,} tokens, vocabulary "
+        f"{run.tokenizer.vocab_size}; train {len(run.train_data):,} / val {len(val_data):,}")
 
-    # The model: lesson 03's Transformer, with the objective's two switches (causal mask, [MASK] row)
-    config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.build_config(
-        args.preset, vocab_size=tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,
-        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope,
-        block_len=getattr(args, "block_diffusion", None), sentinels=3 if getattr(args, "fim", None) else None,
-        **objective.model_overrides)
+    # The model: lesson 03's Transformer, with the objective's switches (causal mask, [MASK] row, ...)
+    run.config = config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.build_config(
+        args.preset, vocab_size=run.tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,
+        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope, **objective.model_overrides)
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
-    if config.block_len > L:
-        raise UsageError(f"--block-diffusion {config.block_len} is longer than the context (--seq-len {L})")
-    loss_kw = {"t_range": args.mask_rate} if getattr(args, "mask_rate", None) else {}  # block diffusion's clipping
-    loss_kw.update({"fim_rate": args.fim} if getattr(args, "fim", None) else {})  # 07 --fim: fill in the middle
-    if len(val_data) < L + 1 or len(train_data) < L + 2:
+    if len(val_data) < L + 1 or len(run.train_data) < L + 2:
         raise UsageError(f"corpus too short: {len(text):,} characters for context {L} (need > {10 * (L + 2)} tokens)")
-    model = tfm.Transformer(config).to(device)
+    run.model = model = tfm.Transformer(config).to(args.device)
     log(f"model: {objective.kind}{f' (block diffusion, blocks of {config.block_len})' if config.block_len else ''}, "
-        f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} "
-        f"heads, width {config.n_embd}, context {L}; device {device} ({runtime.machine_name(device)}), {dtype}"
-        f"{', compiled' if args.compile else ''}"
-        f"{f', {world} processes (DDP)' if world > 1 else ''}")
+        f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} heads, width {config.n_embd}, "
+        f"context {L}; device {args.device} ({runtime.machine_name(args.device)}), {args.dtype}"
+        f"{', compiled' if args.compile else ''}{f', {world} processes (DDP)' if world > 1 else ''}")
 
     # AdamW with weight decay on matrices only (not on norms and biases), warmup + cosine schedule (nanoGPT)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=args.lr, betas=(0.9, args.beta2), fused=(device == "cuda"))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args))
-    scaler = torch.amp.GradScaler(device, enabled=(dtype == "fp16"))  # fp16 needs loss scaling; bf16 does not
-    data_gen = torch.Generator().manual_seed(args.seed + rank)
-    step, elapsed, best, rows = 0, 0.0, float("inf"), []
+    run.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}],
+                                      lr=args.lr, betas=(0.9, args.beta2), fused=(args.device == "cuda"))
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lr_lambda(args))
+    run.scaler = torch.amp.GradScaler(args.device, enabled=(args.dtype == "fp16"))  # fp16 needs loss scaling
+    run.data_gen = torch.Generator().manual_seed(args.seed + rank)
     if rank:  # each rank its own noise levels and masks (rank 0 keeps the single-process stream)
         torch.manual_seed(checkpoints.rank_seed(args.seed, rank) + 1)
     if ckpt:
-        step, elapsed, best = checkpoints.restore_training_state(ckpt, model, optimizer, scheduler, scaler,
-                                                                 data_gen, rank, args.seed, device)
-        rows = [r for r in metrics.read_metrics(out) if r["step"] <= step] if (out / "metrics.csv").exists() else []
-    eval_fwd = fwd = torch.compile(model) if args.compile else model
+        run.step, run.elapsed, run.best = checkpoints.restore_training_state(
+            ckpt, model, run.optimizer, run.scheduler, run.scaler, run.data_gen, rank, args.seed, args.device)
+        run.rows = [r for r in metrics.read_metrics(run.out) if r["step"] <= run.step] if (
+            run.out / "metrics.csv").exists() else []
+    run.eval_fwd = run.fwd = torch.compile(model) if args.compile else model
     if world > 1:  # gradients are averaged across ranks inside backward()
-        fwd = torch.nn.parallel.DistributedDataParallel(fwd)
-    windows = eval_windows(val_data, args.eval_windows, L + 1).to(device)
-
-    def save(name):
-        checkpoints.save_checkpoint(out / name, checkpoints.training_state(
-            objective.kind, model, tokenizer, optimizer, scheduler, scaler, data_gen, step, elapsed, best, rows,
-            args, device))
-
-    def evaluate(train_loss, tokens_per_s):
-        nonlocal best
-        model.eval()
-        with runtime.autocast(device, dtype):
-            val = objective.val_bits(eval_fwd, windows, args.eval_k, config) / chars_per_token
-            sample = None
-            if args.sample_len:  # its own generator: sampling never moves the training RNG
-                g = torch.Generator(device).manual_seed(0)  # on the model's device: no copies while sampling
-                sample = objective.sample(model, tokenizer, min(args.sample_len, L), g)
-        rows.append({"step": step, "train_loss": train_loss, "val_bpc": val, "lr": scheduler.get_last_lr()[0],
-                     "tokens_per_s": tokens_per_s, "elapsed_s": elapsed})
-        # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)
-        trained = f"{train_loss / math.log(2) / chars_per_token:.3f}" if step else "  -  "
-        speed = f"{tokens_per_s:,.0f} tok/s" if step else "- tok/s"
-        tqdm.write(f"step {step:>6} | train {trained} | val {val:.3f} bits/char | lr {rows[-1]['lr']:.2e} | {speed} "
-                   f"| {elapsed / 60:.1f} min")
-        if sample is not None:
-            tqdm.write(f"--- sample at step {step} ---\n{sample}\n---")
-        metrics.write_metrics(out, rows)
-        save("latest.pt")
-        if val < best:
-            best = val
-            save("best.pt")
-            bound = " (NELBO, upper bound)" if objective.kind == "dllm" else " (exact NLL)"
-            hub.export(out / "hf", model, tokenizer, objective.kind, sample=sample,
-                       metrics={"step": step, f"validation bits/char{bound}": val, "preset": args.preset,
-                                "train seconds": round(elapsed)})
-        if args.plot:
-            metrics.plot_metrics(out, f"{objective.kind} {args.preset}: {out}")
-        model.train()
-        return val
-
+        run.fwd = torch.nn.parallel.DistributedDataParallel(run.fwd)
+    run.windows = eval_windows(val_data, args.eval_windows, L + 1).to(args.device)
     if rank == 0 and args.force:
-        checkpoints.clear_run_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    log(f"training {args.steps - step} steps (batch {args.batch_size} x {L}) -> {out}"
+        checkpoints.clear_run_dir(run.out)
+    run.out.mkdir(parents=True, exist_ok=True)
+    log(f"training {args.steps - run.step} steps (batch {args.batch_size} x {L}) -> {run.out}"
         + (" (bits/char: the dLLM's are its NELBO, an upper bound)" if objective.kind == "dllm" else ""))
     model.train()
-    loss_sum, loss_n, tokens, t_interval, bar = 0.0, 0, 0, 0.0, None
-    # Ctrl-C / SIGTERM: finish the current step, save latest.pt, exit. The state saved is then always a step
-    # boundary (never half an optimizer update), so --resume continues exactly. A second Ctrl-C stops at once.
-    with runtime.StopOnSignal(tqdm.write) as stop:
-        try:
-            if step == 0 and not rows and rank == 0:
-                evaluate(float("nan"), float("nan"))
-            # the bar starts after the step-0 evaluation, so its ETA counts training steps only
-            bar = tqdm(total=args.steps, initial=step, desc=objective.kind, dynamic_ncols=True, disable=rank != 0)
-            while step < args.steps and not stop.everywhere(world, device):
-                t0 = time.perf_counter()
-                x = get_batch(train_data, args.batch_size, L + 1, data_gen, device)  # (B, L+1)
-                with runtime.autocast(device, dtype):
-                    loss = objective.loss(fwd, x, config, **loss_kw)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if args.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                loss_sum += loss.item()  # .item() syncs; once per step is cheap next to the step itself
-                loss_n += 1
-                tokens += x.numel() * world
-                dt = time.perf_counter() - t0
-                t_interval, elapsed = t_interval + dt, elapsed + dt
-                bar.update(1)
-                if (step % args.eval_every == 0 or step == args.steps) and rank == 0:
-                    evaluate(loss_sum / loss_n, tokens / t_interval)
-                    loss_sum, loss_n, tokens, t_interval = 0.0, 0, 0, 0.0
-        except KeyboardInterrupt:  # the second Ctrl-C: latest.pt from the last evaluation stays as it was
-            print(f"\nstopped at once during step {step + 1}; {out / 'latest.pt'} holds the last saved state",
-                  file=sys.stderr)
-            sys.exit(130)
-        finally:
-            if bar is not None:
-                bar.close()
-    if world > 1:
-        del fwd  # the DDP wrapper must go before the process group: see runtime.finish_ddp
-        runtime.finish_ddp(model, world, log)
-    if stop.requested or (world > 1 and step < args.steps):
-        if rank == 0:
-            save("latest.pt")
-        log(f"\ninterrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume", file=sys.stderr)
-        runtime.leave_process(130, world)
-    log(f"done: {step} steps in {elapsed:.0f} s of training; best val {best:.4f} bits/char"
-        f"{' (upper bound)' if objective.kind == 'dllm' else ''}; checkpoints in {out}, Hub export in {out / 'hf'}")
-    if args.push_to_hub and rank == 0:
-        hub.push_to_hub(out / "hf", args.push_to_hub)
-    if world > 1:
-        runtime.leave_process(0, world)
-    return rows
+    return run
+
+
+def finish(run, stop, t0):
+    """After the loop: a stopped run saves latest.pt and exits 130 (continue with --resume); a finished one
+    reports, pushes to the Hub if asked, and returns its metrics rows."""
+    log = print if run.rank == 0 else (lambda *a, **k: None)
+    if run.world > 1:
+        del run.fwd  # the DDP wrapper must go before the process group: see runtime.finish_ddp
+        runtime.finish_ddp(run.model, run.world, log)
+    if stop.requested or (run.world > 1 and run.step < run.args.steps):
+        if run.rank == 0:
+            run.elapsed += time.perf_counter() - t0  # the steps since the last evaluation
+            save(run, "latest.pt")
+        log(f"\ninterrupted at step {run.step}: saved {run.out / 'latest.pt'}; continue with --resume", file=sys.stderr)
+        runtime.leave_process(130, run.world)
+    kind = run.objective.kind
+    log(f"done: {run.step} steps in {run.elapsed:.0f} s of training; best val {run.best:.4f} bits/char"
+        f"{' (upper bound)' if kind == 'dllm' else ''}; checkpoints in {run.out}, Hub export in {run.out / 'hf'}")
+    if run.args.push_to_hub and run.rank == 0:
+        hub.push_to_hub(run.out / "hf", run.args.push_to_hub)
+    if run.world > 1:
+        runtime.leave_process(0, run.world)
+    return run.rows
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,12 +380,12 @@ def add_train_args(p, default_out):
     return p
 
 
-def resolve_args(args):
+def resolve_args(args, log=print):
     """Fill preset defaults into unset flags and check what argparse cannot."""
     device = runtime.resolve_device(args.device)
     if args.preset is None:
         args.preset = "gpu" if device == "cuda" else "cpu"
-        print(f"no --preset given: using {args.preset!r} on {device}")
+        log(f"no --preset given: using {args.preset!r} on {device}")
     for k, v in TRAIN_PRESETS[args.preset].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -398,25 +405,8 @@ def resolve_args(args):
     return args
 
 
-def add_block_diffusion_args(p):
-    g = p.add_argument_group("block diffusion (BD3-LM, lesson 04): a GPT over blocks, a dLLM inside each")
-    g.add_argument("--block-diffusion", type=positive_int, metavar="B", help="train a block-diffusion model with "
-                   "blocks of B tokens (1 = a GPT's factorisation; --seq-len = the plain dLLM); default: off; "
-                   "default --out checkpoints/dllm_bd<B>")
-    g.add_argument("--mask-rate", type=float, nargs=2, metavar=("LO", "HI"),
-                   help="draw the training mask rate t in [LO, HI] only (BD3-LM's clipped schedule: lower variance, "
-                   "but no longer the NELBO; validation always uses the full bound); default: [0.001, 1]")
-    return p
-
-
 def main(argv=None, objective=None, default_out=ROOT / "checkpoints" / "dllm", description=None, **hooks):
-    p = ArgumentParser(description=description or __doc__)
-    add_train_args(p, default_out)
-    args = parse_args_given(add_block_diffusion_args(p), argv)
-    if args.mask_rate and not 0 < args.mask_rate[0] < args.mask_rate[1] <= 1:
-        raise UsageError(f"--mask-rate needs 0 < LO < HI <= 1, got {args.mask_rate[0]} {args.mask_rate[1]}")
-    if args.block_diffusion and "out" not in args.given:
-        args.out = str(Path(default_out).with_name(f"{Path(default_out).name}_bd{args.block_diffusion}"))
+    args = parse_args_given(add_train_args(ArgumentParser(description=description or __doc__), default_out), argv)
     return train(args, objective or DiffusionObjective(), **hooks)
 
 

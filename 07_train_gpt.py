@@ -32,13 +32,22 @@ class NextTokenObjective:
     """GPT: exact next-token NLL, trained and evaluated on the same windows as the dLLM."""
 
     kind = "gpt"
-    model_overrides = dict(causal=True, mask_token=False)  # GPT vs dLLM: causal mask, no [MASK] token
 
-    def loss(self, model, x, config=None, fim_rate=0.0):  # x: (B, L+1): predict token i+1 from tokens <= i
-        if fim_rate:  # --fim: a fraction of the sequences rearranged prefix-suffix-middle (below)
-            x = fim_batch(x, fim_rate, config)
+    def __init__(self, fim_rate=0.0):
+        self.fim_rate = fim_rate
+
+    @property
+    def model_overrides(self):  # GPT vs dLLM: causal mask, no [MASK] token (FIM: three sentinel input rows)
+        return dict(causal=True, mask_token=False, sentinels=3 if self.fim_rate else None)
+
+    def configure(self, args):  # --fim, also when a resumed run brings it
+        return NextTokenObjective(args.fim or 0.0)
+
+    def loss(self, model, x, config=None):  # x: (B, L+1): predict token i+1 from tokens <= i
+        if self.fim_rate:  # --fim: a fraction of the sequences rearranged prefix-suffix-middle (below)
+            x = fim_batch(x, self.fim_rate, config)
         logits = model(x[:, :-1])  # (B, L, V)
-        targets = x[:, 1:].masked_fill(x[:, 1:] >= config.vocab_size, -100) if fim_rate else x[:, 1:]  # no sentinel
+        targets = x[:, 1:].masked_fill(x[:, 1:] >= config.vocab_size, -100) if self.fim_rate else x[:, 1:]
         # GPT vs dLLM: the objective is next-token cross-entropy, the exact NLL
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 

@@ -1,4 +1,4 @@
-"""Lesson 09: generate Tamil with the model of 08: every flag of 06_generate.py (prompting, infilling, --gif).
+"""Lesson 09: generate Tamil with the model of 08: the flags of 06_generate.py (prompting, infilling, --gif).
 
     python 09_generate_tamil.py --steps 64 --len 120
     python 09_generate_tamil.py --prompt "அகர முதல" --show-steps
@@ -11,7 +11,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from support.cli import run_cli
+from support.cli import ArgumentParser, run_cli
 
 gen = import_module("06_generate")
 ROOT = Path(__file__).resolve().parent
@@ -34,9 +34,8 @@ def tamil_font():
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    font = tamil_font() if any(a == "--gif" or a.startswith("--gif=") for a in argv) else None
-    return gen.generate_cli(argv, ROOT / "checkpoints" / "tamil", __doc__, font=font)
+    args = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "tamil").parse_args(argv)
+    return gen.generate(args, font=tamil_font() if args.gif else None)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@
     python bench/block_sweep.py --plot-only          # table and figure from the runs found
 
 Every run is the cpu preset on TinyShakespeare (2000 steps, batch 16 x 256, the same data, optimizer and schedule)
-through the repository's own commands: 07_train_gpt.py for the GPT, 05_train.py for the dLLM and 05_train.py
---block-diffusion B for block diffusion. B = 256 (the context) is the dLLM's objective exactly, so the dLLM run
-stands for it. Runs live in checkpoints/sweep/<name>; an interrupted one is resumed (--resume), a finished one
+through the repository's own commands: 07_train_gpt.py for the GPT, 05_train.py for the dLLM and
+11_block_diffusion.py --train --block-diffusion B for block diffusion. B = 256 (the context) is the dLLM's
+objective exactly, so the dLLM run stands for it. Runs live in checkpoints/sweep/<name>; an interrupted one is resumed (--resume), a finished one
 skipped. Each run's metrics.csv, loss.png and log are copied to bench/results/runs/sweep_<name>; the table goes
 to bench/results/block_sweep.csv and the figure to bench/results/block_sweep.png. Bits/char are the validation
 numbers the trainers log: exact for the GPT, the NELBO (an upper bound) for the others.
@@ -27,10 +27,10 @@ RESULTS = ROOT / "bench" / "results"
 L = 256  # the cpu preset's context
 RUNS = {  # name -> (command, block size on the plot)
     "gpt": (["07_train_gpt.py"], None),
-    "bd1": (["05_train.py", "--block-diffusion", "1"], 1),
-    "bd4": (["05_train.py", "--block-diffusion", "4"], 4),
-    "bd16": (["05_train.py", "--block-diffusion", "16"], 16),
-    "bd64": (["05_train.py", "--block-diffusion", "64"], 64),
+    "bd1": (["11_block_diffusion.py", "--block-diffusion", "1"], 1),
+    "bd4": (["11_block_diffusion.py", "--block-diffusion", "4"], 4),
+    "bd16": (["11_block_diffusion.py", "--block-diffusion", "16"], 16),
+    "bd64": (["11_block_diffusion.py", "--block-diffusion", "64"], 64),
     "dllm": (["05_train.py"], L),
 }
 
@@ -43,8 +43,9 @@ def run_one(name, args):
     if rows and rows[-1]["step"] >= steps:
         print(f"{name}: finished ({steps} steps), skipped")
     else:
+        mode = ["--train"] if script[0] == "11_block_diffusion.py" else []
         cmd = trainer_command(script[0], [*script[1:], "--preset", "cpu", "--dtype", args.dtype, "--steps", str(steps)],
-                              out)
+                              out, mode)
         print(f"{name}: {' '.join(Path(c).name if c.endswith('.py') else c for c in cmd[1:])}", flush=True)
         code = start_trainer(cmd, out).wait()
         if code:

@@ -36,6 +36,8 @@ from support.runtime import machine_name  # noqa: E402
 
 diff = import_module("04_diffusion")
 gpt_lesson = import_module("07_train_gpt")
+fast = import_module("10_fast_decoding")
+bd_lesson = import_module("11_block_diffusion")
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -110,7 +112,7 @@ def main(argv=None):
     if any(t.tokens != tok.tokens for t in [dtok] + [t for _, t in bds]):
         raise UsageError("the runs must share a tokenizer (train them on the same corpus)")
     if not all(m.config.block_len for m, _ in bds):
-        raise UsageError("--bd takes block-diffusion runs (trained with --block-diffusion B)")
+        raise UsageError("--bd takes block-diffusion runs (trained with 11_block_diffusion.py --train)")
     text = read_text(args.data)
     val = text[int(0.9 * len(text)) :]
     N, L = args.num_samples, args.len
@@ -133,14 +135,14 @@ def main(argv=None):
     def dllm_gen(n, kw):
         g = torch.Generator().manual_seed(args.seed)
         canvas = torch.full((n, L), dllm.config.mask_id)
-        fast = {"threshold", "factor", "cache", "entropy_budget"} & set(kw)  # 04's fast path, else its plain sampler
-        sampler = diff.generate_fast if fast else diff.generate
+        use_fast = {"threshold", "factor", "cache", "entropy_budget", "block_size"} & set(kw)  # lesson 10, else 04
+        sampler = fast.generate_fast if use_fast else diff.generate
         return *sampler(dllm, canvas, dllm.config.mask_id, generator=g, **kw), L
 
     def bd_gen(model, n, kw):  # the same start as the GPT's: a newline, then L - 1 characters
         g = torch.Generator().manual_seed(args.seed)
-        x, calls = diff.generate_blocks(model, torch.full((n, 1), newline), L - 1, model.config.mask_id, generator=g,
-                                        **kw)
+        x, calls = bd_lesson.generate_blocks(model, torch.full((n, 1), newline), L - 1, model.config.mask_id,
+                                             generator=g, **kw)
         return x, calls, L - 1
 
     def measure(name, group, gen):  # gen(n) -> (ids (n, L), model calls, characters written per row)

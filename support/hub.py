@@ -146,8 +146,8 @@ def legacy_transformer(config):
     tfm = import_module("03_transformer")
 
     class LegacyBlock(tfm.Block):
-        def forward(self, x, pos, cache=None, start=0, attn_mask=None):
-            return x + self.mlp(self.ln2(x + self.attn(self.ln1(x), pos, cache, start, attn_mask)))
+        def forward(self, x, rope, mask=None, cache=None, start=0):
+            return x + self.mlp(self.ln2(x + self.attn(self.ln1(x), rope, mask, cache, start)))
 
     model = tfm.Transformer(config)
     model.blocks = torch.nn.ModuleList(LegacyBlock(config, i) for i in range(config.n_layer))

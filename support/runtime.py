@@ -64,11 +64,12 @@ def autocast(device, dtype):
 
 class StopOnSignal:
     """`with StopOnSignal(log) as stop:` Ctrl-C / SIGTERM set `stop.requested` instead of killing the loop, so
-    it can finish the current step and save a state at a step boundary. A second Ctrl-C stops at once
-    (KeyboardInterrupt). `stop.everywhere(world, device)`: the same answer on every DDP rank."""
+    it can finish the current step and save a state at a step boundary. A second Ctrl-C stops at once: `abort`
+    goes to stderr and the process exits with status 130. `stop.everywhere(world, device)`: the same answer on
+    every DDP rank."""
 
-    def __init__(self, log=print):
-        self.log, self.requested, self.handlers = log, False, {}
+    def __init__(self, log=print, abort="stopped at once"):
+        self.log, self.abort, self.requested, self.handlers = log, abort, False, {}
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -84,9 +85,12 @@ class StopOnSignal:
                 pass
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for sig, h in self.handlers.items():
             signal.signal(sig, h)
+        if exc_type is KeyboardInterrupt:  # the second Ctrl-C
+            print(f"\n{self.abort}", file=sys.stderr)
+            sys.exit(130)
         return False
 
     def everywhere(self, world, device):

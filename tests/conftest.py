@@ -1,5 +1,6 @@
 """Shared test setup: the lessons importable by name from any working directory, the tiny command-line
 arguments every training test uses, and two tiny runs (a dLLM and a GPT) trained once per session."""
+import os
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("TEST_THREADS", "2")))  # CI: 2 cores
 
 # 05/07/08 on the tiny preset: seconds per run. fp32 so results do not depend on the CPU's bf16 support.
 TINY = ["--preset", "tiny", "--dtype", "fp32", "--sample-len", "16", "--no-plot"]
@@ -68,8 +69,15 @@ def gpt_run(dllm_run):
 
 @pytest.fixture(scope="session")
 def bd_run(dllm_run):
-    """A tiny block-diffusion model (blocks of 4) trained through 05 on the same corpus: its run folder."""
+    """A tiny block-diffusion model (blocks of 4) trained by 11 through 05's loop on the same corpus: its folder."""
     d, corpus, _ = dllm_run
-    lesson("05_train").main(TINY + ["--data", str(corpus), "--out", str(d / "bd4"), "--steps", "60",
-                                    "--block-diffusion", "4"])
+    lesson("11_block_diffusion").main(["--train"] + TINY + ["--data", str(corpus), "--out", str(d / "bd4"), "--steps",
+                                                          "60", "--block-diffusion", "4"])
     return d / "bd4"
+
+
+def bonus(name):
+    """A bonus aside (bonus/NN_name.py), imported like a lesson."""
+    if str(ROOT / "bonus") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bonus"))
+    return import_module(name)

@@ -15,7 +15,7 @@ train = lesson("05_train")
 
 @pytest.mark.parametrize("name", ["01_tensors", "02_attention", "03_transformer", "04_diffusion", "05_train",
                                   "06_generate", "07_train_gpt", "08_train_tamil", "09_generate_tamil",
-                                  "tamil_dataset", "tamil_wikipedia"])
+                                  "10_fast_decoding", "11_block_diffusion", "tamil_dataset", "tamil_wikipedia"])
 def test_lessons_import_silently(name):
     r = subprocess.run([sys.executable, "-c", f"import importlib; importlib.import_module({name!r})"],
                        cwd=ROOT, capture_output=True, text=True)
@@ -27,11 +27,16 @@ def test_lessons_import_only_backwards():
     """A lesson imports earlier lessons only; 06 (generation) does not depend on 05 (training)."""
     import re
 
-    for path in sorted(ROOT.glob("0*_*.py")):
+    lessons = sorted(ROOT.glob("[0-9][0-9]_*.py"))
+    assert len(lessons) >= 11
+    for path in lessons:
         n = int(path.name[:2])
         imported = [int(m) for m in re.findall(r'import_module\("(\d\d)_', path.read_text())]
         assert all(m < n for m in imported), (path.name, imported)
     assert '"05_train"' not in (ROOT / "06_generate.py").read_text()
+    for early in ("04_diffusion.py", "05_train.py", "06_generate.py"):  # the core knows nothing of 10 and 11
+        text = (ROOT / early).read_text()
+        assert not any(w in text for w in ("generate_fast", "generate_blocks", "--threshold", "--block-diffusion"))
 
 
 def test_training_lowers_loss_and_writes_run(dllm_run):
@@ -159,25 +164,6 @@ def test_one_log_line_per_evaluation_in_bits_per_char(tiny_text, tmp_path, capsy
     train5 = float(lines[1].split("| train ")[1].split()[0])
     val5 = float(lines[1].split("| val ")[1].split()[0])
     assert abs(train5 - val5) < 1.0  # the same unit: at step 5 both are near log2(V), not 2.1 vs 3.1
-
-
-# ---------------------------------------------------------------- block diffusion through the same trainer
-def test_block_diffusion_trains_resumes_and_refuses_bad_flags(tiny_text, tmp_path, capsys):
-    out = tmp_path / "bd"
-    args = TINY + ["--data", str(tiny_text), "--out", str(out), "--eval-every", "10", "--block-diffusion", "4"]
-    rows = train.main(args + ["--steps", "30", "--mask-rate", "0.3", "0.8"])
-    assert "block diffusion, blocks of 4" in capsys.readouterr().out
-    assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 0.3
-    rows = train.main(["--out", str(out), "--resume", "--steps", "40", "--sample-len", "8", "--no-plot"])
-    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]
-    ckpt = checkpoints.load_checkpoint(out / "latest.pt")
-    assert ckpt["config"]["block_len"] == 4 and ckpt["args"]["mask_rate"] == [0.3, 0.8]
-    capsys.readouterr()
-    assert "longer than the context" in cli_error(train.main, TINY + ["--data", str(tiny_text), "--out",
-                                                  str(tmp_path / "x"), "--block-diffusion", "64"], capsys)
-    assert "--mask-rate" in cli_error(train.main, TINY + ["--block-diffusion", "4", "--mask-rate", "0.8", "0.2"],
-                                      capsys)
-    assert not (tmp_path / "x").exists()
 
 
 def test_interleaved_split_never_leaks_a_paragraph(tmp_path):

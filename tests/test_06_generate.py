@@ -18,45 +18,18 @@ def test_generate_loads_run_and_infills(dllm_run, capsys):
     assert len(texts) == 3 and all(len(t) == 30 and t.startswith("To be") and t.endswith("be:") for t in texts)
     texts = gen.main(["--checkpoint", run, "--template", "To be, or ___ to be", "--temp", "0"])
     assert texts[0].startswith("To be, or ") and texts[0].endswith(" to be") and "_" not in texts[0]
-    texts = gen.main(["--checkpoint", run, "--len", "24", "--threshold", "0.5", "--block-size", "8", "--cache", "dual"])
-    assert len(texts[0]) == 24
 
 
-def test_entropy_budget_and_stop_with_a_dllm(dllm_run):
+def test_stop_ends_the_text(dllm_run):
     run = str(dllm_run[0] / "dllm")
     plain = gen.main(["--checkpoint", run, "--len", "30", "--seed", "3"])[0]
-    texts = gen.main(["--checkpoint", run, "--len", "30", "--entropy-budget", "0.5", "--num-samples", "2"])
-    assert all(len(t) == 30 for t in texts)
     stop = plain[12]  # a character it writes at position 12 with this seed
     cut = gen.main(["--checkpoint", run, "--len", "30", "--seed", "3", "--stop", stop])[0]
     assert cut == plain[: plain.index(stop) + 1]  # the same text, ended at the first stop
 
 
-def test_block_diffusion_checkpoint_prompts_writes_any_length_and_stops(bd_run, capsys):
-    run = str(bd_run)
-    args = ["--checkpoint", run, "--prompt", "To be", "--len", "90", "--seed", "1", "--num-samples", "2"]
-    exact = gen.main(args)
-    assert "90 model calls" in capsys.readouterr().err  # one character per call, the cache costs no extra call
-    assert gen.main(args + ["--cache", "none"]) == exact  # the exact cache changes nothing but the cost
-    capsys.readouterr()
-    assert all(len(t) == 95 and t.startswith("To be") for t in exact)  # longer than the context (32)
-    few = gen.main(args + ["--steps", "12"])
-    assert "23 model calls" in capsys.readouterr().err  # 23 blocks (the first holds the prompt's "e"), 1 call each
-    assert all(len(t) == 95 for t in few)
-    one = args[:-2]  # one sample: generation can end as soon as it writes the stop string
-    text = gen.main(one)[0]
-    stop = text[40:42]  # two characters it writes at position 40 with this seed
-    capsys.readouterr()
-    cut = gen.main(one + ["--stop", stop])[0]
-    calls = int(capsys.readouterr().err.split(" model calls")[0].split()[-1])
-    assert cut == text[: text.index(stop, 5) + 2] and calls < 90  # the same text, ended (and stopped) there
-    gen.main(args + ["--entropy-budget", "1.0", "--show-steps"])
-    capsys.readouterr()
-    for argv, needle in [(["--suffix", "be:"], "cannot fill gaps"), (["--template", "To ___"], "cannot fill gaps"),
-                         (["--block-size", "8"], "drop --block-size"), (["--cache", "dual", "--block-size", "8"],
-                                                                         "drop --block-size"),
-                         (["--cache", "prefix", "--block-size", "4"], "drop --block-size")]:
-        assert needle in cli_error(gen.main, ["--checkpoint", run] + argv, capsys)
+def test_block_diffusion_checkpoints_are_sent_to_lesson_11(bd_run, capsys):
+    assert "11_block_diffusion.py --generate" in cli_error(gen.main, ["--checkpoint", str(bd_run)], capsys)
 
 
 def test_gif_is_an_animation(dllm_run, tmp_path):
@@ -69,13 +42,10 @@ def test_gif_is_an_animation(dllm_run, tmp_path):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--steps", "0"], "--steps"), (["--temp", "-1"], "--temp"), (["--topk", "-2"], "--topk"),
-    (["--top-p", "0"], "--top-p"), (["--top-p", "1.5"], "--top-p"), (["--threshold", "0"], "--threshold"),
-    (["--threshold", "2"], "--threshold"), (["--prompt", "To be Ω"], "'Ω'"),
+    (["--top-p", "0"], "--top-p"), (["--top-p", "1.5"], "--top-p"), (["--prompt", "To be Ω"], "'Ω'"),
     (["--len", "10", "--prompt", "To be, or", "--suffix", " not"], "nothing left"),
     (["--len", "5000"], "context"), (["--template", "no gaps here"], "no '_'"),
-    (["--gif", "out.txt"], ".gif"), (["--gif", "anim"], ".gif"), (["--cache", "dual"], "--block-size"),
-    (["--cache", "exact"], "block-diffusion checkpoints"), (["--entropy-budget", "-1"], "--entropy-budget"),
-    (["--threshold", "0.9", "--entropy-budget", "1"], "pick one"), (["--stop", "x", "--suffix", "a"], "--stop"),
+    (["--gif", "out.txt"], ".gif"), (["--gif", "anim"], ".gif"), (["--stop", "x", "--suffix", "a"], "--stop"),
     (["--template", "To be, or ab to be", "--fill-char", "ab"], "--fill-char must be a single character"),
 ])
 def test_bad_sampler_input_exits_2(dllm_run, capsys, argv, needle):

@@ -55,7 +55,7 @@ def test_psm_transformation_round_trips():
 def test_fim_loss_never_asks_for_a_sentinel_and_span_scores_are_exact():
     m = fim_gpt()
     x = torch.randint(0, 11, (8, 25))
-    assert gpt.NextTokenObjective().loss(m, x, m.config, fim_rate=1.0).isfinite()  # sentinel targets ignored
+    assert gpt.NextTokenObjective(1.0).loss(m, x, m.config).isfinite()  # sentinel targets ignored
     w = torch.randint(0, 11, (3, 20))
     for span in [(1, 20), (5, 9), (19, 20), torch.tensor([0, 1, 1, 0, 0, 0, 1] + [0] * 13)]:
         nll, scored = 0.0, lesson("04_diffusion").span_mask(span, 20).nonzero().flatten().tolist()

@@ -1,0 +1,186 @@
+"""Lesson 10: fast decoding: parallel commits (Fast-dLLM threshold and factor, the EB-Sampler), semi-autoregressive
+blocks, the approximate KV cache; the demo and the command line."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from conftest import cli_error, lesson, tiny
+
+D, F10 = lesson("04_diffusion"), lesson("10_fast_decoding")
+
+
+class Counting(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls, self.config = model, 0, model.config
+
+    def forward(self, idx, **kw):
+        self.calls += 1
+        return self.model(idx, **kw)
+
+
+class Confident(nn.Module):
+    """Always almost sure: token (position mod V) with probability ~1."""
+
+    def __init__(self, V=11):
+        super().__init__()
+        self.V, self.config = V, None
+
+    def forward(self, idx, **kw):
+        pos = torch.arange(idx.size(1)) % self.V
+        return F.one_hot(pos, self.V).float().expand(idx.size(0), -1, -1) * 20
+
+
+def test_threshold_decoding_needs_fewer_calls_when_confident():
+    canvas = torch.full((2, 40), 11)
+    x, calls = F10.generate_fast(Confident(), canvas, 11, threshold=0.9, temperature=0)
+    assert calls == 1 and torch.equal(x[0], torch.arange(40) % 11)
+    x, calls = F10.generate_fast(Confident(), canvas, 11, factor=1.0, temperature=0)
+    assert calls < 40 and (x != 11).all()
+
+
+@pytest.mark.parametrize("rule", [dict(threshold=1.0), dict(factor=1e-3)])
+def test_adaptive_rules_commit_at_least_one_per_step(rule):
+    torch.manual_seed(0)
+    m = Counting(tiny())
+    x, calls = F10.generate_fast(m, torch.full((1, 12), 11), 11, **rule)
+    assert (x != 11).all() and calls <= 12
+
+
+def test_blocks_are_decoded_in_order():
+    torch.manual_seed(0)
+    seen = []
+
+    def check(calls, x):
+        masked = x[0] == 11  # (L,)
+        for b in range(0, 32, 8):
+            if masked[b : b + 8].any():  # first unfinished block: everything after is still masked
+                seen.append(bool(masked[b + 8 :].all()))
+                break
+
+    x, calls = F10.generate_fast(tiny(), torch.full((1, 32), 11), 11, steps=16, block_size=8, callback=check)
+    assert calls == 16 and all(seen) and (x != 11).all()
+
+
+def test_fast_path_without_options_is_the_plain_sampler():
+    m = tiny()
+    canvas = torch.full((2, 24), 11)
+    canvas[:, :3] = 4
+    for kw in (dict(steps=6), dict(steps=8, remasking="margin")):
+        a, ca = D.generate(m, canvas, 11, generator=torch.Generator().manual_seed(2), **kw)
+        b, cb = F10.generate_fast(m, canvas, 11, generator=torch.Generator().manual_seed(2), **kw)
+        assert torch.equal(a, b) and ca == cb
+
+
+def test_threshold_one_equals_one_token_per_step():
+    m = tiny()
+    canvas = torch.full((2, 24), 11)
+    a, ca = D.generate(m, canvas, 11, steps=24, generator=torch.Generator().manual_seed(5))
+    b, cb = F10.generate_fast(m, canvas, 11, threshold=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and ca == cb == 24
+
+
+class Widths(nn.Module):
+    """Records the width and start of every model call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config, self.seen = model, model.config, []
+
+    def forward(self, idx, cache=None, start=0):
+        self.seen.append((idx.size(1), start))
+        return self.model(idx, cache=cache, start=start)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("rule", [dict(threshold=0.3), dict(factor=1.0), dict(steps=12)])
+def test_cached_decoding_is_valid_and_uses_the_cache(cache, rule):
+    m = Widths(tiny())
+    canvas = torch.full((3, 32), 11)
+    canvas[:, :5] = torch.tensor([1, 2, 3, 4, 5])
+    canvas[:, -3:] = 7
+    x, calls = F10.generate_fast(m, canvas, 11, block_size=8, cache=cache, generator=torch.Generator().manual_seed(0),
+                               **rule)
+    assert (x != 11).all()
+    assert torch.equal(x[:, :5], canvas[:, :5]) and (x[:, -3:] == 7).all()
+    assert calls == len(m.seen) <= 24  # never more calls than masked positions
+    partial = [(w, s) for w, s in m.seen if w < 32]  # the calls that reused cached keys and values
+    assert partial, "the cache branch never ran"
+    for w, s in partial:
+        assert s % 8 == 0 and w == (8 if cache == "dual" else 32 - s)  # dual: the block; prefix: block + suffix
+
+
+def test_dual_cache_over_one_block_is_exact():
+    """With one block spanning the canvas, every dual-cache step recomputes every position: no approximation,
+    so over several steps it must equal decoding without a cache, call for call."""
+    m = Widths(tiny())
+    canvas = torch.full((2, 16), 11)
+    a, ca = F10.generate_fast(m, canvas, 11, steps=6, temperature=0)
+    n_plain = len(m.seen)
+    b, cb = F10.generate_fast(m, canvas, 11, steps=6, temperature=0, cache="dual")
+    assert torch.equal(a, b) and ca == cb == 6 and len(m.seen) - n_plain == 6
+
+
+def test_entropy_budget_commits_at_least_one_and_stays_within_budget():
+    logits = torch.tensor([[[9.0, 0, 0], [0, 0, 0], [5.0, 0, 0], [4.0, 0, 0]]])  # (1, 4, 3)
+    masked = torch.tensor([[True, True, True, False]])
+    h = F10.entropy(logits)[0]
+    conf = logits.softmax(-1).amax(-1)
+    ranks = D._ranks(conf.masked_fill(~masked, -1))
+    for budget in (0.0, 1e-3, h[0].item() + h[2].item() + 1e-6, 10.0):
+        commit = F10.parallel_commit(logits, masked, conf, ranks, entropy_budget=budget)[0]
+        assert commit.sum() >= 1 and not commit[3]  # at least one, never an unmasked position
+        if commit.sum() > 1:
+            assert h[commit].sum() <= budget
+    assert F10.parallel_commit(logits, masked, conf, ranks, entropy_budget=0.0)[0].tolist() == [True, False, False,
+                                                                                               False]
+    assert F10.parallel_commit(logits, masked, conf, ranks, entropy_budget=10.0)[0].sum() == 3
+
+
+
+
+# ---------------------------------------------------------------- 10: the command line and the demo
+def test_generate_with_parallel_rules_blocks_and_caches(dllm_run):
+    run = str(dllm_run[0] / "dllm")
+    texts = F10.main(["--generate", "--checkpoint", run, "--len", "24", "--threshold", "0.5", "--block-size", "8",
+                      "--cache", "dual"])
+    assert len(texts[0]) == 24
+    texts = F10.main(["--generate", "--checkpoint", run, "--len", "30", "--entropy-budget", "0.5",
+                      "--num-samples", "2", "--prompt", "To"])
+    assert all(len(t) == 30 and t.startswith("To") for t in texts)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--threshold", "0"], "--threshold"), (["--threshold", "2"], "--threshold"), (["--factor", "0"], "--factor"),
+    (["--entropy-budget", "-1"], "--entropy-budget"), (["--threshold", "0.9", "--entropy-budget", "1"], "pick one"),
+    (["--cache", "dual"], "--block-size"), (["--cache", "exact"], "invalid choice"), (["--block-size", "0"], ">= 1"),
+    (["--steps", "2", "--block-size", "4"], "number of blocks"),
+])
+def test_bad_fast_input_exits_2(dllm_run, capsys, argv, needle):
+    assert needle in cli_error(F10.main, ["--generate", "--checkpoint", str(dllm_run[0] / "dllm")] + argv, capsys)
+
+
+def test_block_diffusion_checkpoints_are_refused(bd_run, capsys):
+    assert "11_block_diffusion.py" in cli_error(F10.main, ["--generate", "--checkpoint", str(bd_run)], capsys)
+
+
+def test_demo_decodes_one_model_every_way(capsys):
+    """The demo (about 10 s): every decoder fills the canvas; the parallel rules need fewer calls than one per
+    token; the caches run; every row reports its agreement with one token per call."""
+    F10.main(["--train-steps", "200"])
+    out = capsys.readouterr().out
+    rows = {line[:36].strip(): line[36:].split() for line in out.splitlines() if "% of positions" in line}
+    assert len(rows) == 7
+    one = rows["one token per call (lesson 04)"]
+    assert int(one[0]) == 216 and one[-3] == "100%"
+    for name, r in rows.items():
+        assert 1 <= int(r[0]) <= 216 and 0 <= float(r[-3].rstrip("%")) <= 100, name
+    assert int(rows["threshold 0.9 (Fast-dLLM)"][0]) < 216 and int(rows["entropy budget 1 nat (EB-Sampler)"][0]) < 216
+    assert "greedy text, one token per call:" in out
+
+
+def test_demo_takes_a_trained_run(dllm_run, capsys):
+    F10.main(["--checkpoint", str(dllm_run[0] / "dllm"), "--len", "24"])
+    out = capsys.readouterr().out
+    assert "parameters ==" in out and out.count("% of positions") == 7
