@@ -8,9 +8,10 @@ Every run is the cpu preset on TinyShakespeare (2000 steps, batch 16 x 256, the 
 through the repository's own commands: 07_train_gpt.py for the GPT, 05_train.py for the dLLM and
 11_block_diffusion.py --train --block-diffusion B for block diffusion. B = 256 (the context) is the dLLM's
 objective exactly, so the dLLM run stands for it. Runs live in checkpoints/sweep/<name>; an interrupted one is
-resumed (--resume), a finished one skipped. Each run's metrics.csv, loss.png and log are copied to bench/results/runs/sweep_<name>; the table goes
-to bench/results/block_sweep.csv and the figure to bench/results/block_sweep.png. Bits/char are the validation
-numbers the trainers log: exact for the GPT, the NELBO (an upper bound) for the others.
+resumed (--resume), a finished one skipped. Each run's metrics.csv, loss.png and log are copied to
+bench/results/runs/sweep_<name>; the table goes to bench/results/block_sweep.csv and the figure to
+bench/results/block_sweep.png. Bits/char are the validation numbers the trainers log: exact for the GPT, the NELBO
+(an upper bound) for the others.
 """
 import sys
 from pathlib import Path
