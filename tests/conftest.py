@@ -81,3 +81,21 @@ def bonus(name):
     if str(ROOT / "bonus") not in sys.path:
         sys.path.insert(0, str(ROOT / "bonus"))
     return import_module(name)
+
+
+def snapshot(folder):
+    """{relative path: (size, mtime)} of every file under a folder of the repository."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_state_untouched():
+    """Tests never write the repository's checkpoints/ (the learner's runs, the shipped models) or data/: the suite
+    must pass, and leave them as they were, after README's own commands have written their default runs."""
+    before = {name: snapshot(ROOT / name) for name in ("checkpoints", "data")}
+    yield
+    for name, files in before.items():
+        after = snapshot(ROOT / name)
+        changed = sorted(k for k in set(files) | set(after) if files.get(k) != after.get(k))
+        assert not changed, f"the tests changed {name}/: {changed[:5]}"

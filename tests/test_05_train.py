@@ -54,16 +54,17 @@ def test_training_lowers_loss_and_writes_run(dllm_run):
 
 
 def test_bad_training_input_exits_2(tmp_path, capsys):
-    assert "no such file" in cli_error(train.main, TINY + ["--data", str(tmp_path / "missing.txt")], capsys)
-    assert "directory" in cli_error(train.main, TINY + ["--data", str(tmp_path)], capsys)
+    out = ["--out", str(tmp_path / "o")]  # never the default checkpoints/dllm, which may hold the learner's run
+    assert "no such file" in cli_error(train.main, out + TINY + ["--data", str(tmp_path / "missing.txt")], capsys)
+    assert "directory" in cli_error(train.main, out + TINY + ["--data", str(tmp_path)], capsys)
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\xe9 ".encode("latin-1") * 100)
-    assert "not UTF-8" in cli_error(train.main, TINY + ["--data", str(latin1)], capsys)
+    assert "not UTF-8" in cli_error(train.main, out + TINY + ["--data", str(latin1)], capsys)
     short = tmp_path / "short.txt"
     short.write_text("too short")
-    assert "too short" in cli_error(train.main, TINY + ["--data", str(short), "--out", str(tmp_path / "o")], capsys)
-    assert "divisible" in cli_error(train.main, TINY + ["--data", str(short), "--n-head", "3"], capsys)
-    assert "--dropout" in cli_error(train.main, TINY + ["--data", str(short), "--dropout", "1.5"], capsys)
+    assert "too short" in cli_error(train.main, TINY + ["--data", str(short), "--out", str(tmp_path / "o2")], capsys)
+    assert "divisible" in cli_error(train.main, out + TINY + ["--data", str(short), "--n-head", "3"], capsys)
+    assert "--dropout" in cli_error(train.main, out + TINY + ["--data", str(short), "--dropout", "1.5"], capsys)
 
 
 def test_train_cli_prints_one_line_not_a_traceback():

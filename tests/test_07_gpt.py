@@ -84,7 +84,7 @@ def test_fim_gpt_trains_and_resumes(tiny_text, tmp_path, capsys):
     ckpt = checkpoints.load_checkpoint(tmp_path / "fim" / "latest.pt")
     assert ckpt["config"]["sentinels"] == 3 and ckpt["args"]["fim"] == 0.5 and ckpt["step"] == 30
     capsys.readouterr()
-    assert "--fim" in cli_error(gpt.main, TINY + ["--fim", "1.5"], capsys)
+    assert "--fim" in cli_error(gpt.main, TINY + ["--fim", "1.5", "--out", str(tmp_path / "f")], capsys)
 
 
 def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path, capsys):

@@ -87,12 +87,28 @@ def test_grapheme_tokenizer_on_real_tamil():
 def test_kural_from_url_repairs_and_writes(server, tmp_path, capsys):
     server.routes["/thirukkural.json"] = (200, kural_json(), {})
     names = tamil.main(["--source", "url", "--kural-url", f"{server.url}/thirukkural.json", "--no-madurai",
-                        "--out-dir", str(tmp_path), "--stats"])
+                        "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "repaired 1 couplets" in out and "483" in out and "graphemes" in out
+    assert "repaired 1 couplets" in out and "483" in out
     text = (tmp_path / "thirukkural.txt").read_text(encoding="utf-8")
     assert text.count("\n\n") == 1329 and "அறிந்து" in text and "\u0ba7" not in text
     assert names == ["thirukkural.txt"] and (tmp_path / "corpus.txt").read_text(encoding="utf-8") == text
+
+
+def test_stats_only_reports_the_corpus_on_disk(server, tmp_path, capsys):
+    """--stats reads what is there: no source is fetched (the server would fail), nothing is written."""
+    server.routes["/thirukkural.json"] = (500, b"down", {})
+    err = cli_error(tamil.main, ["--kural-url", f"{server.url}/thirukkural.json", "--out-dir", str(tmp_path),
+                                 "--stats"], capsys)
+    assert "no Tamil corpus" in err and "python tamil_dataset.py" in err and list(tmp_path.iterdir()) == []
+    (tmp_path / "thirukkural.txt").write_text("அகர முதல\nஎழுத்தெல்லாம்\n", encoding="utf-8")
+    (tmp_path / "corpus.txt").write_text("அகர முதல\nஎழுத்தெல்லாம்\n", encoding="utf-8")
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    names = tamil.main(["--kural-url", f"{server.url}/thirukkural.json", "--out-dir", str(tmp_path), "--stats"])
+    out = capsys.readouterr().out
+    assert names == ["thirukkural.txt", "corpus.txt"] and "graphemes" in out and "thirukkural.txt" in out
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # nothing rewritten
+    assert server.hits == []  # no source was asked for
 
 
 @pytest.mark.parametrize("route, needle", [
