@@ -1,5 +1,5 @@
-"""README's commands, as written: every command in its ```bash blocks names a script that exists and flags that
-script's own parser accepts. They are parsed, not run (training takes minutes); what they do is tested per lesson
+"""README's and RESULTS.md's commands, as written: every command in their ```bash blocks names a script that exists
+and flags that script's own parser accepts. They are parsed, not run (training takes minutes); what they do is tested per lesson
 (01-04's demos run in full, 05-09 on the tiny preset)."""
 import argparse
 import re
@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT, lesson
 
 
-def readme_commands():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def readme_commands(doc="README.md"):
+    text = (ROOT / doc).read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
@@ -34,14 +34,22 @@ def script_of(words):
 
 
 COMMANDS = readme_commands()
-SCRIPTS = [c for c in COMMANDS if script_of(c)]
+SCRIPTS = [c for c in COMMANDS + readme_commands("RESULTS.md") if script_of(c)]
 
 
 def test_readme_has_the_commands_a_newcomer_needs():
     assert ["pip", "install", "-r", "requirements.txt"] in COMMANDS
     assert ["python", "-m", "pytest", "-q", "tests"] in COMMANDS  # the command CI runs
     assert len(SCRIPTS) > 25
-    assert not [c for c in COMMANDS if any("../" in w for w in c)]  # nothing outside a fresh clone
+    assert not [c for c in SCRIPTS if any("../" in w for w in c)]  # nothing outside a fresh clone
+
+
+def test_readme_teaches_and_links_the_research():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250 and "](RESULTS.md" in text
+    for lesson in sorted(ROOT.glob("[0-9][0-9]_*.py")):  # every lesson in the table
+        assert f"`{lesson.name}`" in text, lesson.name
+    assert "withdrawn" not in text.lower() and not re.search(r"issue #\d", text)
 
 
 class Parsed(Exception):
