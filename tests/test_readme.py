@@ -1,5 +1,5 @@
-"""README's and RESULTS.md's commands, as written: every command in their ```bash blocks names a script that exists
-and flags that script's own parser accepts. They are parsed, not run (training takes minutes); what they do is tested per lesson
+"""README's and RESULTS.md's commands, as written: every command in their ```bash blocks names a script that
+exists and flags that script's own parser accepts. They are parsed, not run (training takes minutes); what they do is tested per lesson
 (01-04's demos run in full, 05-09 on the tiny preset)."""
 import argparse
 import re
@@ -47,8 +47,8 @@ def test_readme_has_the_commands_a_newcomer_needs():
 def test_readme_teaches_and_links_the_research():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 250 and "](RESULTS.md" in text
-    for lesson in sorted(ROOT.glob("[0-9][0-9]_*.py")):  # every lesson in the table
-        assert f"`{lesson.name}`" in text, lesson.name
+    for path in sorted(ROOT.glob("[0-9][0-9]_*.py")):  # every lesson in the table
+        assert f"`{path.name}`" in text, path.name
     assert "withdrawn" not in text.lower() and not re.search(r"issue #\d", text)
 
 
