@@ -1,6 +1,6 @@
 """README's and RESULTS.md's commands, as written: every command in their ```bash blocks names a script that
-exists and flags that script's own parser accepts. They are parsed, not run (training takes minutes); what they do is tested per lesson
-(01-04's demos run in full, 05-09 on the tiny preset)."""
+exists and flags that script's own parser accepts. They are parsed, not run (training takes minutes); what they
+do is tested per lesson (the demos run in full, the trainers on the tiny preset)."""
 import argparse
 import re
 import shlex
