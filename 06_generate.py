@@ -162,7 +162,7 @@ def check_generate_args(a):
     ])
 
 
-def generate(args, sampler=sample, blocks=False, font=None):
+def generate_cli(args, sampler=sample, blocks=False, font=None):
     """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10 and 11 call it
     with their own parser's args; 10 and 11 with their own sampler. blocks: lesson 11's block-diffusion sampler."""
     check_generate_args(args)
@@ -196,7 +196,7 @@ def generate(args, sampler=sample, blocks=False, font=None):
 
 def main(argv=None):
     p = add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "dllm")
-    return generate(p.parse_args(argv))
+    return generate_cli(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def tamil_font():
 
 def main(argv=None):
     args = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "tamil").parse_args(argv)
-    return gen.generate(args, font=tamil_font() if args.gif else None)
+    return gen.generate_cli(args, font=tamil_font() if args.gif else None)
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def check_rule_args(a):
     ])
 
 
-def parser():
+def fast_parser():
     p = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "dllm")
     g = p.add_argument_group("this lesson")
     g.add_argument("--generate", action="store_true", help="generate from --checkpoint with the flags below "
@@ -200,7 +200,7 @@ def decoders(L):
             ("  + dual cache", dict(threshold=0.9, block_size=blocks, cache="dual"))]
 
 
-def demo(args):
+def demo_decoders(args):
     """Decode one canvas greedily every way; count the calls; compare each text with one token per call."""
     torch.manual_seed(args.seed)
     if "checkpoint" in args.given:  # a trained run; else a model fitted here in seconds
@@ -225,11 +225,11 @@ def demo(args):
 
 
 def main(argv=None):
-    args = parse_args_given(parser(), argv)
+    args = parse_args_given(fast_parser(), argv)
     check_fast_args(args)
     if args.generate:
-        return gen.generate(args, sampler=sample_fast)
-    return demo(args)
+        return gen.generate_cli(args, sampler=sample_fast)
+    return demo_decoders(args)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def sample_blocks(model, tokenizer, args, callback=None):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: --train (05's flags), --generate (06's and 10's rules), or the demo
 # ---------------------------------------------------------------------------------------------------------
-def parser(mode):
+def block_parser(mode):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--train", action="store_true", help="train a block-diffusion model through lesson 05's loop")
     p.add_argument("--generate", action="store_true", help="generate from a block-diffusion checkpoint")
@@ -218,7 +218,7 @@ def parser(mode):
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     mode = "train" if "--train" in words else "generate" if "--generate" in words else "demo"
-    args = parse_args_given(parser(mode), argv)
+    args = parse_args_given(block_parser(mode), argv)
     if mode == "train":
         if args.mask_rate and not 0 < args.mask_rate[0] < args.mask_rate[1] <= 1:
             raise UsageError(f"--mask-rate needs 0 < LO < HI <= 1, got {args.mask_rate[0]} {args.mask_rate[1]}")
@@ -227,11 +227,11 @@ def main(argv=None):
         return train.train(args, BlockDiffusionObjective())
     if mode == "generate":
         fast.check_rule_args(args)
-        return gen.generate(args, sampler=sample_blocks, blocks=True)
-    return demo(args.train_steps, args.seed)
+        return gen.generate_cli(args, sampler=sample_blocks, blocks=True)
+    return demo_blocks(args.train_steps, args.seed)
 
 
-def demo(train_steps, seed):
+def demo_blocks(train_steps, seed):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     L, bl = 8, 4

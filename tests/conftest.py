@@ -29,6 +29,18 @@ def tiny(**kw):
     return tfm.Transformer(tfm.build_config("tiny", vocab_size=11, **kw)).eval()
 
 
+class Counting(torch.nn.Module):
+    """Wraps a model and counts its forward calls (the samplers' cost)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls, self.config = model, 0, model.config
+
+    def forward(self, idx, **kw):
+        self.calls += 1
+        return self.model(idx, **kw)
+
+
 def cli_error(main, argv, capsys):
     """Run a CLI main in-process; return its one stderr line after asserting exit status 2."""
     from support.cli import run_cli

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import bonus, lesson, tiny
+from conftest import Counting, bonus, lesson, tiny
 
 T, D, asides = lesson("03_transformer"), lesson("04_diffusion"), bonus("04_nelbo_asides")
 
@@ -124,16 +124,6 @@ def test_infilling_likelihood_is_exact_on_a_source_with_known_conditionals(span)
 
 
 # ---------------------------------------------------------------- 04: sampler
-class Counting(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.calls, self.config = model, 0, model.config
-
-    def forward(self, idx, **kw):
-        self.calls += 1
-        return self.model(idx, **kw)
-
-
 def test_sampler_fills_canvas_in_exactly_steps_calls():
     torch.manual_seed(0)
     m = Counting(tiny())

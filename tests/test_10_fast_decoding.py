@@ -5,19 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import cli_error, lesson, tiny
+from conftest import Counting, cli_error, lesson, tiny
 
 D, F10 = lesson("04_diffusion"), lesson("10_fast_decoding")
-
-
-class Counting(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.calls, self.config = model, 0, model.config
-
-    def forward(self, idx, **kw):
-        self.calls += 1
-        return self.model(idx, **kw)
 
 
 class Confident(nn.Module):
