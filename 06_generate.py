@@ -10,12 +10,14 @@ never changed, and the model sees them on both sides of every gap: infilling com
 commits the surest predictions (lesson 04's sampler). Lesson 10 decodes faster; lesson 11's block-diffusion
 models write left to right, block by block.
 """
+import argparse
 import sys
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
+from support import pretrained
 from support.checkpoints import load_model
 from support.cli import ArgumentParser, UsageError, encode_or_fail, require, run_cli
 from support.gif import write_gif
@@ -121,9 +123,13 @@ def check_sampling_args(a):
     ])
 
 
-def add_generate_args(p, default_checkpoint):
-    """The flags of this lesson's sampler; 09, 10 and 11 take them too."""
-    p.add_argument("--checkpoint", default=str(default_checkpoint), help="a .pt file, a run directory or a Hub export")
+def add_generate_args(p, default_run, shipped="shakespeare-dllm"):
+    """The flags of this lesson's sampler; 09, 10 and 11 take them too (with their own run and shipped model)."""
+    p.set_defaults(default_run=str(default_run), shipped=shipped)
+    p.add_argument("--checkpoint", help=f"a .pt file, a run directory or a Hub export (default: your run in "
+                   f"{Path(default_run).relative_to(ROOT)}/ if there is one, else the shipped model)")
+    p.add_argument("--pretrained", action="store_true", help="use the model shipped in checkpoints/pretrained/"
+                   f"{shipped} even if you have trained your own" if shipped else argparse.SUPPRESS)
     add_hub_args(p)
     p.add_argument("--steps", type=int, help="model calls in all (default: 64; lesson 11: one per character)")
     p.add_argument("--len", type=int, help="characters to generate (default: the model's context)")
@@ -166,7 +172,9 @@ def generate_cli(args, sampler=sample, blocks=False, font=None):
     """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10 and 11 call it
     with their own parser's args; 10 and 11 with their own sampler. blocks: lesson 11's block-diffusion sampler."""
     check_generate_args(args)
-    model, tokenizer, info = load_model("dllm", args.checkpoint, args.device, args.from_hub, args.filename)
+    checkpoint = None if args.from_hub else pretrained.choose(
+        args.checkpoint, args.default_run, args.shipped, args.pretrained, log=lambda s: print(s, file=sys.stderr))
+    model, tokenizer, info = load_model("dllm", checkpoint, args.device, args.from_hub, args.filename)
     if bool(model.config.block_len) != blocks:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)
         raise UsageError(f"{info['path']} is a block-diffusion model: generate with 11_block_diffusion.py --generate"
                          if model.config.block_len else f"{info['path']} is not a block-diffusion model (lesson 11): "

@@ -12,13 +12,14 @@ Comparing likelihoods: the GPT's validation number is its exact NLL in bits/char
 an UPPER bound on its NLL (lesson 04); its true NLL is lower by an unknown amount.
 """
 import math
+import sys
 from collections import Counter
 from importlib import import_module
 
 import torch
 import torch.nn.functional as F
 
-from support import checkpoints, metrics
+from support import checkpoints, metrics, pretrained
 from support.cli import ArgumentParser, UsageError, encode_or_fail, parse_args_given, positive_int, run_cli
 from support.files import atomic_write, read_text
 
@@ -258,8 +259,9 @@ def main(argv=None):
                    "checkpoints/gpt_fim")
     g = p.add_argument_group("--generate: sample from a trained GPT (also uses --seed, --device)")
     g.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
-    g.add_argument("--checkpoint", default=str(train.ROOT / "checkpoints" / "gpt"),
-                   help="a .pt file, run directory or Hub export")
+    g.add_argument("--checkpoint", help="a .pt file, run directory or Hub export (default: your run in "
+                   "checkpoints/gpt/ if there is one, else the shipped GPT)")
+    g.add_argument("--pretrained", action="store_true", help="use the shipped GPT even if you have trained your own")
     gen.add_hub_args(g)
     g.add_argument("--prompt", default="\n", help="text to continue")
     g.add_argument("--tokens", type=positive_int, default=256, help="tokens to generate")
@@ -281,7 +283,10 @@ def main(argv=None):
             args.out = str(train.ROOT / "checkpoints" / "gpt_fim")
         return train.train(args, NextTokenObjective())
     gen.check_sampling_args(args)
-    model, tok, _ = checkpoints.load_model("gpt", args.checkpoint, args.device, args.from_hub, args.filename)
+    path = None if args.from_hub else pretrained.choose(args.checkpoint, train.ROOT / "checkpoints" / "gpt",
+                                                        "shakespeare-gpt", args.pretrained,
+                                                        log=lambda s: print(s, file=sys.stderr))
+    model, tok, _ = checkpoints.load_model("gpt", path, args.device, args.from_hub, args.filename)
     if not args.prompt:
         raise UsageError("--prompt must be non-empty: the GPT continues text")
     device = next(model.parameters()).device

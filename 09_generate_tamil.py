@@ -34,7 +34,8 @@ def tamil_font():
 
 
 def main(argv=None):
-    args = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "tamil").parse_args(argv)
+    args = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "tamil",
+                                 shipped="thirukkural-dllm").parse_args(argv)
     return gen.generate_cli(args, font=tamil_font() if args.gif else None)
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from support import pretrained
 from support.checkpoints import load_model
-from support.cli import ArgumentParser, UsageError, parse_args_given, require, run_cli
+from support.cli import ArgumentParser, UsageError, require, run_cli
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -203,8 +204,9 @@ def decoders(L):
 def demo_decoders(args):
     """Decode one canvas greedily every way; count the calls; compare each text with one token per call."""
     torch.manual_seed(args.seed)
-    if "checkpoint" in args.given:  # a trained run; else a model fitted here in seconds
-        model, tok, info = load_model("dllm", args.checkpoint, args.device)
+    if args.checkpoint or args.pretrained:  # a trained model; else one fitted here in seconds
+        path = pretrained.choose(args.checkpoint, args.default_run, args.shipped, args.pretrained)
+        model, tok, info = load_model("dllm", path, args.device)
         print(f"== {info['path']}: {model.num_params():,} parameters ==")
         L = args.len or model.config.block_size
     else:
@@ -225,7 +227,7 @@ def demo_decoders(args):
 
 
 def main(argv=None):
-    args = parse_args_given(fast_parser(), argv)
+    args = fast_parser().parse_args(argv)
     check_fast_args(args)
     if args.generate:
         return gen.generate_cli(args, sampler=sample_fast)

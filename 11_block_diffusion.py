@@ -205,7 +205,7 @@ def block_parser(mode):
                        "in [LO, HI] only (BD3-LM's clipped schedule: lower variance, but no longer the NELBO; "
                        "validation always uses the full bound); default: [0.001, 1]")
     elif mode == "generate":
-        gen.add_generate_args(p, ROOT / "checkpoints" / "dllm_bd4")
+        gen.add_generate_args(p, ROOT / "checkpoints" / "dllm_bd4", shipped=None)
         fast.add_rule_args(p)
         p.add_argument("--cache", default="exact", choices=["exact", "none"], help="keep the keys and values of "
                        "committed blocks (exact: they never change), or recompute the window at every call")

@@ -1,0 +1,125 @@
+"""Turn a finished (or interim) training run into a shipped model: checkpoints/pretrained/<name>/, the Hub layout
+(config.json, model.safetensors in fp16, tokenizer.json) with a card (README.md) that says how it was made.
+
+    python bench/ship_model.py --run checkpoints/long/shakespeare-dllm --name shakespeare-dllm --command \\
+        "python 05_train.py --preset cpu --steps 24000 --eval-every 500 --out checkpoints/long/shakespeare-dllm"
+
+The run's best checkpoint (by validation) is scored here again on the run's own validation windows, in fp32 and
+after rounding to fp16, so the card's figure is the shipped weights' own, and the cost of fp16 is measured.
+Training reads only the training split (the first 90% of TinyShakespeare; the Thirukkural's interleaved training
+couplets), so the validation figure stays a held-out one.
+"""
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from support import checkpoints, pretrained  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from support.files import read_text  # noqa: E402
+from support.metrics import read_metrics  # noqa: E402
+from support.runtime import machine_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+train = import_module("05_train")
+
+
+def val_bits(model, ckpt, objective):
+    """Validation bits/char of `model` on the run's own evaluation windows (as its log line computed them)."""
+    a = ckpt["args"]
+    tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
+    tamil = ckpt["tokenizer"]["kind"] == "grapheme"
+    text = read_text(a["data"]) if a.get("data") else tamil_corpus() if tamil else train.shakespeare()
+    _, val, chars_per_token = train.split_corpus(text, tokenizer, a.get("split", "tail"))
+    windows = train.eval_windows(val, a["eval_windows"], model.config.block_size + 1)
+    with torch.no_grad():
+        return objective.val_bits(model, windows, a["eval_k"], model.config) / chars_per_token
+
+
+def tamil_corpus():
+    return import_module("tamil_dataset").load_corpus()
+
+
+SAMPLE_COMMAND = {"dllm": "python 06_generate.py --pretrained --steps 50 --topk 5",
+                  "gpt": 'python 07_train_gpt.py --generate --pretrained --prompt "ROMEO:" --tokens 200'}
+
+
+def readme_sample(model, tokenizer, kind):
+    """What SAMPLE_COMMAND prints with these weights: the same sampler, flags and seed as the lessons' defaults."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        if kind == "gpt":
+            prompt = torch.tensor([tokenizer.encode("ROMEO:")])
+            x = import_module("07_train_gpt").generate_gpt(model, prompt, 200, generator=g)
+        else:
+            canvas = torch.full((1, model.config.block_size), model.config.mask_id)
+            x, _ = import_module("04_diffusion").generate(model, canvas, model.config.mask_id, steps=50, top_k=5,
+                                                          generator=g)
+    return tokenizer.decode(x[0].tolist())
+
+
+def card(name, ckpt, rows, bits32, bits16, model, command, machine, sample):
+    a, kind = ckpt["args"], ckpt["kind"]
+    best = min(rows, key=lambda r: r["val_bpc"])
+    L = model.config.block_size
+    tokens = best["step"] * a["batch_size"] * L
+    unit = "NELBO, an upper bound on the NLL" if kind == "dllm" else "exact NLL"
+    final = "" if rows[-1]["step"] >= a["steps"] else (
+        f"\n**Interim**: the run was at step {rows[-1]['step']:,} of its {a['steps']:,}-step schedule when this was "
+        "shipped; training goes on.\n")
+    data = Path(a["data"]).name if a.get("data") else "TinyShakespeare (data/tinyshakespeare.txt)"
+    what = "masked diffusion LM" if kind == "dllm" else "GPT"
+    c = model.config
+    return f"""# {name}
+
+A {model.num_params():,}-parameter {what} trained with tiny-dllm ({'lesson 05' if kind == 'dllm' else 'lesson 07'}):
+{c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, context {L}, vocabulary {c.vocab_size}; fp16 safetensors.
+{final}
+| | |
+|---|---|
+| data | {data}, `--split {a.get('split', 'tail')}`: trained on the training split only |
+| steps | best validation at step {best['step']:,} (schedule {a['steps']:,} steps, batch {a['batch_size']} x {L}) |
+| tokens seen | {tokens:,} |
+| training time | {best['elapsed_s'] / 3600:.2f} h to that step (training only, evaluation excluded) |
+| machine | {machine} |
+| validation bits/char ({unit}) | {bits16:.4f} with these fp16 weights ({bits32:.4f} in fp32) |
+| the command that trained it | `{command}` |
+
+Sample, as `{SAMPLE_COMMAND[kind]}` prints it:
+
+```
+{sample}
+```
+"""
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--run", required=True, help="a run directory with best.pt and metrics.csv")
+    p.add_argument("--name", required=True, help="the folder under checkpoints/pretrained/")
+    p.add_argument("--command", required=True, help="the command that trained the run, for the card")
+    p.add_argument("--machine", default=f"{machine_name('cpu')}", help="where it trained, for the card")
+    p.add_argument("--out-root", default=str(pretrained.PRETRAINED), help="where shipped models go")
+    args = p.parse_args(argv)
+    ckpt = checkpoints.load_checkpoint(Path(args.run) / "best.pt")
+    rows = read_metrics(args.run)
+    model, tokenizer = checkpoints.model_from_checkpoint(ckpt)
+    objective = import_module("07_train_gpt").NextTokenObjective() if ckpt["kind"] == "gpt" else (
+        train.DiffusionObjective())
+    if model.config.block_len:
+        raise UsageError("block-diffusion runs are not shipped yet")
+    bits32 = val_bits(model, ckpt, objective)
+    rounded = type(model)(model.config)
+    rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    bits16 = val_bits(rounded.eval(), ckpt, objective)
+    sample = readme_sample(rounded.eval(), tokenizer, ckpt["kind"])
+    out = pretrained.ship(model, tokenizer, ckpt["kind"], Path(args.out_root) / args.name,
+                          card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, sample))
+    print(f"wrote {out}: validation {bits16:.4f} bits/char in fp16 ({bits32:.4f} in fp32)")
+    return bits32, bits16
+
+
+if __name__ == "__main__":
+    run_cli(main)

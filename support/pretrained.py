@@ -1,0 +1,71 @@
+"""The trained models shipped in checkpoints/pretrained/ (the Hub layout: config.json, model.safetensors in fp16,
+tokenizer.json, a card README.md), which model a command uses when none is named, and how a run becomes one."""
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from support import hub
+from support.cli import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED = ROOT / "checkpoints" / "pretrained"
+
+
+def has_run(path):
+    """A run directory with a checkpoint in it (what a trainer writes)."""
+    path = Path(path)
+    return path.is_dir() and any((path / n).is_file() for n in ("best.pt", "latest.pt"))
+
+
+def choose(checkpoint, default_run, shipped, pretrained=False, log=print):
+    """The checkpoint a generator loads: --checkpoint if given; with --pretrained the shipped model; else the
+    user's own run in default_run when there is one, otherwise the shipped model. Says which in one line."""
+    if checkpoint is not None and not pretrained:
+        return checkpoint
+    if not pretrained and has_run(default_run):
+        log(f"using your run {default_run} (--pretrained: the shipped model instead)")
+        return str(default_run)
+    if shipped is None:  # nothing of this kind is shipped
+        raise UsageError(f"no run in {default_run}: train one first, or pass --checkpoint")
+    shipped_dir = PRETRAINED / shipped
+    if not hub.is_export(shipped_dir):
+        raise UsageError(f"no shipped model at {shipped_dir} (config.json + model.safetensors); "
+                         f"train your own run into {default_run}, or pass --checkpoint")
+    log(f"using the shipped model {shipped_dir.relative_to(ROOT)}" + ("" if pretrained else
+        f" (no run in {Path(default_run).name}/ yet: train your own, then it is used)"))
+    return str(shipped_dir)
+
+
+def ship(model, tokenizer, kind, out_dir, card):
+    """Write a shipped model: the weights in fp16 (half the size; bench/ship_model.py measures what the rounding
+    costs in bits/char and writes it in the card), config.json, tokenizer.json and `card` as README.md; into a
+    temporary folder first, then renamed into place. Transformer.from_pretrained loads it back in fp32."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        half = type(model)(model.config)
+        half.load_state_dict(model.state_dict())
+        half.half().save_pretrained(tmp)  # config.json + model.safetensors (fp16)
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes 0700: give the folder and its files the usual permissions
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if out_dir.exists():
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def weights_dtype(path):
+    """The dtype of every tensor in a shipped model.safetensors (read from its header, no unpickling)."""
+    from safetensors import safe_open
+
+    with safe_open(Path(path) / "model.safetensors", framework="pt") as f:
+        return {f.get_tensor(k).dtype for k in f.keys()}

@@ -1,0 +1,79 @@
+"""The models shipped in checkpoints/pretrained/: they load (with the repository's loader and with
+Transformer.from_pretrained), match their cards, are safetensors only, generate offline; a generator uses the
+learner's own run when there is one and otherwise the shipped model, and says which."""
+import re
+import shutil
+
+import pytest
+import torch
+
+from support import pretrained
+from support.checkpoints import load_model
+
+from conftest import TINY, cli_error, lesson
+
+T, D, gen, train = lesson("03_transformer"), lesson("04_diffusion"), lesson("06_generate"), lesson("05_train")
+REAL = pretrained.PRETRAINED  # the repository's shipped models (tests monkeypatch the constant)
+SHIPPED = sorted(p for p in pretrained.PRETRAINED.iterdir() if p.is_dir()) if pretrained.PRETRAINED.exists() else []
+
+
+def test_the_shakespeare_dllm_is_shipped():
+    assert pretrained.PRETRAINED / "shakespeare-dllm" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_model_loads_matches_its_card_and_is_safetensors_only(path):
+    assert sorted(f.name for f in path.iterdir()) == ["README.md", "config.json", "model.safetensors",
+                                                      "tokenizer.json"]  # no pickle anywhere
+    assert pretrained.weights_dtype(path) == {torch.float16}
+    model, tok, info = load_model(None, path)
+    direct = T.Transformer.from_pretrained(path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
+    assert next(model.parameters()).dtype == torch.float32  # fp16 on disk, fp32 to compute
+    card = (path / "README.md").read_text(encoding="utf-8")
+    params = int(re.search(r"A ([\d,]+)-parameter", card).group(1).replace(",", ""))
+    vocab = int(re.search(r"vocabulary (\d+)", card).group(1))
+    assert params == model.num_params() and vocab == model.config.vocab_size == tok.vocab_size
+    assert "the command that trained it" in card and "validation bits/char" in card
+
+
+def test_shipped_dllm_generates_offline_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gen, "ROOT", tmp_path)  # no learner's run: tmp_path/checkpoints/dllm does not exist
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    texts = gen.main(["--steps", "8", "--len", "40", "--seed", "1"])
+    err = capsys.readouterr().err
+    assert "using the shipped model checkpoints/pretrained/shakespeare-dllm" in err
+    assert len(texts[0]) == 40 and set(texts[0]) <= set(gen.diff.CharTokenizer.from_text(
+        train.shakespeare()).tokens)
+
+
+def test_the_learners_run_comes_first_and_pretrained_overrides(tmp_path, tiny_text, monkeypatch, capsys):
+    monkeypatch.setattr(gen, "ROOT", tmp_path)
+    run = tmp_path / "checkpoints" / "dllm"
+    train.main(TINY + ["--data", str(tiny_text), "--out", str(run), "--steps", "4", "--eval-every", "4"])
+    capsys.readouterr()
+    gen.main(["--steps", "4", "--len", "16"])
+    assert f"using your run {run}" in capsys.readouterr().err
+    gen.main(["--steps", "4", "--len", "16", "--pretrained"])
+    assert "using the shipped model" in capsys.readouterr().err
+
+
+def test_missing_or_corrupt_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gen, "ROOT", tmp_path)
+    monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path / "pretrained")
+    assert "no shipped model" in cli_error(gen.main, ["--steps", "4"], capsys)
+    copy = tmp_path / "pretrained" / "shakespeare-dllm"
+    shutil.copytree(REAL / "shakespeare-dllm", copy)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:5000])
+    assert "not a tiny-dllm export" in cli_error(gen.main, ["--steps", "4"], capsys)
+
+
+def test_shipped_dllm_nelbo_is_finite_and_far_below_an_untrained_model():
+    """The real figure comes from bench/ship_model.py (in the card); here: a few validation windows."""
+    model, tok, _ = load_model("dllm", pretrained.PRETRAINED / "shakespeare-dllm")
+    _, val, _ = train.split_corpus(train.shakespeare(), tok)
+    w = train.eval_windows(val, 4, model.config.block_size)
+    shipped = D.nelbo_bits(model, w, model.config.mask_id, K=8)
+    torch.manual_seed(0)
+    untrained = D.nelbo_bits(T.Transformer(model.config).eval(), w, model.config.mask_id, K=8)
+    assert torch.isfinite(torch.tensor(shipped)) and shipped < untrained - 1.5  # untrained: about log2(65) = 6
