@@ -32,7 +32,8 @@ def choose(checkpoint, default_run, shipped, pretrained=False, log=print):
     if not hub.is_export(shipped_dir):
         raise UsageError(f"no shipped model at {shipped_dir} (config.json + model.safetensors); "
                          f"train your own run into {default_run}, or pass --checkpoint")
-    log(f"using the shipped model {shipped_dir.relative_to(ROOT)}" + ("" if pretrained else
+    shown = shipped_dir.relative_to(ROOT) if shipped_dir.is_relative_to(ROOT) else shipped_dir
+    log(f"using the shipped model {shown}" + ("" if pretrained else
         f" (no run in {Path(default_run).name}/ yet: train your own, then it is used)"))
     return str(shipped_dir)
 
