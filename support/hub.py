@@ -87,8 +87,9 @@ def load_export(path):
                else config.get("tokenizer"))  # exports before tokenizer.json kept it in config.json
         with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loading weights from local directory"
             model = tfm.Transformer.from_pretrained(path)
-    except (OSError, ValueError, TypeError, RuntimeError) as e:
-        raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): {e}") from None
+    except Exception as e:  # unreadable JSON, wrong fields, a truncated or foreign safetensors file (SafetensorError)
+        raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): "
+                         f"{type(e).__name__}: {short(' '.join(str(e).split()))}") from None
     kind = "gpt" if model.config.causal else "dllm"
     return model.eval(), tok, {"kind": kind, "path": str(path), "step": None}
 
