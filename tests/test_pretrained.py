@@ -9,6 +9,7 @@ import torch
 
 from support import pretrained
 from support.checkpoints import load_model
+from support.cli import run_cli
 
 from conftest import TINY, cli_error, lesson
 
@@ -65,7 +66,10 @@ def test_missing_or_corrupt_shipped_model_is_one_line(tmp_path, monkeypatch, cap
     copy = tmp_path / "pretrained" / "shakespeare-dllm"
     shutil.copytree(REAL / "shakespeare-dllm", copy)
     (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:5000])
-    assert "not a tiny-dllm export" in cli_error(gen.main, ["--steps", "4"], capsys)
+    with pytest.raises(SystemExit) as e:
+        run_cli(gen.main, ["--steps", "4"])
+    note, error = capsys.readouterr().err.strip().splitlines()  # which model, then the one error line
+    assert e.value.code == 2 and "using the shipped model" in note and "not a tiny-dllm export" in error
 
 
 def test_shipped_dllm_nelbo_is_finite_and_far_below_an_untrained_model():
