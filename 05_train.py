@@ -165,25 +165,27 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     stop = runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {run.out / 'latest.pt'} holds the last "
                                                   "saved state")
     bar = tqdm(total=args.steps, initial=run.step, desc=run.objective.kind, dynamic_ncols=True, disable=run.rank != 0)
+    oom = runtime.OutOfMemory(run.world, f"--batch-size {args.batch_size} --grad-accum {args.grad_accum}")
     loss_sum, n, t0 = 0.0, 0, time.perf_counter()
-    with stop, bar:
-        while run.step < args.steps and not stop.everywhere(run.world, args.device):
-            x = get_batch(run.train_data, args.batch_size, L + 1, run.data_gen, args.device)  # (B, L+1)
-            with runtime.autocast(args.device, args.dtype):
-                loss = run.objective.loss(run.fwd, x, run.config)  # a scalar: the dLLM's NELBO, the GPT's NLL
+    with stop, bar, oom:
+        while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # fp16 scales the loss up so small gradients survive; else a no-op
+            for micro in range(args.grad_accum):  # --grad-accum: the batch in pieces, their gradients summed
+                x = get_batch(run.train_data, args.batch_size, L + 1, run.data_gen, args.device)  # (B, L+1)
+                with runtime.autocast(args.device, args.dtype), runtime.no_sync(run.fwd, micro < args.grad_accum - 1):
+                    loss = run.objective.loss(run.fwd, x, run.config) / args.grad_accum  # NELBO or NLL, a scalar
+                scaler.scale(loss).backward()  # fp16 scales the loss up so small gradients survive; else a no-op
+                loss_sum = loss_sum + loss.detach()  # summed on the device: no host sync per step
             if args.grad_clip:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            run.step += 1
-            loss_sum, n = loss_sum + loss.detach(), n + 1  # summed on the device: no host sync per step
+            run.step, n = run.step + 1, n + 1
             bar.update(1)
             if (run.step % args.eval_every == 0 or run.step == args.steps) and run.rank == 0:
-                t0 = evaluate(run, loss_sum / n, n * x.numel() * run.world, t0)
+                t0 = evaluate(run, loss_sum / n, n * x.numel() * args.grad_accum * run.world, t0)
                 loss_sum, n = 0.0, 0
     return finish(run, stop, t0)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from support import pretrained
+from support import pretrained, runtime
 from support.checkpoints import load_model
 from support.cli import ArgumentParser, UsageError, encode_or_fail, require, run_cli
 from support.gif import write_gif
@@ -187,7 +187,9 @@ def generate_cli(args, sampler=sample, blocks=False, font=None):
         if args.show_steps:
             print(f"[{calls:3d}] {tokenizer.decode(frames[-1])!r}")
 
-    x, calls = sampler(model, tokenizer, args, show if args.gif or args.show_steps else None)
+    device = next(model.parameters()).device.type
+    with runtime.autocast(device, runtime.resolve_dtype("auto", device)):  # as training evaluates: bf16/fp16 on GPUs
+        x, calls = sampler(model, tokenizer, args, show if args.gif or args.show_steps else None)
     texts = to_texts(x, tokenizer, args)
     for i, t in enumerate(texts):
         if len(texts) > 1:

@@ -19,7 +19,7 @@ from importlib import import_module
 import torch
 import torch.nn.functional as F
 
-from support import checkpoints, metrics, pretrained
+from support import checkpoints, metrics, pretrained, runtime
 from support.cli import ArgumentParser, UsageError, encode_or_fail, parse_args_given, positive_int, run_cli
 from support.files import atomic_write, read_text
 
@@ -293,7 +293,8 @@ def main(argv=None):
     prompt = torch.tensor([encode_or_fail(tok, args.prompt, "--prompt")], device=device)
     prompt = prompt.repeat(args.num_samples, 1)  # (N, P)
     g = torch.Generator(device).manual_seed(args.seed)  # on the model's device: no copies per token
-    out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g, use_cache=not args.no_cache)
+    with runtime.autocast(device.type, runtime.resolve_dtype("auto", device.type)):  # as evaluation runs
+        out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g, use_cache=not args.no_cache)
     texts = [tok.decode(row.tolist()) for row in out]
     for i, t in enumerate(texts):
         if len(texts) > 1:

@@ -57,20 +57,22 @@ def median_seconds(fn, device, reps, warmup):
     return statistics.median(times)
 
 
-def time_train(device, manual, dtype, compile_, batch, seq, steps, warmup, preset="gpu", dropout=0.0):
+def time_train(device, manual, dtype, compile_, batch, seq, steps, warmup, preset="gpu", dropout=0.2):
     torch.manual_seed(0)
     cfg = tfm.build_config(preset, vocab_size=65, manual_attention=manual, dropout=dropout)
     model = tfm.Transformer(cfg).to(device)
     fwd = torch.compile(model) if compile_ else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=(device == "cuda"))
+    scaler = torch.amp.GradScaler(device, enabled=(dtype == "fp16"))  # fp16 trains with loss scaling, as 05 does
     x = torch.randint(0, 65, (batch, seq), device=device)
 
     def step():
         with runtime.autocast(device, dtype):
             loss = diff.diffusion_loss(fwd, x, cfg.mask_id)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         loss.item()
 
     return batch * seq / median_seconds(step, device, steps, warmup)
@@ -91,7 +93,7 @@ def flops_per_token(cfg, seq):
 
 def time_generate(device, dtype, n_chars=256):
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device).manual_seed(0)  # on the model's device: no copy of the probabilities per call
     d = tfm.Transformer(tfm.build_config("gpu", vocab_size=65)).to(device).eval()
     m = tfm.Transformer(tfm.build_config("gpu", vocab_size=65, causal=True, mask_token=False)).to(device).eval()
     out = {}
@@ -128,30 +130,35 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant (compile happens here)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout of the timed model (the gpu preset's; "
+                   "RESULTS.md's CPU table was measured with --dropout 0)")
     p.add_argument("--dropout-cost", action="store_true", help="only time the cpu preset at dropout 0 and 0.1")
     args = p.parse_args(argv)
     device = runtime.resolve_device(args.device)
     if args.dropout_cost:
         return dropout_cost(device, args.steps, args.warmup)
-    half = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    half = runtime.half_dtype(device)  # bf16 on CPUs and Ampere+, fp16 (with loss scaling) on older GPUs
+    print(f"device {device} ({runtime.machine_name(device)}), torch {torch.__version__}, threads "
+          f"{torch.get_num_threads()}, dropout {args.dropout}")
     variants = [("baseline: manual attention, fp32", True, "fp32", False), ("fp32 + SDPA", False, "fp32", False),
                 (f"{half} autocast + SDPA", False, half, False)]
     if not args.no_compile:
         variants.append((f"{half} autocast + SDPA + compile", False, half, True))
-    rounds = {dt: [matmul_gflops(device, dt) for _ in range(5)] for dt in (torch.float32, torch.bfloat16)}
+    half_t = torch.bfloat16 if half == "bf16" else torch.float16
+    rounds = {dt: [matmul_gflops(device, dt) for _ in range(5)] for dt in (torch.float32, half_t)}
     for dt, g in rounds.items():  # it varies from round to round: the best round is the ceiling we quote
         print(f"matmul (4096 x 384) @ (384 x 1536), {str(dt)[6:]}: {min(g):.0f}-{max(g):.0f} GFLOP/s over 5 rounds")
-    peak = max(rounds[torch.bfloat16])
+    peak = max(rounds[half_t])
     fpt = flops_per_token(tfm.build_config("gpu", vocab_size=65), args.seq_len)
     rows = []
     for name, manual, dtype, comp in variants:
-        tps = time_train(device, manual, dtype, comp, args.batch_size, args.seq_len, args.steps, args.warmup)
+        tps = time_train(device, manual, dtype, comp, args.batch_size, args.seq_len, args.steps, args.warmup,
+                         dropout=args.dropout)
         rows.append((name, tps))
         print(f"  {name}: {tps:,.0f} tokens/s", flush=True)
     base = rows[0][1]
-    print(f"ceiling: a step running every FLOP at the best bf16 matmul speed would be {peak / (base * fpt / 1e9):.2f}x "
-          "the baseline")
+    print(f"ceiling: a step running every FLOP at the best {half} matmul speed would be "
+          f"{peak / (base * fpt / 1e9):.2f}x the baseline")
     print(f"\n| training, batch {args.batch_size} x {args.seq_len} | tokens/s | vs baseline | achieved GFLOP/s |"
           "\n|---|---|---|---|")
     for name, tps in rows:

@@ -172,8 +172,11 @@ def restore_training_state(ckpt, model, optimizer, scheduler, scaler, data_gen, 
     """Load the state training_state() saved. -> (step, elapsed seconds, best validation bits/char)."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    for group in optimizer.param_groups:  # the saved groups carry the old device's choice: fused AdamW on CUDA
+        group["fused"] = device == "cuda"
     scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["scaler"] or not scaler.is_enabled():  # a bf16/fp32 run saved an empty state: fp16 starts a fresh one
+        scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     data_gen.set_state(ckpt["rng"]["data"])  # rank 0's streams; the other ranks start fresh ones
     if rank:

@@ -1,4 +1,5 @@
 """Where and how the model runs: device, precision (autocast), Ctrl-C handling, DDP setup and teardown."""
+import contextlib
 import os
 import platform
 import signal
@@ -11,12 +12,16 @@ from support.cli import UsageError
 
 
 def resolve_device(name):
+    """"auto" -> cuda, mps or cpu. On CUDA, fp32 matmuls use TF32 tensor cores (Ampere and later; 10 mantissa
+    bits, as PyTorch's "high" precision): fp32 training and every sampler get them."""
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps: Apple MPS is not available")
+    if name == "cuda":
+        torch.set_float32_matmul_precision("high")
     return name
 
 
@@ -45,11 +50,20 @@ def machine_name(device="cpu"):
     return f"{model}, {os.cpu_count()} cores, {bf16}"
 
 
+def half_dtype(device):
+    """The 16-bit type a device computes fast. CUDA: bf16 from compute capability 8.0 (Ampere: RTX 30xx, A100) on;
+    below (Turing: RTX 20xx, T4; Volta) fp16 with loss scaling: there bf16 has no tensor-core matmuls and SDPA's
+    fast kernels refuse it (torch.cuda.is_bf16_supported() says yes there: it counts emulation). CPU: bf16."""
+    if device == "cuda":
+        return "bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp16"
+    return "bf16"
+
+
 def resolve_dtype(name, device):
     if name != "auto":
         return name
     if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return half_dtype(device)
     if device == "cpu":
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "fp32"
@@ -93,15 +107,44 @@ class StopOnSignal:
             sys.exit(130)
         return False
 
-    def everywhere(self, world, device):
-        """Every rank must leave the loop at the same step, or the others hang in the next all-reduce."""
+    def everywhere(self, world, device, step=0, every=16):
+        """Every rank must leave the loop at the same step, or the others hang in the next all-reduce. Under DDP
+        the ranks agree every `every` steps only: each agreement is an all-reduce and a host sync."""
         if world == 1:
             return self.requested
+        if step % every:
+            return False
         import torch.distributed as dist
 
         flag = torch.tensor([float(self.requested)], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return flag.item() > 0
+
+
+class OutOfMemory:
+    """`with OutOfMemory(world, flags):` a device out-of-memory error becomes one line on stderr naming the
+    flags that fit a smaller card, and exit status 2 (under torchrun, the agent then stops every other rank)."""
+
+    def __init__(self, world, flags):
+        self.world, self.flags = world, flags
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, torch.OutOfMemoryError):
+            print(f"{Path(sys.argv[0]).name}: error: out of memory during a training step at {self.flags}: halve "
+                  "--batch-size and double --grad-accum (the same update, half the memory)", file=sys.stderr)
+            leave_process(2, self.world)
+        return False
+
+
+def no_sync(model, skip):
+    """Under DDP, skip the gradient all-reduce (gradients accumulate locally) when `skip`: every micro-step of
+    --grad-accum but the last. A no-op for a plain model."""
+    if skip and isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------------------------------------------

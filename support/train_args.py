@@ -36,7 +36,7 @@ def add_train_args(p, default_out):
                    "where/how it runs may change)")
     g.add_argument("--force", action="store_true", help="replace the run already in <out> (default: refuse)")
     for flag, typ, what in [("steps", positive_int, "optimizer steps"),
-                            ("batch-size", positive_int, "sequences per step"),
+                            ("batch-size", positive_int, "sequences per forward pass (a step is --grad-accum of them)"),
                             ("seq-len", positive_int, "context length in tokens"),
                             ("n-layer", positive_int, "transformer blocks"),
                             ("n-head", positive_int, "attention heads"), ("n-embd", positive_int, "model width"),
@@ -51,6 +51,8 @@ def add_train_args(p, default_out):
     g.add_argument("--min-lr-ratio", type=float, default=0.1, help="final LR as a fraction of --lr (cosine)")
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")
     g.add_argument("--beta2", type=float, default=0.95, help="AdamW beta2 (nanoGPT's char recipe uses 0.99)")
+    g.add_argument("--grad-accum", type=positive_int, default=1, help="forward/backward passes per optimizer step, "
+                   "gradients summed: --batch-size 8 --grad-accum 2 is the update of batch 16 in half the memory")
     g.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     g.add_argument("--sample-len", type=int, default=128, help="characters of the sample printed at each evaluation")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to train")
