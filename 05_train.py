@@ -167,7 +167,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
     bar = tqdm(total=args.steps, initial=run.step, desc=run.objective.kind, dynamic_ncols=True, disable=run.rank != 0)
     oom = runtime.OutOfMemory(run.world, f"--batch-size {args.batch_size} --grad-accum {args.grad_accum}")
     loss_sum, n, t0 = 0.0, 0, time.perf_counter()
-    with stop, bar, oom:
+    with stop, oom, bar:  # the bar closes first: an error line comes after it
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
             for micro in range(args.grad_accum):  # --grad-accum: the batch in pieces, their gradients summed

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from support import checkpoints, runtime
+from support.cli import run_cli
 
-from conftest import ROOT, TINY, cli_error, lesson
+from conftest import ROOT, TINY, lesson
 
 train, gpt, D = lesson("05_train"), lesson("07_train_gpt"), lesson("04_diffusion")
 
@@ -124,9 +125,15 @@ def test_out_of_memory_in_a_step_is_one_line(tiny_text, tmp_path, capsys):
         def loss(self, model, x, config):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    err = cli_error(lambda a: train.main(a, objective=Hungry()), TINY + ["--data", str(tiny_text), "--out",
-                                                                          str(tmp_path / "r")], capsys)
-    assert "out of memory" in err and "--batch-size 8 --grad-accum 1" in err and "--grad-accum" in err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda a: train.main(a, objective=Hungry()), TINY + ["--data", str(tiny_text), "--out",
+                                                                      str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]  # after the progress bar's last redraw
+    assert e.value.code == 2 and "Traceback" not in err and err.count("error:") == 1
+    assert last.startswith("__main__.py: error: out of memory") or "error: out of memory" in last
+    assert "--batch-size 8 --grad-accum 1" in last and "halve --batch-size and double --grad-accum" in last
 
 
 @pytest.mark.parametrize("sample_len", ["0", "1"])
