@@ -93,10 +93,12 @@ def encode_ids(tokenizer, text):
     return torch.tensor(cli.encode_or_fail(tokenizer, text, "the corpus"), dtype=torch.long)
 
 
-def get_batch(data, batch_size, length, generator, device):
-    """(B, length) random windows of the token stream."""
-    ix = torch.randint(len(data) - length, (batch_size,), generator=generator)
-    return data[ix[:, None] + torch.arange(length)].to(device, non_blocking=True)
+def get_batch(data, batch_size, length, generator):
+    """(B, length) random windows of the token stream, on the stream's device (the whole corpus sits on the GPU:
+    a batch is an index there, not a copy from the host each step). The start positions come from a CPU generator,
+    so every device draws the same windows."""
+    ix = torch.randint(len(data) - length, (batch_size,), generator=generator)  # (B,) on the CPU
+    return data[(ix[:, None] + torch.arange(length)).to(data.device)]
 
 
 def eval_windows(val, n, length):
@@ -171,7 +173,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
             for micro in range(args.grad_accum):  # --grad-accum: the batch in pieces, their gradients summed
-                x = get_batch(run.train_data, args.batch_size, L + 1, run.data_gen, args.device)  # (B, L+1)
+                x = get_batch(run.train_data, args.batch_size, L + 1, run.data_gen)  # (B, L+1)
                 with runtime.autocast(args.device, args.dtype), runtime.no_sync(run.fwd, micro < args.grad_accum - 1):
                     loss = run.objective.loss(run.fwd, x, run.config) / args.grad_accum  # NELBO or NLL, a scalar
                 scaler.scale(loss).backward()  # fp16 scales the loss up so small gradients survive; else a no-op
@@ -296,6 +298,7 @@ def setup(args, objective, load_corpus=None, make_tokenizer=None):
     if world > 1:  # gradients are averaged across ranks inside backward()
         run.fwd = torch.nn.parallel.DistributedDataParallel(run.fwd)
     run.windows = eval_windows(val_data, args.eval_windows, L + 1).to(args.device)
+    run.train_data = run.train_data.to(args.device)  # a few MB of token ids: batches are then drawn on the device
     if rank == 0 and args.force:
         checkpoints.clear_run_dir(run.out)
     run.out.mkdir(parents=True, exist_ok=True)
