@@ -14,6 +14,7 @@ import hashlib
 import html
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -63,7 +64,8 @@ def api_random_article(api_url, user_agent, timeout, retries=5, backoff=2.0, sle
                 raise UsageError(f"Wikipedia API: HTTP {e.code} from {api_url}") from None
             wait = float(e.headers.get("Retry-After") or wait)
         except (urllib.error.URLError, OSError) as e:
-            if attempt == retries:
+            offline = isinstance(getattr(e, "reason", e), (socket.gaierror, ConnectionRefusedError))
+            if attempt == retries or offline:  # no network or no server: waiting cannot help, so say so at once
                 raise UsageError(f"cannot reach the Wikipedia API at {api_url} ({getattr(e, 'reason', e)})") from None
         except (ValueError, KeyError, IndexError, TypeError):
             raise UsageError(f"Wikipedia API: unexpected response from {api_url}") from None

@@ -12,18 +12,24 @@ from support.cli import UsageError
 def atomic_write(path, write):
     """write(tmp_path) then rename: readers see the old file or the new one, never half of one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # keep the extension: writers such as Pillow pick the format from it
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
+    try:  # where the file goes must be a folder we can write: else one line, not a traceback
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # keep the extension: writers such as Pillow pick the format from it
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     try:
-        write(tmp)
+        write(tmp)  # its own errors (a download's, say) pass through as they are
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:  # e.g. a folder already has the file's name
+            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

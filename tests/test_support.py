@@ -15,7 +15,7 @@ from support import checkpoints, metrics
 from support.cli import UsageError
 from support.files import atomic_write, download, read_text
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, cli_error, lesson
 
 
 # ---------------------------------------------------------------- files
@@ -228,3 +228,18 @@ def test_ddp_two_cpu_processes(tmp_path):
     for launch in ({n for n in draws if n.startswith("t_rank0")}, {n for n in draws if n.startswith("t_rank1")}):
         assert len(launch) == 2
     assert len(set(draws.values())) == 4, draws  # no two ranks (or launches) draw the same noise
+
+
+def test_writes_under_a_file_are_one_line_and_leave_nothing(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="cannot write"):
+        atomic_write(blocker / "sub" / "out.png", lambda tmp: None)
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(UsageError, match="cannot write"):
+        atomic_write(tmp_path / "adir", lambda tmp: open(tmp, "w").close())  # a folder has the name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"] and not any((tmp_path / "adir").iterdir())
+    train = lesson("05_train")
+    for out in (blocker, blocker / "run"):
+        assert "is a file, not a folder" in cli_error(train.main, TINY + ["--out", str(out)], capsys)
+    assert blocker.read_text() == "x"

@@ -317,3 +317,12 @@ def test_train_and_generate_tamil(tmp_path):
     lesson("07_train_gpt").main(TINY + ["--data", str(corpus), "--out", str(gpt_run), "--steps", "4",
                                         "--tokenizer", "grapheme"])
     assert checkpoints.load_checkpoint(gpt_run)["tokenizer"] == ckpt["tokenizer"]
+
+
+@pytest.mark.parametrize("url", ["http://nonexistent.invalid/w/api.php", "http://127.0.0.1:9/w/api.php"])
+def test_no_network_fails_at_once_instead_of_backing_off(url, tmp_path):
+    """A name that does not resolve, or a refused connection, is not a rate limit: no retries, no minute of waiting."""
+    sleeps = []
+    with pytest.raises(UsageError, match="cannot reach the Wikipedia API"):
+        wiki.fetch_api(1, tmp_path / "a.jsonl", url, sleep=sleeps.append)
+    assert sleeps == []
