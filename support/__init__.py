@@ -6,4 +6,8 @@
     hub          Hugging Face Hub export/load/push; the upstream tiny-dllm checkpoint converter
     runtime      device, dtype, autocast, Ctrl-C handling, DDP setup and teardown
     metrics      metrics.csv and loss.png
+    train_args   the training flags of 05/07/08/11 and their checks (the presets stay in the lessons)
+    pretrained   the models shipped in checkpoints/pretrained/, and which model a command uses by default
+    gif          animated GIFs of the denoising
+    runs         trainers as subprocesses, for the sweeps in bench/
 """
