@@ -90,6 +90,13 @@ def attention_mask(config, pos, key_pos, cached=False):
     return None
 
 
+def additive_mask(mask, device_type):
+    """(T, Tk) bool -> float, 0 where attention may look and -inf where not, in autocast's dtype when it is on."""
+    on = torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type) if on else torch.get_default_dtype()
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -186,6 +193,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
             pos = torch.arange(start, start + T, device=idx.device)
         key_pos = torch.arange(max(cache.filled, start + T), device=idx.device) if cache is not None else pos
         mask = attn_mask if attn_mask is not None else attention_mask(self.config, pos, key_pos, cache is not None)
+        if mask is not None and not self.config.manual_attention:  # once, not in every layer: the additive form
+            mask = additive_mask(mask, idx.device.type)  # SDPA works with, in the dtype it computes in
         rope = rope_tables(self.config, pos) if self.config.rope else None  # once for all layers
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
