@@ -209,6 +209,8 @@ def demo_decoders(args):
         model, tok, info = load_model("dllm", path, args.device)
         print(f"== {info['path']}: {model.num_params():,} parameters ==")
         L = args.len or model.config.block_size
+        require([(L <= model.config.block_size, f"--len {L} is longer than this model's context "
+                                                 f"({model.config.block_size})")])
     else:
         print(f"== lesson 04's tiny model, fitted to five lines of Hamlet ({args.train_steps} steps) ==")
         model, tok, data = diff.demo_model(args.train_steps, torch.Generator().manual_seed(args.seed), log=lambda s: 0)

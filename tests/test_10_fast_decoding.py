@@ -174,3 +174,5 @@ def test_demo_takes_a_trained_run(dllm_run, capsys):
     F10.main(["--checkpoint", str(dllm_run[0] / "dllm"), "--len", "24"])
     out = capsys.readouterr().out
     assert "parameters ==" in out and out.count("% of positions") == 7
+    assert "longer than this model's context (32)" in cli_error(F10.main, ["--checkpoint", str(dllm_run[0] / "dllm"),
+                                                                         "--len", "33"], capsys)
