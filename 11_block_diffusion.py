@@ -249,7 +249,7 @@ def demo_blocks(train_steps, seed):
     cfg = tfm.build_config("tiny", vocab_size=tok.vocab_size, block_size=len(data), n_embd=64, n_head=4, rope=False,
                            block_len=bl)
     model = tfm.Transformer(cfg)
-    batch = data[None].repeat(8, 1)  # (8, L)
+    batch = data[None].repeat(4, 1)  # (4, L): 4 copies, each its own noise levels (a 2L pass costs twice 04's)
     diff.fit(model, lambda m: block_diffusion_loss(m, batch, cfg.mask_id, bl, generator=g), train_steps)
     model.eval()
     print(f"NELBO of the text: {block_nelbo_bits(model, data[None], K=16):.3f} bits/char (upper bound)")
