@@ -1,0 +1,138 @@
+"""Which dLLM recipe learns most on a CPU budget? Proxy runs of the cpu preset on TinyShakespeare, one knob at a
+time, each scored by its validation NELBO (always the true bound, whatever the training loss), beside the GPT
+trained the same way: the knob's effect on the dLLM/GPT ratio of bits/char at equal steps.
+
+    python bench/recipe.py                       # every knob at 2000 steps, one run at a time (~10 min each, 2 cores)
+    python bench/recipe.py --knobs gpt base iid  # some of them; finished runs are skipped, stopped ones resumed
+    python bench/recipe.py --report              # the table from the runs found (writes nothing else)
+
+The knobs (the literature's answers to a dLLM's gradient variance at small compute):
+  base       lesson 05 as it is: low-discrepancy noise levels t_i = (u + i/B) mod 1 (MDLM), weight 1/t
+  iid        independent t per sequence: what the low-discrepancy ("antithetic") draw saves
+  clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules): less variance, biased
+  cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
+  lr-1e-3 / lr-4e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
+  batch-32   twice the batch for half the steps: the same tokens
+  w96 / w192 / l6     other shapes: width 96 or 192 (4 layers), or 6 layers of width 128; the same steps and
+             tokens, their training seconds beside (a wider model costs more per step)
+  gpt        lesson 07's GPT, same preset and steps: the denominator of the ratio
+Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt.
+"""
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402 (after the path is set)
+from support.files import write_text  # noqa: E402
+from support.metrics import read_metrics, write_csv  # noqa: E402
+from support.runtime import machine_name  # noqa: E402
+
+diff = import_module("04_diffusion")
+train = import_module("05_train")
+gpt = import_module("07_train_gpt")
+
+
+class Recipe(train.DiffusionObjective):
+    """Lesson 05's objective with one knob turned. Validation stays 05's: the full NELBO, every t in [eps, 1]."""
+
+    def __init__(self, iid=False, t_range=(diff.EPS, 1.0), weight_cap=None):
+        self.iid, self.t_range, self.weight_cap = iid, t_range, weight_cap
+
+    def loss(self, model, x, config):
+        x0 = x[:, :-1]
+        B, L = x0.shape
+        lo, hi = self.t_range
+        if self.iid:  # B independent draws: some batches all low t, some all high
+            t = lo + (hi - lo) * torch.rand(B, device=x0.device)
+        else:  # one per stratum of [lo, hi]: every batch spans the noise levels
+            t = diff.sample_times(B, None, x0.device, lo, hi)
+        z, mask = diff.forward_process(x0, t, config.mask_id)
+        w = diff.loss_weight(t) if self.weight_cap is None else diff.loss_weight(t).clamp(max=self.weight_cap)
+        return (w[:, None] * diff.masked_cross_entropy(model(z), x0, mask)).sum() / (B * L)
+
+
+KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
+    "gpt": (gpt.main, None, [], 1.0),
+    "base": (train.main, Recipe(), [], 1.0),
+    "iid": (train.main, Recipe(iid=True), [], 1.0),
+    "clip-a": (train.main, Recipe(t_range=(0.3, 0.8)), [], 1.0),
+    "clip-b": (train.main, Recipe(t_range=(0.1, 0.9)), [], 1.0),
+    "cap-10": (train.main, Recipe(weight_cap=10.0), [], 1.0),
+    "lr-1e-3": (train.main, Recipe(), ["--lr", "1e-3"], 1.0),
+    "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
+    "batch-32": (train.main, Recipe(), ["--batch-size", "32"], 0.5),
+    "w96": (train.main, Recipe(), ["--n-embd", "96"], 1.0),
+    "w192": (train.main, Recipe(), ["--n-embd", "192", "--n-head", "6"], 1.0),
+    "l6": (train.main, Recipe(), ["--n-layer", "6"], 1.0),
+}
+
+
+def run_knob(name, args):
+    """Train (or resume, or skip) one knob's run; -> its metrics rows."""
+    out = Path(args.runs) / name
+    trainer, objective, extra, scale = KNOBS[name]
+    steps = max(1, round(args.steps * scale))
+    if (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps:
+        print(f"{name}: finished, skipped")
+        return read_metrics(out)
+    data = ["--data", args.data] if args.data else []
+    argv = (["--out", str(out), "--resume", "--steps", str(steps), "--no-plot"] if (out / "latest.pt").exists()
+            else ["--preset", args.preset, "--steps", str(steps), "--out", str(out), "--no-plot",
+                  "--dtype", args.dtype, "--sample-len", "0", *data, *extra])
+    print(f"{name}: training ({' '.join(argv)})", flush=True)
+    return trainer(argv, objective=objective) if objective else trainer(argv)
+
+
+def report(args):
+    """bench/results/recipe.csv and recipe.txt from the runs found: best validation, the ratio to the GPT."""
+    rows = []
+    for name in KNOBS:
+        out = Path(args.runs) / name
+        if (out / "metrics.csv").exists():
+            m = read_metrics(out)
+            best = min(m, key=lambda r: r["val_bpc"])
+            rows.append(dict(knob=name, steps=m[-1]["step"], best_val_bpc=round(best["val_bpc"], 4),
+                             at_step=best["step"], train_s=round(m[-1]["elapsed_s"])))
+    g = next((r for r in rows if r["knob"] == "gpt"), None)
+    for r in rows:
+        r["ratio_to_gpt"] = round(r["best_val_bpc"] / g["best_val_bpc"], 3) if g else ""
+    lines = [f"{machine_name('cpu')}; {args.preset} preset; bits/char: the dLLM's NELBO (upper bound), the GPT's "
+             "exact NLL", "", "| knob | steps | best val bits/char | at step | training s | / GPT |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['knob']} | {r['steps']} | {r['best_val_bpc']:.4f} | {r['at_step']} | {r['train_s']} | "
+              f"{r['ratio_to_gpt']} |" for r in rows]
+    print("\n".join(lines))
+    if rows and args.write:
+        results = Path(args.results)
+        write_csv(results / "recipe.csv", rows, list(rows[0]))
+        write_text(results / "recipe.txt", "\n".join(lines) + "\n")
+    return rows
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--knobs", nargs="+", choices=list(KNOBS), default=list(KNOBS), help="which runs")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps per run (the cpu preset's)")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu"], help="model and schedule size")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="precision of every run")
+    p.add_argument("--data", metavar="FILE", help="train on this text instead of TinyShakespeare")
+    p.add_argument("--runs", default=str(ROOT / "checkpoints" / "recipe"), help="where the runs live")
+    p.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where recipe.csv/.txt go")
+    p.add_argument("--report", action="store_true", help="only the table from the runs found")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    args.write = not args.report  # a report only reads
+    if not args.report:
+        for name in args.knobs:
+            run_knob(name, args)
+    return report(args)
+
+
+
+if __name__ == "__main__":
+    run_cli(main)

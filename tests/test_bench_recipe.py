@@ -1,0 +1,46 @@
+"""bench/recipe.py: its knobs change only what they say, and the proxy runs and their table work end to end."""
+import sys
+
+import torch
+
+from conftest import ROOT, lesson, tiny
+
+sys.path.insert(0, str(ROOT / "bench"))
+recipe, train = lesson("recipe"), lesson("05_train")
+
+
+def test_the_base_knob_is_lesson_05s_objective():
+    m, x = tiny(), torch.randint(0, 11, (8, 17))
+    torch.manual_seed(3)
+    a = recipe.Recipe().loss(m, x, m.config)
+    torch.manual_seed(3)
+    b = train.DiffusionObjective().loss(m, x, m.config)
+    assert torch.equal(a, b)  # the same draws, the same number
+
+
+def test_clipping_and_capping_do_what_they_say(monkeypatch):
+    seen = []
+    real = recipe.diff.forward_process
+    monkeypatch.setattr(recipe.diff, "forward_process", lambda x0, t, *a, **k: seen.append(t) or real(x0, t, *a, **k))
+    m, x = tiny(), torch.randint(0, 11, (64, 17))
+    recipe.Recipe(t_range=(0.3, 0.8)).loss(m, x, m.config)
+    recipe.Recipe(iid=True, t_range=(0.3, 0.8)).loss(m, x, m.config)
+    assert all(((t >= 0.3) & (t <= 0.8)).all() for t in seen)
+    spread = [t.sort().values.diff().std().item() for t in seen]
+    assert spread[0] < 1e-5 < spread[1]  # strata evenly spaced; iid draws are not
+    assert recipe.Recipe(weight_cap=10.0).loss(m, x, m.config).isfinite()
+
+
+def test_proxy_runs_and_their_table(tiny_text, tmp_path, capsys):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(runs), "--results", str(results)]
+    rows = recipe.main(argv + ["--knobs", "gpt", "base", "clip-a", "batch-32"])
+    by = {r["knob"]: r for r in rows}
+    assert set(by) == {"gpt", "base", "clip-a", "batch-32"} and by["batch-32"]["steps"] == 2  # the same tokens
+    assert by["gpt"]["ratio_to_gpt"] == 1.0 and by["base"]["ratio_to_gpt"] > 0
+    written = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
+    assert set(written) == {"recipe.csv", "recipe.txt"}
+    capsys.readouterr()
+    again = recipe.main(argv + ["--report"])  # only reads
+    assert "| base | 4 |" in capsys.readouterr().out and len(again) == 4
+    assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == written
