@@ -33,7 +33,8 @@ def test_clipping_and_capping_do_what_they_say(monkeypatch):
 
 def test_proxy_runs_and_their_table(tiny_text, tmp_path, capsys):
     runs, results = tmp_path / "runs", tmp_path / "results"
-    argv = ["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(runs), "--results", str(results)]
+    argv = ["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(runs),
+            "--results", str(results)]
     rows = recipe.main(argv + ["--knobs", "gpt", "base", "clip-a", "batch-32"])
     by = {r["knob"]: r for r in rows}
     assert set(by) == {"gpt", "base", "clip-a", "batch-32"} and by["batch-32"]["steps"] == 2  # the same tokens
