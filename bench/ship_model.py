@@ -42,16 +42,20 @@ def tamil_corpus():
     return import_module("tamil_dataset").load_corpus()
 
 
-SAMPLE_COMMAND = {"dllm": "python 06_generate.py --pretrained --steps 50 --topk 5",
-                  "gpt": 'python 07_train_gpt.py --generate --pretrained --prompt "ROMEO:" --tokens 200'}
+def sample_command(kind, tokenizer):
+    """The command whose output the card shows: 06's quick start, or 07's with a prompt the vocabulary has."""
+    if kind == "dllm":
+        return "python 06_generate.py --pretrained --steps 50 --topk 5"
+    prompt = '--prompt "ROMEO:" ' if not tokenizer.unknown("ROMEO:") else ""  # else 07's default, a newline
+    return f"python 07_train_gpt.py --generate --pretrained {prompt}--tokens 200"
 
 
 def readme_sample(model, tokenizer, kind):
-    """What SAMPLE_COMMAND prints with these weights: the same sampler, flags and seed as the lessons' defaults."""
+    """What sample_command prints with these weights: the same sampler, flags and seed as the lessons' defaults."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         if kind == "gpt":
-            prompt = torch.tensor([tokenizer.encode("ROMEO:")])
+            prompt = torch.tensor([tokenizer.encode("ROMEO:" if not tokenizer.unknown("ROMEO:") else "\n")])
             x = import_module("07_train_gpt").generate_gpt(model, prompt, 200, generator=g)
         else:
             canvas = torch.full((1, model.config.block_size), model.config.mask_id)
@@ -60,7 +64,7 @@ def readme_sample(model, tokenizer, kind):
     return tokenizer.decode(x[0].tolist())
 
 
-def card(name, ckpt, rows, bits32, bits16, model, command, machine, sample):
+def card(name, ckpt, rows, bits32, bits16, model, command, machine, sample, tokenizer):
     a, kind = ckpt["args"], ckpt["kind"]
     best = min(rows, key=lambda r: r["val_bpc"])
     L = model.config.block_size
@@ -87,7 +91,7 @@ A {model.num_params():,}-parameter {what} trained with tiny-dllm ({'lesson 05' i
 | validation bits/char ({unit}) | {bits16:.4f} with these fp16 weights ({bits32:.4f} in fp32) |
 | the command that trained it | `{command}` |
 
-Sample, as `{SAMPLE_COMMAND[kind]}` prints it:
+Sample, as `{sample_command(kind, tokenizer)}` prints it:
 
 ```
 {sample}
@@ -115,8 +119,8 @@ def main(argv=None):
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     bits16 = val_bits(rounded.eval(), ckpt, objective)
     sample = readme_sample(rounded.eval(), tokenizer, ckpt["kind"])
-    out = pretrained.ship(model, tokenizer, ckpt["kind"], Path(args.out_root) / args.name,
-                          card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, sample))
+    text = card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, sample, tokenizer)
+    out = pretrained.ship(model, tokenizer, ckpt["kind"], Path(args.out_root) / args.name, text)
     print(f"wrote {out}: validation {bits16:.4f} bits/char in fp16 ({bits32:.4f} in fp32)")
     return bits32, bits16
 

@@ -81,3 +81,24 @@ def test_shipped_dllm_nelbo_is_finite_and_far_below_an_untrained_model():
     torch.manual_seed(0)
     untrained = D.nelbo_bits(T.Transformer(model.config).eval(), w, model.config.mask_id, K=8)
     assert torch.isfinite(torch.tensor(shipped)) and shipped < untrained - 1.5  # untrained: about log2(65) = 6
+
+
+def test_ship_model_exports_a_run_with_a_true_card(dllm_run, gpt_run, tmp_path):
+    """bench/ship_model.py on the tiny runs: fp16 weights, the card's figures are the shipped weights' own."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    ship = lesson("ship_model")
+    d, corpus, _ = dllm_run
+    for run, name in ((d / "dllm", "tiny-dllm"), (gpt_run[0], "tiny-gpt")):
+        bits32, bits16 = ship.main(["--run", str(run), "--name", name, "--command", "python 05_train.py --preset tiny",
+                                    "--machine", "the test machine", "--out-root", str(tmp_path)])
+        assert abs(bits32 - bits16) < 0.05  # fp16 rounding costs little
+        card = (tmp_path / name / "README.md").read_text(encoding="utf-8")
+        assert f"{bits16:.4f} with these fp16 weights" in card and "the test machine" in card
+        assert "`python 05_train.py --preset tiny`" in card and "tokens seen" in card
+        model, _, _ = load_model(None, tmp_path / name)
+        assert f"A {model.num_params():,}-parameter" in card
+        assert pretrained.weights_dtype(tmp_path / name) == {torch.float16}
