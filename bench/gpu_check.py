@@ -27,10 +27,6 @@ from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def lesson(name):
-    return import_module(name)
-
-
 def peak_gib(device):
     return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else "-"
 
@@ -65,7 +61,7 @@ def main(argv=None):
     native = {"fp32", runtime.half_dtype(device)} | ({"fp16"} if cuda else set())  # fp16 on CUDA only
     print(f"{runtime.machine_name(device)}; torch {torch.__version__}; preset {preset}, {args.steps} steps per row"
           + (f"; compute capability {'.'.join(map(str, torch.cuda.get_device_capability()))}" if cuda else ""))
-    train, gpt = lesson("05_train"), lesson("07_train_gpt")
+    train, gpt = import_module("05_train"), import_module("07_train_gpt")
     rows, skipped = [], []
     with tempfile.TemporaryDirectory() as d:
         common = ["--preset", preset, "--device", device, "--sample-len", "16", "--no-plot",
@@ -102,10 +98,10 @@ def main(argv=None):
         rows.append(run_row("train dLLM, --grad-accum 2", trainer(train.main, "accum", "--grad-accum", "2"), device))
         rows.append(run_row("train GPT", trainer(gpt.main, "gpt"), device))
         rows.append(run_row("train block diffusion, blocks of 4", trainer(
-            lambda a: lesson("11_block_diffusion").main(["--train", *a]), "bd4", "--block-diffusion", "4"), device))
+            lambda a: import_module("11_block_diffusion").main(["--train", *a]), "bd4", "--block-diffusion", "4"), device))
 
         dllm, bd = str(Path(d) / f"d_{half if half in native else 'fp32'}"), str(Path(d) / "bd4")
-        n = min(64, lesson("03_transformer").PRESETS[preset]["block_size"])  # characters per sample
+        n = min(64, import_module("03_transformer").PRESETS[preset]["block_size"])  # characters per sample
 
         def sampler(main_, *argv):
             def fn():
@@ -114,7 +110,7 @@ def main(argv=None):
                 return f"{n / (time.perf_counter() - t0):,.0f} chars/s (with loading)"
             return fn
 
-        gen, fast = lesson("06_generate"), lesson("10_fast_decoding")
+        gen, fast = import_module("06_generate"), import_module("10_fast_decoding")
         for name, fn in [
             (f"06: {n} characters in 16 calls", sampler(gen.main, "--checkpoint", dllm, "--len", str(n),
                                                       "--steps", "16")),
@@ -122,7 +118,7 @@ def main(argv=None):
                                                        "--threshold", "0.9", "--block-size", "16", "--cache", "dual")),
             ("10: EB-Sampler", sampler(fast.main, "--generate", "--checkpoint", dllm, "--len", str(n),
                                        "--entropy-budget", "1")),
-            ("11: block diffusion, exact cache", sampler(lesson("11_block_diffusion").main, "--generate",
+            ("11: block diffusion, exact cache", sampler(import_module("11_block_diffusion").main, "--generate",
                                                          "--checkpoint", bd, "--len", str(n))),
             ("07: GPT with KV cache", sampler(gpt.main, "--generate", "--checkpoint", str(Path(d) / "gpt"),
                                               "--tokens", str(n))),
