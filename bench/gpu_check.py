@@ -97,8 +97,9 @@ def main(argv=None):
         rows.append(run_row(f"resume: a {first} run continued in {second}", resume, device))
         rows.append(run_row("train dLLM, --grad-accum 2", trainer(train.main, "accum", "--grad-accum", "2"), device))
         rows.append(run_row("train GPT", trainer(gpt.main, "gpt"), device))
+        bd_main = import_module("11_block_diffusion").main
         rows.append(run_row("train block diffusion, blocks of 4", trainer(
-            lambda a: import_module("11_block_diffusion").main(["--train", *a]), "bd4", "--block-diffusion", "4"), device))
+            lambda a: bd_main(["--train", *a]), "bd4", "--block-diffusion", "4"), device))
 
         dllm, bd = str(Path(d) / f"d_{half if half in native else 'fp32'}"), str(Path(d) / "bd4")
         n = min(64, import_module("03_transformer").PRESETS[preset]["block_size"])  # characters per sample
