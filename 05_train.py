@@ -150,14 +150,16 @@ class DiffusionObjective:
 # ---------------------------------------------------------------------------------------------------------
 # The training loop, shared by 05 (dLLM), 07 (GPT), 08 (Tamil) and 11 (block diffusion)
 # ---------------------------------------------------------------------------------------------------------
-def train(args, objective, load_corpus=None, make_tokenizer=None):
+def train(args, objective, load_corpus=None, make_tokenizer=None, split=split_corpus, batches=get_batch,
+          windows=eval_windows):
     """Train `objective` on the corpus; writes <out>/latest.pt, best.pt, metrics.csv, loss.png, hf/.
 
-    load_corpus() -> text and make_tokenizer(text) -> tokenizer let 08 swap in the Tamil corpus/tokenizer.
+    load_corpus() -> text and make_tokenizer(text) -> tokenizer let 08 swap in the Tamil corpus/tokenizer;
+    split, batches and windows (the three data functions above) let 12 draw Sudoku puzzles instead of windows.
     """
     from tqdm import tqdm
 
-    run = setup(args, objective, load_corpus, make_tokenizer)  # resume, DDP, data, model, optimizer: below
+    run = setup(args, objective, load_corpus, make_tokenizer, split, windows)  # resume, DDP, data, model: below
     args, model, optimizer, scheduler, scaler = run.args, run.model, run.optimizer, run.scheduler, run.scaler
     L = run.config.block_size
     if run.step == 0 and not run.rows and run.rank == 0:
@@ -173,7 +175,7 @@ def train(args, objective, load_corpus=None, make_tokenizer=None):
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
             for micro in range(args.grad_accum):  # --grad-accum: the batch in pieces, their gradients summed
-                x = get_batch(run.train_data, args.batch_size, L + 1, run.data_gen)  # (B, L+1)
+                x = batches(run.train_data, args.batch_size, L + 1, run.data_gen)  # (B, L+1)
                 with runtime.autocast(args.device, args.dtype), runtime.no_sync(run.fwd, micro < args.grad_accum - 1):
                     loss = run.objective.loss(run.fwd, x, run.config) / args.grad_accum  # NELBO or NLL, a scalar
                 scaler.scale(loss).backward()  # fp16 scales the loss up so small gradients survive; else a no-op
@@ -204,17 +206,19 @@ def evaluate(run, train_loss=None, tokens=0, t0=None):
     model.eval()
     with runtime.autocast(args.device, args.dtype):
         val = run.objective.val_bits(run.eval_fwd, run.windows, args.eval_k, run.config) / run.chars_per_token
+        scores = run.objective.score(run.eval_fwd, run.windows) if hasattr(run.objective, "score") else {}
         sample = None
         if args.sample_len:  # its own generator: sampling never moves the training RNG
             g = torch.Generator(args.device).manual_seed(0)  # on the model's device: no copies while sampling
             sample = run.objective.sample(model, run.tokenizer, min(args.sample_len, run.config.block_size), g)
     run.rows.append({"step": run.step, "train_loss": train_loss, "val_bpc": val, "lr": run.scheduler.get_last_lr()[0],
-                     "tokens_per_s": tokens / dt if t0 is not None else float("nan"), "elapsed_s": run.elapsed})
+                     "tokens_per_s": tokens / dt if t0 is not None else float("nan"), "elapsed_s": run.elapsed,
+                     **scores})  # an objective may score more than bits (12: the share of puzzles solved)
     # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)
     trained = f"{train_loss / math.log(2) / run.chars_per_token:.3f}" if run.step else "  -  "
     speed = f"{tokens / dt:,.0f} tok/s" if run.step else "- tok/s"
     tqdm.write(f"step {run.step:>6} | train {trained} | val {val:.3f} bits/char | lr {run.rows[-1]['lr']:.2e} | "
-               f"{speed} | {run.elapsed / 60:.1f} min")
+               f"{speed} | {run.elapsed / 60:.1f} min" + "".join(f" | {k} {v:.3f}" for k, v in scores.items()))
     if sample is not None:
         tqdm.write(f"--- sample at step {run.step} ---\n{sample}\n---")
     metrics.write_metrics(run.out, run.rows)
@@ -238,7 +242,7 @@ def save(run, name):
         run.step, run.elapsed, run.best, run.rows, run.args, run.args.device))
 
 
-def setup(args, objective, load_corpus=None, make_tokenizer=None):
+def setup(args, objective, load_corpus=None, make_tokenizer=None, split=split_corpus, windows=eval_windows):
     """Everything the loop needs, in one namespace: resumed or fresh arguments, DDP, corpus and tokenizer,
     the model (lesson 03's Transformer with the objective's switches), AdamW, the LR schedule, the RNG state."""
     checkpoints.check_run_dir(args.out, args.resume, args.force)  # never train over a run by accident
@@ -259,8 +263,8 @@ def setup(args, objective, load_corpus=None, make_tokenizer=None):
     else:
         named = checkpoints.tokenizer_class(args.tokenizer).from_text if args.tokenizer else None  # --tokenizer
         run.tokenizer = (named or make_tokenizer or diff.CharTokenizer.from_text)(text)
-    run.train_data, val_data, run.chars_per_token = split_corpus(text, run.tokenizer, args.split)
-    log(f"corpus: {len(text):,} characters, {len(run.train_data) + len(val_data):,} tokens, vocabulary "
+    run.train_data, val_data, run.chars_per_token = split(text, run.tokenizer, args.split)
+    log(f"corpus: {len(text):,} characters, {run.train_data.numel() + val_data.numel():,} tokens, vocabulary "
         f"{run.tokenizer.vocab_size}; train {len(run.train_data):,} / val {len(val_data):,}")
 
     # The model: lesson 03's Transformer, with the objective's switches (causal mask, [MASK] row, ...)
@@ -270,7 +274,7 @@ def setup(args, objective, load_corpus=None, make_tokenizer=None):
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
-    if len(val_data) < L + 1 or len(run.train_data) < L + 2:
+    if val_data.dim() == 1 and (len(val_data) < L + 1 or len(run.train_data) < L + 2):  # a stream (not puzzles)
         raise UsageError(f"corpus too short: {len(text):,} characters for context {L} (need > {10 * (L + 2)} tokens)")
     run.model = model = tfm.Transformer(config).to(args.device)
     log(f"model: {objective.kind}{f' (block diffusion, blocks of {config.block_len})' if config.block_len else ''}, "
@@ -297,7 +301,7 @@ def setup(args, objective, load_corpus=None, make_tokenizer=None):
     run.eval_fwd = run.fwd = torch.compile(model) if args.compile else model
     if world > 1:  # gradients are averaged across ranks inside backward()
         run.fwd = torch.nn.parallel.DistributedDataParallel(run.fwd)
-    run.windows = eval_windows(val_data, args.eval_windows, L + 1).to(args.device)
+    run.windows = windows(val_data, args.eval_windows, L + 1).to(args.device)
     run.train_data = run.train_data.to(args.device)  # a few MB of token ids: batches are then drawn on the device
     if rank == 0 and args.force:
         checkpoints.clear_run_dir(run.out)

@@ -20,6 +20,7 @@ from support.cli import ArgumentParser, UsageError, run_cli
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
+TRAIN_GIVENS = (28, 50)  # training and validation puzzles: the two middle bands and the easy one
 BANDS = {"45+": (45, 81), "36-44": (36, 44), "28-35": (28, 35), "17-27": (17, 27)}  # difficulty = givens
 UNITS = ([[r * 9 + c for c in range(9)] for r in range(9)] + [[r * 9 + c for r in range(9)] for c in range(9)]
          + [[(br + r) * 9 + bc + c for r in range(3) for c in range(3)] for br in (0, 3, 6) for bc in (0, 3, 6)])
@@ -152,8 +153,8 @@ def read_pairs(path):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "sudoku"), help="folder for train.txt, val.txt, test.txt")
-    p.add_argument("--train", type=int, default=2000, help="training puzzles (36-50 givens)")
-    p.add_argument("--val", type=int, default=150, help="validation puzzles (36-50 givens)")
+    p.add_argument("--train", type=int, default=3000, help="training puzzles (28-50 givens)")
+    p.add_argument("--val", type=int, default=200, help="validation puzzles (28-50 givens)")
     p.add_argument("--test", type=int, default=1000, help="test puzzles per difficulty band")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
     p.add_argument("--check", metavar="FILE", help="only check FILE: every line parses, has one solution, and "
@@ -169,7 +170,8 @@ def main(argv=None):
     if min(args.train, args.val, args.test) < 1:
         raise UsageError("--train, --val and --test must be >= 1")
     rng, seen, out = random.Random(args.seed), set(), Path(args.out)
-    splits = {"train": make_split(args.train, (36, 50), rng, seen), "val": make_split(args.val, (36, 50), rng, seen),
+    splits = {"train": make_split(args.train, TRAIN_GIVENS, rng, seen),
+              "val": make_split(args.val, TRAIN_GIVENS, rng, seen),
               "test": [pair for lo, hi in BANDS.values() for pair in make_split(args.test, (lo, min(hi, 50)), rng,
                                                                                   seen)]}
     for name, pairs in splits.items():

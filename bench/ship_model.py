@@ -99,6 +99,46 @@ Sample, as `{sample_command(kind, tokenizer)}` prints it:
 """
 
 
+def sudoku_card(name, ckpt, rows, scores, model, command, machine):
+    """The card of a lesson 12 model: validation puzzles solved (fp16 and fp32), as 12's evaluation counts them."""
+    a, c = ckpt["args"], model.config
+    best = min(rows, key=lambda r: r["val_bpc"])  # best.pt: the lowest validation loss
+    folder = Path(a["puzzles"]).resolve()
+    folder = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    decoding = "surest cell first, one cell per call" if ckpt["kind"] == "dllm" else "greedy, left to right"
+    return f"""# {name}
+
+A {model.num_params():,}-parameter {'masked diffusion LM' if ckpt['kind'] == 'dllm' else 'GPT'} that solves Sudoku,
+trained with tiny-dllm's lesson 12: {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, learned positions,
+vocabulary {c.vocab_size} (the digits, 0 = blank); fp16 safetensors.
+
+| | |
+|---|---|
+| data | `python sudoku_puzzles.py` (seed 0): {folder}/train.txt, unique puzzles with 28-50 givens, each batch
+turned into new ones by Sudoku's symmetries; validation puzzles share no solution grid with them |
+| steps | best validation at step {best['step']:,} (schedule {a['steps']:,} steps, batch {a['batch_size']} puzzles) |
+| training time | {best['elapsed_s'] / 60:.1f} min to that step (training only, evaluation excluded) |
+| machine | {machine} |
+| validation puzzles solved ({decoding}) | {scores[1]:.1%} of {scores[2]} with these fp16 weights
+({scores[0]:.1%} in fp32) |
+| the command that trained it | `{command}` |
+
+Use it: `python 12_sudoku.py --pretrained` (the demo), `python 12_sudoku.py --solve FILE --model {ckpt['kind']}`.
+""".replace("\nturned", " turned").replace("\n(", " (")
+
+
+def sudoku_scores(model, rounded, ckpt):
+    """(fp32 solved, fp16 solved, puzzles) on the run's validation puzzles, as lesson 12's evaluation does."""
+    S = import_module("12_sudoku")
+    a = ckpt["args"]
+    tok = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
+    _, val, _ = S.split_puzzles(S.load_puzzles(a["puzzles"])(), tok)
+    objective = S.SudokuDiffusion() if ckpt["kind"] == "dllm" else S.SudokuGPT()
+    windows = S.first_puzzles(val, a["eval_windows"])
+    with torch.no_grad():
+        return (*(objective.score(m.eval(), windows)["val_solved"] for m in (model, rounded)), len(windows))
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--run", required=True, help="a run directory with best.pt and metrics.csv")
@@ -114,9 +154,15 @@ def main(argv=None):
         train.DiffusionObjective())
     if model.config.block_len:
         raise UsageError("block-diffusion runs are not shipped yet")
-    bits32 = val_bits(model, ckpt, objective)
     rounded = type(model)(model.config)
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    if "puzzles" in ckpt["args"]:  # a Sudoku model (lesson 12): its card counts puzzles solved
+        scores = sudoku_scores(model, rounded, ckpt)
+        text = sudoku_card(args.name, ckpt, rows, scores, model, args.command, args.machine)
+        out = pretrained.ship(model, tokenizer, ckpt["kind"], Path(args.out_root) / args.name, text)
+        print(f"wrote {out}: validation puzzles solved {scores[1]:.1%} in fp16 ({scores[0]:.1%} in fp32)")
+        return scores
+    bits32 = val_bits(model, ckpt, objective)
     bits16 = val_bits(rounded.eval(), ckpt, objective)
     sample = readme_sample(rounded.eval(), tokenizer, ckpt["kind"])
     text = card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, sample, tokenizer)

@@ -36,7 +36,9 @@ def write_csv(path, rows, fieldnames):
 
 
 def write_metrics(run_dir, rows):
-    write_csv(Path(run_dir) / "metrics.csv", rows, METRICS)
+    """METRICS, then any column an objective adds (12's val_solved)."""
+    write_csv(Path(run_dir) / "metrics.csv", rows, METRICS + [k for k in dict.fromkeys(k for r in rows for k in r)
+                                                              if k not in METRICS])
 
 
 def plot_metrics(run_dir, title=None):

@@ -1,0 +1,338 @@
+"""Lesson 12: Sudoku, where the dLLM wins. The same Transformer trained twice on the same puzzles.
+
+    python 12_sudoku.py                              # demo: the shipped models solve fresh puzzles (seconds)
+    python 12_sudoku.py --show-steps                 # ... and print the order each model fills one grid
+    python sudoku_puzzles.py                         # data/sudoku/: training, validation, test puzzles (~20 min)
+    python 12_sudoku.py --train --model dllm         # ~30 min on 2 CPU cores -> checkpoints/sudoku-dllm
+    python 12_sudoku.py --train --model gpt          # the GPT of the same size -> checkpoints/sudoku-gpt
+    python 12_sudoku.py --solve FILE --model dllm    # one puzzle per line in, one 81-digit answer per line out
+
+Text is written left to right, and there a GPT of the same size is hard to beat (lessons 07-11). A Sudoku is not:
+cell 1 may be forced only by what cell 81 holds. The GPT reads the puzzle and must then commit the solution's
+cells in raster order, each before it has decided the cells after it. The dLLM sees the whole grid at every call
+and fills the cell it is surest of first; every filled cell makes the next ones easier, the way a person solves.
+Ye et al. 2024 ("Beyond Autoregression", ICLR 2025): Sudoku, 6M parameters, MDM 100% vs AR 20.7% solved; Kim et
+al. 2025 ("Train for the Worst, Plan for the Best"): the order is the point, random order fails.
+
+The canvas: the 81 cells row by row, tokens '1'-'9' and '0' for a blank (a 10-token vocabulary).
+  dLLM: the solution with its blank cells masked at rate t; the givens always visible; lesson 04's NELBO on the
+        masked blanks (infilling). Decoding: the surest [MASK] first (04's generate, confidence/margin/random),
+        or several per call (lesson 10's threshold and EB-Sampler rules).
+  GPT:  puzzle then solution, 162 tokens; next-token loss on the solution half only; greedy decoding.
+Both train through lesson 05's loop: only the objective and the three data functions below differ.
+"""
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from support import checkpoints, pretrained, runtime
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli
+from support.files import read_text
+
+tfm = import_module("03_transformer")
+diff = import_module("04_diffusion")
+train = import_module("05_train")
+gpt = import_module("07_train_gpt")
+fast = import_module("10_fast_decoding")
+puzzles = import_module("sudoku_puzzles")
+
+ROOT = Path(__file__).resolve().parent
+CELLS = 81
+TOKENS = "0123456789"  # token id = digit; 0 = a blank cell
+UNITS = torch.tensor(puzzles.UNITS)  # (27, 9): the rows, columns and boxes, as cell indices
+DECODERS = {  # name -> how the dLLM fills the grid (one cell per call unless a rule decides how many)
+    "confidence": dict(remasking="confidence"), "margin": dict(remasking="margin"),
+    "random": dict(remasking="random"), "threshold": dict(threshold=0.9, remasking="confidence"),
+    "eb": dict(entropy_budget=0.1, remasking="entropy")}
+# Model and training preset of this lesson (Ye et al.'s 6M model is bigger; 0.8M is enough here).
+SUDOKU_PRESET = dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False, dropout=0.0, batch_size=128,
+                     lr=1e-3, warmup=100, steps=2000, eval_every=250, eval_windows=200, eval_k=8, sample_len=0,
+                     weight_decay=0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data: puzzles, not windows of a stream. Each row of a batch is puzzle (81) + solution (81) token ids.
+# ---------------------------------------------------------------------------------------------------------
+def load_puzzles(folder):
+    """() -> the text of train.txt, a blank line, val.txt (lines `puzzle,solution`), as 05's load_corpus wants."""
+    folder = Path(folder)
+    if not (folder / "train.txt").exists():
+        raise UsageError(f"no puzzles in {folder}: make them with `python sudoku_puzzles.py --out {folder}`")
+    return lambda: read_text(folder / "train.txt").strip() + "\n\n" + read_text(folder / "val.txt").strip() + "\n"
+
+
+def split_puzzles(text, tokenizer, split=None):
+    """05's split(): (train (N, 162), validation (M, 162), characters per token 1.0). Rows: puzzle + solution."""
+    parts = text.split("\n\n")
+    if len(parts) != 2:
+        raise UsageError("expected the training and the validation puzzles, separated by a blank line")
+    rows = [[tokenizer.encode(line.replace(",", "")) for line in part.split()] for part in parts]
+    return torch.tensor(rows[0]), torch.tensor(rows[1]), 1.0
+
+
+def symmetric_batch(data, batch_size, length=None, generator=None):
+    """05's batches(): batch_size puzzles (B, 162), each turned into a new one by a random symmetry of Sudoku:
+    relabel the digits, permute the bands and the rows inside each, the same for columns, maybe transpose.
+    A few thousand unique puzzles become as many distinct training puzzles as we need (sudoku_puzzles.py)."""
+    B = batch_size
+    pick = torch.randint(len(data), (B,), generator=generator)
+    relabel = torch.cat([torch.zeros(B, 1, dtype=torch.long),  # 0 (blank) stays 0
+                         torch.rand(B, 9, generator=generator).argsort(1) + 1], 1)  # (B, 10)
+
+    def lines():  # (B, 9): 3 bands in random order, the 3 lines inside each in random order
+        bands = torch.rand(B, 3, generator=generator).argsort(1)[:, :, None] * 3  # (B, 3, 1)
+        return (bands + torch.rand(B, 3, 3, generator=generator).argsort(2)).flatten(1)
+
+    cell = lines()[:, :, None] * 9 + lines()[:, None, :]  # (B, 9, 9): which old cell lands at each new one
+    flip = torch.rand(B, generator=generator) < 0.5
+    cell = torch.where(flip[:, None, None], cell.transpose(1, 2), cell).flatten(1)  # (B, 81)
+    x = data[pick.to(data.device)].view(B, 2, CELLS)  # (B, 2, 81): puzzle, solution
+    x = x.gather(2, cell.to(data.device)[:, None, :].expand(B, 2, CELLS))
+    return relabel.to(data.device).gather(1, x.flatten(1))  # (B, 162)
+
+
+def first_puzzles(val, n, length=None):
+    """05's windows(): the first n validation puzzles, the same every evaluation."""
+    return val[:n]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The two objectives (05's loop calls loss, val_bits and, when present, score)
+# ---------------------------------------------------------------------------------------------------------
+def sudoku_diffusion_loss(model, x, mask_id, generator=None):
+    """Lesson 04's NELBO, infilling: only blank cells are ever masked, givens stay visible. -> nats per blank."""
+    puzzle, solution = x[:, :CELLS], x[:, CELLS:]  # (B, 81) each
+    t = diff.sample_times(x.size(0), generator, x.device)  # (B,) one noise level per puzzle
+    _, mask = diff.forward_process(solution, t, mask_id, generator)
+    mask &= puzzle == 0  # GPT vs dLLM: a given is never masked, so it never carries loss
+    z = torch.where(mask, mask_id, solution)  # (B, 81)
+    ce = diff.masked_cross_entropy(model(z), solution, mask)  # (B, 81), 0 where not masked
+    return (diff.loss_weight(t)[:, None] * ce).sum() / (puzzle == 0).sum()
+
+
+def solution_loss(model, x):
+    """The GPT reads puzzle + solution[:-1] and predicts each solution cell: (B, 81) nats, the puzzle half free."""
+    logits = model(x[:, :-1])[:, CELLS - 1 :]  # (B, 81, V): the positions that predict the solution
+    # GPT vs dLLM: next-token loss, on the solution half only (the puzzle is the prompt)
+    return F.cross_entropy(logits.float().flatten(0, 1), x[:, CELLS:].flatten(), reduction="none").view(-1, CELLS)
+
+
+class SudokuDiffusion(train.DiffusionObjective):
+    """The dLLM: infill the blank cells. Validation: its NELBO in bits per blank cell, and puzzles solved."""
+
+    def loss(self, model, x, config):
+        return sudoku_diffusion_loss(model, x, config.mask_id)
+
+    @torch.no_grad()
+    def val_bits(self, model, windows, K, config):  # K noise levels per puzzle, the same draws every evaluation
+        g = torch.Generator(windows.device).manual_seed(0)
+        return sum(sudoku_diffusion_loss(model, windows, config.mask_id, g).item() for _ in range(K)) / K / 0.6931
+
+    def score(self, model, windows):
+        return {"val_solved": solved(solve_dllm(model, windows[:, :CELLS])[0], windows).float().mean().item()}
+
+
+class SudokuGPT(gpt.NextTokenObjective):
+    """The GPT of the same size: puzzle -> solution. Validation: exact NLL per blank cell, and puzzles solved."""
+
+    def configure(self, args):
+        return self
+
+    def loss(self, model, x, config=None):
+        return solution_loss(model, x).sum() / (x[:, :CELLS] == 0).sum()
+
+    @torch.no_grad()
+    def val_bits(self, model, windows, K=None, config=None):
+        return solution_loss(model, windows).sum().item() / (windows[:, :CELLS] == 0).sum().item() / 0.6931
+
+    def score(self, model, windows):
+        return {"val_solved": solved(solve_gpt(model, windows[:, :CELLS])[0], windows).float().mean().item()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Solving and scoring
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def solve_dllm(model, puzzle, decoder="confidence", callback=None):
+    """Fill the blanks of puzzle (B, 81) with the dLLM -> (grids (B, 81), model calls). Greedy (temperature 0):
+    the order is the only choice. One cell per call, or as lesson 10's rule decides (threshold / eb)."""
+    mask_id = model.config.mask_id
+    canvas = puzzle.masked_fill(puzzle == 0, mask_id)  # GPT vs dLLM: the blanks are [MASK], all cells visible
+    kw = DECODERS[decoder]
+    if "threshold" in kw or "entropy_budget" in kw:
+        return fast.generate_fast(model, canvas, mask_id, temperature=0, callback=callback, **kw)
+    return diff.generate(model, canvas, mask_id, steps=CELLS, temperature=0, callback=callback, **kw)
+
+
+@torch.no_grad()
+def solve_gpt(model, puzzle, callback=None):
+    """Write the solution after the puzzle, cell by cell, greedy, with lesson 03's KV cache. A given cell is copied
+    from the puzzle, not guessed: the fairest GPT never loses a cell the puzzle states. -> (grids (B, 81), 81 calls)"""
+    cache = tfm.KVCache(model.config, puzzle.size(0), 2 * CELLS, puzzle.device)
+    logits = model(puzzle, cache=cache, start=0)[:, -1]  # (B, V): one call reads the whole puzzle
+    cells = []
+    for i in range(CELLS):  # GPT vs dLLM: cell i is committed before the model has seen any later answer
+        cells.append(torch.where(puzzle[:, i] > 0, puzzle[:, i], logits.argmax(-1)))  # (B,)
+        if callback is not None:  # the grid so far: solution[:i+1], then the rest of the puzzle
+            callback(i + 1, torch.cat([torch.stack(cells, 1), puzzle[:, i + 1 :]], 1))
+        if i < CELLS - 1:
+            logits = model(cells[-1][:, None], cache=cache, start=CELLS + i)[:, -1]
+    return torch.stack(cells, 1), CELLS
+
+
+def valid(grid, puzzle):
+    """(B,) every row, column and box holds 1..9 once, and every given is kept."""
+    units = grid[:, UNITS.to(grid.device)].sort(-1).values  # (B, 27, 9)
+    rules = (units == torch.arange(1, 10, device=grid.device)).all(-1).all(-1)
+    return rules & ((puzzle == 0) | (grid == puzzle)).all(-1)
+
+
+def solved(grid, pairs):
+    """(B,) every cell equals the solution. pairs: (B, 162) puzzle + solution. (A unique puzzle has one valid
+    completion, so solved and valid agree; valid() is reported too, to catch a broken puzzle or metric.)"""
+    return (grid == pairs[:, CELLS:]).all(-1)
+
+
+def show(*grids, titles=()):
+    """Grids (lists of 81 ints, 0 or the mask id > 9 shown as '.') side by side, with box lines."""
+    out = ["      ".join(f"{t:<21}" for t in titles)] if titles else []
+    for r in range(9):
+        if r in (3, 6):
+            out.append("      ".join(["------+-------+------"] * len(grids)))
+        cell = lambda v: str(v) if 0 < v < 10 else "."
+        out.append("      ".join(" | ".join(" ".join(cell(v) for v in g[r * 9 + c : r * 9 + c + 3]) for c in (0, 3, 6))
+                                 for g in grids))
+    return "\n".join(out)
+
+
+def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu", log=None):
+    """The Sudoku model of `kind` ('dllm' or 'gpt'): --checkpoint, else your run, else the shipped one."""
+    path = pretrained.choose(checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}", use_pretrained,
+                             log=log or (lambda s: print(s, file=sys.stderr)))
+    model, tok, _ = checkpoints.load_model(kind, path, device)
+    if tok.tokens != list(TOKENS):
+        raise UsageError(f"{path} is not a Sudoku model (its vocabulary is not the digits 0-9)")
+    return model
+
+
+def read_puzzle_lines(path):
+    """(N, 81) from a file of puzzles, one per line (81 digits, '.' or '0' blank; `puzzle,solution` also read)."""
+    rows = [puzzles.parse_puzzle(line.split(",")[0], f"{path}:{n}")
+            for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
+    if not rows:
+        raise UsageError(f"{path}: no puzzles in it")
+    return torch.tensor(rows)
+
+
+def solve_file(args):
+    """--solve FILE: one 81-digit answer per line, in order; batched."""
+    grid = read_puzzle_lines(args.solve)
+    model = load_solver(args.model, args.checkpoint, args.pretrained, args.device)
+    device = next(model.parameters()).device
+    answers = []
+    for chunk in grid.split(args.batch):
+        chunk = chunk.to(device)
+        with runtime.autocast(device.type, runtime.resolve_dtype("auto", device.type)):
+            out = solve_dllm(model, chunk, args.decoder)[0] if args.model == "dllm" else solve_gpt(model, chunk)[0]
+        out = torch.where(out > 9, 0, out)  # a cell a rule left masked (never with one cell per call) stays blank
+        answers += ["".join(map(str, row)) for row in out.tolist()]
+    print("\n".join(answers))
+    return answers
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The demo: fresh puzzles, both models, the order each one fills a grid
+# ---------------------------------------------------------------------------------------------------------
+def demo(args):
+    import random
+
+    rng, seen = random.Random(args.seed), set()
+    print(f"making {args.puzzles_per_band} fresh puzzles in each band (sudoku_puzzles.py, seed {args.seed}) ...")
+    bands = {name: puzzles.make_split(args.puzzles_per_band, (lo, min(hi, 50)), rng, seen)
+             for name, (lo, hi) in puzzles.BANDS.items() if name != "17-27"}
+    dllm = load_solver("dllm", None, args.pretrained, args.device)
+    model_gpt = load_solver("gpt", None, args.pretrained, args.device)
+    print(f"\n{'givens':>8} | dLLM, surest cell first | dLLM, random order | GPT, left to right")
+    for name, pairs in bands.items():
+        x = torch.tensor([p + s for p, s in pairs])  # (N, 162)
+        rates = [solved(solve_dllm(dllm, x[:, :CELLS], d)[0], x).float().mean().item() for d in ("confidence",
+                                                                                                    "random")]
+        rates.append(solved(solve_gpt(model_gpt, x[:, :CELLS])[0], x).float().mean().item())
+        print(f"{name:>8} | {rates[0]:>23.0%} | {rates[1]:>19.0%} | {rates[2]:>18.0%}")
+    if args.show_steps or args.gif:
+        show_order(dllm, model_gpt, torch.tensor([bands["28-35"][0][0] + bands["28-35"][0][1]]), args)
+
+
+def show_order(dllm, model_gpt, pair, args):
+    """Which call filled each cell: the dLLM easiest-first beside the GPT's raster order (and a GIF of both)."""
+    puzzle, frames = pair[:, :CELLS], {"dllm": [], "gpt": []}
+    grid_d, _ = solve_dllm(dllm, puzzle, "confidence", lambda i, x: frames["dllm"].append(x[0].tolist()))
+    grid_g, _ = solve_gpt(model_gpt, puzzle, lambda i, x: frames["gpt"].append(x[0].tolist()))
+    order = {k: [next((i for i, f in enumerate(fs, 1) if 0 < f[c] < 10), 0) if puzzle[0, c] == 0 else 0
+                 for c in range(CELLS)] for k, fs in frames.items()}  # the first call after which cell c is filled
+    print("\nthe call that filled each blank cell ('.' = a given), on the same puzzle:")
+    print(f"   {'dLLM, surest cell first':<35}GPT, left to right")
+    for r in range(9):
+        print("   " + "  ".join(" ".join(f"{v:>2}" if v else " ." for v in order[k][r * 9 : r * 9 + 9])
+                                 for k in ("dllm", "gpt")))
+    ok = ["solved it" if solved(g, pair)[0] else "got it wrong" for g in (grid_d, grid_g)]
+    print(f"dLLM {ok[0]}; GPT {ok[1]}\n\n" + show(grid_d[0].tolist(), grid_g[0].tolist(), titles=("dLLM", "GPT")))
+    if args.gif:
+        from support.gif import write_gif
+
+        start, n = puzzle[0].tolist(), max(len(f) for f in frames.values())
+        padded = [[start] + fs + fs[-1:] * (n - len(fs)) for fs in (frames["dllm"], frames["gpt"])]
+        write_gif(args.gif, [show(a, b, titles=("dLLM: surest first", "GPT: left to right"))
+                             for a, b in zip(*padded)], width=48, fps=4)
+        print(f"wrote {args.gif}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line: --train (05's flags), --solve FILE, or the demo
+# ---------------------------------------------------------------------------------------------------------
+def parser(mode):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains or solves")
+    if mode == "train":
+        p = train.add_train_args(p, ROOT / "checkpoints" / "sudoku-dllm")
+        p.add_argument("--train", action="store_true", help="train through lesson 05's loop (its flags apply)")
+        p.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"), help="folder with train.txt and val.txt")
+        p.set_defaults(**{k: None for k in SUDOKU_PRESET})  # unset -> this lesson's preset, below
+        return p
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the demo's fresh puzzles")
+    p.add_argument("--checkpoint", help="a run directory or Hub export (default: your run, else the shipped model)")
+    p.add_argument("--pretrained", action="store_true", help="use the shipped models even if you trained your own")
+    p.add_argument("--decoder", choices=list(DECODERS), default="confidence", help="dLLM decoding order/rule")
+    p.add_argument("--solve", metavar="FILE", help="solve the puzzles in FILE (81 cells per line, '.' or 0 blank)")
+    p.add_argument("--batch", type=positive_int, default=256, help="--solve: puzzles per model call")
+    p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="demo: fresh puzzles per band")
+    p.add_argument("--show-steps", action="store_true", help="demo: print the order each model fills one grid")
+    p.add_argument("--gif", metavar="PATH", help="demo: also write that as an animated GIF")
+    return p
+
+
+def main(argv=None):
+    words = sys.argv[1:] if argv is None else argv
+    args = parse_args_given(parser("train" if "--train" in words else "use"), argv)
+    if not getattr(args, "train", False):
+        return solve_file(args) if args.solve else demo(args)
+    if args.data:
+        raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
+    for k, v in SUDOKU_PRESET.items():  # this lesson's preset where a flag was not given
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.preset = "cpu"  # the rest of 05's defaults (eval-k, min-lr, ...) come from its cpu preset
+    if "out" not in args.given:
+        args.out = str(ROOT / "checkpoints" / f"sudoku-{args.model}")
+    objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()
+    return train.train(args, objective, load_corpus=load_puzzles(args.puzzles),
+                       make_tokenizer=lambda _: diff.CharTokenizer(TOKENS), split=split_puzzles,
+                       batches=symmetric_batch, windows=first_puzzles)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,160 @@
+"""Sudoku (lesson 12): the dLLM and the GPT of the same size on held-out puzzles, by difficulty band and decoder.
+
+    python sudoku_puzzles.py                  # data/sudoku/test.txt: 1,000 test puzzles per band (once)
+    python bench/sudoku.py                    # your runs in checkpoints/sudoku-{dllm,gpt}; ~15 minutes on 2 cores
+    python bench/sudoku.py --pretrained       # the shipped models instead
+
+For each band (number of givens) and each way of decoding: the share of puzzles solved (every cell right) and of
+valid grids (rules hold, givens kept), model calls per puzzle (a call counts for a puzzle while it still has a
+blank; puzzles are decoded in batches), blank cells per puzzle, and seconds per puzzle (batched, wall clock).
+The dLLM decodes greedily by confidence, by top-2 margin (Kim et al. 2025), in random order (the control: the
+order is the point), and in parallel by lesson 10's rules; the GPT greedily, left to right, givens copied.
+Also draws the two training curves (validation puzzles solved against step and against minutes of training)
+from the runs' metrics.csv.
+
+Writes bench/results/sudoku/{sudoku.txt, sudoku.csv, curves.png}.
+"""
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from support import metrics, runtime  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
+from support.files import atomic_write  # noqa: E402
+
+S = import_module("12_sudoku")
+P = import_module("sudoku_puzzles")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def band_of(givens):
+    return next(name for name, (lo, hi) in P.BANDS.items() if lo <= givens <= hi)
+
+
+@torch.no_grad()
+def run_decoder(solve, x, batch):
+    """solve(puzzle, callback) over x (N, 162) in batches -> (solved (N,), valid (N,), calls (N,), seconds)."""
+    out, calls = [], []
+    t0 = time.perf_counter()
+    for chunk in x.split(batch):
+        puzzle = chunk[:, : S.CELLS]
+        n = torch.zeros(len(chunk), dtype=torch.long)
+        state = {"open": torch.ones(len(chunk), dtype=torch.long)}  # 1 while the puzzle still has a blank
+
+        def count(i, grid, n=n, state=state):
+            n.add_(state["open"])
+            state["open"] = ((grid[:, : S.CELLS] == 0) | (grid[:, : S.CELLS] > 9)).any(1).long()
+
+        grid, total = solve(puzzle, count)
+        if not n.any():  # the GPT: no callback, every puzzle takes all its calls
+            n.fill_(total)
+        out.append(grid)
+        calls.append(n)
+    seconds = time.perf_counter() - t0
+    grid = torch.cat(out)
+    return S.solved(grid, x), S.valid(grid, x[:, : S.CELLS]), torch.cat(calls), seconds
+
+
+def curves(runs, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, run in runs.items():
+        rows = metrics.read_metrics(run)
+        for ax, key, scale in ((axes[0], "step", 1), (axes[1], "elapsed_s", 60)):
+            ax.plot([r[key] / scale for r in rows], [100 * r["val_solved"] for r in rows], marker="o", label=name)
+    for ax, label in zip(axes, ("step", "minutes of training (evaluation excluded)")):
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation puzzles solved (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Sudoku, same Transformer, same puzzles: dLLM (surest cell first) vs GPT (left to right)")
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--dllm", default=str(ROOT / "checkpoints" / "sudoku-dllm"), help="dLLM run or export")
+    p.add_argument("--gpt", default=str(ROOT / "checkpoints" / "sudoku-gpt"), help="GPT run or export")
+    p.add_argument("--pretrained", action="store_true", help="the shipped models (no training curves)")
+    p.add_argument("--test", default=str(ROOT / "data" / "sudoku" / "test.txt"), help="puzzle,solution lines")
+    p.add_argument("--per-band", type=positive_int, default=1000, help="test puzzles per band (at most)")
+    p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.9], help="dLLM parallel decoding thresholds")
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.1], help="EB-Sampler entropy budgets (nats)")
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "sudoku"), help="where results go")
+    args = p.parse_args(argv)
+    if not Path(args.test).exists():
+        raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py`")
+    kind_path = {k: (S.pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))
+                 for k in ("dllm", "gpt")}
+    models = {k: S.load_solver(k, str(v)) for k, v in kind_path.items()}
+    torch.set_grad_enabled(False)
+    pairs = P.read_pairs(args.test)
+    by_band = {}
+    for puzzle, solution in pairs:
+        by_band.setdefault(band_of(sum(v > 0 for v in puzzle)), []).append(puzzle + solution)
+    decoders = {"dLLM confidence, 1 cell/call": ("dllm", dict(remasking="confidence")),
+                "dLLM margin, 1 cell/call": ("dllm", dict(remasking="margin")),
+                "dLLM random order, 1 cell/call": ("dllm", dict(remasking="random")),
+                **{f"dLLM threshold {t:g} (parallel)": ("dllm", dict(threshold=t, remasking="confidence"))
+                   for t in args.thresholds},
+                **{f"dLLM EB-Sampler {b:g} nats (parallel)": ("dllm", dict(entropy_budget=b, remasking="entropy"))
+                   for b in args.budgets},
+                "GPT greedy, left to right": ("gpt", None)}
+
+    def solver(kind, kw):
+        m = models[kind]
+        if kind == "gpt":
+            return lambda puzzle, cb: S.solve_gpt(m, puzzle)
+        canvas = lambda puzzle: puzzle.masked_fill(puzzle == 0, m.config.mask_id)
+        if "threshold" in kw or "entropy_budget" in kw:
+            return lambda puzzle, cb: S.fast.generate_fast(m, canvas(puzzle), m.config.mask_id, temperature=0,
+                                                           callback=cb, **kw)
+        g = torch.Generator().manual_seed(0)  # random order draws from it
+        return lambda puzzle, cb: S.diff.generate(m, canvas(puzzle), m.config.mask_id, steps=S.CELLS,
+                                                  temperature=0, callback=cb, generator=g, **kw)
+
+    rows = []
+    for band in P.BANDS:
+        if band not in by_band:
+            continue
+        x = torch.tensor(by_band[band][: args.per_band])
+        blanks = (x[:, : S.CELLS] == 0).sum(1).float().mean().item()
+        for name, (kind, kw) in decoders.items():
+            ok, valid, calls, seconds = run_decoder(solver(kind, kw), x, args.batch)
+            rows.append({"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
+                         "valid": valid.float().mean().item(), "calls": calls.float().mean().item(),
+                         "blanks": blanks, "s_per_puzzle": seconds / len(x)})
+            r = rows[-1]
+            print(f"{band:>6} {name:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls {r['calls']:5.1f} "
+                  f"(blanks {blanks:4.1f}) {1000 * r['s_per_puzzle']:6.1f} ms/puzzle", flush=True)
+    out = Path(args.out_dir)
+    metrics.write_csv(out / "sudoku.csv", rows, list(rows[0]))
+    head = (f"Sudoku test puzzles, {args.test}; models {kind_path['dllm']} and {kind_path['gpt']}; "
+            f"{runtime.machine_name('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, "
+            f"batch {args.batch}\ncommand: python bench/sudoku.py {' '.join(sys.argv[1:] if argv is None else argv)}"
+            "\n\n| givens | puzzles | decoder | solved | valid grid | model calls / puzzle | blanks / puzzle "
+            "| ms / puzzle |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    table = "".join(f"| {r['band']} | {r['puzzles']} | {r['decoder']} | {r['solved']:.1%} | {r['valid']:.1%} | "
+                    f"{r['calls']:.1f} | {r['blanks']:.1f} | {1000 * r['s_per_puzzle']:.1f} |\n" for r in rows)
+    atomic_write(out / "sudoku.txt", lambda tmp: Path(tmp).write_text(head + table, encoding="utf-8"))
+    runs = {k.upper() if k == "gpt" else "dLLM": v for k, v in kind_path.items() if (Path(v) / "metrics.csv").exists()}
+    if runs:
+        curves(runs, out / "curves.png")
+    print(f"wrote {out / 'sudoku.txt'}, {out / 'sudoku.csv'}" + (f", {out / 'curves.png'}" if runs else ""))
+    return rows
+
+
+if __name__ == "__main__":
+    run_cli(main)

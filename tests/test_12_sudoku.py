@@ -1,0 +1,130 @@
+"""Lesson 12: Sudoku. The symmetry batches stay valid puzzles, the dLLM's loss never touches a given, the GPT's
+only the solution half, the solved/valid metric on hand-made cases, both models train through 05's loop, --solve's
+output and its one-line errors, and the shipped models solve fixed puzzles."""
+import random
+
+import pytest
+import torch
+
+from conftest import ROOT, cli_error, lesson
+
+S, P = lesson("12_sudoku"), lesson("sudoku_puzzles")
+SHIPPED = {k: ROOT / "checkpoints" / "pretrained" / f"sudoku-{k}" for k in ("dllm", "gpt")}
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    rng, seen = random.Random(5), set()
+    return P.make_split(12, (36, 50), rng, seen)
+
+
+@pytest.fixture(scope="module")
+def puzzle_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sudoku")
+    P.main(["--train", "40", "--val", "8", "--test", "2", "--out", str(d), "--seed", "2"])
+    return d
+
+
+def rows(pairs):
+    return torch.tensor([p + s for p, s in pairs])  # (N, 162)
+
+
+def test_symmetric_batches_are_valid_unique_puzzles_of_the_same_difficulty(pairs):
+    data = rows(pairs)
+    x = S.symmetric_batch(data, 32, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (32, 162)
+    originals = {tuple(r) for r in data.tolist()}
+    for r in x.tolist():
+        puzzle, solution = r[:81], r[81:]
+        assert P.valid_solution(solution)
+        assert all(p in (0, s) for p, s in zip(puzzle, solution))  # givens agree with the solution
+        assert P.solve(puzzle) == [solution]  # still exactly one solution
+        assert sum(v == 0 for v in puzzle) in {sum(v == 0 for v in p) for p, _ in pairs}
+    assert sum(tuple(r) in originals for r in x.tolist()) <= 1  # new puzzles, not copies
+
+
+class Logits(torch.nn.Module):
+    """A 'model' whose output is a parameter: its gradient shows which positions carry loss."""
+
+    def __init__(self, B, T, V, config=None):
+        super().__init__()
+        self.out, self.config = torch.nn.Parameter(torch.zeros(B, T, V)), config
+
+    def forward(self, idx):
+        return self.out[:, : idx.size(1)]
+
+
+def test_dllm_loss_never_on_a_given_and_gpt_loss_only_on_the_solution(pairs):
+    x = rows(pairs)
+    m = Logits(len(x), 81, 11)
+    S.sudoku_diffusion_loss(m, x, 10, torch.Generator().manual_seed(0)).backward()
+    touched = m.out.grad.abs().sum(-1) > 0  # (B, 81)
+    given = x[:, :81] > 0
+    assert not touched[given].any()
+    assert touched[~given].any()
+    g = Logits(len(x), 161, 10)
+    S.solution_loss(g, x).sum().backward()
+    touched = g.out.grad.abs().sum(-1) > 0  # (B, 161): position i predicts token i + 1
+    assert not touched[:, :80].any() and touched[:, 80:].all()
+
+
+def test_solved_and_valid_on_hand_made_cases(pairs):
+    puzzle, solution = (torch.tensor(v) for v in pairs[0])
+    pair = torch.cat([puzzle, solution])[None]
+    wrong = solution.clone()
+    blank = int((puzzle == 0).nonzero()[0])
+    wrong[blank] = wrong[blank] % 9 + 1  # one wrong cell
+    relabelled = torch.tensor([0, 2, 3, 4, 5, 6, 7, 8, 9, 1])[solution]  # a valid grid, but every given changed
+    grids = torch.stack([solution, wrong, relabelled])
+    assert S.solved(grids, pair.expand(3, -1)).tolist() == [True, False, False]
+    assert S.valid(grids, puzzle[None].expand(3, -1)).tolist() == [True, False, False]
+    assert P.valid_solution(relabelled.tolist())  # the rules hold: only the givens make it wrong
+
+
+@pytest.mark.parametrize("model", ["dllm", "gpt"])
+def test_both_models_train_through_lesson_05s_loop_and_solve(model, puzzle_dir, tmp_path, capsys):
+    out = tmp_path / model
+    rows_ = S.main(["--train", "--model", model, "--puzzles", str(puzzle_dir), "--out", str(out), "--steps", "6",
+                    "--eval-every", "3", "--batch-size", "8", "--n-layer", "1", "--n-embd", "32", "--dtype", "fp32",
+                    "--no-plot"])
+    assert [r["step"] for r in rows_] == [0, 3, 6]
+    assert all(0 <= r["val_solved"] <= 1 for r in rows_) and rows_[-1]["val_bpc"] < rows_[0]["val_bpc"]
+    assert "val_solved" in (out / "metrics.csv").read_text().splitlines()[0]
+    capsys.readouterr()
+    f = tmp_path / "in.txt"
+    f.write_text("".join(line.split(",")[0].replace("0", ".") + "\n" for line in
+                         (puzzle_dir / "test.txt").read_text().splitlines()[:3]))
+    answers = S.main(["--solve", str(f), "--model", model, "--checkpoint", str(out)])
+    printed = capsys.readouterr().out.split()
+    assert printed == answers and len(answers) == 3
+    for a, line in zip(answers, f.read_text().split()):
+        assert len(a) == 81 and all(g in (".", c) for g, c in zip(line, a))  # givens kept, in order
+
+
+def test_solve_rejects_bad_lines_naming_them(tmp_path, capsys, pairs):
+    good = "".join(map(str, pairs[0][0]))
+    f = tmp_path / "bad.txt"
+    for bad, says in [(good[:80], "81 cells"), (good[:80] + "x", "only digits"), ("11" + good[2:], "break the rules")]:
+        f.write_text(good + "\n" + bad + "\n")
+        err = cli_error(S.main, ["--solve", str(f)], capsys)
+        assert f"{f}:2" in err and says in err
+    err = cli_error(S.main, ["--train", "--puzzles", str(tmp_path / "none"), "--out", str(tmp_path / "r")], capsys)
+    assert "sudoku_puzzles.py" in err
+
+
+@pytest.mark.skipif(not all(p.exists() for p in SHIPPED.values()), reason="the Sudoku models are not shipped yet")
+def test_the_shipped_models_solve_fixed_puzzles(pairs):
+    x = rows(pairs)  # 12 puzzles with 36-50 givens, made here from a fixed seed
+    dllm, model_gpt = S.load_solver("dllm", SHIPPED["dllm"]), S.load_solver("gpt", SHIPPED["gpt"])
+    grid, calls = S.solve_dllm(dllm, x[:, :81])
+    assert S.solved(grid, x).float().mean() >= 0.9 and calls == int((x[:, :81] == 0).sum(1).max())
+    grid, calls = S.solve_gpt(model_gpt, x[:, :81])
+    assert calls == 81 and S.valid(grid, x[:, :81]).shape == (12,)
+
+
+def test_demo_prints_the_fill_order(capsys, tmp_path):
+    if not all(p.exists() for p in SHIPPED.values()):
+        pytest.skip("the Sudoku models are not shipped yet")
+    S.main(["--pretrained", "--puzzles-per-band", "2", "--show-steps", "--gif", str(tmp_path / "s.gif")])
+    out = capsys.readouterr().out
+    assert "surest cell first" in out and "GPT, left to right" in out and (tmp_path / "s.gif").stat().st_size > 0
