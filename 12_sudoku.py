@@ -49,7 +49,7 @@ DECODERS = {  # name -> how the dLLM fills the grid (one cell per call unless a 
     "eb": dict(entropy_budget=0.1, remasking="entropy")}
 # Model and training preset of this lesson (Ye et al.'s 6M model is bigger; 0.8M is enough here).
 SUDOKU_PRESET = dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False, dropout=0.0, batch_size=128,
-                     lr=1e-3, warmup=100, steps=2000, eval_every=250, eval_windows=200, eval_k=8, sample_len=0,
+                     lr=1e-3, warmup=100, steps=2400, eval_every=200, eval_windows=200, eval_k=8, sample_len=0,
                      weight_decay=0.1)
 
 
