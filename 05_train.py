@@ -217,7 +217,8 @@ def evaluate(run, train_loss=None, tokens=0, t0=None):
     # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)
     trained = f"{train_loss / math.log(2) / run.chars_per_token:.3f}" if run.step else "  -  "
     speed = f"{tokens / dt:,.0f} tok/s" if run.step else "- tok/s"
-    tqdm.write(f"step {run.step:>6} | train {trained} | val {val:.3f} bits/char | lr {run.rows[-1]['lr']:.2e} | "
+    unit = getattr(run.objective, "unit", "bits/char")  # 12's Sudoku objectives: bits per blank cell
+    tqdm.write(f"step {run.step:>6} | train {trained} | val {val:.3f} {unit} | lr {run.rows[-1]['lr']:.2e} | "
                f"{speed} | {run.elapsed / 60:.1f} min" + "".join(f" | {k} {v:.3f}" for k, v in scores.items()))
     if sample is not None:
         tqdm.write(f"--- sample at step {run.step} ---\n{sample}\n---")

@@ -123,6 +123,8 @@ def solution_loss(model, x):
 class SudokuDiffusion(train.DiffusionObjective):
     """The dLLM: infill the blank cells. Validation: its NELBO in bits per blank cell, and puzzles solved."""
 
+    unit = "bits/blank"
+
     def loss(self, model, x, config):
         return sudoku_diffusion_loss(model, x, config.mask_id)
 
@@ -137,6 +139,8 @@ class SudokuDiffusion(train.DiffusionObjective):
 
 class SudokuGPT(gpt.NextTokenObjective):
     """The GPT of the same size: puzzle -> solution. Validation: exact NLL per blank cell, and puzzles solved."""
+
+    unit = "bits/blank"
 
     def configure(self, args):
         return self

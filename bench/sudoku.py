@@ -86,6 +86,9 @@ def main(argv=None):
     p.add_argument("--dllm", default=str(ROOT / "checkpoints" / "sudoku-dllm"), help="dLLM run or export")
     p.add_argument("--gpt", default=str(ROOT / "checkpoints" / "sudoku-gpt"), help="GPT run or export")
     p.add_argument("--pretrained", action="store_true", help="the shipped models (no training curves)")
+    p.add_argument("--models", nargs="+", choices=["dllm", "gpt"], default=["dllm", "gpt"], help="which to run")
+    p.add_argument("--one-cell", nargs="+", default=["confidence", "margin", "random"],
+                   choices=["confidence", "margin", "random"], help="dLLM orders decoded one cell per call")
     p.add_argument("--test", default=str(ROOT / "data" / "sudoku" / "test.txt"), help="puzzle,solution lines")
     p.add_argument("--per-band", type=positive_int, default=1000, help="test puzzles per band (at most)")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
@@ -96,16 +99,15 @@ def main(argv=None):
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py`")
     kind_path = {k: (S.pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))
-                 for k in ("dllm", "gpt")}
+                 for k in args.models}
     models = {k: S.load_solver(k, str(v)) for k, v in kind_path.items()}
     torch.set_grad_enabled(False)
     pairs = P.read_pairs(args.test)
     by_band = {}
     for puzzle, solution in pairs:
         by_band.setdefault(band_of(sum(v > 0 for v in puzzle)), []).append(puzzle + solution)
-    decoders = {"dLLM confidence, 1 cell/call": ("dllm", dict(remasking="confidence")),
-                "dLLM margin, 1 cell/call": ("dllm", dict(remasking="margin")),
-                "dLLM random order, 1 cell/call": ("dllm", dict(remasking="random")),
+    decoders = {**{f"dLLM {o if o != 'random' else 'random order'}, 1 cell/call": ("dllm", dict(remasking=o))
+                   for o in args.one_cell},
                 **{f"dLLM threshold {t:g} (parallel)": ("dllm", dict(threshold=t, remasking="confidence"))
                    for t in args.thresholds},
                 **{f"dLLM EB-Sampler {b:g} nats (parallel)": ("dllm", dict(entropy_budget=b, remasking="entropy"))
@@ -124,6 +126,7 @@ def main(argv=None):
         return lambda puzzle, cb: S.diff.generate(m, canvas(puzzle), m.config.mask_id, steps=S.CELLS,
                                                   temperature=0, callback=cb, generator=g, **kw)
 
+    decoders = {k: v for k, v in decoders.items() if v[0] in models}
     rows = []
     for band in P.BANDS:
         if band not in by_band:
@@ -140,7 +143,9 @@ def main(argv=None):
                   f"(blanks {blanks:4.1f}) {1000 * r['s_per_puzzle']:6.1f} ms/puzzle", flush=True)
     out = Path(args.out_dir)
     metrics.write_csv(out / "sudoku.csv", rows, list(rows[0]))
-    head = (f"Sudoku test puzzles, {args.test}; models {kind_path['dllm']} and {kind_path['gpt']}; "
+    shown = [str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve().is_relative_to(ROOT) else str(v)
+             for v in (args.test, *kind_path.values())]
+    head = (f"Sudoku puzzles, {shown[0]}; models {', '.join(shown[1:])}; "
             f"{runtime.machine_name('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, "
             f"batch {args.batch}\ncommand: python bench/sudoku.py {' '.join(sys.argv[1:] if argv is None else argv)}"
             "\n\n| givens | puzzles | decoder | solved | valid grid | model calls / puzzle | blanks / puzzle "
