@@ -6,8 +6,8 @@
     python 05_train.py --resume                           # continue checkpoints/dllm/latest.pt
 
 The lesson is the loop in train(): draw a batch, compute the objective, step the optimizer, evaluate now and
-then, save. The same loop trains the GPT (07) and the Tamil model (08): they pass their own objective, corpus
-and tokenizer. Plumbing that is not the lesson (files, checkpoints, the Hub, devices, DDP, metrics) lives in
+then, save. The same loop trains the GPT (07), the Tamil model (08), block diffusion (11) and the Sudoku solvers
+(12): they pass their own objective, corpus, tokenizer or data functions. Plumbing that is not the lesson (files, checkpoints, the Hub, devices, DDP, metrics) lives in
 the `support` package, which you may skip.
 """
 import math
@@ -148,7 +148,7 @@ class DiffusionObjective:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The training loop, shared by 05 (dLLM), 07 (GPT), 08 (Tamil) and 11 (block diffusion)
+# The training loop, shared by 05 (dLLM), 07 (GPT), 08 (Tamil), 11 (block diffusion) and 12 (Sudoku)
 # ---------------------------------------------------------------------------------------------------------
 def train(args, objective, load_corpus=None, make_tokenizer=None, split=split_corpus, batches=get_batch,
           windows=eval_windows):

@@ -2,8 +2,8 @@
 
     python 12_sudoku.py                              # demo: the shipped models solve fresh puzzles (seconds)
     python 12_sudoku.py --show-steps                 # ... and print the order each model fills one grid
-    python sudoku_puzzles.py                         # data/sudoku/: training, validation, test puzzles (~20 min)
-    python 12_sudoku.py --train --model dllm         # ~30 min on 2 CPU cores -> checkpoints/sudoku-dllm
+    python sudoku_puzzles.py                         # data/sudoku/: training, validation, test puzzles (18 min)
+    python 12_sudoku.py --train --model dllm         # 27 min on 2 CPU cores -> checkpoints/sudoku-dllm
     python 12_sudoku.py --train --model gpt          # the GPT of the same size -> checkpoints/sudoku-gpt
     python 12_sudoku.py --solve FILE --model dllm    # one puzzle per line in, one 81-digit answer per line out
 
@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parent
 CELLS = 81
 TOKENS = "0123456789"  # token id = digit; 0 = a blank cell
 UNITS = torch.tensor(puzzles.UNITS)  # (27, 9): the rows, columns and boxes, as cell indices
-DECODERS = {  # name -> how the dLLM fills the grid (one cell per call unless a rule decides how many)
+DECODERS = {  # how the dLLM fills the grid: one cell per call, or as a rule decides (chosen on validation puzzles)
     "confidence": dict(remasking="confidence"), "margin": dict(remasking="margin"),
-    "random": dict(remasking="random"), "threshold": dict(threshold=0.9, remasking="confidence"),
+    "random": dict(remasking="random"), "threshold": dict(threshold=0.97, remasking="confidence"),
     "eb": dict(entropy_budget=0.1, remasking="entropy")}
 # Model and training preset of this lesson (Ye et al.'s 6M model is bigger; 0.8M is enough here).
 SUDOKU_PRESET = dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False, dropout=0.0, batch_size=128,

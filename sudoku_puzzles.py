@@ -1,6 +1,6 @@
 """Sudoku puzzles, made offline: random solution grids, puzzles with exactly one solution, Sudoku's symmetries.
 
-    python sudoku_puzzles.py                          # data/sudoku/{train,val,test}.txt, about 20 minutes
+    python sudoku_puzzles.py                          # data/sudoku/{train,val,test}.txt, about 18 minutes
     python sudoku_puzzles.py --train 200 --val 20 --test 20 --out /tmp/sudoku   # seconds
     python sudoku_puzzles.py --check data/sudoku/test.txt                     # solve every line, report
 

@@ -2,6 +2,7 @@
 only the solution half, the solved/valid metric on hand-made cases, both models train through 05's loop, --solve's
 output and its one-line errors, and the shipped models solve fixed puzzles."""
 import random
+import sys
 
 import pytest
 import torch
@@ -81,12 +82,18 @@ def test_solved_and_valid_on_hand_made_cases(pairs):
     assert P.valid_solution(relabelled.tolist())  # the rules hold: only the givens make it wrong
 
 
+@pytest.fixture(scope="module")
+def tiny_runs(puzzle_dir, tmp_path_factory):
+    """Both models trained 6 steps through lesson 05's loop (1 layer, width 32): {kind: (run folder, rows)}."""
+    d = tmp_path_factory.mktemp("sudoku_runs")
+    return {k: (d / k, S.main(["--train", "--model", k, "--puzzles", str(puzzle_dir), "--out", str(d / k), "--steps",
+                               "6", "--eval-every", "3", "--batch-size", "8", "--n-layer", "1", "--n-embd", "32",
+                               "--dtype", "fp32", "--no-plot"])) for k in ("dllm", "gpt")}
+
+
 @pytest.mark.parametrize("model", ["dllm", "gpt"])
-def test_both_models_train_through_lesson_05s_loop_and_solve(model, puzzle_dir, tmp_path, capsys):
-    out = tmp_path / model
-    rows_ = S.main(["--train", "--model", model, "--puzzles", str(puzzle_dir), "--out", str(out), "--steps", "6",
-                    "--eval-every", "3", "--batch-size", "8", "--n-layer", "1", "--n-embd", "32", "--dtype", "fp32",
-                    "--no-plot"])
+def test_both_models_train_through_lesson_05s_loop_and_solve(model, tiny_runs, puzzle_dir, tmp_path, capsys):
+    out, rows_ = tiny_runs[model]
     assert [r["step"] for r in rows_] == [0, 3, 6]
     assert all(0 <= r["val_solved"] <= 1 for r in rows_) and rows_[-1]["val_bpc"] < rows_[0]["val_bpc"]
     assert "val_solved" in (out / "metrics.csv").read_text().splitlines()[0]
@@ -101,6 +108,23 @@ def test_both_models_train_through_lesson_05s_loop_and_solve(model, puzzle_dir, 
         assert len(a) == 81 and all(g in (".", c) for g, c in zip(line, a))  # givens kept, in order
 
 
+def test_benchmark_counts_every_band_and_decoder(tiny_runs, puzzle_dir, tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    bench = lesson("sudoku")
+    rows_ = bench.main(["--dllm", str(tiny_runs["dllm"][0]), "--gpt", str(tiny_runs["gpt"][0]), "--test",
+                        str(puzzle_dir / "test.txt"), "--out-dir", str(tmp_path)])
+    assert len(rows_) == 4 * 6  # 4 bands x (3 one-cell orders, a threshold, an EB budget, the GPT)
+    for r in rows_:
+        assert r["puzzles"] == 2 and 0 <= r["solved"] <= r["valid"] + 1e-9 <= 1 + 1e-9
+        if r["decoder"].startswith("GPT"):
+            assert r["calls"] == 81  # one per cell, givens included
+        elif "1 cell/call" in r["decoder"]:
+            assert r["calls"] == pytest.approx(r["blanks"])
+        else:  # a parallel rule: at least one cell per call
+            assert 1 <= r["calls"] <= r["blanks"]
+    assert (tmp_path / "sudoku.txt").exists() and (tmp_path / "curves.png").stat().st_size > 0
+
+
 def test_solve_rejects_bad_lines_naming_them(tmp_path, capsys, pairs):
     good = "".join(map(str, pairs[0][0]))
     f = tmp_path / "bad.txt"
@@ -110,6 +134,13 @@ def test_solve_rejects_bad_lines_naming_them(tmp_path, capsys, pairs):
         assert f"{f}:2" in err and says in err
     err = cli_error(S.main, ["--train", "--puzzles", str(tmp_path / "none"), "--out", str(tmp_path / "r")], capsys)
     assert "sudoku_puzzles.py" in err
+
+
+def test_solve_refuses_a_model_of_text(dllm_run, tmp_path, capsys, pairs):
+    f = tmp_path / "p.txt"
+    f.write_text("".join(map(str, pairs[0][0])) + "\n")
+    err = cli_error(S.main, ["--solve", str(f), "--checkpoint", str(dllm_run[0] / "dllm")], capsys)
+    assert "not a Sudoku model" in err
 
 
 @pytest.mark.skipif(not all(p.exists() for p in SHIPPED.values()), reason="the Sudoku models are not shipped yet")
