@@ -7,8 +7,8 @@
 
 The lesson is the loop in train(): draw a batch, compute the objective, step the optimizer, evaluate now and
 then, save. The same loop trains the GPT (07), the Tamil model (08), block diffusion (11) and the Sudoku solvers
-(12): they pass their own objective, corpus, tokenizer or data functions. Plumbing that is not the lesson (files, checkpoints, the Hub, devices, DDP, metrics) lives in
-the `support` package, which you may skip.
+(12): they pass their own objective, corpus, tokenizer or data functions. Plumbing that is not the lesson (files,
+checkpoints, the Hub, devices, DDP, metrics) lives in the `support` package, which you may skip.
 """
 import math
 import sys
