@@ -48,7 +48,7 @@ def run_decoder(solve, x, batch):
 
         def count(i, grid, n=n, state=state):
             n.add_(state["open"])
-            state["open"] = ((grid[:, : S.CELLS] == 0) | (grid[:, : S.CELLS] > 9)).any(1).long()
+            state["open"] = (grid[:, : S.CELLS] > 9).any(1).long()  # a [MASK] left (a cell filled with 0 is filled)
 
         grid, total = solve(puzzle, count)
         if not n.any():  # the GPT: no callback, every puzzle takes all its calls
@@ -92,8 +92,10 @@ def main(argv=None):
     p.add_argument("--test", default=str(ROOT / "data" / "sudoku" / "test.txt"), help="puzzle,solution lines")
     p.add_argument("--per-band", type=positive_int, default=1000, help="test puzzles per band (at most)")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.9], help="dLLM parallel decoding thresholds")
-    p.add_argument("--budgets", type=float, nargs="+", default=[0.1], help="EB-Sampler entropy budgets (nats)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.97],
+                   help="dLLM parallel decoding thresholds (0.97: chosen on the validation puzzles)")
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.1],
+                   help="EB-Sampler entropy budgets in nats (0.1: chosen on the validation puzzles)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "sudoku"), help="where results go")
     args = p.parse_args(argv)
     if not Path(args.test).exists():

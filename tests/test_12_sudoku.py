@@ -143,7 +143,6 @@ def test_solve_refuses_a_model_of_text(dllm_run, tmp_path, capsys, pairs):
     assert "not a Sudoku model" in err
 
 
-@pytest.mark.skipif(not all(p.exists() for p in SHIPPED.values()), reason="the Sudoku models are not shipped yet")
 def test_the_shipped_models_solve_fixed_puzzles(pairs):
     x = rows(pairs)  # 12 puzzles with 36-50 givens, made here from a fixed seed
     dllm, model_gpt = S.load_solver("dllm", SHIPPED["dllm"]), S.load_solver("gpt", SHIPPED["gpt"])
@@ -154,8 +153,6 @@ def test_the_shipped_models_solve_fixed_puzzles(pairs):
 
 
 def test_demo_prints_the_fill_order(capsys, tmp_path):
-    if not all(p.exists() for p in SHIPPED.values()):
-        pytest.skip("the Sudoku models are not shipped yet")
     S.main(["--pretrained", "--puzzles-per-band", "2", "--show-steps", "--gif", str(tmp_path / "s.gif")])
     out = capsys.readouterr().out
     assert "surest cell first" in out and "GPT, left to right" in out and (tmp_path / "s.gif").stat().st_size > 0
