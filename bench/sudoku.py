@@ -103,7 +103,6 @@ def main(argv=None):
     kind_path = {k: (S.pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))
                  for k in args.models}
     models = {k: S.load_solver(k, str(v)) for k, v in kind_path.items()}
-    torch.set_grad_enabled(False)
     pairs = P.read_pairs(args.test)
     by_band = {}
     for puzzle, solution in pairs:
