@@ -160,15 +160,17 @@ class SudokuGPT(gpt.NextTokenObjective):
 # Solving and scoring
 # ---------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def solve_dllm(model, puzzle, decoder="confidence", callback=None):
+def solve_dllm(model, puzzle, decoder="confidence", callback=None, generator=None):
     """Fill the blanks of puzzle (B, 81) with the dLLM -> (grids (B, 81), model calls). Greedy (temperature 0):
-    the order is the only choice. One cell per call, or as lesson 10's rule decides (threshold / eb)."""
+    the order is the only choice. One cell per call, or as lesson 10's rule decides (threshold / eb).
+    decoder: a name in DECODERS, or their kind of keyword dict (the benchmark's other thresholds)."""
     mask_id = model.config.mask_id
     canvas = puzzle.masked_fill(puzzle == 0, mask_id)  # GPT vs dLLM: the blanks are [MASK], all cells visible
-    kw = DECODERS[decoder]
+    kw = DECODERS[decoder] if isinstance(decoder, str) else decoder
     if "threshold" in kw or "entropy_budget" in kw:
-        return fast.generate_fast(model, canvas, mask_id, temperature=0, callback=callback, **kw)
-    return diff.generate(model, canvas, mask_id, steps=CELLS, temperature=0, callback=callback, **kw)
+        return fast.generate_fast(model, canvas, mask_id, temperature=0, callback=callback, generator=generator, **kw)
+    return diff.generate(model, canvas, mask_id, steps=CELLS, temperature=0, callback=callback, generator=generator,
+                         **kw)
 
 
 @torch.no_grad()

@@ -119,13 +119,8 @@ def main(argv=None):
         m = models[kind]
         if kind == "gpt":
             return lambda puzzle, cb: S.solve_gpt(m, puzzle)
-        canvas = lambda puzzle: puzzle.masked_fill(puzzle == 0, m.config.mask_id)
-        if "threshold" in kw or "entropy_budget" in kw:
-            return lambda puzzle, cb: S.fast.generate_fast(m, canvas(puzzle), m.config.mask_id, temperature=0,
-                                                           callback=cb, **kw)
         g = torch.Generator().manual_seed(0)  # random order draws from it
-        return lambda puzzle, cb: S.diff.generate(m, canvas(puzzle), m.config.mask_id, steps=S.CELLS,
-                                                  temperature=0, callback=cb, generator=g, **kw)
+        return lambda puzzle, cb: S.solve_dllm(m, puzzle, kw, cb, g)
 
     decoders = {k: v for k, v in decoders.items() if v[0] in models}
     rows = []
