@@ -13,12 +13,14 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
   cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
   lr-1e-3 / lr-4e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
   batch-32   twice the batch for half the steps: the same tokens
-  w96 / w192 / l6     other shapes: width 96 or 192 (4 layers), or 6 layers of width 128; the same steps and
-             tokens, their training seconds beside (a wider model costs more per step)
+  w96 / w192 / l6     other shapes: width 96 or 192 (4 layers), or 6 layers of width 128, at equal wall clock:
+             each step's cost is measured first (a short throwaway run of base and of the shape), and the shape
+             gets --steps x (base's seconds per step / its own), so a wider model gets fewer steps
   gpt        lesson 07's GPT, same preset and steps: the denominator of the ratio
 Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt.
 """
 import sys
+import tempfile
 from importlib import import_module
 from pathlib import Path
 
@@ -26,7 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402 (after the path is set)
+from support import checkpoints  # noqa: E402 (after the path is set)
+from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
 from support.files import write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
@@ -55,6 +58,7 @@ class Recipe(train.DiffusionObjective):
         return (w[:, None] * diff.masked_cross_entropy(model(z), x0, mask)).sum() / (B * L)
 
 
+SHAPES = ("w96", "w192", "l6")  # run for the base's wall clock, not its steps
 KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "gpt": (gpt.main, None, [], 1.0),
     "base": (train.main, Recipe(), [], 1.0),
@@ -71,11 +75,28 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
 }
 
 
+def seconds_per_step(extra, args, steps=30):
+    """Training seconds per step of the preset with `extra` flags, measured by a short throwaway run."""
+    data = ["--data", args.data] if args.data else []
+    with tempfile.TemporaryDirectory() as d:
+        train.main(["--preset", args.preset, "--steps", str(steps), "--eval-every", str(steps), "--eval-windows", "1",
+                    "--eval-k", "1", "--out", d, "--no-plot", "--dtype", args.dtype, "--sample-len", "0", *data,
+                    *extra], objective=Recipe())
+        return read_metrics(d)[-1]["elapsed_s"] / steps
+
+
 def run_knob(name, args):
     """Train (or resume, or skip) one knob's run; -> its metrics rows."""
     out = Path(args.runs) / name
     trainer, objective, extra, scale = KNOBS[name]
-    steps = max(1, round(args.steps * scale))
+    if (out / "latest.pt").exists():  # started before: its schedule is in its checkpoint
+        steps = checkpoints.load_checkpoint(out / "latest.pt")["args"]["steps"]
+    else:
+        if name in SHAPES:  # equal wall clock: as many steps as base makes in the same time
+            base, own = seconds_per_step([], args), seconds_per_step(extra, args)
+            scale = base / own
+            print(f"{name}: {own:.3f} s per step vs base's {base:.3f}: {scale:.2f} x the steps")
+        steps = max(1, round(args.steps * scale))
     if (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps:
         print(f"{name}: finished, skipped")
         return read_metrics(out)

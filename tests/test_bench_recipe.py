@@ -45,3 +45,14 @@ def test_proxy_runs_and_their_table(tiny_text, tmp_path, capsys):
     again = recipe.main(argv + ["--report"])  # only reads
     assert "| base | 4 |" in capsys.readouterr().out and len(again) == 4
     assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == written
+
+
+def test_shapes_run_for_the_base_wall_clock(tiny_text, tmp_path, monkeypatch, capsys):
+    argv = ["--preset", "tiny", "--steps", "8", "--data", str(tiny_text), "--runs", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "results")]
+    args = type("A", (), {"preset": "tiny", "data": str(tiny_text), "dtype": "fp32"})
+    assert recipe.seconds_per_step(["--n-embd", "96"], args, steps=3) > 0  # the probe itself, for real
+    monkeypatch.setattr(recipe, "seconds_per_step", lambda extra, args: 2.0 if extra else 1.0)
+    rows = recipe.main(argv + ["--knobs", "w192"])
+    assert rows[0]["steps"] == 4 and "2.000 s per step vs base's 1.000: 0.50 x the steps" in capsys.readouterr().out
+    assert recipe.main(argv + ["--knobs", "w192"])[0]["steps"] == 4  # finished: its own schedule, not re-probed
