@@ -35,15 +35,17 @@ def test_proxy_runs_and_their_table(tiny_text, tmp_path, capsys):
     runs, results = tmp_path / "runs", tmp_path / "results"
     argv = ["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(runs),
             "--results", str(results)]
-    rows = recipe.main(argv + ["--knobs", "gpt", "base", "clip-a", "batch-32"])
+    rows = recipe.main(argv + ["--knobs", "gpt", "gpt-lr-4e-3", "base", "clip-a", "batch-32"])
     by = {r["knob"]: r for r in rows}
-    assert set(by) == {"gpt", "base", "clip-a", "batch-32"} and by["batch-32"]["steps"] == 2  # the same tokens
-    assert by["gpt"]["ratio_to_gpt"] == 1.0 and by["base"]["ratio_to_gpt"] > 0
+    assert set(by) == {"gpt", "gpt-lr-4e-3", "base", "clip-a", "batch-32"} and by["batch-32"]["steps"] == 2
+    gpts = sorted([by["gpt"], by["gpt-lr-4e-3"]], key=lambda r: r["best_val_bpc"])
+    assert gpts[0]["ratio_to_gpt"] == 1.0 < gpts[1]["ratio_to_gpt"]  # the denominator: the better-tuned GPT
+    assert by["base"]["ratio_to_gpt"] == round(by["base"]["best_val_bpc"] / gpts[0]["best_val_bpc"], 3)
     written = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
     assert set(written) == {"recipe.csv", "recipe.txt"}
     capsys.readouterr()
     again = recipe.main(argv + ["--report"])  # only reads
-    assert "| base | 4 |" in capsys.readouterr().out and len(again) == 4
+    assert "| base | 4 |" in capsys.readouterr().out and len(again) == 5
     assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == written
 
 
