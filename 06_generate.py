@@ -127,7 +127,7 @@ def add_generate_args(p, default_run, shipped="shakespeare-dllm"):
     """The flags of this lesson's sampler; 09, 10 and 11 take them too (with their own run and shipped model)."""
     p.set_defaults(default_run=str(default_run), shipped=shipped)
     p.add_argument("--checkpoint", help=f"a .pt file, a run directory or a Hub export (default: your run in "
-                   f"{Path(default_run).relative_to(ROOT)}/ if there is one, else the shipped model)")
+                   f"checkpoints/{Path(default_run).name}/ if there is one, else the shipped model)")
     p.add_argument("--pretrained", action="store_true", help="use the model shipped in checkpoints/pretrained/"
                    f"{shipped} even if you have trained your own" if shipped else argparse.SUPPRESS)
     add_hub_args(p)

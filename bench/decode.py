@@ -51,7 +51,9 @@ def dllm_configs(length):
             ("Fast-dLLM: threshold 0.9 + dual cache, blocks 32", "table",
              dict(threshold=0.9, block_size=32, cache="dual")),
             ("EB-Sampler, budget 1", "table", dict(entropy_budget=1.0, remasking="entropy")),
-            ("EB-Sampler, random order, budget 1", "table", dict(entropy_budget=1.0, remasking="random"))]
+            ("EB-Sampler, random order, budget 1", "table", dict(entropy_budget=1.0, remasking="random")),
+            ("quick start: confidence, 50 calls, top-k 5", "table", dict(steps=50, top_k=5, remasking="confidence")),
+            ("random order, 50 calls, top-k 5", "table", dict(steps=50, top_k=5, remasking="random"))]
     for rm in ("random", "confidence"):
         for steps in (32, 64, 128):
             rows.append((f"{rm}, {steps} calls", f"dLLM {rm}", dict(steps=steps, remasking=rm)))

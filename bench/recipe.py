@@ -89,7 +89,7 @@ def seconds_per_step(extra, args, steps=30):
 
 
 def run_knob(name, args):
-    """Train (or resume, or skip) one knob's run; -> its metrics rows."""
+    """Train (or resume, or skip) one knob's run; -> whether it has run all its steps (not stopped by Ctrl-C)."""
     out = Path(args.runs) / name
     trainer, objective, extra, scale = KNOBS[name]
     if (out / "latest.pt").exists():  # started before: its schedule is in its checkpoint
@@ -100,15 +100,17 @@ def run_knob(name, args):
             scale = base / own
             print(f"{name}: {own:.3f} s per step vs base's {base:.3f}: {scale:.2f} x the steps")
         steps = max(1, round(args.steps * scale))
-    if (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps:
+    done = lambda: (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps
+    if done():
         print(f"{name}: finished, skipped")
-        return read_metrics(out)
+        return True
     data = ["--data", args.data] if args.data else []
     argv = (["--out", str(out), "--resume", "--steps", str(steps), "--no-plot"] if (out / "latest.pt").exists()
             else ["--preset", args.preset, "--steps", str(steps), "--out", str(out), "--no-plot",
                   "--dtype", args.dtype, "--sample-len", "0", *data, *extra])
     print(f"{name}: training ({' '.join(argv)})", flush=True)
-    return trainer(argv, objective=objective) if objective else trainer(argv)
+    trainer(argv, objective=objective) if objective else trainer(argv)
+    return done()
 
 
 def report(args):
@@ -154,7 +156,9 @@ def main(argv=None):
     args.write = not args.report  # a report only reads
     if not args.report:
         for name in args.knobs:
-            run_knob(name, args)
+            if not run_knob(name, args):
+                print(f"{name} was stopped: the knobs after it wait (run the same command to go on)")
+                break
     return report(args)
 
 

@@ -45,7 +45,8 @@ def tamil_corpus():
 def sample_command(kind, tokenizer):
     """The command whose output the card shows: 06's quick start, or 07's with a prompt the vocabulary has."""
     if kind == "dllm":
-        return "python 06_generate.py --pretrained --steps 50 --topk 5"
+        lesson = "09_generate_tamil" if tokenizer.kind == "grapheme" else "06_generate"
+        return f"python {lesson}.py --pretrained --steps 50 --topk 5"
     prompt = '--prompt "ROMEO:" ' if not tokenizer.unknown("ROMEO:") else ""  # else 07's default, a newline
     return f"python 07_train_gpt.py --generate --pretrained {prompt}--tokens 200"
 
@@ -73,12 +74,14 @@ def card(name, ckpt, rows, bits32, bits16, model, command, machine, sample, toke
     final = "" if rows[-1]["step"] >= a["steps"] else (
         f"\n**Interim**: the run was at step {rows[-1]['step']:,} of its {a['steps']:,}-step schedule when this was "
         "shipped; training goes on.\n")
+    tamil = tokenizer.kind == "grapheme"
     data = Path(a["data"]).name if a.get("data") else "TinyShakespeare (data/tinyshakespeare.txt)"
     what = "masked diffusion LM" if kind == "dllm" else "GPT"
+    lesson = "lesson 08" if tamil else "lesson 05" if kind == "dllm" else "lesson 07"
     c = model.config
     return f"""# {name}
 
-A {model.num_params():,}-parameter {what} trained with tiny-dllm ({'lesson 05' if kind == 'dllm' else 'lesson 07'}):
+A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
 {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, context {L}, vocabulary {c.vocab_size}; fp16 safetensors.
 {final}
 | | |

@@ -58,3 +58,12 @@ def test_shapes_run_for_the_base_wall_clock(tiny_text, tmp_path, monkeypatch, ca
     rows = recipe.main(argv + ["--knobs", "w192"])
     assert rows[0]["steps"] == 4 and "2.000 s per step vs base's 1.000: 0.50 x the steps" in capsys.readouterr().out
     assert recipe.main(argv + ["--knobs", "w192"])[0]["steps"] == 4  # finished: its own schedule, not re-probed
+
+
+def test_a_stopped_run_stops_the_search(tiny_text, tmp_path, monkeypatch, capsys):
+    stopped = lambda argv, objective=None: None  # as if Ctrl-C came before the first evaluation
+    monkeypatch.setitem(recipe.KNOBS, "base", (stopped, recipe.Recipe(), [], 1.0))
+    recipe.main(["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(tmp_path / "runs"),
+                 "--results", str(tmp_path / "results"), "--knobs", "base", "iid"])
+    assert "base was stopped: the knobs after it wait" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "iid").exists()

@@ -18,8 +18,9 @@ REAL = pretrained.PRETRAINED  # the repository's shipped models (tests monkeypat
 SHIPPED = sorted(p for p in pretrained.PRETRAINED.iterdir() if p.is_dir()) if pretrained.PRETRAINED.exists() else []
 
 
-def test_the_shakespeare_dllm_is_shipped():
-    assert pretrained.PRETRAINED / "shakespeare-dllm" in SHIPPED
+def test_the_three_text_models_are_shipped():
+    for name in ("shakespeare-dllm", "shakespeare-gpt", "thirukkural-dllm"):
+        assert pretrained.PRETRAINED / name in SHIPPED
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -47,6 +48,15 @@ def test_shipped_dllm_generates_offline_and_says_so(tmp_path, monkeypatch, capsy
     assert "using the shipped model checkpoints/pretrained/shakespeare-dllm" in err
     assert len(texts[0]) == 40 and set(texts[0]) <= set(gen.diff.CharTokenizer.from_text(
         train.shakespeare()).tokens)
+
+
+def test_shipped_tamil_dllm_generates_tamil_offline(tmp_path, monkeypatch, capsys):
+    tamil = lesson("09_generate_tamil")
+    monkeypatch.setattr(tamil, "ROOT", tmp_path)  # no learner's run in tmp_path/checkpoints/tamil
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    texts = tamil.main(["--steps", "8", "--len", "30", "--seed", "1"])
+    assert "using the shipped model checkpoints/pretrained/thirukkural-dllm" in capsys.readouterr().err
+    assert sum("\u0b80" <= c <= "\u0bff" for c in texts[0]) > 10  # Tamil letters, not a character-level model's
 
 
 def test_the_learners_run_comes_first_and_pretrained_overrides(tmp_path, tiny_text, monkeypatch, capsys):
@@ -103,3 +113,5 @@ def test_ship_model_exports_a_run_with_a_true_card(dllm_run, gpt_run, tmp_path):
         model, _, _ = load_model(None, tmp_path / name)
         assert f"A {model.num_params():,}-parameter" in card
         assert pretrained.weights_dtype(tmp_path / name) == {torch.float16}
+    tamil = lesson("tamil_dataset").GraphemeTokenizer.from_text("அகர முதல")
+    assert ship.sample_command("dllm", tamil).startswith("python 09_generate_tamil.py --pretrained")
