@@ -11,12 +11,12 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
   iid        independent t per sequence: what the low-discrepancy ("antithetic") draw saves
   clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules): less variance, biased
   cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
-  lr-1e-3 / lr-4e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
+  lr-1e-3 / lr-4e-3 / lr-8e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
   batch-32   twice the batch for half the steps: the same tokens
   w96 / w192 / l6     other shapes: width 96 or 192 (4 layers), or 6 layers of width 128, at equal wall clock:
              each step's cost is measured first (a short throwaway run of base and of the shape), and the shape
              gets --steps x (base's seconds per step / its own), so a wider model gets fewer steps
-  gpt, gpt-lr-1e-3, gpt-lr-4e-3   lesson 07's GPT, same preset and steps, its learning rate tuned too: the best
+  gpt, gpt-lr-1e-3, -4e-3, -8e-3   lesson 07's GPT, same preset and steps, its learning rate tuned too: the best
              of them is the denominator of the ratio (a tuned GPT, not a weak one)
 Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt.
 """
@@ -64,6 +64,7 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "gpt": (gpt.main, None, [], 1.0),
     "gpt-lr-1e-3": (gpt.main, None, ["--lr", "1e-3"], 1.0),
     "gpt-lr-4e-3": (gpt.main, None, ["--lr", "4e-3"], 1.0),
+    "gpt-lr-8e-3": (gpt.main, None, ["--lr", "8e-3"], 1.0),
     "base": (train.main, Recipe(), [], 1.0),
     "iid": (train.main, Recipe(iid=True), [], 1.0),
     "clip-a": (train.main, Recipe(t_range=(0.3, 0.8)), [], 1.0),
@@ -71,6 +72,7 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "cap-10": (train.main, Recipe(weight_cap=10.0), [], 1.0),
     "lr-1e-3": (train.main, Recipe(), ["--lr", "1e-3"], 1.0),
     "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
+    "lr-8e-3": (train.main, Recipe(), ["--lr", "8e-3"], 1.0),
     "batch-32": (train.main, Recipe(), ["--batch-size", "32"], 0.5),
     "w96": (train.main, Recipe(), ["--n-embd", "96"], 1.0),
     "w192": (train.main, Recipe(), ["--n-embd", "192", "--n-head", "6"], 1.0),
