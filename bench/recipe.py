@@ -8,6 +8,7 @@ trained the same way: the knob's effect on the dLLM/GPT ratio of bits/char at eq
 
 The knobs (the literature's answers to a dLLM's gradient variance at small compute):
   base       lesson 05 as it is: low-discrepancy noise levels t_i = (u + i/B) mod 1 (MDLM), weight 1/t
+  base-seed-2  base with another seed (other initial weights, batches and noise): how big a difference noise makes
   iid        independent t per sequence: what the low-discrepancy ("antithetic") draw saves
   clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules): less variance, biased
   cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
@@ -66,6 +67,7 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "gpt-lr-4e-3": (gpt.main, None, ["--lr", "4e-3"], 1.0),
     "gpt-lr-8e-3": (gpt.main, None, ["--lr", "8e-3"], 1.0),
     "base": (train.main, Recipe(), [], 1.0),
+    "base-seed-2": (train.main, Recipe(), ["--seed", "2"], 1.0),
     "iid": (train.main, Recipe(iid=True), [], 1.0),
     "clip-a": (train.main, Recipe(t_range=(0.3, 0.8)), [], 1.0),
     "clip-b": (train.main, Recipe(t_range=(0.1, 0.9)), [], 1.0),
@@ -122,6 +124,10 @@ def report(args):
         out = Path(args.runs) / name
         if (out / "metrics.csv").exists():
             m = read_metrics(out)
+            schedule = checkpoints.load_checkpoint(out / "latest.pt")["args"]["steps"]
+            if m[-1]["step"] < schedule:  # stopped part way: its best so far is not the knob's figure
+                print(f"{name}: stopped at step {m[-1]['step']} of {schedule}, not in the table yet")
+                continue
             best = min(m, key=lambda r: r["val_bpc"])
             rows.append(dict(knob=name, steps=m[-1]["step"], best_val_bpc=round(best["val_bpc"], 4),
                              at_step=best["step"], train_s=round(m[-1]["elapsed_s"])))
