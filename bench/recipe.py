@@ -1,8 +1,8 @@
 """Which dLLM recipe learns most on a CPU budget? Proxy runs of the cpu preset on TinyShakespeare, one knob at a
 time, each scored by its validation NELBO (always the true bound, whatever the training loss), beside the GPT
-trained the same way: the knob's effect on the dLLM/GPT ratio of bits/char at equal steps.
+trained the same way: the knob's effect on the dLLM/GPT ratio of bits/char at equal steps (shapes: equal time).
 
-    python bench/recipe.py                       # every knob at 2000 steps, one run at a time (~25 min each, 2 cores)
+    python bench/recipe.py                       # every knob at 2000 steps, one run at a time (~12 min each, 2 cores)
     python bench/recipe.py --knobs gpt base iid  # some of them; finished runs are skipped, stopped ones resumed
     python bench/recipe.py --report              # the table from the runs found (writes nothing else)
 
@@ -93,7 +93,7 @@ def seconds_per_step(extra, args, steps=30):
 
 
 def run_knob(name, args):
-    """Train (or resume, or skip) one knob's run; -> whether it has run all its steps (not stopped by Ctrl-C)."""
+    """Train (or resume, or skip) one knob's run. Ctrl-C stops the trainer (it saves, exits 130) and the search."""
     out = Path(args.runs) / name
     trainer, objective, extra, scale = KNOBS[name]
     if (out / "latest.pt").exists():  # started before: its schedule is in its checkpoint
@@ -104,17 +104,19 @@ def run_knob(name, args):
             scale = base / own
             print(f"{name}: {own:.3f} s per step vs base's {base:.3f}: {scale:.2f} x the steps")
         steps = max(1, round(args.steps * scale))
-    done = lambda: (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps
-    if done():
+    if (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps:
         print(f"{name}: finished, skipped")
-        return True
+        return
     data = ["--data", args.data] if args.data else []
     argv = (["--out", str(out), "--resume", "--steps", str(steps), "--no-plot"] if (out / "latest.pt").exists()
             else ["--preset", args.preset, "--steps", str(steps), "--out", str(out), "--no-plot",
                   "--dtype", args.dtype, "--sample-len", "0", *data, *extra])
     print(f"{name}: training ({' '.join(argv)})", flush=True)
-    trainer(argv, objective=objective) if objective else trainer(argv)
-    return done()
+    try:
+        trainer(argv, objective=objective) if objective else trainer(argv)
+    except SystemExit:
+        print(f"{name} was stopped: the knobs after it wait (run the same command to go on)", flush=True)
+        raise
 
 
 def report(args):
@@ -164,9 +166,7 @@ def main(argv=None):
     args.write = not args.report  # a report only reads
     if not args.report:
         for name in args.knobs:
-            if not run_knob(name, args):
-                print(f"{name} was stopped: the knobs after it wait (run the same command to go on)")
-                break
+            run_knob(name, args)
     return report(args)
 
 

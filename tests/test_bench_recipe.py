@@ -1,6 +1,7 @@
 """bench/recipe.py: its knobs change only what they say, and the proxy runs and their table work end to end."""
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, lesson, tiny
@@ -61,9 +62,12 @@ def test_shapes_run_for_the_base_wall_clock(tiny_text, tmp_path, monkeypatch, ca
 
 
 def test_a_stopped_run_stops_the_search(tiny_text, tmp_path, monkeypatch, capsys):
-    stopped = lambda argv, objective=None: None  # as if Ctrl-C came before the first evaluation
+    def stopped(argv, objective=None):  # what a trainer does on Ctrl-C: saves latest.pt, exits 130
+        raise SystemExit(130)
+
     monkeypatch.setitem(recipe.KNOBS, "base", (stopped, recipe.Recipe(), [], 1.0))
-    recipe.main(["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(tmp_path / "runs"),
-                 "--results", str(tmp_path / "results"), "--knobs", "base", "iid"])
+    with pytest.raises(SystemExit):
+        recipe.main(["--preset", "tiny", "--steps", "4", "--data", str(tiny_text), "--runs", str(tmp_path / "runs"),
+                     "--results", str(tmp_path / "results"), "--knobs", "base", "iid"])
     assert "base was stopped: the knobs after it wait" in capsys.readouterr().out
     assert not (tmp_path / "runs" / "iid").exists()

@@ -15,7 +15,7 @@ def readme_commands(doc="README.md"):
     text = (ROOT / doc).read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a backslash continues the line, as in bash
             for part in line.split("&&"):
                 words = shlex.split(part, comments=True)
                 if words:
