@@ -82,13 +82,18 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
 }
 
 
+def fresh_argv(args, out, steps, extra):
+    """A trainer's flags for a new run of the preset with `extra` flags."""
+    data = ["--data", args.data] if args.data else []
+    return ["--preset", args.preset, "--steps", str(steps), "--out", str(out), "--no-plot", "--dtype", args.dtype,
+            "--sample-len", "0", *data, *extra]
+
+
 def seconds_per_step(extra, args, steps=30):
     """Training seconds per step of the preset with `extra` flags, measured by a short throwaway run."""
-    data = ["--data", args.data] if args.data else []
     with tempfile.TemporaryDirectory() as d:
-        train.main(["--preset", args.preset, "--steps", str(steps), "--eval-every", str(steps), "--eval-windows", "1",
-                    "--eval-k", "1", "--out", d, "--no-plot", "--dtype", args.dtype, "--sample-len", "0", *data,
-                    *extra], objective=Recipe())
+        cheap_eval = ["--eval-every", str(steps), "--eval-windows", "1", "--eval-k", "1"]
+        train.main(fresh_argv(args, d, steps, extra + cheap_eval), objective=Recipe())
         return read_metrics(d)[-1]["elapsed_s"] / steps
 
 
@@ -107,10 +112,8 @@ def run_knob(name, args):
     if (out / "metrics.csv").exists() and read_metrics(out)[-1]["step"] >= steps:
         print(f"{name}: finished, skipped")
         return
-    data = ["--data", args.data] if args.data else []
     argv = (["--out", str(out), "--resume", "--steps", str(steps), "--no-plot"] if (out / "latest.pt").exists()
-            else ["--preset", args.preset, "--steps", str(steps), "--out", str(out), "--no-plot",
-                  "--dtype", args.dtype, "--sample-len", "0", *data, *extra])
+            else fresh_argv(args, out, steps, extra))
     print(f"{name}: training ({' '.join(argv)})", flush=True)
     try:
         trainer(argv, objective=objective) if objective else trainer(argv)
