@@ -110,14 +110,16 @@ def masked_cross_entropy(logits, x0, mask):
     return ce * mask  # unmasked positions are carried over unchanged: they cost 0 (SUBS)
 
 
-def diffusion_loss(model, x0, mask_id, generator=None, eps=EPS):
+def diffusion_loss(model, x0, mask_id, generator=None, t_range=(EPS, 1.0)):
     """The training objective: the continuous-time NELBO per token, in nats (MDLM eq. 10, MD4 eq. 5).
 
     loss = E_t [ w(t) * sum_{masked l} -log p(x0_l | z_t) ] / L.  Not a plain mean over masked tokens:
     that is not a likelihood bound and cannot be compared with a GPT's loss.
+    t_range (lo, hi): draw t in [lo, hi] only (BD3-LM's clipped schedule; 05 --mask-rate): no longer the bound,
+    but without the rare huge weights 1/t near t = 0, so less noisy gradients. Validation keeps the full bound.
     """
     B, L = x0.shape
-    t = sample_times(B, generator, x0.device, eps)  # (B,) one noise level per sequence, spread over [eps, 1]
+    t = sample_times(B, generator, x0.device, *t_range)  # (B,) one noise level per sequence, spread over t_range
     z, mask = forward_process(x0, t, mask_id, generator)  # (B, L) each
     return (loss_weight(t)[:, None] * masked_cross_entropy(model(z), x0, mask)).sum() / (B * L)
 

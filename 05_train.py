@@ -10,6 +10,7 @@ then, save. The same loop trains the GPT (07), the Tamil model (08), block diffu
 (12): they pass their own objective, corpus, tokenizer or data functions. Plumbing that is not the lesson (files,
 checkpoints, the Hub, devices, DDP, metrics) lives in the `support` package, which you may skip.
 """
+import copy
 import math
 import sys
 import time
@@ -130,12 +131,17 @@ class DiffusionObjective:
     kind = "dllm"
     model_overrides = dict(causal=False, mask_token=True)  # GPT vs dLLM: bidirectional, has [MASK]
 
-    def configure(self, args):  # an objective with options of its own (07 --fim, 11 --mask-rate) reads them here
-        return self
+    def __init__(self, t_range=(diff.EPS, 1.0)):
+        self.t_range = t_range  # where training draws t: all of [EPS, 1] is the NELBO; --mask-rate clips it
+
+    def configure(self, args):  # options of the objective's own (--mask-rate; 07's --fim, 11's blocks) read here
+        objective = copy.copy(self)  # this objective (or a subclass's), with the run's range
+        objective.t_range = mask_rate(args)
+        return objective
 
     def loss(self, model, x, config):  # x: (B, L+1); the dLLM uses the first L tokens
         # GPT vs dLLM: the objective is the NELBO of lesson 04 (mask a fraction t, predict the masks, weight 1/t)
-        return diff.diffusion_loss(model, x[:, :-1], config.mask_id)
+        return diff.diffusion_loss(model, x[:, :-1], config.mask_id, t_range=self.t_range)
 
     def val_bits(self, model, windows, K, config):  # windows: (N, L+1); upper bound on bits per token
         return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K)
@@ -145,6 +151,24 @@ class DiffusionObjective:
         canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
         x, _ = diff.generate(model, canvas, model.config.mask_id, steps=max(1, n // 2), generator=generator)
         return tokenizer.decode(x[0].tolist())
+
+
+def add_mask_rate_arg(p):
+    """--mask-rate, the flag of every dLLM trainer here (05, 08, 11)."""
+    p.add_argument("--mask-rate", type=float, nargs=2, metavar=("LO", "HI"), help="draw the training mask rate t "
+                   "in [LO, HI] only (BD3-LM's clipped schedule: less noisy gradients, but no longer the NELBO; "
+                   "validation always uses the full bound); 0.1 0.9 learns fastest in bench/recipe.py; default: "
+                   f"[{diff.EPS}, 1]")
+
+
+def mask_rate(args):
+    """--mask-rate as (lo, hi), checked; the whole [EPS, 1] without it (a resumed run brings its own)."""
+    if not getattr(args, "mask_rate", None):
+        return diff.EPS, 1.0
+    lo, hi = args.mask_rate
+    if not 0 < lo < hi <= 1:
+        raise UsageError(f"--mask-rate needs 0 < LO < HI <= 1, got {lo} {hi}")
+    return lo, hi
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -343,7 +367,9 @@ add_train_args = train_args.add_train_args  # 07, 08 and 11 add the same flags
 
 
 def main(argv=None, objective=None, default_out=ROOT / "checkpoints" / "dllm", description=None, **hooks):
-    args = parse_args_given(add_train_args(ArgumentParser(description=description or __doc__), default_out), argv)
+    p = add_train_args(ArgumentParser(description=description or __doc__), default_out)
+    add_mask_rate_arg(p)
+    args = parse_args_given(p, argv)
     return train(args, objective or DiffusionObjective(), **hooks)
 
 

@@ -78,7 +78,7 @@ def block_nelbo_bits(model, windows, K=32, **kw):
 class BlockDiffusionObjective(train.DiffusionObjective):
     """05's dLLM objective with blocks: the block-diffusion loss, its bound, the block-by-block sampler."""
 
-    def __init__(self, block_len=4, t_range=None):
+    def __init__(self, block_len=4, t_range=(diff.EPS, 1.0)):
         self.block_len, self.t_range = block_len, t_range
 
     @property
@@ -89,11 +89,10 @@ class BlockDiffusionObjective(train.DiffusionObjective):
         L = args.seq_len or tfm.PRESETS[args.preset]["block_size"]
         if not args.resume and args.block_diffusion > L:
             raise UsageError(f"--block-diffusion {args.block_diffusion} is longer than the context (--seq-len {L})")
-        return BlockDiffusionObjective(args.block_diffusion, tuple(args.mask_rate) if args.mask_rate else None)
+        return BlockDiffusionObjective(args.block_diffusion, train.mask_rate(args))
 
     def loss(self, model, x, config):
-        return block_diffusion_loss(model, x[:, :-1], config.mask_id, config.block_len,
-                                    t_range=self.t_range or (diff.EPS, 1.0))
+        return block_diffusion_loss(model, x[:, :-1], config.mask_id, config.block_len, t_range=self.t_range)
 
     def val_bits(self, model, windows, K, config):
         return block_nelbo_bits(model, windows[:, :-1], K=K)
@@ -201,9 +200,7 @@ def block_parser(mode):
         g = p.add_argument_group("block diffusion")
         g.add_argument("--block-diffusion", type=positive_int, default=4, metavar="B", help="blocks of B tokens "
                        "(1 = a GPT's factorisation; --seq-len = the plain dLLM); default --out checkpoints/dllm_bd<B>")
-        g.add_argument("--mask-rate", type=float, nargs=2, metavar=("LO", "HI"), help="draw the training mask rate t "
-                       "in [LO, HI] only (BD3-LM's clipped schedule: lower variance, but no longer the NELBO; "
-                       "validation always uses the full bound); default: [0.001, 1]")
+        train.add_mask_rate_arg(g)
     elif mode == "generate":
         gen.add_generate_args(p, ROOT / "checkpoints" / "dllm_bd4", shipped=None)
         fast.add_rule_args(p)
@@ -220,8 +217,6 @@ def main(argv=None):
     mode = "train" if "--train" in words else "generate" if "--generate" in words else "demo"
     args = parse_args_given(block_parser(mode), argv)
     if mode == "train":
-        if args.mask_rate and not 0 < args.mask_rate[0] < args.mask_rate[1] <= 1:
-            raise UsageError(f"--mask-rate needs 0 < LO < HI <= 1, got {args.mask_rate[0]} {args.mask_rate[1]}")
         if "out" not in args.given:
             args.out = str(ROOT / "checkpoints" / f"dllm_bd{args.block_diffusion}")
         return train.train(args, BlockDiffusionObjective())

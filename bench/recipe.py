@@ -12,6 +12,7 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
   iid        independent t per sequence: what the low-discrepancy ("antithetic") draw saves
   clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules): less variance, biased
   cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
+  clip-b-lr-4e-3  the two best single knobs together (clip-b's range, lr-4e-3's rate)
   lr-1e-3 / lr-4e-3 / lr-8e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
   batch-32   twice the batch for half the steps: the same tokens
   w96 / w192 / l6     other shapes: width 96 or 192 (4 layers), or 6 layers of width 128, at equal wall clock:
@@ -47,6 +48,9 @@ class Recipe(train.DiffusionObjective):
     def __init__(self, iid=False, t_range=(diff.EPS, 1.0), weight_cap=None):
         self.iid, self.t_range, self.weight_cap = iid, t_range, weight_cap
 
+    def configure(self, args):  # the knob is the objective (05's would rebuild a plain one from --mask-rate)
+        return self
+
     def loss(self, model, x, config):
         x0 = x[:, :-1]
         B, L = x0.shape
@@ -72,6 +76,7 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "clip-a": (train.main, Recipe(t_range=(0.3, 0.8)), [], 1.0),
     "clip-b": (train.main, Recipe(t_range=(0.1, 0.9)), [], 1.0),
     "cap-10": (train.main, Recipe(weight_cap=10.0), [], 1.0),
+    "clip-b-lr-4e-3": (train.main, Recipe(t_range=(0.1, 0.9)), ["--lr", "4e-3"], 1.0),
     "lr-1e-3": (train.main, Recipe(), ["--lr", "1e-3"], 1.0),
     "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
     "lr-8e-3": (train.main, Recipe(), ["--lr", "8e-3"], 1.0),

@@ -43,6 +43,19 @@ def test_loss_touches_only_masked_positions_with_1_over_t_weight():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_clipped_loss_draws_t_only_in_its_range():
+    B, L, V = 8, 16, 5
+    x0 = torch.randint(0, V, (B, L))
+    m = FixedLogits(B, L, V)
+    loss = D.diffusion_loss(m, x0, V, generator=torch.Generator().manual_seed(3), t_range=(0.1, 0.9))
+    g = torch.Generator().manual_seed(3)  # replay: t from [0.1, 0.9] only, the same 1/t weight
+    t = D.sample_times(B, g, eps=0.1, hi=0.9)
+    assert ((t >= 0.1) & (t <= 0.9)).all()
+    z, mask = D.forward_process(x0, t, V, generator=g)
+    ce = F.cross_entropy(m.logits.detach().flatten(0, 1), x0.flatten(), reduction="none").view(B, L)
+    assert loss.item() == pytest.approx(((1 / t) * (ce * mask).sum(1)).mean().item() / L, rel=1e-5)
+
+
 def test_times_are_low_discrepancy_in_range():
     t = D.sample_times(8, torch.Generator().manual_seed(0))
     assert ((t >= D.EPS) & (t <= 1)).all()

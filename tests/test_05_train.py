@@ -66,6 +66,9 @@ def test_bad_training_input_exits_2(tmp_path, capsys):
     assert "too short" in cli_error(train.main, TINY + ["--data", str(short), "--out", str(tmp_path / "o2")], capsys)
     assert "divisible" in cli_error(train.main, out + TINY + ["--data", str(short), "--n-head", "3"], capsys)
     assert "--dropout" in cli_error(train.main, out + TINY + ["--data", str(short), "--dropout", "1.5"], capsys)
+    assert "--mask-rate needs 0 < LO < HI <= 1, got 0.9 0.1" in cli_error(
+        train.main, out + TINY + ["--data", str(short), "--mask-rate", "0.9", "0.1"], capsys)
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_cli_prints_one_line_not_a_traceback():
@@ -129,13 +132,23 @@ def test_a_second_run_never_overwrites_the_first(tiny_text, tmp_path, capsys):
 def test_resume_takes_the_runs_own_arguments(tiny_text, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     train.main(TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "10", "--eval-every", "5",
-                       "--lr", "0.002", "--n-embd", "16"])
+                       "--lr", "0.002", "--n-embd", "16", "--mask-rate", "0.2", "0.9"])
     monkeypatch.setattr(train, "SHAKESPEARE_URL", "http://127.0.0.1:9/unreachable")  # any download would fail
     monkeypatch.chdir(tmp_path.parent)  # and from another folder: the data path is stored resolved
-    rows = train.main(["--out", str(out), "--resume", "--steps", "20", "--no-plot", "--sample-len", "0"])
-    assert [r["step"] for r in rows] == [0, 5, 10, 15, 20]
+
+    class Seen(train.DiffusionObjective):  # records the range each training step draws t from
+        ranges = set()
+
+        def loss(self, model, x, config):
+            Seen.ranges.add(self.t_range)
+            return super().loss(model, x, config)
+
+    rows = train.main(["--out", str(out), "--resume", "--steps", "20", "--no-plot", "--sample-len", "0"],
+                      objective=Seen())
+    assert [r["step"] for r in rows] == [0, 5, 10, 15, 20] and Seen.ranges == {(0.2, 0.9)}
     ckpt = checkpoints.load_checkpoint(out / "latest.pt")
     assert ckpt["args"]["lr"] == 0.002 and ckpt["config"]["n_embd"] == 16 and ckpt["args"]["preset"] == "tiny"
+    assert ckpt["args"]["mask_rate"] == [0.2, 0.9]
     capsys.readouterr()
     err = cli_error(train.main, ["--out", str(out), "--resume", "--lr", "0.01"], capsys)
     assert "--lr 0.01 conflicts with the run being resumed (--lr 0.002)" in err
