@@ -15,9 +15,10 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
   clip-b-lr-4e-3  the two best single knobs together (clip-b's range, lr-4e-3's rate)
   lr-1e-3 / lr-4e-3 / lr-8e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
   batch-32   twice the batch for half the steps: the same tokens
-  w96 / w192 / l6     other shapes: width 96 or 192 (4 layers), or 6 layers of width 128, at equal wall clock:
-             each step's cost is measured first (a short throwaway run of base and of the shape), and the shape
-             gets --steps x (base's seconds per step / its own), so a wider model gets fewer steps
+  clip-b-w96 / -w192 / -l6   other shapes with clip-b's range (the best objective found): width 96 or 192
+             (4 layers), or 6 layers of width 128, at equal wall clock: each step's cost is measured first (a short
+             throwaway run of base and of the shape), and the shape gets --steps x (base's seconds per step / its
+             own), so a wider model gets fewer steps
   gpt, gpt-lr-1e-3, -4e-3, -8e-3   lesson 07's GPT, same preset and steps, its learning rate tuned too: the best
              of them is the denominator of the ratio (a tuned GPT, not a weak one)
 Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt.
@@ -64,7 +65,7 @@ class Recipe(train.DiffusionObjective):
         return (w[:, None] * diff.masked_cross_entropy(model(z), x0, mask)).sum() / (B * L)
 
 
-SHAPES = ("w96", "w192", "l6")  # run for the base's wall clock, not its steps
+SHAPES = ("clip-b-w96", "clip-b-w192", "clip-b-l6")  # run for the base's wall clock, not its steps
 KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "gpt": (gpt.main, None, [], 1.0),
     "gpt-lr-1e-3": (gpt.main, None, ["--lr", "1e-3"], 1.0),
@@ -81,9 +82,9 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
     "lr-8e-3": (train.main, Recipe(), ["--lr", "8e-3"], 1.0),
     "batch-32": (train.main, Recipe(), ["--batch-size", "32"], 0.5),
-    "w96": (train.main, Recipe(), ["--n-embd", "96"], 1.0),
-    "w192": (train.main, Recipe(), ["--n-embd", "192", "--n-head", "6"], 1.0),
-    "l6": (train.main, Recipe(), ["--n-layer", "6"], 1.0),
+    "clip-b-w96": (train.main, Recipe(t_range=(0.1, 0.9)), ["--n-embd", "96"], 1.0),
+    "clip-b-w192": (train.main, Recipe(t_range=(0.1, 0.9)), ["--n-embd", "192", "--n-head", "6"], 1.0),
+    "clip-b-l6": (train.main, Recipe(t_range=(0.1, 0.9)), ["--n-layer", "6"], 1.0),
 }
 
 

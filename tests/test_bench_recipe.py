@@ -56,9 +56,9 @@ def test_shapes_run_for_the_base_wall_clock(tiny_text, tmp_path, monkeypatch, ca
     args = type("A", (), {"preset": "tiny", "data": str(tiny_text), "dtype": "fp32"})
     assert recipe.seconds_per_step(["--n-embd", "96"], args, steps=3) > 0  # the probe itself, for real
     monkeypatch.setattr(recipe, "seconds_per_step", lambda extra, args: 2.0 if extra else 1.0)
-    rows = recipe.main(argv + ["--knobs", "w192"])
+    rows = recipe.main(argv + ["--knobs", "clip-b-w192"])
     assert rows[0]["steps"] == 4 and "2.000 s per step vs base's 1.000: 0.50 x the steps" in capsys.readouterr().out
-    assert recipe.main(argv + ["--knobs", "w192"])[0]["steps"] == 4  # finished: its own schedule, not re-probed
+    assert recipe.main(argv + ["--knobs", "clip-b-w192"])[0]["steps"] == 4  # finished: its own schedule, not re-probed
 
 
 def test_a_stopped_run_stops_the_search(tiny_text, tmp_path, monkeypatch, capsys):
