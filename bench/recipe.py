@@ -21,7 +21,8 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
              own), so a wider model gets fewer steps
   gpt, gpt-lr-1e-3, -4e-3, -8e-3   lesson 07's GPT, same preset and steps, its learning rate tuned too: the best
              of them is the denominator of the ratio (a tuned GPT, not a weak one)
-Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt.
+Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt, the curves to
+recipe.png.
 """
 import sys
 import tempfile
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from support import checkpoints  # noqa: E402 (after the path is set)
 from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
-from support.files import write_text  # noqa: E402
+from support.files import atomic_write, write_text  # noqa: E402
 from support.metrics import read_metrics, write_csv  # noqa: E402
 from support.runtime import machine_name  # noqa: E402
 
@@ -130,7 +131,7 @@ def run_knob(name, args):
 
 def report(args):
     """bench/results/recipe.csv and recipe.txt from the runs found: best validation, the ratio to the GPT."""
-    rows = []
+    rows, curves = [], {}
     for name in KNOBS:
         out = Path(args.runs) / name
         if (out / "metrics.csv").exists():
@@ -142,6 +143,7 @@ def report(args):
             best = min(m, key=lambda r: r["val_bpc"])
             rows.append(dict(knob=name, steps=m[-1]["step"], best_val_bpc=round(best["val_bpc"], 4),
                              at_step=best["step"], train_s=round(m[-1]["elapsed_s"])))
+            curves[name] = [(r["elapsed_s"] / 60, r["val_bpc"]) for r in m]
     g = min((r for r in rows if r["knob"].startswith("gpt")), key=lambda r: r["best_val_bpc"], default=None)
     for r in rows:
         r["ratio_to_gpt"] = round(r["best_val_bpc"] / g["best_val_bpc"], 3) if g else ""
@@ -156,7 +158,30 @@ def report(args):
         results = Path(args.results)
         write_csv(results / "recipe.csv", rows, list(rows[0]))
         write_text(results / "recipe.txt", "\n".join(lines) + "\n")
+        plot_curves(curves, results / "recipe.png", lines[0].split(";")[0])
     return rows
+
+
+def plot_curves(curves, path, machine):
+    """Validation bits/char against training minutes, one line per finished run (from its metrics.csv)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    dashes = iter(["--", ":", "-.", (0, (5, 1, 1, 1))])
+    for name, points in curves.items():
+        gpt_run = name.startswith("gpt")
+        style = dict(ls=next(dashes), color="0.3") if gpt_run else dict(lw=2.2 if "clip" in name else 1.2)
+        ax.plot(*zip(*points[1:]), label=f"{name} ({min(v for _, v in points):.3f})", **style)  # from step 1 on
+    ax.set_xlabel("training minutes (evaluation excluded)")
+    ax.set_ylabel("validation bits/char (dLLM: NELBO; GPT: exact)")
+    ax.set_ylim(top=4.0)
+    ax.set_title(f"bench/recipe.py: one knob at a time, cpu preset, TinyShakespeare\n{machine}", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def main(argv=None):

@@ -43,7 +43,7 @@ def test_proxy_runs_and_their_table(tiny_text, tmp_path, capsys):
     assert gpts[0]["ratio_to_gpt"] == 1.0 < gpts[1]["ratio_to_gpt"]  # the denominator: the better-tuned GPT
     assert by["base"]["ratio_to_gpt"] == round(by["base"]["best_val_bpc"] / gpts[0]["best_val_bpc"], 3)
     written = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
-    assert set(written) == {"recipe.csv", "recipe.txt"}
+    assert set(written) == {"recipe.csv", "recipe.txt", "recipe.png"}
     capsys.readouterr()
     again = recipe.main(argv + ["--report"])  # only reads
     assert "| base | 4 |" in capsys.readouterr().out and len(again) == 5
