@@ -8,7 +8,8 @@ trained the same way: the knob's effect on the dLLM/GPT ratio of bits/char at eq
 
 The knobs (the literature's answers to a dLLM's gradient variance at small compute):
   base       lesson 05 as it is: low-discrepancy noise levels t_i = (u + i/B) mod 1 (MDLM), weight 1/t
-  base-seed-2  base with another seed (other initial weights, batches and noise): how big a difference noise makes
+  base-seed-2, clip-b-seed-2  base / clip-b with another seed (other initial weights, batches and noise): how
+             big a difference noise makes
   iid        independent t per sequence: what the low-discrepancy ("antithetic") draw saves
   clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules): less variance, biased
   cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
@@ -79,6 +80,7 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "clip-b": (train.main, Recipe(t_range=(0.1, 0.9)), [], 1.0),
     "cap-10": (train.main, Recipe(weight_cap=10.0), [], 1.0),
     "clip-b-lr-4e-3": (train.main, Recipe(t_range=(0.1, 0.9)), ["--lr", "4e-3"], 1.0),
+    "clip-b-seed-2": (train.main, Recipe(t_range=(0.1, 0.9)), ["--seed", "2"], 1.0),
     "lr-1e-3": (train.main, Recipe(), ["--lr", "1e-3"], 1.0),
     "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
     "lr-8e-3": (train.main, Recipe(), ["--lr", "8e-3"], 1.0),
