@@ -4,6 +4,7 @@
     python 05_train.py --preset tiny --out checkpoints/tiny   # a few seconds, to see everything work
     python 05_train.py --data my.txt --out checkpoints/my     # any UTF-8 text
     python 05_train.py --resume                           # continue checkpoints/dllm/latest.pt
+    python 05_train.py --mask-rate 0.1 0.9 --out checkpoints/dllm_clip   # t from [0.1, 0.9]: learns faster
 
 The lesson is the loop in train(): draw a batch, compute the objective, step the optimizer, evaluate now and
 then, save. The same loop trains the GPT (07), the Tamil model (08), block diffusion (11) and the Sudoku solvers
