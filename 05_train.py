@@ -271,6 +271,7 @@ def save(run, name):
 def setup(args, objective, load_corpus=None, make_tokenizer=None, split=split_corpus, windows=eval_windows):
     """Everything the loop needs, in one namespace: resumed or fresh arguments, DDP, corpus and tokenizer,
     the model (lesson 03's Transformer with the objective's switches), AdamW, the LR schedule, the RNG state."""
+    mask_rate(args)  # a bad --mask-rate fails first, whatever <out> holds
     checkpoints.check_run_dir(args.out, args.resume, args.force)  # never train over a run by accident
     ckpt = checkpoints.load_checkpoint(Path(args.out) / "latest.pt", kind=objective.kind) if args.resume else None
     rank, world = runtime.ddp_setup(runtime.resolve_device(args.device))  # torchrun: each rank its own GPU first

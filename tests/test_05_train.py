@@ -66,9 +66,11 @@ def test_bad_training_input_exits_2(tmp_path, capsys):
     assert "too short" in cli_error(train.main, TINY + ["--data", str(short), "--out", str(tmp_path / "o2")], capsys)
     assert "divisible" in cli_error(train.main, out + TINY + ["--data", str(short), "--n-head", "3"], capsys)
     assert "--dropout" in cli_error(train.main, out + TINY + ["--data", str(short), "--dropout", "1.5"], capsys)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "latest.pt").write_bytes(b"a run already here")  # the flag is checked first
     assert "--mask-rate needs 0 < LO < HI <= 1, got 0.9 0.1" in cli_error(
         train.main, out + TINY + ["--data", str(short), "--mask-rate", "0.9", "0.1"], capsys)
-    assert not (tmp_path / "o").exists()
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["latest.pt"]
 
 
 def test_train_cli_prints_one_line_not_a_traceback():
