@@ -11,7 +11,8 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
   base-seed-2, clip-b-seed-2  base / clip-b with another seed (other initial weights, batches and noise): how
              big a difference noise makes
   iid        independent t per sequence: what the low-discrepancy ("antithetic") draw saves
-  clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules): less variance, biased
+  clip-a/-b  t drawn in [0.3, 0.8] / [0.1, 0.9] only (BD3-LM's clipped schedules; 05's --mask-rate): less
+             variance, biased
   cap-10     the weight 1/t capped at 10 (t < 0.1 counts as 0.1): less variance, biased
   clip-b-lr-4e-3  the two best single knobs together (clip-b's range, lr-4e-3's rate)
   lr-1e-3 / lr-4e-3 / lr-8e-3   the dLLM's own learning rate, tuned apart from the GPT's (2e-3)
@@ -49,10 +50,8 @@ class Recipe(train.DiffusionObjective):
     """Lesson 05's objective with one knob turned. Validation stays 05's: the full NELBO, every t in [eps, 1]."""
 
     def __init__(self, iid=False, t_range=(diff.EPS, 1.0), weight_cap=None):
-        self.iid, self.t_range, self.weight_cap = iid, t_range, weight_cap
-
-    def configure(self, args):  # the knob is the objective (05's would rebuild a plain one from --mask-rate)
-        return self
+        super().__init__(t_range)  # a run's range comes from 05's --mask-rate (configure)
+        self.iid, self.weight_cap = iid, weight_cap
 
     def loss(self, model, x, config):
         x0 = x[:, :-1]
@@ -67,6 +66,7 @@ class Recipe(train.DiffusionObjective):
         return (w[:, None] * diff.masked_cross_entropy(model(z), x0, mask)).sum() / (B * L)
 
 
+CLIP_B = ["--mask-rate", "0.1", "0.9"]  # lesson 05's own flag: the runs are what a learner would run
 SHAPES = ("clip-b-w96", "clip-b-w192", "clip-b-l6")  # run for the base's wall clock, not its steps
 KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "gpt": (gpt.main, None, [], 1.0),
@@ -76,18 +76,18 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "base": (train.main, Recipe(), [], 1.0),
     "base-seed-2": (train.main, Recipe(), ["--seed", "2"], 1.0),
     "iid": (train.main, Recipe(iid=True), [], 1.0),
-    "clip-a": (train.main, Recipe(t_range=(0.3, 0.8)), [], 1.0),
-    "clip-b": (train.main, Recipe(t_range=(0.1, 0.9)), [], 1.0),
+    "clip-a": (train.main, Recipe(), ["--mask-rate", "0.3", "0.8"], 1.0),
+    "clip-b": (train.main, Recipe(), CLIP_B, 1.0),
     "cap-10": (train.main, Recipe(weight_cap=10.0), [], 1.0),
-    "clip-b-lr-4e-3": (train.main, Recipe(t_range=(0.1, 0.9)), ["--lr", "4e-3"], 1.0),
-    "clip-b-seed-2": (train.main, Recipe(t_range=(0.1, 0.9)), ["--seed", "2"], 1.0),
+    "clip-b-lr-4e-3": (train.main, Recipe(), CLIP_B + ["--lr", "4e-3"], 1.0),
+    "clip-b-seed-2": (train.main, Recipe(), CLIP_B + ["--seed", "2"], 1.0),
     "lr-1e-3": (train.main, Recipe(), ["--lr", "1e-3"], 1.0),
     "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
     "lr-8e-3": (train.main, Recipe(), ["--lr", "8e-3"], 1.0),
     "batch-32": (train.main, Recipe(), ["--batch-size", "32"], 0.5),
-    "clip-b-w96": (train.main, Recipe(t_range=(0.1, 0.9)), ["--n-embd", "96"], 1.0),
-    "clip-b-w192": (train.main, Recipe(t_range=(0.1, 0.9)), ["--n-embd", "192", "--n-head", "6"], 1.0),
-    "clip-b-l6": (train.main, Recipe(t_range=(0.1, 0.9)), ["--n-layer", "6"], 1.0),
+    "clip-b-w96": (train.main, Recipe(), CLIP_B + ["--n-embd", "96"], 1.0),
+    "clip-b-w192": (train.main, Recipe(), CLIP_B + ["--n-embd", "192", "--n-head", "6"], 1.0),
+    "clip-b-l6": (train.main, Recipe(), CLIP_B + ["--n-layer", "6"], 1.0),
 }
 
 
@@ -149,7 +149,8 @@ def report(args):
     g = min((r for r in rows if r["knob"].startswith("gpt")), key=lambda r: r["best_val_bpc"], default=None)
     for r in rows:
         r["ratio_to_gpt"] = round(r["best_val_bpc"] / g["best_val_bpc"], 3) if g else ""
-    lines = [f"{machine_name('cpu')}; {args.preset} preset; bits/char: the dLLM's NELBO (upper bound), the GPT's "
+    machine = machine_name("cpu")
+    lines = [f"{machine}; {args.preset} preset; bits/char: the dLLM's NELBO (upper bound), the GPT's "
              f"exact NLL; / GPT: to the best GPT ({g['knob'] if g else 'none yet'})", "",
              "| knob | steps | best val bits/char | at step | training s | / GPT |",
              "|---|---|---|---|---|---|"]
@@ -160,7 +161,7 @@ def report(args):
         results = Path(args.results)
         write_csv(results / "recipe.csv", rows, list(rows[0]))
         write_text(results / "recipe.txt", "\n".join(lines) + "\n")
-        plot_curves(curves, results / "recipe.png", lines[0].split(";")[0])
+        plot_curves(curves, results / "recipe.png", machine)
     return rows
 
 

@@ -42,6 +42,7 @@ def test_proxy_runs_and_their_table(tiny_text, tmp_path, capsys):
     gpts = sorted([by["gpt"], by["gpt-lr-4e-3"]], key=lambda r: r["best_val_bpc"])
     assert gpts[0]["ratio_to_gpt"] == 1.0 < gpts[1]["ratio_to_gpt"]  # the denominator: the better-tuned GPT
     assert by["base"]["ratio_to_gpt"] == round(by["base"]["best_val_bpc"] / gpts[0]["best_val_bpc"], 3)
+    assert recipe.checkpoints.load_checkpoint(runs / "clip-a" / "latest.pt")["args"]["mask_rate"] == [0.3, 0.8]
     written = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
     assert set(written) == {"recipe.csv", "recipe.txt", "recipe.png"}
     capsys.readouterr()
