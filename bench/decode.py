@@ -53,6 +53,8 @@ def dllm_configs(length):
             ("EB-Sampler, budget 1", "table", dict(entropy_budget=1.0, remasking="entropy")),
             ("EB-Sampler, random order, budget 1", "table", dict(entropy_budget=1.0, remasking="random")),
             ("quick start: confidence, 50 calls, top-k 5", "table", dict(steps=50, top_k=5, remasking="confidence")),
+            ("margin, 50 calls, top-k 5", "table", dict(steps=50, top_k=5, remasking="margin")),
+            ("entropy, 50 calls, top-k 5", "table", dict(steps=50, top_k=5, remasking="entropy")),
             ("random order, 50 calls, top-k 5", "table", dict(steps=50, top_k=5, remasking="random"))]
     for rm in ("random", "confidence"):
         for steps in (32, 64, 128):
