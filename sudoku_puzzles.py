@@ -3,6 +3,7 @@
     python sudoku_puzzles.py                          # data/sudoku/{train,val,test}.txt, about 18 minutes
     python sudoku_puzzles.py --train 200 --val 20 --test 20 --out /tmp/sudoku   # seconds
     python sudoku_puzzles.py --check data/sudoku/test.txt                     # solve every line, report
+    python sudoku_puzzles.py --train-givens 17 50 --out data/sudoku-hard --seed 1   # harder training puzzles
 
 A grid is 81 digits read row by row; 0 is a blank. Each line of a file is `puzzle,solution`. A plain backtracking
 solver is the reference: it counts solutions (up to 2), so a puzzle is kept only when it has exactly one. Making a
@@ -153,8 +154,12 @@ def read_pairs(path):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "sudoku"), help="folder for train.txt, val.txt, test.txt")
-    p.add_argument("--train", type=int, default=3000, help="training puzzles (28-50 givens)")
-    p.add_argument("--val", type=int, default=200, help="validation puzzles (28-50 givens)")
+    p.add_argument("--train", type=int, default=3000, help="training puzzles")
+    p.add_argument("--val", type=int, default=200, help="validation puzzles (givens as --train-givens)")
+    p.add_argument("--train-givens", type=int, nargs=2, metavar=("LO", "HI"), default=list(TRAIN_GIVENS),
+                   help="givens of the training and validation puzzles: each puzzle's target drawn in [LO, HI]; a "
+                   "target below what one removal pass reaches (about 22-26) gives the hardest puzzle it can")
+    p.add_argument("--force", action="store_true", help="replace puzzle files already in --out (default: refuse)")
     p.add_argument("--test", type=int, default=1000, help="test puzzles per difficulty band")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
     p.add_argument("--check", metavar="FILE", help="only check FILE: every line parses, has one solution, and "
@@ -169,9 +174,16 @@ def main(argv=None):
         return pairs
     if min(args.train, args.val, args.test) < 1:
         raise UsageError("--train, --val and --test must be >= 1")
-    rng, seen, out = random.Random(args.seed), set(), Path(args.out)
-    splits = {"train": make_split(args.train, TRAIN_GIVENS, rng, seen),
-              "val": make_split(args.val, TRAIN_GIVENS, rng, seen),
+    lo, hi = args.train_givens
+    if not 17 <= lo <= hi <= 80:
+        raise UsageError(f"--train-givens needs 17 <= LO <= HI <= 80, got {lo} {hi}")
+    out = Path(args.out)
+    found = [n for n in ("train.txt", "val.txt", "test.txt") if (out / n).exists()]
+    if found and not args.force:
+        raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or choose another --out")
+    rng, seen = random.Random(args.seed), set()
+    splits = {"train": make_split(args.train, (lo, hi), rng, seen),
+              "val": make_split(args.val, (lo, hi), rng, seen),
               "test": [pair for lo, hi in BANDS.values() for pair in make_split(args.test, (lo, min(hi, 50)), rng,
                                                                                   seen)]}
     for name, pairs in splits.items():
