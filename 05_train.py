@@ -6,12 +6,13 @@
     python 05_train.py --resume                           # continue checkpoints/dllm/latest.pt
     python 05_train.py --mask-rate 0.1 0.9 --out checkpoints/dllm_clip   # t from [0.1, 0.9]: learns faster
 
-The lesson is the loop in train(): draw a batch, compute the objective, step the optimizer, evaluate now and
-then, save. The same loop trains the GPT (07), the Tamil model (08), block diffusion (11) and the Sudoku solvers
-(12): they pass their own objective, corpus, tokenizer or data functions. Plumbing that is not the lesson (files,
-checkpoints, the Hub, devices, DDP, metrics) lives in the `support` package, which you may skip.
+The lesson is train(args, objective, data): draw a batch from `data`, compute the `objective`, step the
+optimizer, evaluate now and then, save. The same loop trains the GPT (07), the Tamil model (08), block diffusion
+(11) and the Sudoku solvers (12): each passes its own objective (a small class: the loss, the validation bits,
+a sampler) and its own data (windows of text, graphemes of Tamil, puzzles). Plumbing that is not the lesson
+(files, checkpoints, the Hub, devices, DDP, metrics) lives in the `support` package, which you may skip.
 """
-import copy
+import argparse
 import math
 import sys
 import time
@@ -22,7 +23,7 @@ from types import SimpleNamespace
 import torch
 
 from support import checkpoints, cli, hub, metrics, runtime, train_args
-from support.cli import ArgumentParser, UsageError, parse_args_given, run_cli
+from support.cli import UsageError, finite_float
 from support.files import download, read_text, sha256_file
 
 tfm = import_module("03_transformer")
@@ -32,12 +33,16 @@ ROOT = Path(__file__).resolve().parent
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
-# Training hyperparameters per preset; the model shapes are 03's PRESETS of the same name.
-TRAIN_PRESETS = {
-    "tiny": dict(steps=40, batch_size=8, lr=3e-3, warmup=5, eval_every=20, eval_windows=8, eval_k=4),
-    "cpu": dict(steps=2000, batch_size=16, lr=2e-3, warmup=100, eval_every=200, eval_windows=64, eval_k=32),
-    "gpu": dict(steps=10000, batch_size=64, lr=1e-3, warmup=500, eval_every=500, eval_windows=128, eval_k=32),
-}
+# Each preset: lesson 03's model shape (block_size is --seq-len here) and the training hyperparameters
+TRAIN_PRESETS = {name: {"seq_len": shape["block_size"], "dropout": shape.get("dropout", 0.0), "rope": True,
+                        **{k: v for k, v in shape.items() if k not in ("block_size", "dropout")}, **train}
+                 for name, shape, train in [
+    ("tiny", tfm.PRESETS["tiny"], dict(steps=40, batch_size=8, lr=3e-3, warmup=5, eval_every=20, eval_windows=8,
+                                       eval_k=4)),
+    ("cpu", tfm.PRESETS["cpu"], dict(steps=2000, batch_size=16, lr=2e-3, warmup=100, eval_every=200,
+                                     eval_windows=64, eval_k=32)),
+    ("gpu", tfm.PRESETS["gpu"], dict(steps=10000, batch_size=64, lr=1e-3, warmup=500, eval_every=500,
+                                     eval_windows=128, eval_k=32))]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -84,12 +89,6 @@ def split_corpus(text, tokenizer, split="tail"):
     return train_data, val_data, len(val_text) / max(1, len(val_data))
 
 
-def interleaved_test(text, tokenizer):
-    """(token ids, text) of the interleaved split's test part: no trainer reads it; the benchmarks score on it."""
-    test_text = interleaved_split(text)[2]
-    return encode_ids(tokenizer, test_text), test_text
-
-
 def encode_ids(tokenizer, text):
     """(N,) token ids of text; a character the tokenizer lacks is one line and exit status 2."""
     return torch.tensor(cli.encode_or_fail(tokenizer, text, "the corpus"), dtype=torch.long)
@@ -110,6 +109,34 @@ def eval_windows(val, n, length):
     return torch.stack([val[i * stride : i * stride + length] for i in range(n)])
 
 
+class TextData:
+    """What the loop trains on: windows of a text. 08 passes graphemes of Tamil (this class with its tokenizer);
+    12 passes puzzles (a class of its own with the same members)."""
+
+    unit = "bits/char"  # validation is reported per character: bits per token / characters per token
+
+    def __init__(self, text, tokenizer, split="tail"):
+        self.text, self.tokenizer = text, tokenizer
+        self.train, self.val, self.chars_per_token = split_corpus(text, tokenizer, split)
+
+    def describe(self):
+        return (f"{len(self.text):,} characters, {self.train.numel() + self.val.numel():,} tokens, vocabulary "
+                f"{self.tokenizer.vocab_size}; train {len(self.train):,} / val {len(self.val):,}")
+
+    def batch(self, batch_size, length, generator):  # (B, length) random training windows
+        return get_batch(self.train, batch_size, length, generator)
+
+    def val_batch(self, n, length):  # (n, length): the same validation windows at every evaluation
+        if len(self.val) < length or len(self.train) < length + 1:
+            raise UsageError(f"corpus too short: {len(self.text):,} characters for context {length - 1} "
+                             f"(need > {10 * (length + 1)} tokens)")
+        return eval_windows(self.val, n, length)
+
+    def to(self, device):  # a few MB of token ids: batches are then drawn on the device
+        self.train = self.train.to(device)
+        return self
+
+
 def lr_lambda(args):
     """Linear warmup, then cosine decay to min_lr_ratio * lr (as in nanoGPT)."""
 
@@ -126,19 +153,15 @@ def lr_lambda(args):
 # The objective: the one thing the dLLM and the GPT trainers do differently
 # ---------------------------------------------------------------------------------------------------------
 class DiffusionObjective:
-    """Masked diffusion (04): NELBO loss, NELBO bits for validation, the iterative-unmasking sampler.
-    07 (the GPT) and 11 (block diffusion) pass their own objective with the same four members."""
+    """Masked diffusion (04): NELBO loss, NELBO bits for validation, the iterative-unmasking sampler. Every
+    objective has these members (07's GPT, 11's block diffusion and 12's Sudoku models give their own)."""
 
-    kind = "dllm"
+    kind = "dllm"  # the model family, which a generator checks: a dLLM or a GPT
+    name = "dllm"  # the objective, recorded in every checkpoint: resuming with another one is refused
     model_overrides = dict(causal=False, mask_token=True)  # GPT vs dLLM: bidirectional, has [MASK]
 
     def __init__(self, t_range=(diff.EPS, 1.0)):
         self.t_range = t_range  # where training draws t: all of [EPS, 1] is the NELBO; --mask-rate clips it
-
-    def configure(self, args):  # options of the objective's own (--mask-rate; 07's --fim, 11's blocks) read here
-        objective = copy.copy(self)  # this objective (or a subclass's), with the run's range
-        objective.t_range = mask_rate(args)
-        return objective
 
     def loss(self, model, x, config):  # x: (B, L+1); the dLLM uses the first L tokens
         # GPT vs dLLM: the objective is the NELBO of lesson 04 (mask a fraction t, predict the masks, weight 1/t)
@@ -147,6 +170,9 @@ class DiffusionObjective:
     def val_bits(self, model, windows, K, config):  # windows: (N, L+1); upper bound on bits per token
         return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K)
 
+    def score(self, model, windows):  # more to report than bits: 12 counts the puzzles solved
+        return {}
+
     def sample(self, model, tokenizer, n, generator):
         # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
         canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
@@ -154,38 +180,42 @@ class DiffusionObjective:
         return tokenizer.decode(x[0].tolist())
 
 
+class MaskRate(argparse.Action):
+    """--mask-rate LO HI, checked as it is parsed: 0 < LO < HI <= 1."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        lo, hi = values
+        if not 0 < lo < hi <= 1:
+            parser.error(f"--mask-rate needs 0 < LO < HI <= 1, got {lo:g} {hi:g}")
+        setattr(namespace, self.dest, [lo, hi])
+
+
 def add_mask_rate_arg(p):
     """--mask-rate, the flag of every dLLM trainer here (05, 08, 11)."""
-    p.add_argument("--mask-rate", type=float, nargs=2, metavar=("LO", "HI"), help="draw the training mask rate t "
-                   "in [LO, HI] only (BD3-LM's clipped schedule: less noisy gradients, but no longer the NELBO; "
-                   "validation always uses the full bound); 0.1 0.9 learns fastest in bench/recipe.py; default: "
-                   f"[{diff.EPS}, 1]")
+    p.add_argument("--mask-rate", type=finite_float, nargs=2, metavar=("LO", "HI"), action=MaskRate,
+                   help="draw the training mask rate t in [LO, HI] only (BD3-LM's clipped schedule: less noisy "
+                   "gradients, but no longer the NELBO; validation always uses the full bound); 0.1 0.9 learns "
+                   f"fastest in bench/recipe.py; default: [{diff.EPS}, 1]")
 
 
 def mask_rate(args):
-    """--mask-rate as (lo, hi), checked; the whole [EPS, 1] without it (a resumed run brings its own)."""
-    if not getattr(args, "mask_rate", None):
-        return diff.EPS, 1.0
-    lo, hi = args.mask_rate
-    if not 0 < lo < hi <= 1:
-        raise UsageError(f"--mask-rate needs 0 < LO < HI <= 1, got {lo} {hi}")
-    return lo, hi
+    """--mask-rate as (lo, hi); the whole [EPS, 1] without it (a resumed run brings its own)."""
+    return tuple(args.mask_rate) if args.mask_rate else (diff.EPS, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The training loop, shared by 05 (dLLM), 07 (GPT), 08 (Tamil), 11 (block diffusion) and 12 (Sudoku)
 # ---------------------------------------------------------------------------------------------------------
-def train(args, objective, load_corpus=None, make_tokenizer=None, split=split_corpus, batches=get_batch,
-          windows=eval_windows):
-    """Train `objective` on the corpus; writes <out>/latest.pt, best.pt, metrics.csv, loss.png, hf/.
-
-    load_corpus() -> text and make_tokenizer(text) -> tokenizer let 08 swap in the Tamil corpus/tokenizer;
-    split, batches and windows (the three data functions above) let 12 draw Sudoku puzzles instead of windows.
-    """
+def train(args, objective, data):
+    """Train `objective` on `data`; writes <out>/latest.pt, best.pt, metrics.csv, loss.png, hf/. Returns the
+    metrics rows (one per evaluation)."""
     from tqdm import tqdm
 
-    run = setup(args, objective, load_corpus, make_tokenizer, split, windows)  # resume, DDP, data, model: below
-    args, model, optimizer, scheduler, scaler = run.args, run.model, run.optimizer, run.scheduler, run.scaler
+    run = setup(args, objective, data)  # resume, DDP, model, optimizer: below
+    if run.step >= args.steps:  # --resume on a finished run: nothing to do
+        print(f"{run.out} is finished: step {run.step} of {args.steps} (--steps N extends it to step N)")
+        return run.rows
+    model, optimizer, scheduler, scaler = run.model, run.optimizer, run.scheduler, run.scaler
     L = run.config.block_size
     if run.step == 0 and not run.rows and run.rank == 0:
         evaluate(run)  # the untrained model: where the curve starts
@@ -193,16 +223,16 @@ def train(args, objective, load_corpus=None, make_tokenizer=None, split=split_co
     # boundary (never half an optimizer update), so --resume continues exactly. A second Ctrl-C stops at once.
     stop = runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {run.out / 'latest.pt'} holds the last "
                                                   "saved state")
-    bar = tqdm(total=args.steps, initial=run.step, desc=run.objective.kind, dynamic_ncols=True, disable=run.rank != 0)
+    bar = tqdm(total=args.steps, initial=run.step, desc=objective.name, dynamic_ncols=True, disable=run.rank != 0)
     oom = runtime.OutOfMemory(run.world, f"--batch-size {args.batch_size} --grad-accum {args.grad_accum}")
     loss_sum, n, t0 = 0.0, 0, time.perf_counter()
     with stop, oom, bar:  # the bar closes first: an error line comes after it
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
             for micro in range(args.grad_accum):  # --grad-accum: the batch in pieces, their gradients summed
-                x = batches(run.train_data, args.batch_size, L + 1, run.data_gen)  # (B, L+1)
+                x = data.batch(args.batch_size, L + 1, run.data_gen)  # (B, L+1) token ids
                 with runtime.autocast(args.device, args.dtype), runtime.no_sync(run.fwd, micro < args.grad_accum - 1):
-                    loss = run.objective.loss(run.fwd, x, run.config) / args.grad_accum  # NELBO or NLL, a scalar
+                    loss = objective.loss(run.fwd, x, run.config) / args.grad_accum  # NELBO or NLL, a scalar
                 scaler.scale(loss).backward()  # fp16 scales the loss up so small gradients survive; else a no-op
                 loss_sum = loss_sum + loss.detach()  # summed on the device: no host sync per step
             if args.grad_clip:
@@ -220,94 +250,86 @@ def train(args, objective, load_corpus=None, make_tokenizer=None, split=split_co
 
 
 def evaluate(run, train_loss=None, tokens=0, t0=None):
-    """Validation bits/char, a sample, one log line; metrics.csv, latest.pt, and best.pt + hf/ when it is the best.
-    Returns the time the next training interval starts (evaluation time is not training time)."""
+    """Validation bits per unit, a sample, one log line; metrics.csv, latest.pt, and best.pt + hf/ when it is the
+    best so far. Returns the time the next training interval starts (evaluation time is not training time)."""
     from tqdm import tqdm
 
-    args, model = run.args, run.model
+    args, model, objective, data = run.args, run.model, run.objective, run.data
     train_loss = float("nan") if train_loss is None else float(train_loss)  # float() waits for the device
+    if run.step and not math.isfinite(train_loss):  # diverged: keep the last good checkpoint, say where it went
+        raise UsageError(f"the training loss is not finite by step {run.step} (lr {args.lr:g}): training stopped; "
+                         f"{run.out / 'latest.pt'} keeps step {run.rows[-1]['step']}. Lower --lr")
     dt = time.perf_counter() - t0 if t0 is not None else float("nan")
     run.elapsed += 0.0 if t0 is None else dt
     model.eval()
     with runtime.autocast(args.device, args.dtype):
-        val = run.objective.val_bits(run.eval_fwd, run.windows, args.eval_k, run.config) / run.chars_per_token
-        scores = run.objective.score(run.eval_fwd, run.windows) if hasattr(run.objective, "score") else {}
+        val = objective.val_bits(run.eval_fwd, run.windows, args.eval_k, run.config) / data.chars_per_token
+        scores = objective.score(run.eval_fwd, run.windows)  # 12: the share of validation puzzles solved
         sample = None
         if args.sample_len:  # its own generator: sampling never moves the training RNG
             g = torch.Generator(args.device).manual_seed(0)  # on the model's device: no copies while sampling
-            sample = run.objective.sample(model, run.tokenizer, min(args.sample_len, run.config.block_size), g)
+            sample = objective.sample(model, data.tokenizer, min(args.sample_len, run.config.block_size), g)
     run.rows.append({"step": run.step, "train_loss": train_loss, "val_bpc": val, "lr": run.scheduler.get_last_lr()[0],
                      "tokens_per_s": tokens / dt if t0 is not None else float("nan"), "elapsed_s": run.elapsed,
-                     **scores})  # an objective may score more than bits (12: the share of puzzles solved)
+                     **scores})
     # one line per evaluation, train and validation in the same unit (the dLLM's: NELBO, an upper bound)
-    trained = f"{train_loss / math.log(2) / run.chars_per_token:.3f}" if run.step else "  -  "
+    trained = f"{train_loss / math.log(2) / data.chars_per_token:.3f}" if run.step else "  -  "
     speed = f"{tokens / dt:,.0f} tok/s" if run.step else "- tok/s"
-    unit = getattr(run.objective, "unit", "bits/char")  # 12's Sudoku objectives: bits per blank cell
-    tqdm.write(f"step {run.step:>6} | train {trained} | val {val:.3f} {unit} | lr {run.rows[-1]['lr']:.2e} | "
+    tqdm.write(f"step {run.step:>6} | train {trained} | val {val:.3f} {data.unit} | lr {run.rows[-1]['lr']:.2e} | "
                f"{speed} | {run.elapsed / 60:.1f} min" + "".join(f" | {k} {v:.3f}" for k, v in scores.items()))
     if sample is not None:
         tqdm.write(f"--- sample at step {run.step} ---\n{sample}\n---")
+    improved = val < run.best
+    run.best = min(run.best, val)  # before latest.pt is written: a resumed run restores the run's true best
     metrics.write_metrics(run.out, run.rows)
     save(run, "latest.pt")
-    if val < run.best:
-        run.best = val
+    if improved:
         save(run, "best.pt")
-        bound = " (NELBO, upper bound)" if run.objective.kind == "dllm" else " (exact NLL)"
-        hub.export(run.out / "hf", model, run.tokenizer, run.objective.kind, sample=sample,
-                   metrics={"step": run.step, f"validation bits/char{bound}": val, "preset": args.preset,
+        bound = " (NELBO, upper bound)" if objective.kind == "dllm" else " (exact NLL)"
+        hub.export(run.out / "hf", model, data.tokenizer, objective.kind, sample=sample,
+                   metrics={"step": run.step, f"validation {data.unit}{bound}": val, "preset": args.preset,
                             "train seconds": round(run.elapsed)})
     if args.plot:
-        metrics.plot_metrics(run.out, f"{run.objective.kind} {args.preset}: {run.out}")
+        metrics.plot_metrics(run.out, f"{objective.name} {args.preset}: {run.out}", unit=data.unit)
     model.train()
     return time.perf_counter()
 
 
 def save(run, name):
     checkpoints.save_checkpoint(run.out / name, checkpoints.training_state(
-        run.objective.kind, run.model, run.tokenizer, run.optimizer, run.scheduler, run.scaler, run.data_gen,
+        run.objective, run.model, run.data.tokenizer, run.optimizer, run.scheduler, run.scaler, run.data_gen,
         run.step, run.elapsed, run.best, run.rows, run.args, run.args.device))
 
 
-def setup(args, objective, load_corpus=None, make_tokenizer=None, split=split_corpus, windows=eval_windows):
-    """Everything the loop needs, in one namespace: resumed or fresh arguments, DDP, corpus and tokenizer,
-    the model (lesson 03's Transformer with the objective's switches), AdamW, the LR schedule, the RNG state."""
-    mask_rate(args)  # a bad --mask-rate fails first, whatever <out> holds
-    checkpoints.check_run_dir(args.out, args.resume, args.force)  # never train over a run by accident
-    ckpt = checkpoints.load_checkpoint(Path(args.out) / "latest.pt", kind=objective.kind) if args.resume else None
-    rank, world = runtime.ddp_setup(runtime.resolve_device(args.device))  # torchrun: each rank its own GPU first
+def setup(args, objective, data):
+    """Everything the loop needs, in one namespace: DDP, the model (lesson 03's Transformer with the objective's
+    switches), AdamW, the LR schedule, the RNG state; a resumed run's own state."""
+    ckpt = checkpoints.load_checkpoint(Path(args.out) / "latest.pt", objective=objective) if args.resume else None
+    rank, world = runtime.ddp_setup(args.device)  # torchrun: each rank its own GPU first
     log = print if rank == 0 else (lambda *a, **k: None)  # rank 0 alone logs, evaluates and writes
-    args = train_args.resolve_args(checkpoints.resume_args(args, ckpt["args"]) if ckpt else args, log)
-    objective = objective.configure(args)  # options of the objective's own (07's FIM, 11's block size)
-    run = SimpleNamespace(args=args, objective=objective, out=Path(args.out), rank=rank, world=world, step=0,
-                          elapsed=0.0, best=float("inf"), rows=[])
+    run = SimpleNamespace(args=args, objective=objective, data=data, out=Path(args.out), rank=rank, world=world,
+                          step=0, elapsed=0.0, best=float("inf"), rows=[])
     torch.manual_seed(args.seed)
-
-    # The corpus and its tokenizer (a resumed run keeps the tokenizer it was trained with)
-    text = read_text(args.data) if args.data else (load_corpus or shakespeare)()
     if ckpt:
         log(f"resuming {ckpt['path']} at step {ckpt['step']}")
-        run.tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
-    else:
-        named = checkpoints.tokenizer_class(args.tokenizer).from_text if args.tokenizer else None  # --tokenizer
-        run.tokenizer = (named or make_tokenizer or diff.CharTokenizer.from_text)(text)
-    run.train_data, val_data, run.chars_per_token = split(text, run.tokenizer, args.split)
-    log(f"corpus: {len(text):,} characters, {run.train_data.numel() + val_data.numel():,} tokens, vocabulary "
-        f"{run.tokenizer.vocab_size}; train {len(run.train_data):,} / val {len(val_data):,}")
+        if ckpt["tokenizer"] != data.tokenizer.to_dict():
+            raise UsageError(f"the corpus gives another vocabulary than the run in {args.out} was trained on: "
+                             "resume it on its own corpus (--data as it was), or start a new run")
+    log(f"corpus: {data.describe()}")
 
     # The model: lesson 03's Transformer, with the objective's switches (causal mask, [MASK] row, ...)
-    run.config = config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.build_config(
-        args.preset, vocab_size=run.tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,
-        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope, **objective.model_overrides)
+    run.config = config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.ModelConfig(
+        vocab_size=data.tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer, n_head=args.n_head,
+        n_embd=args.n_embd, dropout=args.dropout, rope=args.rope, **objective.model_overrides)
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
-    if val_data.dim() == 1 and (len(val_data) < L + 1 or len(run.train_data) < L + 2):  # a stream (not puzzles)
-        raise UsageError(f"corpus too short: {len(text):,} characters for context {L} (need > {10 * (L + 2)} tokens)")
+    run.windows = data.val_batch(args.eval_windows, L + 1).to(args.device)  # fixed validation windows (N, L+1)
     run.model = model = tfm.Transformer(config).to(args.device)
-    log(f"model: {objective.kind}{f' (block diffusion, blocks of {config.block_len})' if config.block_len else ''}, "
-        f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} heads, width {config.n_embd}, "
-        f"context {L}; device {args.device} ({runtime.machine_name(args.device)}), {args.dtype}"
-        f"{', compiled' if args.compile else ''}{f', {world} processes (DDP)' if world > 1 else ''}")
+    log(f"model: {objective.name}{f', blocks of {config.block_len}' if config.block_len else ''}, "
+        f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} heads, "
+        f"width {config.n_embd}, context {L}; device {args.device} ({runtime.machine_name(args.device)}), "
+        f"{args.dtype}{', compiled' if args.compile else ''}{f', {world} processes (DDP)' if world > 1 else ''}")
 
     # AdamW with weight decay on matrices only (not on norms and biases), warmup + cosine schedule (nanoGPT)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -328,13 +350,13 @@ def setup(args, objective, load_corpus=None, make_tokenizer=None, split=split_co
     run.eval_fwd = run.fwd = torch.compile(model) if args.compile else model
     if world > 1:  # gradients are averaged across ranks inside backward()
         run.fwd = torch.nn.parallel.DistributedDataParallel(run.fwd)
-    run.windows = windows(val_data, args.eval_windows, L + 1).to(args.device)
-    run.train_data = run.train_data.to(args.device)  # a few MB of token ids: batches are then drawn on the device
+    data.to(args.device)
     if rank == 0 and args.force:
         checkpoints.clear_run_dir(run.out)
     run.out.mkdir(parents=True, exist_ok=True)
-    log(f"training {args.steps - run.step} steps (batch {args.batch_size} x {L}) -> {run.out}"
-        + (" (bits/char: the dLLM's are its NELBO, an upper bound)" if objective.kind == "dllm" else ""))
+    if run.step < args.steps:
+        log(f"training {args.steps - run.step} steps (batch {args.batch_size} x {L}) -> {run.out}"
+            + (" (the dLLM's bits are its NELBO, an upper bound)" if objective.kind == "dllm" else ""))
     model.train()
     return run
 
@@ -352,9 +374,9 @@ def finish(run, stop, t0):
             save(run, "latest.pt")
         log(f"\ninterrupted at step {run.step}: saved {run.out / 'latest.pt'}; continue with --resume", file=sys.stderr)
         runtime.leave_process(130, run.world)
-    kind = run.objective.kind
-    log(f"done: {run.step} steps in {run.elapsed:.0f} s of training; best val {run.best:.4f} bits/char"
-        f"{' (upper bound)' if kind == 'dllm' else ''}; checkpoints in {run.out}, Hub export in {run.out / 'hf'}")
+    log(f"done: {run.step} steps in {run.elapsed:.0f} s of training; best val {run.best:.4f} {run.data.unit}"
+        f"{' (upper bound)' if run.objective.kind == 'dllm' else ''}; checkpoints in {run.out}, Hub export in "
+        f"{run.out / 'hf'}")
     if run.args.push_to_hub and run.rank == 0:
         hub.push_to_hub(run.out / "hf", run.args.push_to_hub)
     if run.world > 1:
@@ -363,17 +385,28 @@ def finish(run, stop, t0):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command line: every hyperparameter has a flag (support/train_args.py); unset ones come from the preset
+# The command line: every hyperparameter has a flag (support/train_args.py); the ones not given come from the preset
 # ---------------------------------------------------------------------------------------------------------
-add_train_args = train_args.add_train_args  # 07, 08 and 11 add the same flags
+def training_parser(description, default_out, presets=TRAIN_PRESETS):
+    """The training flags of every trainer here (05, 07, 08, 11, 12), with each preset's value in --help."""
+    return train_args.training_parser(description, default_out, presets)
 
 
-def main(argv=None, objective=None, default_out=ROOT / "checkpoints" / "dllm", description=None, **hooks):
-    p = add_train_args(ArgumentParser(description=description or __doc__), default_out)
+def parse_args(p, argv=None, presets=TRAIN_PRESETS, default_out=None):
+    """Flags -> args: values checked, then <out>, then a resumed run's own settings, then the preset's values."""
+    return train_args.parse_args(p, argv, presets, default_out)
+
+
+def main(argv=None, objective=None):
+    """05's command line. objective: a subclass of DiffusionObjective to train instead (bench/recipe.py's variants,
+    the tests' probes), made with the run's mask-rate range."""
+    p = training_parser(__doc__, ROOT / "checkpoints" / "dllm")
     add_mask_rate_arg(p)
-    args = parse_args_given(p, argv)
-    return train(args, objective or DiffusionObjective(), **hooks)
+    args = parse_args(p, argv)
+    text = read_text(args.data) if args.data else shakespeare()
+    data = TextData(text, diff.CharTokenizer.from_text(text), args.split)  # one token per character
+    return train(args, (objective or DiffusionObjective)(t_range=mask_rate(args)), data)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

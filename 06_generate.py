@@ -11,19 +11,21 @@ commits the surest predictions (lesson 04's sampler). Lesson 10 decodes faster; 
 models write left to right, block by block.
 """
 import argparse
+import dataclasses
 import sys
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-from support import pretrained, runtime
-from support.checkpoints import load_model
+from support import checkpoints, hub, pretrained, runtime
 from support.cli import ArgumentParser, UsageError, encode_or_fail, require, run_cli
 from support.gif import write_gif
 
+tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
+TOKENIZERS = {"char": diff.CharTokenizer}  # the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -102,6 +104,41 @@ def to_texts(x, tokenizer, args):
     return [tokenizer.decode(row[: find_stop(row, [stop], start) if stop else None]) for row in rows]
 
 
+def print_texts(texts):
+    """Each sample on stdout, numbered when there are several (07's GPT prints the same way)."""
+    for i, t in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {i + 1} ---")
+        print(t)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading a model: the one function every script here uses (07, 09, 10, 11, 12 and bench/)
+# ---------------------------------------------------------------------------------------------------------
+def build_model(config, legacy=False):
+    """Lesson 03's Transformer, untrained, from a checkpoint's config dict. legacy: the upstream tiny-dllm
+    checkpoint (`--from-hub sutharsan311/tiny-dllm`) wires its blocks another way (support.hub.legacy_block)."""
+    names = {f.name for f in dataclasses.fields(tfm.ModelConfig)}
+    cfg = tfm.ModelConfig(**{k: v for k, v in config.items() if k in names})
+    model = tfm.Transformer(cfg)
+    if legacy:
+        model.blocks = torch.nn.ModuleList(hub.legacy_block(tfm.Block)(cfg, i) for i in range(cfg.n_layer))
+    return model
+
+
+def load(kind, checkpoint=None, default_run=None, shipped=None, use_pretrained=False, device="auto", from_hub=None,
+         filename=None, tokenizers=TOKENIZERS, log=lambda s: print(s, file=sys.stderr)):
+    """(model, tokenizer, info) of kind 'dllm' or 'gpt': from the Hub (--from-hub), else --checkpoint (a .pt file, a
+    run directory or a Hub export), else your own run in default_run, else the shipped model. Says which."""
+    if from_hub:
+        path = hub.from_hub(from_hub, filename)
+    elif filename:
+        raise UsageError("--filename names a file in a Hub repo: give --from-hub too")
+    else:
+        path = pretrained.choose(checkpoint, default_run, shipped, use_pretrained, log=log)
+    return checkpoints.load_model(path, build_model, tokenizers, kind, device)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The command line (shared with 07, 09, 10 and 11)
 # ---------------------------------------------------------------------------------------------------------
@@ -168,37 +205,37 @@ def check_generate_args(a):
     ])
 
 
-def generate_cli(args, sampler=sample, blocks=False, font=None):
+def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=TOKENIZERS):
     """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10 and 11 call it
-    with their own parser's args; 10 and 11 with their own sampler. blocks: lesson 11's block-diffusion sampler."""
+    with their own parser's args; 10 and 11 with their own sampler; 11 for its block-diffusion models.
+    Ctrl-C stops at once: the canvas so far is printed ([MASK] as _) and the exit status is 130."""
     check_generate_args(args)
-    checkpoint = None if args.from_hub else pretrained.choose(
-        args.checkpoint, args.default_run, args.shipped, args.pretrained, log=lambda s: print(s, file=sys.stderr))
-    model, tokenizer, info = load_model("dllm", checkpoint, args.device, args.from_hub, args.filename)
-    if bool(model.config.block_len) != blocks:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)
-        raise UsageError(f"{info['path']} is a block-diffusion model: generate with 11_block_diffusion.py --generate"
-                         if model.config.block_len else f"{info['path']} is not a block-diffusion model (lesson 11): "
-                         "generate with 06_generate.py or 10_fast_decoding.py --generate")
+    model, tokenizer, info = load("dllm", args.checkpoint, args.default_run, args.shipped, args.pretrained,
+                                  args.device, args.from_hub, args.filename, tokenizers)
+    if info["objective"] != objective:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)
+        use = {"block-diffusion": "11_block_diffusion.py --generate", "sudoku-dllm": "12_sudoku.py --solve"}
+        raise UsageError(f"{info['path']} is a {info['objective']} model: generate with "
+                         f"{use.get(info['objective'], '06_generate.py or 10_fast_decoding.py --generate')}")
 
-    frames = []  # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
+    frames, last = [], {}  # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
 
     def show(calls, x):
-        frames.append(x[0].tolist())
+        last["x"] = x
+        if args.gif or args.show_steps:
+            frames.append(x[0].tolist())
         if args.show_steps:
             print(f"[{calls:3d}] {tokenizer.decode(frames[-1])!r}")
 
     device = next(model.parameters()).device.type
-    with runtime.autocast(device, runtime.resolve_dtype("auto", device)):  # as training evaluates: bf16/fp16 on GPUs
-        x, calls = sampler(model, tokenizer, args, show if args.gif or args.show_steps else None)
+    so_far = lambda: print_texts(to_texts(last.get("x", canvases(model, tokenizer, args)), tokenizer, args))
+    with runtime.stop_cleanly(so_far), runtime.autocast(device, runtime.resolve_dtype("auto", device)):
+        x, calls = sampler(model, tokenizer, args, show)  # bf16/fp16 on GPUs, as training evaluates
     texts = to_texts(x, tokenizer, args)
-    for i, t in enumerate(texts):
-        if len(texts) > 1:
-            print(f"--- sample {i + 1} ---")
-        print(t)
+    print_texts(texts)
     step = f", step {info['step']}" if info["step"] is not None else ""
     print(f"({info['path']}{step}, {model.num_params():,} parameters: {calls} model calls)", file=sys.stderr)
     if args.gif:
-        start = tokenizer.encode(args.prompt) if blocks else canvases(model, tokenizer, args)[0].tolist()
+        start = tokenizer.encode(args.prompt) if objective != "dllm" else canvases(model, tokenizer, args)[0].tolist()
         write_gif(args.gif, [tokenizer.decode(f) for f in [start] + frames], font=font)
         print(f"wrote {args.gif} ({len(frames) + 1} frames)", file=sys.stderr)
     return texts

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import torch
 
-from support import pretrained
-from support.checkpoints import load_model
 from support.cli import ArgumentParser, UsageError, require, run_cli
 
 tfm = import_module("03_transformer")
@@ -59,6 +57,15 @@ def parallel_commit(logits, masked, conf, ranks, threshold=None, factor=None, en
         summed = h.gather(1, ranks.argsort(1)).cumsum(1)  # entropy of the first k positions in rank order
         commit = ranks < (summed <= entropy_budget).sum(1, keepdim=True)
     return (commit | (ranks == 0)) & masked
+
+
+def commit_step(logits, block, mask_id, count, rule, temperature, top_k, top_p, remasking, generator):
+    """One model call's commit inside a block (B, n): the `count` (B, 1) surest masked positions, or, with count
+    None, as many as the rule decides (parallel_commit). Lesson 11 writes its blocks with the same step."""
+    masked = block == mask_id
+    proposal, conf, ranks = diff.propose(logits, masked, temperature, top_k, top_p, remasking, generator)
+    take = parallel_commit(logits, masked, conf, ranks, **rule) if count is None else (ranks < count) & masked
+    return torch.where(take, proposal, block)
 
 
 def steps_per_block(steps, n_blocks):
@@ -114,18 +121,13 @@ def generate_fast(model, canvas, mask_id, threshold=None, factor=None, entropy_b
             else:  # dual: recompute only the block, reuse prefix and suffix
                 logits = model(x[:, s:e], cache=kv, start=s)
             calls += 1
-            masked = x[:, s:e] == mask_id  # (B, n) still masked in this block
-            proposal, conf, ranks = diff.propose(logits, masked, temperature, top_k, top_p, remasking, generator)
-            if adaptive:
-                commit = parallel_commit(logits, masked, conf, ranks, **rule)
-            else:
-                commit = (ranks < counts[:, i : i + 1]) & masked
-            x[:, s:e] = torch.where(commit, proposal, x[:, s:e])
+            count = None if adaptive else counts[:, i : i + 1]  # (B, 1) to commit now, or the rule decides
+            x[:, s:e] = commit_step(logits, x[:, s:e], mask_id, count, rule, temperature, top_k, top_p, remasking,
+                                    generator)
             i += 1
             if callback is not None:
                 callback(calls, x)
     return x, calls
-
 
 
 def sample_fast(model, tokenizer, args, callback=None):
@@ -205,8 +207,8 @@ def demo_decoders(args):
     """Decode one canvas greedily every way; count the calls; compare each text with one token per call."""
     torch.manual_seed(args.seed)
     if args.checkpoint or args.pretrained:  # a trained model; else one fitted here in seconds
-        path = pretrained.choose(args.checkpoint, args.default_run, args.shipped, args.pretrained)
-        model, tok, info = load_model("dllm", path, args.device)
+        model, tok, info = gen.load("dllm", args.checkpoint, args.default_run, args.shipped, args.pretrained,
+                                    args.device, log=print)
         print(f"== {info['path']}: {model.num_params():,} parameters ==")
         L = args.len or model.config.block_size
         require([(L <= model.config.block_size, f"--len {L} is longer than this model's context "

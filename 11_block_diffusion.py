@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, require, run_cli
+from support.files import read_text
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -78,18 +79,12 @@ def block_nelbo_bits(model, windows, K=32, **kw):
 class BlockDiffusionObjective(train.DiffusionObjective):
     """05's dLLM objective with blocks: the block-diffusion loss, its bound, the block-by-block sampler."""
 
+    name = "block-diffusion"
+
     def __init__(self, block_len=4, t_range=(diff.EPS, 1.0)):
         self.block_len, self.t_range = block_len, t_range
-
-    @property
-    def model_overrides(self):  # GPT vs dLLM: a dLLM with [MASK], attention block-causal (03's attention_mask)
-        return dict(causal=False, mask_token=True, block_len=self.block_len)
-
-    def configure(self, args):  # resumed runs bring their own --block-diffusion and --mask-rate
-        L = args.seq_len or tfm.PRESETS[args.preset]["block_size"]
-        if not args.resume and args.block_diffusion > L:
-            raise UsageError(f"--block-diffusion {args.block_diffusion} is longer than the context (--seq-len {L})")
-        return BlockDiffusionObjective(args.block_diffusion, train.mask_rate(args))
+        # GPT vs dLLM: a dLLM with [MASK], attention block-causal (03's attention_mask)
+        self.model_overrides = dict(causal=False, mask_token=True, block_len=block_len)
 
     def loss(self, model, x, config):
         return block_diffusion_loss(model, x[:, :-1], config.mask_id, config.block_len, t_range=self.t_range)
@@ -151,13 +146,9 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
             calls += 1
             if kv is not None:
                 c = a  # the clean blocks before this one are cached now; later calls feed this block alone
-            masked = x[:, a:e] == mask_id
-            proposal, conf, ranks = diff.propose(logits, masked, temperature, top_k, top_p, remasking, generator)
-            if adaptive:
-                commit = fast.parallel_commit(logits, masked, conf, ranks, **rule)
-            else:
-                commit = (ranks < counts[:, min(i, counts.size(1) - 1)][:, None]) & masked
-            x[:, a:e] = torch.where(commit, proposal, x[:, a:e])
+            count = None if adaptive else counts[:, min(i, counts.size(1) - 1)][:, None]
+            x[:, a:e] = fast.commit_step(logits, x[:, a:e], mask_id, count, rule, temperature, top_k, top_p,
+                                         remasking, generator)
             i += 1
             if callback is not None:
                 callback(calls, x[:, :e])
@@ -168,8 +159,6 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
                 return x[:, :e], calls
         a = e
     return x, calls
-
-
 
 
 def sample_blocks(model, tokenizer, args, callback=None):
@@ -192,11 +181,11 @@ def sample_blocks(model, tokenizer, args, callback=None):
 # The command line: --train (05's flags), --generate (06's and 10's rules), or the demo
 # ---------------------------------------------------------------------------------------------------------
 def block_parser(mode):
-    p = ArgumentParser(description=__doc__)
+    p = train.training_parser(__doc__, ROOT / "checkpoints" / "dllm_bd4") if mode == "train" else ArgumentParser(
+        description=__doc__)
     p.add_argument("--train", action="store_true", help="train a block-diffusion model through lesson 05's loop")
     p.add_argument("--generate", action="store_true", help="generate from a block-diffusion checkpoint")
     if mode == "train":
-        train.add_train_args(p, ROOT / "checkpoints" / "dllm_bd4")
         g = p.add_argument_group("block diffusion")
         g.add_argument("--block-diffusion", type=positive_int, default=4, metavar="B", help="blocks of B tokens "
                        "(1 = a GPT's factorisation; --seq-len = the plain dLLM); default --out checkpoints/dllm_bd<B>")
@@ -215,14 +204,19 @@ def block_parser(mode):
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     mode = "train" if "--train" in words else "generate" if "--generate" in words else "demo"
-    args = parse_args_given(block_parser(mode), argv)
     if mode == "train":
-        if "out" not in args.given:
-            args.out = str(ROOT / "checkpoints" / f"dllm_bd{args.block_diffusion}")
-        return train.train(args, BlockDiffusionObjective())
+        args = train.parse_args(block_parser(mode), argv,
+                                default_out=lambda a: ROOT / "checkpoints" / f"dllm_bd{a.block_diffusion}")
+        if args.block_diffusion > args.seq_len:
+            raise UsageError(f"--block-diffusion {args.block_diffusion} is longer than the context (--seq-len "
+                             f"{args.seq_len})")
+        text = read_text(args.data) if args.data else train.shakespeare()
+        data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)
+        return train.train(args, BlockDiffusionObjective(args.block_diffusion, train.mask_rate(args)), data)
+    args = parse_args_given(block_parser(mode), argv)
     if mode == "generate":
         fast.check_rule_args(args)
-        return gen.generate_cli(args, sampler=sample_blocks, blocks=True)
+        return gen.generate_cli(args, sampler=sample_blocks, objective="block-diffusion")
     return demo_blocks(args.train_steps, args.seed)
 
 

@@ -19,7 +19,7 @@ The canvas: the 81 cells row by row, tokens '1'-'9' and '0' for a blank (a 10-to
         masked blanks (infilling). Decoding: the surest [MASK] first (04's generate, confidence/margin/random),
         or several per call (lesson 10's threshold and EB-Sampler rules).
   GPT:  puzzle then solution, 162 tokens; next-token loss on the solution half only; greedy decoding.
-Both train through lesson 05's loop: only the objective and the three data functions below differ.
+Both train through lesson 05's loop: only the objective and the data (PuzzleData) differ.
 """
 import sys
 from importlib import import_module
@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from support import checkpoints, pretrained, runtime
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli
+from support import runtime
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
 from support.files import read_text
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 train = import_module("05_train")
+gen = import_module("06_generate")
 gpt = import_module("07_train_gpt")
 fast = import_module("10_fast_decoding")
 puzzles = import_module("sudoku_puzzles")
@@ -47,36 +48,19 @@ DECODERS = {  # how the dLLM fills the grid: one cell per call, or as a rule dec
     "confidence": dict(remasking="confidence"), "margin": dict(remasking="margin"),
     "random": dict(remasking="random"), "threshold": dict(threshold=0.97, remasking="confidence"),
     "eb": dict(entropy_budget=0.1, remasking="entropy")}
-# Model and training preset of this lesson (Ye et al.'s 6M model is bigger; 0.8M is enough here).
-SUDOKU_PRESET = dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False, dropout=0.0, batch_size=128,
-                     lr=1e-3, warmup=100, steps=2400, eval_every=200, eval_windows=200, eval_k=8, sample_len=0,
-                     weight_decay=0.1)
+# This lesson's preset for 05's flags (Ye et al.'s 6M model is bigger; 0.8M is enough here)
+PRESETS = {"sudoku": dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False, dropout=0.0, batch_size=128,
+                          lr=1e-3, warmup=100, steps=2400, eval_every=200, eval_windows=200, eval_k=8, sample_len=0,
+                          weight_decay=0.1)}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Data: puzzles, not windows of a stream. Each row of a batch is puzzle (81) + solution (81) token ids.
 # ---------------------------------------------------------------------------------------------------------
-def load_puzzles(folder):
-    """() -> the text of train.txt, a blank line, val.txt (lines `puzzle,solution`), as 05's load_corpus wants."""
-    folder = Path(folder)
-    if not (folder / "train.txt").exists():
-        raise UsageError(f"no puzzles in {folder}: make them with `python sudoku_puzzles.py --out {folder}`")
-    return lambda: read_text(folder / "train.txt").strip() + "\n\n" + read_text(folder / "val.txt").strip() + "\n"
-
-
-def split_puzzles(text, tokenizer, split=None):
-    """05's split(): (train (N, 162), validation (M, 162), characters per token 1.0). Rows: puzzle + solution."""
-    parts = text.split("\n\n")
-    if len(parts) != 2:
-        raise UsageError("expected the training and the validation puzzles, separated by a blank line")
-    rows = [[tokenizer.encode(line.replace(",", "")) for line in part.split()] for part in parts]
-    return torch.tensor(rows[0]), torch.tensor(rows[1]), 1.0
-
-
-def symmetric_batch(data, batch_size, length=None, generator=None):
-    """05's batches(): batch_size puzzles (B, 162), each turned into a new one by a random symmetry of Sudoku:
-    relabel the digits, permute the bands and the rows inside each, the same for columns, maybe transpose.
-    A few thousand unique puzzles become as many distinct training puzzles as we need (sudoku_puzzles.py)."""
+def symmetric_batch(data, batch_size, generator=None):
+    """batch_size puzzles (B, 162), each turned into a new one by a random symmetry of Sudoku: relabel the digits,
+    permute the bands and the rows inside each, the same for columns, maybe transpose. A few thousand unique
+    puzzles become as many distinct training puzzles as we need (sudoku_puzzles.py)."""
     B = batch_size
     pick = torch.randint(len(data), (B,), generator=generator)
     relabel = torch.cat([torch.zeros(B, 1, dtype=torch.long),  # 0 (blank) stays 0
@@ -94,13 +78,45 @@ def symmetric_batch(data, batch_size, length=None, generator=None):
     return relabel.to(data.device).gather(1, x.flatten(1))  # (B, 162)
 
 
-def first_puzzles(val, n, length=None):
-    """05's windows(): the first n validation puzzles, the same every evaluation."""
-    return val[:n]
+class PuzzleData:
+    """What 05's loop trains on here (TextData's members): puzzles from <folder>/train.txt and val.txt, each line
+    `puzzle,solution` (checked: 81 cells, digits, no given breaking the rules). Reported in bits per blank cell."""
+
+    unit = "bits/blank"
+    chars_per_token = 1.0  # the objectives below already score per blank cell
+
+    def __init__(self, folder):
+        folder = Path(folder)
+        if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
+            raise UsageError(f"no puzzles in {folder}: make them with `python sudoku_puzzles.py --out {folder}`")
+        self.tokenizer = diff.CharTokenizer(TOKENS)
+        self.folder, self.train, self.val = folder, *(self.read(folder / f"{n}.txt") for n in ("train", "val"))
+
+    @staticmethod
+    def read(path):
+        pairs = puzzles.read_pairs(path)  # a bad line is one error naming FILE:LINE
+        if not pairs:
+            raise UsageError(f"{path}: no puzzles in it")
+        return torch.tensor([p + s for p, s in pairs])  # (N, 162)
+
+    def describe(self):
+        return f"{len(self.train):,} training and {len(self.val):,} validation puzzles from {self.folder}"
+
+    def batch(self, batch_size, length, generator):  # every batch: new puzzles by Sudoku's symmetries
+        return symmetric_batch(self.train, batch_size, generator)
+
+    def val_batch(self, n, length):  # the first n validation puzzles, the same every evaluation
+        if length - 1 < 2 * CELLS:
+            raise UsageError(f"--seq-len {length - 1} is too short: a puzzle and its solution take {2 * CELLS}")
+        return self.val[:n]
+
+    def to(self, device):
+        self.train = self.train.to(device)
+        return self
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The two objectives (05's loop calls loss, val_bits and, when present, score)
+# The two objectives (05's members: loss, val_bits, score, sample)
 # ---------------------------------------------------------------------------------------------------------
 def sudoku_diffusion_loss(model, x, mask_id, generator=None):
     """Lesson 04's NELBO, infilling: only blank cells are ever masked, givens stay visible. -> nats per blank."""
@@ -120,10 +136,16 @@ def solution_loss(model, x):
     return F.cross_entropy(logits.float().flatten(0, 1), x[:, CELLS:].flatten(), reduction="none").view(-1, CELLS)
 
 
+def dream(solve, model):
+    """05's sample for a Sudoku model: the grid it writes into an empty puzzle (no givens at all)."""
+    grid, _ = solve(model, torch.zeros(1, CELLS, dtype=torch.long, device=next(model.parameters()).device))
+    return show(grid[0].tolist()) + ("\n(a valid grid)" if valid(grid, grid)[0] else "\n(breaks the rules)")
+
+
 class SudokuDiffusion(train.DiffusionObjective):
     """The dLLM: infill the blank cells. Validation: its NELBO in bits per blank cell, and puzzles solved."""
 
-    unit = "bits/blank"
+    name = "sudoku-dllm"
 
     def loss(self, model, x, config):
         return sudoku_diffusion_loss(model, x, config.mask_id)
@@ -136,14 +158,14 @@ class SudokuDiffusion(train.DiffusionObjective):
     def score(self, model, windows):
         return {"val_solved": solved(solve_dllm(model, windows[:, :CELLS])[0], windows).float().mean().item()}
 
+    def sample(self, model, tokenizer, n, generator):
+        return dream(solve_dllm, model)
+
 
 class SudokuGPT(gpt.NextTokenObjective):
     """The GPT of the same size: puzzle -> solution. Validation: exact NLL per blank cell, and puzzles solved."""
 
-    unit = "bits/blank"
-
-    def configure(self, args):
-        return self
+    name = "sudoku-gpt"
 
     def loss(self, model, x, config=None):
         return solution_loss(model, x).sum() / (x[:, :CELLS] == 0).sum()
@@ -154,6 +176,9 @@ class SudokuGPT(gpt.NextTokenObjective):
 
     def score(self, model, windows):
         return {"val_solved": solved(solve_gpt(model, windows[:, :CELLS])[0], windows).float().mean().item()}
+
+    def sample(self, model, tokenizer, n, generator):
+        return dream(solve_gpt, model)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,11 +241,10 @@ def show(*grids, titles=()):
 
 def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu", log=None):
     """The Sudoku model of `kind` ('dllm' or 'gpt'): --checkpoint, else your run, else the shipped one."""
-    path = pretrained.choose(checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}", use_pretrained,
-                             log=log or (lambda s: print(s, file=sys.stderr)))
-    model, tok, _ = checkpoints.load_model(kind, path, device)
-    if tok.tokens != list(TOKENS):
-        raise UsageError(f"{path} is not a Sudoku model (its vocabulary is not the digits 0-9)")
+    model, _, info = gen.load(kind, checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}",
+                              use_pretrained, device, log=log or (lambda s: print(s, file=sys.stderr)))
+    if info["objective"] != f"sudoku-{kind}":
+        raise UsageError(f"{info['path']} is not a Sudoku model (it is a {info['objective']} model)")
     return model
 
 
@@ -300,13 +324,13 @@ def show_order(dllm, model_gpt, pair, args):
 # The command line: --train (05's flags), --solve FILE, or the demo
 # ---------------------------------------------------------------------------------------------------------
 def parser(mode):
-    p = ArgumentParser(description=__doc__)
+    p = train.training_parser(__doc__, ROOT / "checkpoints" / "sudoku-dllm", PRESETS) if mode == "train" else (
+        ArgumentParser(description=__doc__))
     p.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains or solves")
     if mode == "train":
-        p = train.add_train_args(p, ROOT / "checkpoints" / "sudoku-dllm")
         p.add_argument("--train", action="store_true", help="train through lesson 05's loop (its flags apply)")
         p.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"), help="folder with train.txt and val.txt")
-        p.set_defaults(**{k: None for k in SUDOKU_PRESET})  # unset -> this lesson's preset, below
+        p.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
         return p
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
     p.add_argument("--seed", type=int, default=0, help="random seed of the demo's fresh puzzles")
@@ -323,21 +347,15 @@ def parser(mode):
 
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
-    args = parse_args_given(parser("train" if "--train" in words else "use"), argv)
-    if not getattr(args, "train", False):
+    if "--train" not in words:
+        args = parser("use").parse_args(argv)
         return solve_file(args) if args.solve else demo(args)
+    args = train.parse_args(parser("train"), argv, PRESETS, default_out=lambda a: ROOT / "checkpoints" /
+                            f"sudoku-{a.model}")
     if args.data:
         raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
-    for k, v in SUDOKU_PRESET.items():  # this lesson's preset where a flag was not given
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    args.preset = "cpu"  # the rest of 05's defaults (eval-k, min-lr, ...) come from its cpu preset
-    if "out" not in args.given:
-        args.out = str(ROOT / "checkpoints" / f"sudoku-{args.model}")
     objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()
-    return train.train(args, objective, load_corpus=load_puzzles(args.puzzles),
-                       make_tokenizer=lambda _: diff.CharTokenizer(TOKENS), split=split_puzzles,
-                       batches=symmetric_batch, windows=first_puzzles)
+    return train.train(args, objective, PuzzleData(args.puzzles))
 
 
 if __name__ == "__main__":

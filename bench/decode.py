@@ -20,19 +20,19 @@ of the exact ancestral sampler, with the budget deciding how many per call).
 Writes bench/results/decode.csv, sampler_frontier.png (quality vs model calls) and decode_speed.png (quality vs
 chars/s); prints a Markdown table and the verdicts.
 """
-import sys
 import time
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support.checkpoints import load_model  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
-from support.files import atomic_write, read_text  # noqa: E402
-from support.metrics import write_csv  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
+import common  # first: the repository on the import path
+
+# isort: split
+from support.cli import ArgumentParser, UsageError, run_cli
+from support.files import atomic_write, read_text
+from support.metrics import write_csv
+from support.runtime import machine_name
 
 diff = import_module("04_diffusion")
 gpt_lesson = import_module("07_train_gpt")
@@ -110,9 +110,9 @@ def main(argv=None):
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figures")
     args = p.parse_args(argv)
     out = Path(args.out)
-    gpt, tok, _ = load_model("gpt", args.gpt, "cpu")
-    dllm, dtok, _ = load_model("dllm", args.dllm, "cpu")
-    bds = [load_model("dllm", path, "cpu")[:2] for path in args.bd]
+    gpt, tok, _ = common.load("gpt", args.gpt)
+    dllm, dtok, _ = common.load("dllm", args.dllm)
+    bds = [common.load("dllm", path)[:2] for path in args.bd]
     if any(t.tokens != tok.tokens for t in [dtok] + [t for _, t in bds]):
         raise UsageError("the runs must share a tokenizer (train them on the same corpus)")
     if not all(m.config.block_len for m, _ in bds):
@@ -121,9 +121,9 @@ def main(argv=None):
     val = text[int(0.9 * len(text)) :]
     N, L = args.num_samples, args.len
     real = [val[i * (len(val) // N) : i * (len(val) // N) + L] for i in range(N)]
-    score = lambda texts: dict(gen_bpc=gpt_lesson.generative_bpc(gpt, tok, texts),
-                               distinct4=gpt_lesson.distinct_ngrams(texts),
-                               entropy=gpt_lesson.char_entropy(texts))
+    score = lambda texts: dict(gen_bpc=common.generative_bpc(gpt, tok, texts),
+                               distinct4=common.distinct_ngrams(texts),
+                               entropy=common.char_entropy(texts))
     machine = machine_name()
     print(f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; {N} samples x {L} characters")
     nan = float("nan")

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support import runtime  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support import runtime
+from support.cli import ArgumentParser, UsageError, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

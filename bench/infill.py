@@ -1,6 +1,6 @@
 """Where the dLLM wins (2): filling a gap given both sides, against a plain GPT and a fill-in-the-middle GPT.
 
-    python 07_train_gpt.py --fim 0.5 --dtype fp32 --out checkpoints/sweep/gpt_fim     # the FIM baseline, once
+    python bench/fim.py --fim 0.5 --dtype fp32 --out checkpoints/sweep/gpt_fim     # the FIM baseline, once
     python bench/infill.py                                    # the runs of bench/block_sweep.py + that one
     python bench/infill.py --couplets --data data/tamil/thirukkural.txt --dllm D --gpt G --fim F   # reversal
     python bench/infill.py --split interleaved --windows 16 --data data/tamil/thirukkural.txt --dllm D --gpt G --fim F
@@ -16,23 +16,25 @@ FIM row: PSM has one middle). --couplets: the reversal case, the first line of a
 the couplets before it): windows end where a couplet ends. Writes <out-dir>/infill.csv and infill.png and prints
 the table and a few filled gaps from each model.
 """
-import sys
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from support.checkpoints import load_model  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
-from support.files import atomic_write, read_text  # noqa: E402
-from support.metrics import write_csv  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
+import common  # first: the repository on the import path
+
+# isort: split
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import atomic_write, read_text
+from support.metrics import write_csv
+from support.runtime import machine_name
+
+ROOT = common.ROOT
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
 gpt_lesson = import_module("07_train_gpt")
+fim_lesson = import_module("fim")
 SWEEP = ROOT / "checkpoints" / "sweep"
 
 
@@ -47,7 +49,7 @@ def held_out(text, tok, split):
     interleaved split's test paragraphs (held out from the runs' choice of checkpoint too)."""
     if split == "tail":
         return train.split_corpus(text, tok, "tail")[1]
-    return train.interleaved_test(text, tok)[0]
+    return train.encode_ids(tok, train.interleaved_split(text)[2])
 
 
 def couplet_windows(text, tok, W, n):
@@ -85,9 +87,9 @@ def scores(models, tok, w, span, K):
     dllm, gpt, fim = models
     row = {"dLLM exact": diff.left_to_right_bits(dllm, w, dllm.config.mask_id, span=span),
            "dLLM NELBO": diff.nelbo_bits(dllm, w, dllm.config.mask_id, K=K, span=span),
-           "GPT, left only": gpt_lesson.gpt_span_bits(gpt, w, span)}
+           "GPT, left only": fim_lesson.gpt_span_bits(gpt, w, span)}
     if fim is not None and isinstance(span, tuple):
-        row["FIM-GPT"] = gpt_lesson.gpt_span_bits(fim, w, span, fim=True)
+        row["FIM-GPT"] = fim_lesson.gpt_span_bits(fim, w, span, fim=True)
     chars, tokens = span_chars(tok, w, span)
     return {k: v * tokens / chars for k, v in row.items()}
 
@@ -111,7 +113,7 @@ def fill_examples(models, tok, w, span, n=3, seed=0):
         ex["GPT, left only"] = show(torch.cat([left, x[hi:]]))
         if fim is not None:
             cut = lambda v: torch.tensor([[v]])
-            psm = gpt_lesson.to_psm(x[None], cut(lo), cut(hi), fim.config)[:, : len(x) + 3 - (hi - lo)]
+            psm = fim_lesson.to_psm(x[None], cut(lo), cut(hi), fim.config)[:, : len(x) + 3 - (hi - lo)]
             mid = gpt_lesson.generate_gpt(fim, psm, hi - lo, generator=g())[0, -(hi - lo) :]
             ex["FIM-GPT"] = show(torch.cat([x[:lo], mid, x[hi:]]))
         out.append(ex)
@@ -133,11 +135,11 @@ def main(argv=None):
                    "(always the interleaved split's test couplets)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     args = p.parse_args(argv)
-    dllm, tok, _ = load_model("dllm", args.dllm, "cpu")
-    gpt, gtok, info = load_model("gpt", args.gpt, "cpu")
-    fim = None if args.fim == "none" else load_model("gpt", args.fim, "cpu")[0]
+    dllm, tok, _ = common.load("dllm", args.dllm)
+    gpt, gtok, info = common.load("gpt", args.gpt)
+    fim = None if args.fim == "none" else common.load("gpt", args.fim)[0]
     if gtok.tokens != tok.tokens or (fim is not None and not fim.config.sentinels):
-        raise UsageError("--dllm and --gpt must share a tokenizer, and --fim must be trained with 07 --fim")
+        raise UsageError("--dllm and --gpt must share a tokenizer, and --fim must be trained with bench/fim.py")
     models, W = (dllm, gpt, fim), min(dllm.config.block_size, gpt.config.block_size) - 3
     text = read_text(args.data)
     rows = []

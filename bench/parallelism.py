@@ -10,17 +10,17 @@ so two uncertain neighbours can disagree ("the the"). This script masks validati
 how many per window exceed 0.9 (the tokens a threshold sampler could commit in one call), and how often the
 argmax is right there (calibration). Writes bench/results/parallelism.csv and parallelism.png.
 """
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support.checkpoints import load_model  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, run_cli  # noqa: E402
-from support.files import atomic_write, read_text  # noqa: E402
-from support.metrics import write_csv  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
+import common  # first: the repository on the import path
+
+# isort: split
+from support.cli import ArgumentParser, run_cli
+from support.files import atomic_write, read_text
+from support.metrics import write_csv
+from support.runtime import machine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -48,7 +48,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figure")
     args = p.parse_args(argv)
-    model, tok, _ = load_model("dllm", args.checkpoint, "cpu")
+    model, tok, _ = common.load("dllm", args.checkpoint)
     text = read_text(args.data)
     ids = torch.tensor(tok.encode(text[int(0.9 * len(text)) :]))
     L = model.config.block_size

@@ -26,20 +26,23 @@ The knobs (the literature's answers to a dLLM's gradient variance at small compu
 Runs live in checkpoints/recipe/<knob>; the table goes to bench/results/recipe.csv and recipe.txt, the curves to
 recipe.png.
 """
-import sys
 import tempfile
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from support import checkpoints  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
-from support.files import atomic_write, write_text  # noqa: E402
-from support.metrics import read_metrics, write_csv  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support import checkpoints
+from support.cli import ArgumentParser, UsageError, run_cli
+from support.files import atomic_write, write_text
+from support.metrics import read_metrics, write_csv
+from support.runtime import machine_name
+
+ROOT = common.ROOT
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
@@ -50,7 +53,7 @@ class Recipe(train.DiffusionObjective):
     """Lesson 05's objective with one knob turned. Validation stays 05's: the full NELBO, every t in [eps, 1]."""
 
     def __init__(self, iid=False, t_range=(diff.EPS, 1.0), weight_cap=None):
-        super().__init__(t_range)  # a run's range comes from 05's --mask-rate (configure)
+        super().__init__(t_range)  # a run's range comes from 05's --mask-rate (its main makes the objective)
         self.iid, self.weight_cap = iid, weight_cap
 
     def loss(self, model, x, config):
@@ -73,21 +76,21 @@ KNOBS = {  # name -> (trainer, objective, extra flags, fraction of --steps)
     "gpt-lr-1e-3": (gpt.main, None, ["--lr", "1e-3"], 1.0),
     "gpt-lr-4e-3": (gpt.main, None, ["--lr", "4e-3"], 1.0),
     "gpt-lr-8e-3": (gpt.main, None, ["--lr", "8e-3"], 1.0),
-    "base": (train.main, Recipe(), [], 1.0),
-    "base-seed-2": (train.main, Recipe(), ["--seed", "2"], 1.0),
-    "iid": (train.main, Recipe(iid=True), [], 1.0),
-    "clip-a": (train.main, Recipe(), ["--mask-rate", "0.3", "0.8"], 1.0),
-    "clip-b": (train.main, Recipe(), CLIP_B, 1.0),
-    "cap-10": (train.main, Recipe(weight_cap=10.0), [], 1.0),
-    "clip-b-lr-4e-3": (train.main, Recipe(), CLIP_B + ["--lr", "4e-3"], 1.0),
-    "clip-b-seed-2": (train.main, Recipe(), CLIP_B + ["--seed", "2"], 1.0),
-    "lr-1e-3": (train.main, Recipe(), ["--lr", "1e-3"], 1.0),
-    "lr-4e-3": (train.main, Recipe(), ["--lr", "4e-3"], 1.0),
-    "lr-8e-3": (train.main, Recipe(), ["--lr", "8e-3"], 1.0),
-    "batch-32": (train.main, Recipe(), ["--batch-size", "32"], 0.5),
-    "clip-b-w96": (train.main, Recipe(), CLIP_B + ["--n-embd", "96"], 1.0),
-    "clip-b-w192": (train.main, Recipe(), CLIP_B + ["--n-embd", "192", "--n-head", "6"], 1.0),
-    "clip-b-l6": (train.main, Recipe(), CLIP_B + ["--n-layer", "6"], 1.0),
+    "base": (train.main, Recipe, [], 1.0),
+    "base-seed-2": (train.main, Recipe, ["--seed", "2"], 1.0),
+    "iid": (train.main, partial(Recipe, iid=True), [], 1.0),
+    "clip-a": (train.main, Recipe, ["--mask-rate", "0.3", "0.8"], 1.0),
+    "clip-b": (train.main, Recipe, CLIP_B, 1.0),
+    "cap-10": (train.main, partial(Recipe, weight_cap=10.0), [], 1.0),
+    "clip-b-lr-4e-3": (train.main, Recipe, CLIP_B + ["--lr", "4e-3"], 1.0),
+    "clip-b-seed-2": (train.main, Recipe, CLIP_B + ["--seed", "2"], 1.0),
+    "lr-1e-3": (train.main, Recipe, ["--lr", "1e-3"], 1.0),
+    "lr-4e-3": (train.main, Recipe, ["--lr", "4e-3"], 1.0),
+    "lr-8e-3": (train.main, Recipe, ["--lr", "8e-3"], 1.0),
+    "batch-32": (train.main, Recipe, ["--batch-size", "32"], 0.5),
+    "clip-b-w96": (train.main, Recipe, CLIP_B + ["--n-embd", "96"], 1.0),
+    "clip-b-w192": (train.main, Recipe, CLIP_B + ["--n-embd", "192", "--n-head", "6"], 1.0),
+    "clip-b-l6": (train.main, Recipe, CLIP_B + ["--n-layer", "6"], 1.0),
 }
 
 
@@ -102,7 +105,7 @@ def seconds_per_step(extra, args, steps=30):
     """Training seconds per step of the preset with `extra` flags, measured by a short throwaway run."""
     with tempfile.TemporaryDirectory() as d:
         cheap_eval = ["--eval-every", str(steps), "--eval-windows", "1", "--eval-k", "1"]
-        train.main(fresh_argv(args, d, steps, extra + cheap_eval), objective=Recipe())
+        train.main(fresh_argv(args, d, steps, extra + cheap_eval), objective=Recipe)
         return read_metrics(d)[-1]["elapsed_s"] / steps
 
 

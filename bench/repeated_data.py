@@ -17,12 +17,11 @@ AdamW's weight decay are swept; a run stops early once its validation has not im
 characters (1..L-1 of each test window given character 0): the GPT's exact NLL, the dLLM's NELBO (an upper bound)
 and its exact left-to-right NLL. Writes <out-dir>/repeated_data.csv and repeated_data.png; each finished run's
 metrics and row are kept in <out-dir>/runs/repeated_<run>, so --report works without the checkpoints. --models fim
-trains a fill-in-the-middle GPT (07 --fim 0.5) the same way, the baseline of bench/infill.py --couplets.
+trains a fill-in-the-middle GPT (bench/fim.py --fim 0.5) the same way, the baseline of bench/infill.py --couplets.
 """
 import itertools
 import json
 import os
-import sys
 import time
 from importlib import import_module
 from pathlib import Path
@@ -30,18 +29,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from support.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
-from support.files import atomic_write, read_text, write_text  # noqa: E402
-from support.metrics import read_metrics, write_csv  # noqa: E402
-from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command  # noqa: E402
+import common  # first: the repository on the import path
+
+# isort: split
+from support.checkpoints import load_checkpoint
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import atomic_write, read_text, write_text
+from support.metrics import read_metrics, write_csv
+from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command
+
+ROOT = common.ROOT
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
 gpt = import_module("07_train_gpt")
-TRAINERS = {"gpt": ["07_train_gpt.py"], "dllm": ["05_train.py"], "fim": ["07_train_gpt.py", "--fim", "0.5"]}
+TRAINERS = {"gpt": ["08_train_tamil.py", "--model", "gpt"], "dllm": ["08_train_tamil.py"],
+            "fim": ["bench/fim.py", "--fim", "0.5"]}
 WD = 0.1  # the trainers' default --weight-decay: a run at another value says so in its name and labels
 
 
@@ -114,9 +117,10 @@ def train_runs(todo, steps, patience, jobs):
 def test_bits(run, text_path, lr_windows):
     """Test bits/char of the run's best checkpoint on 1..L-1 of each test window, given character 0."""
     ckpt = load_checkpoint(run / "best.pt")
-    model, tok = model_from_checkpoint(ckpt)
+    model, tok, _ = common.load(ckpt["kind"], run / "best.pt")
     L = model.config.block_size
-    test = train.interleaved_test(read_text(text_path), tok)
+    text = train.interleaved_split(read_text(text_path))[2]  # the test part: no trainer reads it
+    test = (train.encode_ids(tok, text), text)
     per_char = len(test[1]) / len(test[0])
     w = train.eval_windows(test[0], max(1, len(test[0]) // L), L)  # (n, L): every whole window of the test split
     if ckpt["kind"] == "gpt":
@@ -130,7 +134,7 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"], help="kural, shakespeare100k")
     p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=list(TRAINERS),
-                   help="which models (fim: a GPT trained with 07 --fim 0.5, for bench/infill.py --couplets)")
+                   help="which models (fim: a GPT trained with bench/fim.py --fim 0.5, for bench/infill.py --couplets)")
     p.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3], help="dropout values swept")
     p.add_argument("--weight-decays", nargs="+", type=float, default=[WD], help="AdamW weight decay values swept")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per configuration")
@@ -204,7 +208,8 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
     """One CSV row: the best validation, when (in passes over the training tokens), and the test numbers."""
     m = read_metrics(run)
     ckpt = load_checkpoint(run / "latest.pt")
-    n_train = len(train.split_corpus(read_text(path), model_from_checkpoint(ckpt)[1], "interleaved")[0])
+    tok = common.load(ckpt["kind"], run / "latest.pt")[1]
+    n_train = len(train.split_corpus(read_text(path), tok, "interleaved")[0])
     per_pass = ckpt["args"]["batch_size"] * ckpt["config"]["block_size"] / n_train  # passes per step
     best = min(m, key=lambda r: r["val_bpc"])
     cache = run / "test.json"  # test numbers are computed once per best checkpoint

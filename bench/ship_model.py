@@ -9,27 +9,27 @@ after rounding to fp16, so the card's figure is the shipped weights' own, and th
 Training reads only the training split (the first 90% of TinyShakespeare; the Thirukkural's interleaved training
 couplets), so the validation figure stays a held-out one.
 """
-import sys
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support import checkpoints, pretrained  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
-from support.files import read_text  # noqa: E402
-from support.metrics import read_metrics  # noqa: E402
-from support.runtime import machine_name  # noqa: E402
+import common  # first: the repository on the import path
+
+# isort: split
+from support import checkpoints, pretrained
+from support.cli import ArgumentParser, UsageError, run_cli
+from support.files import read_text
+from support.metrics import read_metrics
+from support.runtime import machine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 train = import_module("05_train")
 
 
-def val_bits(model, ckpt, objective):
+def val_bits(model, tokenizer, ckpt, objective):
     """Validation bits/char of `model` on the run's own evaluation windows (as its log line computed them)."""
     a = ckpt["args"]
-    tokenizer = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
     tamil = ckpt["tokenizer"]["kind"] == "grapheme"
     text = read_text(a["data"]) if a.get("data") else tamil_corpus() if tamil else train.shakespeare()
     _, val, chars_per_token = train.split_corpus(text, tokenizer, a.get("split", "tail"))
@@ -134,10 +134,8 @@ def sudoku_scores(model, rounded, ckpt):
     """(fp32 solved, fp16 solved, puzzles) on the run's validation puzzles, as lesson 12's evaluation does."""
     S = import_module("12_sudoku")
     a = ckpt["args"]
-    tok = checkpoints.tokenizer_from_dict(ckpt["tokenizer"])
-    _, val, _ = S.split_puzzles(S.load_puzzles(a["puzzles"])(), tok)
     objective = S.SudokuDiffusion() if ckpt["kind"] == "dllm" else S.SudokuGPT()
-    windows = S.first_puzzles(val, a["eval_windows"])
+    windows = S.PuzzleData(a["puzzles"]).val_batch(a["eval_windows"], 2 * S.CELLS + 1)
     with torch.no_grad():
         return (*(objective.score(m.eval(), windows)["val_solved"] for m in (model, rounded)), len(windows))
 
@@ -149,27 +147,29 @@ def main(argv=None):
     p.add_argument("--command", required=True, help="the command that trained the run, for the card")
     p.add_argument("--machine", default=f"{machine_name('cpu')}", help="where it trained, for the card")
     p.add_argument("--out-root", default=str(pretrained.PRETRAINED), help="where shipped models go")
+    p.add_argument("--force", action="store_true", help="replace a shipped model of the same --name")
     args = p.parse_args(argv)
+    out = pretrained.ship_dir(args.out_root, args.name, args.force)  # a plain folder name; never replaced silently
     ckpt = checkpoints.load_checkpoint(Path(args.run) / "best.pt")
     rows = read_metrics(args.run)
-    model, tokenizer = checkpoints.model_from_checkpoint(ckpt)
+    model, tokenizer, _ = common.load(ckpt["kind"], Path(args.run) / "best.pt")
     objective = import_module("07_train_gpt").NextTokenObjective() if ckpt["kind"] == "gpt" else (
         train.DiffusionObjective())
-    if model.config.block_len:
-        raise UsageError("block-diffusion runs are not shipped yet")
+    if ckpt["objective"] not in ("dllm", "gpt", "sudoku-dllm", "sudoku-gpt"):
+        raise UsageError(f"{ckpt['objective']} runs are not shipped yet")
     rounded = type(model)(model.config)
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     if "puzzles" in ckpt["args"]:  # a Sudoku model (lesson 12): its card counts puzzles solved
         scores = sudoku_scores(model, rounded, ckpt)
         text = sudoku_card(args.name, ckpt, rows, scores, model, args.command, args.machine)
-        out = pretrained.ship(model, tokenizer, ckpt["kind"], Path(args.out_root) / args.name, text)
+        pretrained.ship(model, tokenizer, out, text)
         print(f"wrote {out}: validation puzzles solved {scores[1]:.1%} in fp16 ({scores[0]:.1%} in fp32)")
         return scores
-    bits32 = val_bits(model, ckpt, objective)
-    bits16 = val_bits(rounded.eval(), ckpt, objective)
+    bits32 = val_bits(model, tokenizer, ckpt, objective)
+    bits16 = val_bits(rounded.eval(), tokenizer, ckpt, objective)
     sample = readme_sample(rounded.eval(), tokenizer, ckpt["kind"])
     text = card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, sample, tokenizer)
-    out = pretrained.ship(model, tokenizer, ckpt["kind"], Path(args.out_root) / args.name, text)
+    pretrained.ship(model, tokenizer, out, text)
     print(f"wrote {out}: validation {bits16:.4f} bits/char in fp16 ({bits32:.4f} in fp32)")
     return bits32, bits16
 

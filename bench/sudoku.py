@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support import metrics, runtime  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli  # noqa: E402
-from support.files import atomic_write  # noqa: E402
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support import metrics, pretrained, runtime
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import atomic_write
 
 S = import_module("12_sudoku")
 P = import_module("sudoku_puzzles")
@@ -100,7 +102,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py`")
-    kind_path = {k: (S.pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))
+    kind_path = {k: (pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))
                  for k in args.models}
     models = {k: S.load_solver(k, str(v)) for k, v in kind_path.items()}
     pairs = P.read_pairs(args.test)

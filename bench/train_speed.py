@@ -23,16 +23,16 @@ model's MLP shape in fp32 and in bf16 (GFLOP/s), and reports each training varia
 the usual count of 6N + 12 L T C FLOPs per token (Kaplan et al. 2020; PaLM, Chowdhery et al. 2022, app. B).
 """
 import statistics
-import sys
 import time
 from importlib import import_module
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support import runtime  # noqa: E402 (after the path is set)
-from support.cli import ArgumentParser, run_cli  # noqa: E402
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support import runtime
+from support.cli import ArgumentParser, run_cli
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")

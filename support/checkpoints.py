@@ -1,10 +1,10 @@
 """Checkpoints: one file holding weights, model config, tokenizer, optimizer/scheduler/scaler state, step, RNG
-states and the run's arguments. Written atomically, loaded with weights_only=True: a checkpoint from the
-internet never runs code. Also: tokenizers by name, and load_model for a file, a run directory or the Hub."""
+states, the run's arguments and its objective. Written atomically, loaded with weights_only=True: a checkpoint from
+the internet never runs code. load_model builds a model from a file, a run directory or a Hub export, with the
+model builder and the tokenizer classes the calling lesson passes in (support imports no lesson)."""
 import shutil
 import tempfile
 from dataclasses import asdict
-from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -14,28 +14,14 @@ from support.cli import UsageError
 from support.files import atomic_write
 from support.runtime import resolve_device
 
-# A checkpoint names its tokenizer by kind; the class that reads it, explicitly (no import side effects).
-TOKENIZERS = {"char": ("04_diffusion", "CharTokenizer"), "grapheme": ("tamil_dataset", "GraphemeTokenizer")}
-
-
-def tokenizer_class(kind):
-    """The tokenizer class of a kind ("char", "grapheme"), imported on first use."""
-    module, name = TOKENIZERS[kind]
-    return getattr(import_module(module), name)
-
-
-def tokenizer_from_dict(d):
-    if not isinstance(d, dict) or d.get("kind") not in TOKENIZERS:
-        raise UsageError(f"unknown tokenizer kind {d.get('kind') if isinstance(d, dict) else d!r}")
-    return tokenizer_class(d["kind"])(d["tokens"])
-
 
 def save_checkpoint(path, state):
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path, kind=None):
-    """Load a tiny-dllm checkpoint (a .pt file or a run directory). kind: 'dllm'/'gpt' to insist on one."""
+def load_checkpoint(path, kind=None, objective=None):
+    """A tiny-dllm checkpoint as a dict (from a .pt file, or a run directory's best.pt / latest.pt).
+    kind 'dllm'/'gpt' insists on a model family; objective (an object with .name) on the objective it trained."""
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt" if (path / "best.pt").exists() else path / "latest.pt"
@@ -50,7 +36,26 @@ def load_checkpoint(path, kind=None):
     if not isinstance(ckpt, dict) or not {"model", "config", "tokenizer", "kind"} <= set(ckpt):
         raise UsageError(f"{path} is not a tiny-dllm checkpoint (missing model/config/tokenizer/kind)")
     ckpt["path"] = str(path)
+    ckpt.setdefault("objective", objective_of(ckpt["kind"], ckpt["config"], ckpt["tokenizer"]))
+    if objective is not None and ckpt["objective"] != objective.name:
+        raise UsageError(f"{path} holds a {ckpt['objective']} run ({TRAINERS.get(ckpt['objective'], '?')}); this "
+                         f"trains {objective.name}: resume it with its own trainer, or start a new run elsewhere")
     return check_kind(ckpt, kind)
+
+
+# Which trainer makes each objective (recorded in checkpoints from the objective's .name)
+TRAINERS = {"dllm": "05_train.py or 08_train_tamil.py", "gpt": "07_train_gpt.py or 08_train_tamil.py --model gpt",
+            "fim-gpt": "bench/fim.py", "block-diffusion": "11_block_diffusion.py --train",
+            "sudoku-dllm": "12_sudoku.py --train --model dllm", "sudoku-gpt": "12_sudoku.py --train --model gpt"}
+
+
+def objective_of(kind, config, tokenizer):
+    """The objective of a file that does not record it (older checkpoints, Hub exports), from what it holds."""
+    if isinstance(tokenizer, dict) and tokenizer.get("tokens") == list("0123456789"):
+        return f"sudoku-{kind}"
+    if config.get("block_len"):
+        return "block-diffusion"
+    return "fim-gpt" if config.get("sentinels") else kind
 
 
 def check_kind(ckpt, kind):
@@ -59,39 +64,31 @@ def check_kind(ckpt, kind):
     return ckpt
 
 
-def model_from_checkpoint(ckpt, device="cpu"):
-    """(model in eval mode, tokenizer) from a loaded checkpoint."""
-    tfm = import_module("03_transformer")
-    config = dict(ckpt["config"])
-    legacy = config.pop("legacy_residual", False) or ckpt.get("legacy_residual", False)  # older files store it
-    config = tfm.ModelConfig(**config)
-    if legacy:
-        model = hub.legacy_transformer(config)
-    else:
-        model = tfm.Transformer(config)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise UsageError(f"{ckpt.get('path', 'checkpoint')}: weights do not fit its config ({e})") from None
-    return model.to(device).eval(), tokenizer_from_dict(ckpt["tokenizer"])
+def load_model(path, build, tokenizers, kind=None, device="cpu"):
+    """(model in eval mode, tokenizer, info) from a .pt file, a run directory or a Hub export directory.
 
-
-def load_model(kind, checkpoint=None, device="cpu", from_hub=None, filename=None):
-    """(model, tokenizer, info) from a .pt file, a run directory, a Hub export directory or a Hub repo.
-
-    info: {"kind", "path", "step"}. kind 'dllm'/'gpt' refuses the other model with one clear line."""
+    build(config dict, legacy) -> an untrained model (the lesson's Transformer); tokenizers: {kind: class}.
+    info: {"kind", "objective", "path", "step"}. kind 'dllm'/'gpt' refuses the other model with one clear line."""
     device = resolve_device(device)
-    if from_hub:
-        checkpoint = hub.from_hub(from_hub, filename)  # a local path in the Hub cache
-    if checkpoint is not None and hub.is_export(checkpoint):
-        model, tokenizer, info = hub.load_export(checkpoint)
-        tokenizer = tokenizer_from_dict(tokenizer)
+    if hub.is_export(path):
+        model, tok, info = hub.load_export(path, build)
     else:
-        ckpt = load_checkpoint(checkpoint)
-        model, tokenizer = model_from_checkpoint(ckpt)
-        info = {"kind": ckpt["kind"], "path": ckpt["path"], "step": ckpt.get("step")}
+        ckpt = load_checkpoint(path)
+        config = dict(ckpt["config"])
+        legacy = config.pop("legacy_residual", False) or ckpt.get("legacy_residual", False)  # older files store it
+        model = build(config, legacy)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise UsageError(f"{ckpt['path']}: weights do not fit its config ({e})") from None
+        tok = ckpt["tokenizer"]
+        info = {"kind": ckpt["kind"], "objective": ckpt["objective"], "path": ckpt["path"], "step": ckpt.get("step")}
     check_kind(info, kind)
-    return model.to(device).eval(), tokenizer, info
+    if not isinstance(tok, dict) or tok.get("kind") not in tokenizers:
+        known = tok.get("kind") if isinstance(tok, dict) else tok
+        raise UsageError(f"{info['path']}: its tokenizer {known!r} is not one this script reads"
+                         + (" (a Tamil model: use 09_generate_tamil.py)" if known == "grapheme" else ""))
+    return model.to(device).eval(), tokenizers[tok["kind"]](tok["tokens"]), info
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -134,10 +131,10 @@ def clear_run_dir(out):
 # ---------------------------------------------------------------------------------------------------------
 # Training state: everything --resume needs to continue exactly where a run stopped
 # ---------------------------------------------------------------------------------------------------------
-def training_state(kind, model, tokenizer, optimizer, scheduler, scaler, data_gen, step, elapsed, best, rows,
+def training_state(objective, model, tokenizer, optimizer, scheduler, scaler, data_gen, step, elapsed, best, rows,
                    args, device):
-    return {"kind": kind, "model": model.state_dict(), "config": asdict(model.config),
-            "tokenizer": tokenizer.to_dict(), "optimizer": optimizer.state_dict(),
+    return {"kind": objective.kind, "objective": objective.name, "model": model.state_dict(),
+            "config": asdict(model.config), "tokenizer": tokenizer.to_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
             "elapsed_s": elapsed, "best_val_bpc": best, "val_bpc": rows[-1]["val_bpc"] if rows else None,
             "rng": {"torch": torch.get_rng_state(), "data": data_gen.get_state(),

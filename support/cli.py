@@ -1,5 +1,6 @@
 """Command-line plumbing: bad input becomes one line on stderr and exit status 2, never a traceback."""
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -76,8 +77,16 @@ def positive_int(s):
     return v
 
 
-def positive_float(s):
+def finite_float(s):
+    """A float flag: 'inf' and 'nan' are refused where they are parsed, not found out by a traceback later."""
     v = float(s)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
+    return v
+
+
+def positive_float(s):
+    v = finite_float(s)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
     return v

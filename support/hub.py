@@ -3,17 +3,12 @@ converter for the upstream tiny-dllm checkpoint (`sutharsan311/tiny-dllm`, an ol
 
 An export directory is what `Transformer.save_pretrained` (huggingface_hub's PyTorchModelHubMixin) writes,
 config.json + model.safetensors, plus tokenizer.json and a model card (README.md)."""
-import contextlib
-import io
 import json
+import re
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
-from importlib import import_module
 from pathlib import Path
-
-import torch
 
 from support.cli import UsageError
 
@@ -37,8 +32,7 @@ Sample:
 ```
 {% endif %}
 Load it with the tutorial's scripts: `{{ load_command }}`, or in Python:
-`Transformer.from_pretrained(path)` from lesson 03 (`import_module("03_transformer")`), with the tokenizer
-in tokenizer.json.
+`Transformer.from_pretrained(path)` from lesson 03 (03_transformer.py), with the tokenizer in tokenizer.json.
 """
 
 
@@ -76,22 +70,26 @@ def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_export(path):
-    """(model, tokenizer as a dict, info) from an export directory (support.checkpoints.load_model makes the
-    tokenizer object)."""
-    tfm = import_module("03_transformer")
+def load_export(path, build):
+    """(model, tokenizer as a dict, info) from an export directory; build(config dict, legacy) makes the untrained
+    model (the lesson's Transformer), and the weights are read from model.safetensors (no code is unpickled)."""
+    from safetensors.torch import load_model
+
+    from support.checkpoints import objective_of
+
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text())
         tok = (json.loads((path / "tokenizer.json").read_text()) if (path / "tokenizer.json").exists()
-               else config.get("tokenizer"))  # exports before tokenizer.json kept it in config.json
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loading weights from local directory"
-            model = tfm.Transformer.from_pretrained(path)
+               else config.pop("tokenizer", None))  # exports before tokenizer.json kept it in config.json
+        model = build(config, False)
+        load_model(model, path / "model.safetensors", device="cpu")  # fp16 weights are cast to the model's fp32
     except Exception as e:  # unreadable JSON, wrong fields, a truncated or foreign safetensors file (SafetensorError)
         raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): "
                          f"{type(e).__name__}: {short(' '.join(str(e).split()))}") from None
-    kind = "gpt" if model.config.causal else "dllm"
-    return model.eval(), tok, {"kind": kind, "path": str(path), "step": None}
+    kind = "gpt" if config.get("causal") else "dllm"
+    return model.eval(), tok, {"kind": kind, "objective": objective_of(kind, config, tok), "path": str(path),
+                               "step": None}
 
 
 def from_hub(repo_id, filename=None):
@@ -112,6 +110,11 @@ def from_hub(repo_id, filename=None):
 def short(msg, n=200):
     """msg cut at a word boundary, so an error line never ends mid-word."""
     return msg if len(msg) <= n else msg[:n].rsplit(" ", 1)[0] + " ..."
+
+
+def valid_repo_id(repo_id):
+    """USER/NAME as the Hub spells repo ids: checked before a run starts, not found out after it."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}", repo_id or "")) and ".." not in repo_id
 
 
 def push_to_hub(hf_dir, repo_id):
@@ -140,32 +143,28 @@ def is_legacy(ckpt):
     return isinstance(ckpt, dict) and LEGACY_KEYS <= set(ckpt) and "config" not in ckpt
 
 
-def legacy_transformer(config):
-    """Lesson 03's Transformer with the upstream block: y = x + MLP(LN2(x + Attn(LN1(x)))).
+def legacy_block(block_class):
+    """Lesson 03's Block (passed in) rewired as upstream has it: y = x + MLP(LN2(x + Attn(LN1(x)))).
 
     Attention reaches the residual stream only through the MLP's input; lesson 03's pre-norm block adds both."""
-    tfm = import_module("03_transformer")
 
-    class LegacyBlock(tfm.Block):
+    class LegacyBlock(block_class):
         def forward(self, x, rope, mask=None, cache=None, start=0):
             return x + self.mlp(self.ln2(x + self.attn(self.ln1(x), rope, mask, cache, start)))
 
-    model = tfm.Transformer(config)
-    model.blocks = torch.nn.ModuleList(LegacyBlock(config, i) for i in range(config.n_layer))
-    return model
+    return LegacyBlock
 
 
 def convert_legacy(ckpt, path="checkpoint"):
     """The upstream .pt layout (see LEGACY_KEYS) -> our checkpoint dict, marked legacy_residual.
 
     Learned positions (rope=False) and an untied 65-row head, as upstream has them."""
-    tfm = import_module("03_transformer")
     C, V = ckpt["hidden"], ckpt["vocab_size"]
     if V != len(SHAKESPEARE_CHARS):
         raise UsageError(f"{path}: legacy checkpoint with vocab_size {V}; "
                          "only the 65-character TinyShakespeare one is known")
-    config = tfm.ModelConfig(vocab_size=V, n_layer=ckpt["n_layers"], n_head=ckpt["n_heads"], n_embd=C,
-                             block_size=ckpt["seq_len"], rope=False, tie_weights=False)
+    config = dict(vocab_size=V, n_layer=ckpt["n_layers"], n_head=ckpt["n_heads"], n_embd=C, block_size=ckpt["seq_len"],
+                  rope=False, tie_weights=False)
     state = {}
     for k, v in ckpt["model"].items():
         for old, new in LEGACY_NAMES:
@@ -174,7 +173,6 @@ def convert_legacy(ckpt, path="checkpoint"):
                 break
         state[k] = v
     print(f"converted an upstream tiny-dllm checkpoint (step {ckpt['step']}): its block "
-          "y = x + FF(LN2(x + Attn(LN1(x)))) is reproduced by support.hub.legacy_transformer", file=sys.stderr)
-    tok = import_module("04_diffusion").CharTokenizer(SHAKESPEARE_CHARS)
-    return {"kind": "dllm", "model": state, "config": asdict(config), "step": ckpt["step"], "path": str(path),
-            "tokenizer": tok.to_dict(), "legacy_residual": True}
+          "y = x + FF(LN2(x + Attn(LN1(x)))) is rebuilt by support.hub.legacy_block", file=sys.stderr)
+    return {"kind": "dllm", "model": state, "config": config, "step": ckpt["step"], "path": str(path),
+            "tokenizer": {"kind": "char", "tokens": list(SHAKESPEARE_CHARS)}, "legacy_residual": True}

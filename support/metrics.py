@@ -41,8 +41,8 @@ def write_metrics(run_dir, rows):
                                                               if k not in METRICS])
 
 
-def plot_metrics(run_dir, title=None):
-    """<run_dir>/loss.png from metrics.csv: train loss and validation bits/char against step."""
+def plot_metrics(run_dir, title=None, unit="bits/char"):
+    """<run_dir>/loss.png from metrics.csv: train loss and validation bits per unit against step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +52,7 @@ def plot_metrics(run_dir, title=None):
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(steps, [r["train_loss"] / math.log(2) for r in rows], label="train loss (bits/token)")
-    ax.plot(steps, [r["val_bpc"] for r in rows], marker="o", label="validation bits/char")
+    ax.plot(steps, [r["val_bpc"] for r in rows], marker="o", label=f"validation {unit}")
     ax.set_xlabel("step")
     ax.set_ylabel("bits")
     ax.set_title(title or str(run_dir))

@@ -38,7 +38,18 @@ def choose(checkpoint, default_run, shipped, pretrained=False, log=print):
     return str(shipped_dir)
 
 
-def ship(model, tokenizer, kind, out_dir, card):
+def ship_dir(root, name, force=False):
+    """Where a shipped model named `name` goes: root/name. A plain folder name only (not '', '.', '..' or a path),
+    so a name can never point at root itself or outside it; an existing model is replaced only with force."""
+    if not name or name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise UsageError(f"--name must be a plain folder name such as shakespeare-dllm, got {name!r}")
+    out = Path(root) / name
+    if out.exists() and not force:
+        raise UsageError(f"{out} already holds a shipped model: --force replaces it, or choose another --name")
+    return out
+
+
+def ship(model, tokenizer, out_dir, card):
     """Write a shipped model: the weights in fp16 (half the size; bench/ship_model.py measures what the rounding
     costs in bits/char and writes it in the card), config.json, tokenizer.json and `card` as README.md; into a
     temporary folder first, then renamed into place. Transformer.from_pretrained loads it back in fp32."""

@@ -121,6 +121,19 @@ class StopOnSignal:
         return flag.item() > 0
 
 
+@contextlib.contextmanager
+def stop_cleanly(so_far=None):
+    """`with stop_cleanly(show):` Ctrl-C inside stops a generator at once: show() prints what it has made so far,
+    one line on stderr says so, and the exit status is 130 (no traceback)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if so_far is not None:
+            so_far()
+        print("interrupted: the output above is what was generated so far", file=sys.stderr)
+        sys.exit(130)
+
+
 class OutOfMemory:
     """`with OutOfMemory(world, flags):` a device out-of-memory error becomes one line on stderr naming the
     flags that fit a smaller card, and exit status 2 (under torchrun, the agent then stops every other rank)."""
@@ -157,6 +170,8 @@ def ddp_setup(device):
         return 0, 1
     import torch.distributed as dist
 
+    if dist.is_initialized():  # called again: already joined
+        return dist.get_rank(), world
     if device == "cuda":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" now means this process's GPU
     dist.init_process_group("nccl" if device == "cuda" else "gloo")

@@ -28,4 +28,4 @@ class Probe(train.DiffusionObjective):
 
 
 if __name__ == "__main__":
-    run_cli(lambda argv: train.main(argv, objective=Probe()))
+    run_cli(lambda argv: train.main(argv, objective=Probe))

@@ -11,6 +11,8 @@ from support.cli import UsageError
 from conftest import ROOT, TINY, cli_error, lesson
 
 gpt = lesson("07_train_gpt")
+sys.path.insert(0, str(ROOT / "bench"))  # the benchmarks' modules: fim (fill in the middle), common (judging)
+fim, common = lesson("fim"), lesson("common")
 
 
 # ---------------------------------------------------------------- 07: the GPT
@@ -24,7 +26,7 @@ def test_gpt_kv_cache_equals_recomputation():
     assert torch.equal(a, b)
 
 
-# ---------------------------------------------------------------- 07: fill in the middle
+# ---------------------------------------------------------------- bench/fim.py: fill in the middle
 def fim_gpt():
     tfm = lesson("03_transformer")
     torch.manual_seed(0)
@@ -33,11 +35,11 @@ def fim_gpt():
 
 def test_psm_transformation_round_trips():
     m = fim_gpt()
-    pre, suf, mid = gpt.sentinel_ids(m.config)
+    pre, suf, mid = fim.sentinel_ids(m.config)
     assert (pre, suf, mid) == (11, 12, 13)
     x = torch.randint(0, 11, (50, 20))
     cuts = torch.randint(0, 21, (50, 2)).sort(1).values
-    psm = gpt.to_psm(x, cuts[:, :1], cuts[:, 1:], m.config)
+    psm = fim.to_psm(x, cuts[:, :1], cuts[:, 1:], m.config)
     assert psm.shape == (50, 23)
     for row, seq, (a, b) in zip(x, psm.tolist(), cuts.tolist()):
         assert seq[0] == pre and seq.count(suf) == seq.count(mid) == 1
@@ -45,8 +47,8 @@ def test_psm_transformation_round_trips():
         prefix, suffix, middle = seq[1:i], seq[i + 1 : j], seq[j + 1 :]
         assert (len(prefix), len(middle)) == (a, b - a) and prefix + middle + suffix == row.tolist()
     y = torch.randint(0, 11, (400, 24))
-    assert torch.equal(gpt.fim_batch(y, 0.0, m.config), y)
-    mixed = gpt.fim_batch(y, 0.5, m.config)
+    assert torch.equal(fim.fim_batch(y, 0.0, m.config), y)
+    mixed = fim.fim_batch(y, 0.5, m.config)
     rearranged = (mixed[:, 0] == pre)
     assert 150 < rearranged.sum() < 250 and torch.equal(mixed[~rearranged], y[~rearranged])
     assert (mixed[rearranged] == mid).sum(1).eq(1).all()
@@ -55,14 +57,14 @@ def test_psm_transformation_round_trips():
 def test_fim_loss_never_asks_for_a_sentinel_and_span_scores_are_exact():
     m = fim_gpt()
     x = torch.randint(0, 11, (8, 25))
-    assert gpt.NextTokenObjective(1.0).loss(m, x, m.config).isfinite()  # sentinel targets ignored
+    assert fim.FIMObjective(1.0).loss(m, x, m.config).isfinite()  # sentinel targets ignored
     w = torch.randint(0, 11, (3, 20))
     for span in [(1, 20), (5, 9), (19, 20), torch.tensor([0, 1, 1, 0, 0, 0, 1] + [0] * 13)]:
         nll, scored = 0.0, lesson("04_diffusion").span_mask(span, 20).nonzero().flatten().tolist()
         for row in w:  # the definition: each scored token given everything to its left
             for i in scored:
                 nll -= m(row[None, :i])[0, -1].log_softmax(-1)[row[i]].item()
-        assert gpt.gpt_span_bits(m, w, span) == pytest.approx(nll / (3 * len(scored)) / math.log(2), rel=1e-5)
+        assert fim.gpt_span_bits(m, w, span) == pytest.approx(nll / (3 * len(scored)) / math.log(2), rel=1e-5)
     for lo, hi in [(0, 20), (5, 9)]:
         nll = 0.0  # <PRE> prefix <SUF> suffix <MID>, then the middle token by token
         for row in w:
@@ -70,21 +72,24 @@ def test_fim_loss_never_asks_for_a_sentinel_and_span_scores_are_exact():
             for i in range(lo, hi):
                 nll -= m(torch.tensor([ctx]))[0, -1].log_softmax(-1)[row[i]].item()
                 ctx.append(row[i].item())
-        assert gpt.gpt_span_bits(m, w, (lo, hi), fim=True) == pytest.approx(nll / (3 * (hi - lo)) / math.log(2),
+        assert fim.gpt_span_bits(m, w, (lo, hi), fim=True) == pytest.approx(nll / (3 * (hi - lo)) / math.log(2),
                                                                           rel=1e-5)
     with pytest.raises(ValueError):
-        gpt.gpt_span_bits(m, w, (0, 5))  # a plain GPT cannot predict the first token: it has no context
+        fim.gpt_span_bits(m, w, (0, 5))  # a plain GPT cannot predict the first token: it has no context
 
 
 def test_fim_gpt_trains_and_resumes(tiny_text, tmp_path, capsys):
     args = TINY + ["--data", str(tiny_text), "--out", str(tmp_path / "fim"), "--steps", "20", "--eval-every", "10"]
-    rows = gpt.main(args + ["--fim", "0.5"])
+    rows = fim.main(args + ["--fim", "0.5"])
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 0.5
-    gpt.main(["--out", str(tmp_path / "fim"), "--resume", "--steps", "30", "--no-plot", "--sample-len", "0"])
+    fim.main(["--out", str(tmp_path / "fim"), "--resume", "--steps", "30", "--no-plot", "--sample-len", "0"])
     ckpt = checkpoints.load_checkpoint(tmp_path / "fim" / "latest.pt")
     assert ckpt["config"]["sentinels"] == 3 and ckpt["args"]["fim"] == 0.5 and ckpt["step"] == 30
+    assert ckpt["objective"] == "fim-gpt"
     capsys.readouterr()
-    assert "--fim" in cli_error(gpt.main, TINY + ["--fim", "1.5", "--out", str(tmp_path / "f")], capsys)
+    assert "--fim" in cli_error(fim.main, TINY + ["--fim", "1.5", "--out", str(tmp_path / "f")], capsys)
+    err = cli_error(gpt.main, ["--out", str(tmp_path / "fim"), "--resume", "--steps", "40"], capsys)
+    assert "holds a fim-gpt run (bench/fim.py)" in err  # 07 never resumes it as a plain GPT
 
 
 def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path, capsys):
@@ -106,13 +111,13 @@ def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path,
 
 def test_generative_bpc_prefers_real_text(dllm_run, gpt_run):
     _, corpus, _ = dllm_run
-    model, tok, _ = checkpoints.load_model("gpt", gpt_run[0])
+    model, tok, _ = common.load("gpt", gpt_run[0])
     text = corpus.read_text()[:300]
     g = torch.Generator().manual_seed(0)
     shuffled = "".join(text[i] for i in torch.randperm(len(text), generator=g).tolist())
-    assert gpt.generative_bpc(model, tok, [text]) < gpt.generative_bpc(model, tok, [shuffled]) - 0.5
-    assert gpt.distinct_ngrams(["abababab"]) < gpt.distinct_ngrams(["abcdefgh"])
-    assert gpt.char_entropy(["aaaa"]) == 0 and gpt.char_entropy(["abab"]) == pytest.approx(1.0)
+    assert common.generative_bpc(model, tok, [text]) < common.generative_bpc(model, tok, [shuffled]) - 0.5
+    assert common.distinct_ngrams(["abababab"]) < common.distinct_ngrams(["abcdefgh"])
+    assert common.char_entropy(["aaaa"]) == 0 and common.char_entropy(["abab"]) == pytest.approx(1.0)
 
 
 def test_decode_benchmark_runs_on_tiny_models(dllm_run, gpt_run, bd_run, tmp_path, capsys):
@@ -270,7 +275,7 @@ def test_infill_bench_cuts_gaps_from_held_out_text_only():
 def test_infill_bench_counts_characters_not_grapheme_tokens():
     sys.path.insert(0, str(ROOT / "bench"))
     text = "கற்க கற்பவை"  # 11 characters, 8 graphemes: க ற் க _ க ற் ப வை
-    tok = lesson("tamil_dataset").GraphemeTokenizer.from_text(text)
+    tok = lesson("08_train_tamil").GraphemeTokenizer.from_text(text)
     w = torch.tensor([tok.encode(text)] * 2)  # (2, 8)
     assert lesson("infill").span_chars(tok, w, (0, 2)) == (2 * 3, 2 * 2)  # "கற்": 3 characters, 2 tokens
     template = torch.tensor([False, True, False, False, False, True, False, True])  # ற், ற், வை
@@ -283,7 +288,7 @@ def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, 
     corpus.write_text("\n\n".join(f"a{i % 7}\nb{i % 7}" for i in range(400)) + "\n")
     runs = {}
     for name, trainer, extra in (("dllm", "05_train", []), ("gpt", "07_train_gpt", []),
-                                 ("fim", "07_train_gpt", ["--fim", "0.5"])):
+                                 ("fim", "fim", ["--fim", "0.5"])):
         runs[name] = str(tmp_path / name)
         lesson(trainer).main(TINY + ["--data", str(corpus), "--split", "interleaved", "--out", runs[name],
                                      "--steps", "10", *extra])
@@ -316,9 +321,9 @@ def test_infill_bench_reversal_scores_the_first_line_given_the_second(tmp_path, 
 def test_infill_bench_scores_every_model_on_the_same_gaps(dllm_run, gpt_run, tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "bench"))
     d, corpus, _ = dllm_run
-    fim = tmp_path / "fim"
-    gpt.main(TINY + ["--data", str(corpus), "--out", str(fim), "--steps", "10", "--fim", "0.5"])
-    rows, examples = lesson("infill").main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--fim", str(fim),
+    fim_run = tmp_path / "fim"
+    lesson("fim").main(TINY + ["--data", str(corpus), "--out", str(fim_run), "--steps", "10", "--fim", "0.5"])
+    rows, examples = lesson("infill").main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--fim", str(fim_run),
                                             "--data", str(corpus), "--windows", "2", "--spans", "1", "4", "--K",
                                             "4", "--out-dir", str(tmp_path)])
     assert [r["case"] for r in rows] == ["gap of 1", "gap of 4", "template: four gaps of 8"]

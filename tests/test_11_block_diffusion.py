@@ -142,7 +142,7 @@ def test_block_diffusion_trains_resumes_and_refuses_bad_flags(tiny_text, tmp_pat
     args = ["--train"] + TINY + ["--data", str(tiny_text), "--out", str(out), "--eval-every", "10",
                                  "--block-diffusion", "4"]
     rows = B11.main(args + ["--steps", "30", "--mask-rate", "0.3", "0.8"])
-    assert "block diffusion, blocks of 4" in capsys.readouterr().out
+    assert "model: block-diffusion, blocks of 4," in capsys.readouterr().out
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 0.3
     rows = B11.main(["--train", "--out", str(out), "--resume", "--steps", "40", "--sample-len", "8", "--no-plot"])
     assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]

@@ -127,7 +127,7 @@ def test_out_of_memory_in_a_step_is_one_line(tiny_text, tmp_path, capsys):
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        run_cli(lambda a: train.main(a, objective=Hungry()), TINY + ["--data", str(tiny_text), "--out",
+        run_cli(lambda a: train.main(a, objective=Hungry), TINY + ["--data", str(tiny_text), "--out",
                                                                       str(tmp_path / "r")])
     err = capsys.readouterr().err
     last = err.replace("\r", "\n").strip().splitlines()[-1]  # after the progress bar's last redraw

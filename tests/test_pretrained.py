@@ -8,14 +8,19 @@ import pytest
 import torch
 
 from support import pretrained
-from support.checkpoints import load_model
 from support.cli import run_cli
 
 from conftest import TINY, cli_error, lesson
 
 T, D, gen, train = lesson("03_transformer"), lesson("04_diffusion"), lesson("06_generate"), lesson("05_train")
 REAL = pretrained.PRETRAINED  # the repository's shipped models (tests monkeypatch the constant)
+T09 = lesson("09_generate_tamil")
 SHIPPED = sorted(p for p in pretrained.PRETRAINED.iterdir() if p.is_dir()) if pretrained.PRETRAINED.exists() else []
+
+
+def load_model(kind, path):
+    """Any model: lesson 06's loader, with every tokenizer a checkpoint may name (09's graphemes too)."""
+    return gen.load(kind, path, tokenizers=T09.TOKENIZERS)
 
 
 def test_the_three_text_models_are_shipped():
@@ -113,5 +118,5 @@ def test_ship_model_exports_a_run_with_a_true_card(dllm_run, gpt_run, tmp_path):
         model, _, _ = load_model(None, tmp_path / name)
         assert f"A {model.num_params():,}-parameter" in card
         assert pretrained.weights_dtype(tmp_path / name) == {torch.float16}
-    tamil = lesson("tamil_dataset").GraphemeTokenizer.from_text("அகர முதல")
+    tamil = lesson("08_train_tamil").GraphemeTokenizer.from_text("அகர முதல")
     assert ship.sample_command("dllm", tamil).startswith("python 09_generate_tamil.py --pretrained")

@@ -69,18 +69,21 @@ def server():
 
 
 # ---------------------------------------------------------------- tokenizer
-def test_grapheme_tokenizer_on_real_tamil():
-    split = tamil.GraphemeTokenizer.split
+def test_grapheme_tokenizer_on_real_tamil(capsys):
+    split = T08.GraphemeTokenizer.split
     assert split("க்ஷ") == ["க்", "ஷ"]
     assert split("ஸ்ரீ") == ["ஸ்", "ரீ"]
     assert split("தமிழ்") == ["த", "மி", "ழ்"]
     assert split("கொ") == ["கொ"] and split("கெ\u0bbe") == ["கொ"]  # NFC first: ெ + ா composes to ொ
     assert split("க்\u200dஷ") == ["க்\u200d", "ஷ"]  # a ZWJ stays inside its cluster
     text = "\n".join(KURAL_1) + " யாதும் ஊரே யாவரும் கேளிர்"
-    tok = tamil.GraphemeTokenizer.from_text(text)
+    tok = T08.GraphemeTokenizer.from_text(text)
     assert tok.decode(tok.encode(text)) == text
     s = tamil.stats("k", text)
     assert s["chars_per_grapheme"] > 1.3 and s["graphemes"] == len(tok.encode(text))
+    why = T08.why_graphemes(text).splitlines()  # the lesson's numbers: one line cut both ways, the corpus's cost
+    assert why[0].startswith(f"code points ({len(KURAL_1[0])}): ") and why[1].startswith("graphemes   (")
+    assert f"{len(text):,} code points, {len(tok.encode(text)):,} graphemes" in why[2]
 
 
 # ---------------------------------------------------------------- Thirukkural
@@ -299,7 +302,7 @@ def test_dump_checksum_mismatch_deletes(server, tmp_path):
 
 
 # ---------------------------------------------------------------- 08 / 09
-def test_train_and_generate_tamil(tmp_path):
+def test_train_and_generate_tamil(tmp_path, capsys):
     corpus = tmp_path / "tamil.txt"
     corpus.write_text(("\n".join(KURAL_1) + "\nயாதும் ஊரே யாவரும் கேளிர்\n") * 80, encoding="utf-8")
     run = tmp_path / "tamil"
@@ -308,15 +311,19 @@ def test_train_and_generate_tamil(tmp_path):
     ckpt = checkpoints.load_checkpoint(run)
     assert ckpt["tokenizer"]["kind"] == "grapheme" and "மு" in ckpt["tokenizer"]["tokens"]
     texts = T09.main(["--checkpoint", str(run), "--prompt", "அகர", "--len", "20", "--steps", "10"])
-    assert texts[0].startswith("அகர") and len(tamil.GraphemeTokenizer.split(texts[0])) == 20
+    assert texts[0].startswith("அகர") and len(T08.GraphemeTokenizer.split(texts[0])) == 20
+    shown = T09.main(["--checkpoint", str(run), "--prompt", "முதல", "--len", "12", "--steps", "3", "--show-steps"])[0]
+    sizes = capsys.readouterr().out.splitlines()[-1]  # 09's own view: code points per committed grapheme
+    assert sizes.startswith("code points per grapheme of the first sample: 2 1 1 ")  # மு = ம + ு, த, ல
+    assert sum(map(int, sizes.split(": ")[1].split())) == len(shown.replace("\n", ""))  # whole letters, no mask
     gif = tmp_path / "t.gif"
     T09.main(["--checkpoint", str(run), "--template", "யாதும் ____ யாவரும்", "--gif", str(gif), "--steps", "4"])
     with Image.open(gif) as im:
         assert im.is_animated
-    gpt_run = tmp_path / "tamil_gpt"  # a GPT with the same grapheme tokenizer: 07 --tokenizer grapheme
-    lesson("07_train_gpt").main(TINY + ["--data", str(corpus), "--out", str(gpt_run), "--steps", "4",
-                                        "--tokenizer", "grapheme"])
-    assert checkpoints.load_checkpoint(gpt_run)["tokenizer"] == ckpt["tokenizer"]
+    gpt_run = tmp_path / "tamil_gpt"  # 07's GPT on the same graphemes: 08 --model gpt
+    T08.main(TINY + ["--data", str(corpus), "--out", str(gpt_run), "--steps", "4", "--model", "gpt"])
+    gpt_ckpt = checkpoints.load_checkpoint(gpt_run)
+    assert gpt_ckpt["tokenizer"] == ckpt["tokenizer"] and gpt_ckpt["objective"] == "gpt"
 
 
 @pytest.mark.parametrize("url", ["http://nonexistent.invalid/w/api.php", "http://127.0.0.1:9/w/api.php"])
