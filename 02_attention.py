@@ -4,7 +4,7 @@ Attention (Vaswani et al. 2017, "Attention Is All You Need"): every position ask
 every position offers a key and a value; the answer is the value average weighted by softmax(q.k / sqrt(d)).
 
     python 02_attention.py                  # proofs printed
-    python 02_attention.py --plot           # heatmap of both masks -> attention.png (or --plot FILE)
+    python 02_attention.py --plot attention.png   # heatmap of both masks, written where you say
 
 The one line that separates a GPT from a diffusion LM is here: a GPT uses the causal mask (position i sees
 only positions <= i); a masked diffusion LM sees the whole sequence in both directions.
@@ -119,8 +119,7 @@ def plot_weights(path, seed=0, T=12, C=16):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--plot", metavar="FILE", nargs="?", const="attention.png",
-                   help="write a PNG heatmap of the attention weights for both masks (FILE defaults to attention.png)")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG heatmap of the attention weights for both masks to FILE")
     args = p.parse_args(argv)
 
     print("== from-scratch attention vs torch.nn.functional.scaled_dot_product_attention ==")

@@ -6,7 +6,7 @@ differ.
 
     python 07_train_gpt.py                                      # train -> checkpoints/gpt
     python 07_train_gpt.py --generate --prompt "ROMEO:" --tokens 200
-    python 07_train_gpt.py --compare checkpoints/dllm checkpoints/gpt   # compare.png + table
+    python 07_train_gpt.py --compare checkpoints/dllm checkpoints/gpt   # a table + checkpoints/dllm/compare.png
 
 Comparing likelihoods: the GPT's validation number is its exact NLL in bits/char. The dLLM's is the NELBO,
 an UPPER bound on its NLL (lesson 04); its true NLL is lower by an unknown amount. Judging samples and the
@@ -119,8 +119,9 @@ def same_window_bits(dllm, gpt, text, n_windows=16):
     return {k: v / chars_per_token for k, v in bits.items()}, len(w)
 
 
-def compare(dllm_dir, gpt_dir, out="compare.png", text=None, n_windows=16):
-    """compare.png (val bits/char vs step and vs seconds, from the runs' metrics.csv) and a table.
+def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
+    """A figure (val bits/char vs step and vs seconds, from the runs' metrics.csv; default <dllm_dir>/compare.png)
+    and a table.
 
     With `text` (the corpus), also the likelihoods of same_window_bits: the bound beside exact numbers."""
     import matplotlib
@@ -132,6 +133,7 @@ def compare(dllm_dir, gpt_dir, out="compare.png", text=None, n_windows=16):
     if runs[0]["ckpt"]["tokenizer"] != runs[1]["ckpt"]["tokenizer"]:  # bits of two corpora do not compare
         raise UsageError(f"{dllm_dir} and {gpt_dir} were trained with different vocabularies (different corpora or "
                          "tokenizers): compare two runs on the same text")
+    out = out or Path(dllm_dir) / "compare.png"  # beside the runs, never in the repository's root
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for r in runs:
         label = "dLLM NELBO (upper bound)" if r["kind"] == "dllm" else "GPT exact NLL"
@@ -179,8 +181,8 @@ def parser():
     gen.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples: the same flags and checks as 06
     g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")
     c = p.add_argument_group("--compare: two finished runs side by side (with --data: exact likelihoods too)")
-    c.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; write compare.png")
-    c.add_argument("--compare-out", default="compare.png", help="where --compare writes its figure")
+    c.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; draw their curves")
+    c.add_argument("--compare-out", help="where --compare writes its figure (default: DLLM_DIR/compare.png)")
     c.add_argument("--compare-windows", type=positive_int, default=16,
                    help="validation windows for the exact likelihoods (L model calls each)")
     return p

@@ -35,9 +35,9 @@ def test_heads_split_merge_roundtrip():
     assert torch.equal(A.merge_heads(A.split_heads(x, 3)), x)
 
 
-def test_main_prints_facts_and_plots_to_a_default_file(capsys, tmp_path, monkeypatch):
+def test_main_prints_facts_and_plots_to_the_file_given(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    A.main(["--plot"])  # no file name: attention.png
+    A.main(["--plot", "attention.png"])
     out = capsys.readouterr().out
     diffs = [float(line.split("=")[1]) for line in out.splitlines() if "max |difference|" in line]
     assert len(diffs) == 2 and max(diffs) < 1e-5
