@@ -121,6 +121,7 @@ def diffusion_loss(model, x0, mask_id, generator=None, t_range=(EPS, 1.0)):
     B, L = x0.shape
     t = sample_times(B, generator, x0.device, *t_range)  # (B,) one noise level per sequence, spread over t_range
     z, mask = forward_process(x0, t, mask_id, generator)  # (B, L) each
+    # GPT vs dLLM: predict the masked tokens from both sides, weighted 1/t (07's GPT: the next token from the left)
     return (loss_weight(t)[:, None] * masked_cross_entropy(model(z), x0, mask)).sum() / (B * L)
 
 
@@ -280,7 +281,7 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
     if n_masked.max() == 0:
         return x, 0
     counts = commit_counts(n_masked, min(steps, int(n_masked.max())))  # (B, n_steps) to commit per call
-    for i in range(counts.size(1)):
+    for i in range(counts.size(1)):  # GPT vs dLLM: every gap predicted at once, the surest kept (07: one token)
         logits = model(x)  # (B, L, V): the whole canvas is seen, both sides of every gap
         masked = x == mask_id
         proposal, _, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator)
