@@ -19,7 +19,17 @@ from pathlib import Path
 import torch
 
 from support import checkpoints, hub, pretrained, runtime
-from support.cli import ArgumentParser, UsageError, encode_or_fail, require, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    encode_or_fail,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    probability,
+    require,
+    run_cli,
+)
 from support.gif import write_gif
 
 tfm = import_module("03_transformer")
@@ -144,10 +154,10 @@ def load(kind, checkpoint=None, default_run=None, shipped=None, use_pretrained=F
 # ---------------------------------------------------------------------------------------------------------
 def add_sampling_args(p):
     """How each token is drawn: shared by every sampler here, the GPT's in 07 included."""
-    p.add_argument("--temp", type=float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
-    p.add_argument("--topk", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: smallest set with this mass")
-    p.add_argument("--num-samples", type=int, default=1, help="samples, generated together as one batch")
+    p.add_argument("--temp", type=non_negative_float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
+    p.add_argument("--topk", type=non_negative_int, default=0, help="sample among the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling: smallest set with this mass")
+    p.add_argument("--num-samples", type=positive_int, default=1, help="samples, generated together as one batch")
     return p
 
 
@@ -168,8 +178,8 @@ def add_generate_args(p, default_run, shipped="shakespeare-dllm"):
     p.add_argument("--pretrained", action="store_true", help="use the model shipped in checkpoints/pretrained/"
                    f"{shipped} even if you have trained your own" if shipped else argparse.SUPPRESS)
     add_hub_args(p)
-    p.add_argument("--steps", type=int, help="model calls in all (default: 64; lesson 11: one per character)")
-    p.add_argument("--len", type=int, help="characters to generate (default: the model's context)")
+    p.add_argument("--steps", type=positive_int, help="model calls in all (default: 64; lesson 11: one per character)")
+    p.add_argument("--len", type=positive_int, help="characters to generate (default: the model's context)")
     add_sampling_args(p)
     p.add_argument("--remasking", default="confidence", choices=diff.REMASKING,
                    help="which masked positions to commit each step")
@@ -210,8 +220,9 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     with their own parser's args; 10 and 11 with their own sampler; 11 for its block-diffusion models.
     Ctrl-C stops at once: the canvas so far is printed ([MASK] as _) and the exit status is 130."""
     check_generate_args(args)
+    notes = []  # which model is used: said after the text, so that a bad input gets its error line alone
     model, tokenizer, info = load("dllm", args.checkpoint, args.default_run, args.shipped, args.pretrained,
-                                  args.device, args.from_hub, args.filename, tokenizers)
+                                  args.device, args.from_hub, args.filename, tokenizers, log=notes.append)
     if info["objective"] != objective:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)
         use = {"block-diffusion": "11_block_diffusion.py --generate", "sudoku-dllm": "12_sudoku.py --solve"}
         raise UsageError(f"{info['path']} is a {info['objective']} model: generate with "
@@ -233,6 +244,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     texts = to_texts(x, tokenizer, args)
     print_texts(texts)
     step = f", step {info['step']}" if info["step"] is not None else ""
+    for note in notes:
+        print(note, file=sys.stderr)
     print(f"({info['path']}{step}, {model.num_params():,} parameters: {calls} model calls)", file=sys.stderr)
     if args.gif:
         start = tokenizer.encode(args.prompt) if objective != "dllm" else canvases(model, tokenizer, args)[0].tolist()

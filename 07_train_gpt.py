@@ -16,12 +16,13 @@ import math
 import sys
 from importlib import import_module
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
 from support import checkpoints, metrics, pretrained, runtime
-from support.cli import UsageError, encode_or_fail, positive_int, run_cli
+from support.cli import UsageError, encode_or_fail, parse_args_given, positive_int, refuse_unused, run_cli
 from support.files import atomic_write, read_text
 
 tfm = import_module("03_transformer")
@@ -213,16 +214,26 @@ def generate_main(args):
     return texts
 
 
+GENERATE_FLAGS = {"generate", "checkpoint", "pretrained", "from_hub", "filename", "prompt", "tokens", "temp", "topk",
+                  "top_p", "num_samples", "no_cache", "seed", "device"}
+COMPARE_FLAGS = {"compare", "compare_out", "compare_windows", "data"}
+
+
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     if "--generate" in words or "--compare" in words:  # a mode that does not train: no run directory is checked
-        args = parser().parse_args(argv)
+        args = parse_args_given(parser(), argv)
         if args.generate and args.compare:
             raise UsageError("--generate and --compare are two modes: pick one")
         if args.compare:  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
+            refuse_unused(args, COMPARE_FLAGS, "--compare")
             return compare(*args.compare, out=args.compare_out, text=read_text(args.data) if args.data else None,
                            n_windows=args.compare_windows)
+        refuse_unused(args, GENERATE_FLAGS, "--generate")
         return generate_main(args)
+    given = parse_args_given(parser(), argv).given  # training: the flags of the two other modes act not
+    refuse_unused(SimpleNamespace(given=given & (GENERATE_FLAGS | COMPARE_FLAGS) - {"seed", "device", "data"}),
+                  (), "training (they are --generate's and --compare's)")
     args = train.parse_args(parser(), argv)
     text = read_text(args.data) if args.data else train.shakespeare()
     return train.train(args, NextTokenObjective(), train.TextData(text, diff.CharTokenizer.from_text(text), args.split))

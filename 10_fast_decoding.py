@@ -20,7 +20,19 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, require, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_float,
+    non_negative_int,
+    parse_args_given,
+    positive_float,
+    positive_int,
+    probability,
+    refuse_unused,
+    require,
+    run_cli,
+)
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -149,11 +161,11 @@ def fast_kw(args):
 # The command line: 06's flags plus this lesson's (lesson 11 reuses the three rules)
 # ---------------------------------------------------------------------------------------------------------
 def add_rule_args(p):
-    p.add_argument("--threshold", type=float, help="Fast-dLLM: commit every position with confidence >= this")
-    p.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit n while c_(n) >= 1 - f/(n+1)")
-    p.add_argument("--entropy-budget", type=float, help="EB-Sampler: commit positions in --remasking order while "
-                   "their summed entropy (nats) stays within this; at least one per call (the paper: --remasking "
-                   "entropy)")
+    p.add_argument("--threshold", type=probability, help="Fast-dLLM: commit every position with confidence >= this")
+    p.add_argument("--factor", type=positive_float, help="Fast-dLLM factor rule: commit n while c_(n) >= 1 - f/(n+1)")
+    p.add_argument("--entropy-budget", type=non_negative_float, help="EB-Sampler: commit positions in --remasking "
+                   "order while their summed entropy (nats) stays within this; at least one per call (the paper: "
+                   "--remasking entropy)")
     return p
 
 
@@ -173,10 +185,10 @@ def fast_parser():
     g.add_argument("--generate", action="store_true", help="generate from --checkpoint with the flags below "
                    "(default: the demo)")
     add_rule_args(g)
-    g.add_argument("--block-size", type=int, help="semi-autoregressive blocks of this many positions (LLaDA)")
+    g.add_argument("--block-size", type=positive_int, help="semi-autoregressive blocks of this many positions (LLaDA)")
     g.add_argument("--cache", default="none", choices=["none", "prefix", "dual"],
                    help="Fast-dLLM's approximate KV cache, refreshed at each block (needs --block-size)")
-    g.add_argument("--train-steps", type=int, default=300, help="demo: steps to fit 04's tiny model")
+    g.add_argument("--train-steps", type=non_negative_int, default=300, help="demo: steps to fit 04's tiny model")
     return p
 
 
@@ -231,10 +243,13 @@ def demo_decoders(args):
 
 
 def main(argv=None):
-    args = fast_parser().parse_args(argv)
+    args = parse_args_given(fast_parser(), argv)
     check_fast_args(args)
-    if args.generate:
+    if args.generate:  # every flag but the demo's own
+        refuse_unused(args, set(vars(args)) - {"train_steps"}, "--generate")
         return gen.generate_cli(args, sampler=sample_fast)
+    refuse_unused(args, {"checkpoint", "pretrained", "len", "device", "seed", "train_steps"},
+                  "the demo (it decodes one canvas, greedily, every way)")
     return demo_decoders(args)
 
 

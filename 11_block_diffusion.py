@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, require, run_cli
+from support.cli import ArgumentParser, UsageError, non_negative_int, parse_args_given, positive_int, require, run_cli
 from support.files import read_text
 
 tfm = import_module("03_transformer")
@@ -196,7 +196,7 @@ def block_parser(mode):
         p.add_argument("--cache", default="exact", choices=["exact", "none"], help="keep the keys and values of "
                        "committed blocks (exact: they never change), or recompute the window at every call")
     else:
-        p.add_argument("--train-steps", type=int, default=300, help="demo: steps to fit a tiny model")
+        p.add_argument("--train-steps", type=non_negative_int, default=300, help="demo: steps to fit a tiny model")
         p.add_argument("--seed", type=int, default=0, help="random seed")
     return p
 
@@ -204,6 +204,8 @@ def block_parser(mode):
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     mode = "train" if "--train" in words else "generate" if "--generate" in words else "demo"
+    if "--train" in words and "--generate" in words:
+        raise UsageError("--train and --generate are two modes: train first, then generate from the run")
     if mode == "train":
         args = train.parse_args(block_parser(mode), argv,
                                 default_out=lambda a: ROOT / "checkpoints" / f"dllm_bd{a.block_diffusion}")

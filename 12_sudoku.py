@@ -5,7 +5,7 @@
     python sudoku_puzzles.py                         # data/sudoku/: training, validation, test puzzles (18 min)
     python 12_sudoku.py --train --model dllm         # 27 min on 2 CPU cores -> checkpoints/sudoku-dllm
     python 12_sudoku.py --train --model gpt          # the GPT of the same size -> checkpoints/sudoku-gpt
-    python 12_sudoku.py --solve FILE --model dllm    # one puzzle per line in, one 81-digit answer per line out
+    python 12_sudoku.py --solve FILE --model dllm    # a puzzle per line in; per line out its answer, checked
 
 Text is written left to right, and there a GPT of the same size is hard to beat (lessons 07-11). A Sudoku is not:
 cell 1 may be forced only by what cell 81 holds. The GPT reads the puzzle and must then commit the solution's
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from support import runtime
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, refuse_unused, run_cli
 from support.files import read_text
 
 tfm = import_module("03_transformer")
@@ -257,19 +257,32 @@ def read_puzzle_lines(path):
     return torch.tensor(rows)
 
 
+NO_ANSWER = "no valid answer"
+
+
 def solve_file(args):
-    """--solve FILE: one 81-digit answer per line, in order; batched."""
+    """--solve FILE: one line per puzzle, in order: the model's answer (81 digits) when it is a valid solution (each
+    row, column and box holds 1-9 once, every given kept), else `no valid answer`, never a wrong grid; the totals on
+    stderr. Batched; printed as each batch is done, so Ctrl-C keeps what is solved (exit 130)."""
     grid = read_puzzle_lines(args.solve)
     model = load_solver(args.model, args.checkpoint, args.pretrained, args.device)
     device = next(model.parameters()).device
+    g = torch.Generator(device).manual_seed(args.seed)  # --decoder random's order
     answers = []
-    for chunk in grid.split(args.batch):
-        chunk = chunk.to(device)
-        with runtime.autocast(device.type, runtime.resolve_dtype("auto", device.type)):
-            out = solve_dllm(model, chunk, args.decoder)[0] if args.model == "dllm" else solve_gpt(model, chunk)[0]
-        out = torch.where(out > 9, 0, out)  # a cell a rule left masked (never with one cell per call) stays blank
-        answers += ["".join(map(str, row)) for row in out.tolist()]
-    print("\n".join(answers))
+    with runtime.stop_cleanly():
+        for chunk in grid.split(args.batch):
+            chunk = chunk.to(device)
+            with runtime.autocast(device.type, runtime.resolve_dtype("auto", device.type)):
+                out = solve_dllm(model, chunk, args.decoder, generator=g)[0] if args.model == "dllm" else (
+                    solve_gpt(model, chunk)[0])
+            ok = valid(out, chunk).tolist()  # a [MASK] a rule left, or a repeated digit: not a solution
+            lines = ["".join(map(str, row)) if v else NO_ANSWER for row, v in zip(out.tolist(), ok)]
+            print("\n".join(lines), flush=True)
+            answers += lines
+    failed = [i for i, a in enumerate(answers, 1) if a == NO_ANSWER]
+    print(f"{len(answers) - len(failed)} of {len(answers)} puzzles solved (a valid grid keeping every given)"
+          + (f"; no valid answer for line{'s' * (len(failed) > 1)} {', '.join(map(str, failed[:20]))}"
+             + (" ..." if len(failed) > 20 else "") if failed else ""), file=sys.stderr)
     return answers
 
 
@@ -333,7 +346,7 @@ def parser(mode):
         p.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
         return p
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the demo's fresh puzzles")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the demo's puzzles, --decoder random's order")
     p.add_argument("--checkpoint", help="a run directory or Hub export (default: your run, else the shipped model)")
     p.add_argument("--pretrained", action="store_true", help="use the shipped models even if you trained your own")
     p.add_argument("--decoder", choices=list(DECODERS), default="confidence", help="dLLM decoding order/rule")
@@ -348,11 +361,16 @@ def parser(mode):
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     if "--train" not in words:
-        args = parser("use").parse_args(argv)
-        return solve_file(args) if args.solve else demo(args)
+        args = parse_args_given(parser("use"), argv)
+        common = {"device", "seed", "pretrained"}
+        if args.solve:
+            refuse_unused(args, common | {"solve", "model", "checkpoint", "decoder", "batch"}, "--solve")
+            return solve_file(args)
+        refuse_unused(args, common | {"puzzles_per_band", "show_steps", "gif"}, "the demo (it runs both models)")
+        return demo(args)
     args = train.parse_args(parser("train"), argv, PRESETS, default_out=lambda a: ROOT / "checkpoints" /
                             f"sudoku-{a.model}")
-    if args.data:
+    if "data" in args.given:
         raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
     objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()
     return train.train(args, objective, PuzzleData(args.puzzles))

@@ -23,7 +23,7 @@ from pathlib import Path
 import regex
 
 from support import files
-from support.cli import ArgumentParser, UsageError, run_cli
+from support.cli import ArgumentParser, UsageError, positive_float, run_cli
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "tamil"
 KURAL_URL = "https://raw.githubusercontent.com/tk120404/thirukkural/master/thirukkural.json"
@@ -237,18 +237,22 @@ def main(argv=None):
     p.add_argument("--madurai-texts", default=",".join(MADURAI_TEXTS), help="comma-separated Project Madurai ids")
     p.add_argument("--no-madurai", action="store_true", help="skip Project Madurai")
     p.add_argument("--out-dir", default=str(DATA_DIR), help="where to write")
-    p.add_argument("--timeout", type=float, default=30, help="network timeout in seconds")
+    p.add_argument("--timeout", type=positive_float, default=30, help="network timeout in seconds")
     p.add_argument("--stats", action="store_true", help="only report characters/graphemes/lines/vocabulary per "
                    "source of the corpus in --out-dir, without fetching or writing anything")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     if args.stats:
         return print_stats(out)
+    ids = [t.strip() for t in args.madurai_texts.split(",") if t.strip()]
+    if not args.no_madurai and not ids:
+        raise UsageError("--madurai-texts names no text: give ids such as pmuni0110, or --no-madurai")
+    # everything is fetched and checked first: a source that fails leaves every file on disk as it was
     couplets = thirukkural(args.source, args.kural_url, args.kural_json)
+    sangam = None if args.no_madurai else madurai(ids, args.madurai_url, args.timeout)
     write_source(out / "thirukkural.txt", "\n\n".join(t for _, t in couplets) + "\n")
-    if not args.no_madurai:
-        ids = [t.strip() for t in args.madurai_texts.split(",") if t.strip()]
-        write_source(out / "madurai.txt", madurai(ids, args.madurai_url, args.timeout) + "\n")
+    if sangam is not None:
+        write_source(out / "madurai.txt", sangam + "\n")
     return combine(out)
 
 

@@ -24,7 +24,7 @@ import urllib.request
 from importlib import import_module
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, positive_float, positive_int, run_cli
 from support.files import atomic_write
 
 tamil = import_module("tamil_dataset")
@@ -246,11 +246,14 @@ def main(argv=None):
     p.add_argument("--dump-url", default=DUMP_URL, help="pages-articles .xml.bz2 URL")
     p.add_argument("--sums-url", default=SUMS_URL, help="the dump's published sha1 sums")
     p.add_argument("--user-agent", default=USER_AGENT, help="User-Agent header (Wikimedia asks for a descriptive one)")
-    p.add_argument("--timeout", type=float, default=30, help="network timeout in seconds")
+    p.add_argument("--timeout", type=positive_float, default=30, help="network timeout in seconds")
     p.add_argument("--out-dir", default=str(tamil.DATA_DIR), help="where to write")
     args = p.parse_args(argv)
     if not (args.api or args.dump or args.merge):
         p.error("say what to do: --api, --dump and/or --merge")
+    for flag, url in (("--api-url", args.api_url), ("--dump-url", args.dump_url), ("--sums-url", args.sums_url)):
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):  # file:, ftp:, a typo: no retrying a minute
+            raise UsageError(f"{flag} must be an http(s) URL, got {url!r}")
     out = Path(args.out_dir)
     if args.api:
         fetch_api(args.limit, out / "wikipedia_api.jsonl", args.api_url, args.user_agent, args.timeout)

@@ -18,7 +18,7 @@ from pathlib import Path
 import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
-from support.cli import ArgumentParser, UsageError, run_cli
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
 from support.files import atomic_write
 from support.metrics import read_metrics, write_csv
 from support.runs import archive_run, start_trainer, trainer_command
@@ -109,7 +109,7 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--runs", nargs="+", choices=list(RUNS), default=["bd16", "bd4", "gpt", "dllm", "bd1", "bd64"],
                    help="which runs to train, in this order")
-    p.add_argument("--steps", type=int, default=2000, help="training steps of every run (the cpu preset's)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="training steps of every run (the cpu preset's)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "auto"], help="precision of every run")
     p.add_argument("--plot-only", action="store_true", help="only write the table and figure from finished runs")
     args = p.parse_args(argv)

@@ -24,7 +24,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import runtime
-from support.cli import ArgumentParser, UsageError, run_cli
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def run_row(name, fn, device, quiet=True):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--preset", choices=["tiny", "cpu", "gpu"], help="model size (default: gpu on CUDA, else tiny)")
-    p.add_argument("--steps", type=int, default=40, help="optimizer steps per training row")
+    p.add_argument("--steps", type=positive_int, default=40, help="optimizer steps per training row")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where to check")
     args = p.parse_args(argv)
     if args.steps < 2:

@@ -17,7 +17,7 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, run_cli
+from support.cli import ArgumentParser, positive_int, run_cli
 from support.files import atomic_write, read_text
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -44,7 +44,7 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "sweep" / "dllm"), help="a dLLM run or .pt")
     p.add_argument("--data", default=str(ROOT / "data" / "tinyshakespeare.txt"),
                    help="the corpus it was trained on (its last 10%% is the validation text)")
-    p.add_argument("--windows", type=int, default=64, help="validation windows of the model's context")
+    p.add_argument("--windows", type=positive_int, default=64, help="validation windows of the model's context")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figure")
     args = p.parse_args(argv)

@@ -37,7 +37,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import checkpoints
-from support.cli import ArgumentParser, UsageError, run_cli
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
 from support.files import atomic_write, write_text
 from support.metrics import read_metrics, write_csv
 from support.runtime import machine_name
@@ -193,7 +193,7 @@ def plot_curves(curves, path, machine):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--knobs", nargs="+", choices=list(KNOBS), default=list(KNOBS), help="which runs")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps per run (the cpu preset's)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps per run (the cpu preset's)")
     p.add_argument("--preset", default="cpu", choices=["tiny", "cpu"], help="model and schedule size")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="precision of every run")
     p.add_argument("--data", metavar="FILE", help="train on this text instead of TinyShakespeare")

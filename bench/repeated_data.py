@@ -33,7 +33,7 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.checkpoints import load_checkpoint
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, finite_float, positive_int, run_cli
 from support.files import atomic_write, read_text, write_text
 from support.metrics import read_metrics, write_csv
 from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command
@@ -135,8 +135,10 @@ def main(argv=None):
     p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"], help="kural, shakespeare100k")
     p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=list(TRAINERS),
                    help="which models (fim: a GPT trained with bench/fim.py --fim 0.5, for bench/infill.py --couplets)")
-    p.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3], help="dropout values swept")
-    p.add_argument("--weight-decays", nargs="+", type=float, default=[WD], help="AdamW weight decay values swept")
+    p.add_argument("--dropouts", nargs="+", type=finite_float, default=[0.0, 0.1, 0.2, 0.3],
+                   help="dropout values swept")
+    p.add_argument("--weight-decays", nargs="+", type=finite_float, default=[WD],
+                   help="AdamW weight decay values swept")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per configuration")
     p.add_argument("--preset", default="cpu", help="model and training preset of every run")
     p.add_argument("--steps", type=positive_int, default=8000, help="the schedule's length (runs may stop earlier)")

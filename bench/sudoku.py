@@ -25,7 +25,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import metrics, pretrained, runtime
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, non_negative_float, positive_int, probability, run_cli
 from support.files import atomic_write
 
 S = import_module("12_sudoku")
@@ -94,9 +94,9 @@ def main(argv=None):
     p.add_argument("--test", default=str(ROOT / "data" / "sudoku" / "test.txt"), help="puzzle,solution lines")
     p.add_argument("--per-band", type=positive_int, default=1000, help="test puzzles per band (at most)")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.97],
+    p.add_argument("--thresholds", type=probability, nargs="+", default=[0.97],
                    help="dLLM parallel decoding thresholds (0.97: chosen on the validation puzzles)")
-    p.add_argument("--budgets", type=float, nargs="+", default=[0.1],
+    p.add_argument("--budgets", type=non_negative_float, nargs="+", default=[0.1],
                    help="EB-Sampler entropy budgets in nats (0.1: chosen on the validation puzzles)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "sudoku"), help="where results go")
     args = p.parse_args(argv)

@@ -34,14 +34,16 @@ def parse_args_given(parser, argv=None):
 
     --resume needs it: a flag typed again must agree with the run being resumed; an untyped one is taken from it."""
     args = parser.parse_args(argv)
-    defaults = [(a, a.default) for a in parser._actions]
+    defaults, set_defaults = [(a, a.default) for a in parser._actions], parser._defaults
     try:
         for a, _ in defaults:
             a.default = argparse.SUPPRESS  # now only typed flags land in the namespace
+        parser._defaults = {}  # nor what set_defaults() put there
         args.given = set(vars(parser.parse_args(argv, namespace=argparse.Namespace())))
     finally:
         for a, d in defaults:
             a.default = d
+        parser._defaults = set_defaults
     return args
 
 
@@ -63,11 +65,27 @@ def encode_or_fail(tokenizer, text, what):
         raise UsageError(f"{what} has characters not in the model's vocabulary: {missing}") from None
 
 
+def refuse_unused(args, uses, mode):
+    """Every flag acts or is refused: the flags typed (args.given, from parse_args_given) that `mode` does not use,
+    `uses` being the dests it does, become one line naming them."""
+    unused = [f"--{d.replace('_', '-')}" for d in sorted(getattr(args, "given", set()) - set(uses))]
+    if unused:
+        raise UsageError(f"{' '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing in {mode}: drop "
+                         f"{'it' if len(unused) == 1 else 'them'}")
+
+
 def require(checks):
     """checks: (ok, message) pairs; the first that fails becomes a UsageError."""
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+
+
+def non_negative_int(s):
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
 
 
 def positive_int(s):
@@ -82,6 +100,21 @@ def finite_float(s):
     v = float(s)
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
+    return v
+
+
+def non_negative_float(s):
+    v = finite_float(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def probability(s):
+    """A confidence threshold or a rate: in (0, 1]."""
+    v = finite_float(s)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {s}")
     return v
 
 

@@ -2,6 +2,7 @@
 only the solution half, the solved/valid metric on hand-made cases, both models train through 05's loop, --solve's
 output and its one-line errors, and the shipped models solve fixed puzzles."""
 import random
+import re
 import sys
 
 import pytest
@@ -102,10 +103,14 @@ def test_both_models_train_through_lesson_05s_loop_and_solve(model, tiny_runs, p
     f.write_text("".join(line.split(",")[0].replace("0", ".") + "\n" for line in
                          (puzzle_dir / "test.txt").read_text().splitlines()[:3]))
     answers = S.main(["--solve", str(f), "--model", model, "--checkpoint", str(out)])
-    printed = capsys.readouterr().out.split()
-    assert printed == answers and len(answers) == 3
-    for a, line in zip(answers, f.read_text().split()):
-        assert len(a) == 81 and all(g in (".", c) for g, c in zip(line, a))  # givens kept, in order
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == answers and len(answers) == 3
+    for a, line in zip(answers, f.read_text().split()):  # a tiny model: each line a checked answer, or says none
+        grid = torch.tensor([[int(c) for c in a]]) if a != S.NO_ANSWER else None
+        puzzle = torch.tensor([[0 if c == "." else int(c) for c in line]])
+        assert a == S.NO_ANSWER or S.valid(grid, puzzle).item()  # never a wrong grid given as a solution
+    solved = sum(a != S.NO_ANSWER for a in answers)
+    assert f"{solved} of 3 puzzles solved" in printed.err
 
 
 def test_benchmark_counts_every_band_and_decoder(tiny_runs, puzzle_dir, tmp_path):
@@ -156,3 +161,26 @@ def test_demo_prints_the_fill_order(capsys, tmp_path):
     S.main(["--pretrained", "--puzzles-per-band", "2", "--show-steps", "--gif", str(tmp_path / "s.gif")])
     out = capsys.readouterr().out
     assert "surest cell first" in out and "GPT, left to right" in out and (tmp_path / "s.gif").stat().st_size > 0
+
+
+def test_solve_never_gives_a_grid_that_breaks_the_rules_as_a_solution(tmp_path, capsys, pairs):
+    """An unsolvable puzzle (its givens break no rule, yet no grid completes them) and an all-blank one: each answer is
+    checked against the rules and the givens; --solve says 'no valid answer' rather than print a wrong grid."""
+    unsolvable = [0] * 81
+    unsolvable[0:8] = [1, 2, 3, 4, 5, 6, 7, 8]  # row 1 needs a 9 in cell 9 ...
+    unsolvable[9 * 4 + 8] = 9  # ... and column 9 already holds one (no rule is broken by the givens themselves)
+    f = tmp_path / "p.txt"
+    f.write_text("".join(map(str, unsolvable)) + "\n" + "0" * 81 + "\n" + "".join(map(str, pairs[0][0])) + "\n")
+    answers = S.main(["--solve", str(f), "--pretrained"])
+    err = capsys.readouterr().err
+    assert answers[0] == S.NO_ANSWER and re.search(r"no valid answer for lines? 1\b", err)  # no grid can be right
+    for a, puzzle in zip(answers[1:], ([0] * 81, pairs[0][0])):
+        if a != S.NO_ANSWER:  # whatever it prints as an answer is a valid grid that keeps the givens
+            assert S.valid(torch.tensor([[int(c) for c in a]]), torch.tensor([puzzle])).item()
+    assert "of 3 puzzles solved" in err
+    for flags, says in [(["--gif", "x.gif"], "--gif does nothing in --solve"),
+                        (["--show-steps", "--puzzles-per-band", "3"], "--show-steps --puzzles-per-band do nothing")]:
+        assert says in cli_error(S.main, ["--solve", str(f)] + flags, capsys)
+    assert "--checkpoint does nothing in the demo" in cli_error(S.main, ["--checkpoint", str(tmp_path)], capsys)
+    assert "--decoder --model do nothing in the demo" in cli_error(S.main, ["--model", "gpt", "--decoder", "margin"],
+                                                                   capsys)

@@ -1,0 +1,339 @@
+"""Bad input, tried as a new user would, across every entry point (lessons, data scripts, bench/): each case must end
+with exit status 2 and one clear line on stderr, no traceback, and change no file: neither in the runs, corpora and
+puzzles it was pointed at (a world of copies, hashed before and after) nor in a fresh folder given as its output.
+Interrupts (Ctrl-C) end with exit status 130, print what was made so far, and change nothing either."""
+import hashlib
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+from support.cli import run_cli
+
+from conftest import ROOT, TINY, lesson
+
+sys.path.insert(0, str(ROOT / "bench"))  # bench/ scripts are entry points too
+
+
+@pytest.fixture(scope="module")
+def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
+    """Copies of everything a case may be pointed at: runs of each objective, corpora, puzzles, files that are not
+    what they claim to be. Nothing here may change."""
+    w = tmp_path_factory.mktemp("world")
+    d, corpus, _ = dllm_run
+    shutil.copytree(d / "dllm", w / "dllm")
+    shutil.copytree(gpt_run[0], w / "gpt")
+    shutil.copytree(bd_run, w / "bd4")
+    shutil.copy(corpus, w / "corpus.txt")
+    tamil = w / "tamil.txt"
+    tamil.write_text(("அகர முதல எழுத்தெல்லாம் ஆதி\nபகவன் முதற்றே உலகு\n") * 60, encoding="utf-8")
+    lesson("08_train_tamil").main(TINY + ["--data", str(tamil), "--out", str(w / "tamil"), "--steps", "4",
+                                          "--eval-every", "4", "--no-plot"])
+    lesson("sudoku_puzzles").main(["--train", "8", "--val", "4", "--test", "2", "--out", str(w / "puzzles")])
+    (w / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    (w / "empty.txt").write_text("")
+    (w / "short.txt").write_text("too short")
+    (w / "afile").write_text("a file, not a folder")
+    (w / "corrupt.pt").write_bytes(b"not a checkpoint")
+    (w / "norun").mkdir()
+    (w / "corrupt_run").mkdir()
+    (w / "corrupt_run" / "latest.pt").write_bytes(b"\x80\x02 torn")
+    export = w / "broken_export"
+    shutil.copytree(w / "dllm" / "hf", export)
+    (export / "model.safetensors").write_bytes((export / "model.safetensors").read_bytes()[:500])
+    good = (w / "puzzles" / "test.txt").read_text().splitlines()[0].split(",")[0]
+    bad = {"truncated": good[:80], "letters": good[:80] + "x", "rules": "11" + good[2:]}
+    for name, line in bad.items():
+        (w / f"puzzle_{name}.txt").write_text(good + "\n" + line + "\n")
+    (w / "bad_puzzles").mkdir()
+    for split in ("train", "val"):
+        lines = (w / "puzzles" / f"{split}.txt").read_text().splitlines()
+        (w / "bad_puzzles" / f"{split}.txt").write_text("\n".join(lines[:-1] + [lines[-1][:60]]) + "\n")  # torn
+    kural = [{"Number": n, "Line1": "அகர முதல", "Line2": "எழுத்தெல்லாம்"} for n in range(1, 1331)]
+    (w / "kural.json").write_text(json.dumps({"kural": kural}, ensure_ascii=False), encoding="utf-8")
+    (w / "not_json.json").write_text("{ not json")
+    (w / "tamil_out").mkdir()
+    (w / "tamil_out" / "thirukkural.txt").write_text("the learner's corpus, kept\n")
+    (w / "shipped").mkdir()
+    shutil.copytree(w / "dllm" / "hf", w / "shipped" / "tiny-dllm")
+    return w
+
+
+def digest(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+SHIPPED = ROOT / "checkpoints" / "pretrained"  # read only: the repository's shipped models
+OUT = ["--out", "{out}/run"]  # a trainer's output: a fresh folder that must stay empty
+CASES = [  # (script, argv, what the one error line says)
+    # 05: training flags, checked where they are parsed
+    ("05_train", ["--steps", "0", *OUT], "must be >= 1"),
+    ("05_train", ["--steps", "-3", *OUT], "must be >= 1"),
+    ("05_train", ["--lr", "inf", *OUT], "must be a finite number"),
+    ("05_train", ["--lr", "nan", *OUT], "must be a finite number"),
+    ("05_train", ["--lr", "0", *OUT], "must be > 0"),
+    ("05_train", ["--dropout", "1.5", *OUT], "--dropout must be in [0, 1)"),
+    ("05_train", ["--dropout", "nan", *OUT], "must be a finite number"),
+    ("05_train", ["--beta2", "1", *OUT], "--beta2 must be in [0, 1)"),
+    ("05_train", ["--min-lr-ratio", "2", *OUT], "--min-lr-ratio must be in [0, 1]"),
+    ("05_train", ["--warmup", "-1", *OUT], "must be >= 0"),
+    ("05_train", ["--grad-clip", "-1", *OUT], "must be >= 0"),
+    ("05_train", ["--weight-decay", "-0.1", *OUT], "must be >= 0"),
+    ("05_train", ["--sample-len", "-1", *OUT], "must be >= 0"),
+    ("05_train", ["--mask-rate", "0.9", "0.1", *OUT], "--mask-rate needs 0 < LO < HI <= 1"),
+    ("05_train", ["--mask-rate", "0", "1", *OUT], "--mask-rate needs 0 < LO < HI <= 1"),
+    ("05_train", ["--mask-rate", "nan", "0.5", *OUT], "must be a finite number"),
+    ("05_train", ["--batch-size", "0", *OUT], "must be >= 1"),
+    ("05_train", ["--preset", "huge", *OUT], "invalid choice"),
+    ("05_train", ["--push-to-hub", "not a repo id", *OUT], "--push-to-hub needs a repo id USER/NAME"),
+    ("05_train", ["--push-to-hub", "a/b/c", *OUT], "--push-to-hub needs a repo id USER/NAME"),
+    ("05_train", ["--device", "cuda", *OUT], "no CUDA GPU"),
+    ("05_train", ["--device", "mps", *OUT], "MPS is not available"),
+    ("05_train", ["--n-head", "3", "--data", "{w}/corpus.txt", *TINY, *OUT], "not divisible"),
+    ("05_train", ["--data", "{w}/missing.txt", *TINY, *OUT], "no such file"),
+    ("05_train", ["--data", "{w}/norun", *TINY, *OUT], "is a directory"),
+    ("05_train", ["--data", "{w}/latin1.txt", *TINY, *OUT], "not UTF-8"),
+    ("05_train", ["--data", "{w}/empty.txt", *TINY, *OUT], "is empty"),
+    ("05_train", ["--data", "{w}/short.txt", *TINY, *OUT], "corpus too short"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, "--out", "{w}/afile"], "is a file, not a folder"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, "--out", "{w}/afile/run"], "is a file, not a folder"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, "--out", "{w}/dllm"], "already holds a run"),
+    ("05_train", ["--out", "{w}/norun", "--resume"], "nothing to resume"),
+    ("05_train", ["--out", "{w}/corrupt_run", "--resume"], "not a readable checkpoint"),
+    ("05_train", ["--out", "{w}/dllm", "--resume", "--lr", "0.01"], "conflicts with the run being resumed"),
+    ("05_train", ["--out", "{w}/dllm", "--resume", "--data", "{w}/tamil.txt"], "conflicts with the run being resumed"),
+    ("05_train", ["--out", "{w}/bd4", "--resume", "--steps", "80"], "holds a block-diffusion run"),
+    ("05_train", ["--out", "{w}/gpt", "--resume", "--steps", "80"], "holds a gpt run"),
+    ("05_train", ["--out", "{w}/dllm", "--resume", "--mask-rate", "0.2", "0.9"], "conflicts with the run"),
+    # 06: generation
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--steps", "0"], "must be >= 1"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--len", "0"], "must be >= 1"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--temp", "nan"], "must be a finite number"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--temp", "-1"], "must be >= 0"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--topk", "-1"], "must be >= 0"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--top-p", "0"], "must be in (0, 1]"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--top-p", "1.5"], "must be in (0, 1]"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--num-samples", "0"], "must be >= 1"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--prompt", "\u20ac"], "not in the model's vocabulary"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--suffix", "\u00e9"], "not in the model's vocabulary"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "no gaps here"], "has no '_' to fill"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "To __", "--prompt", "x"], "fixes the whole canvas"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "To ##", "--fill-char", "##"], "single character"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--stop", ""], "--stop ends the text"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--gif", "{out}/x.png"], "ending in .gif"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--len", "999"], "this model's context is 32"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--prompt", "To be, or not to be, that is the", "--len", "20"],
+     "nothing left to generate"),
+    ("06_generate", ["--checkpoint", "{w}/gpt"], "holds a gpt model"),
+    ("06_generate", ["--checkpoint", "{w}/bd4"], "is a block-diffusion model: generate with 11"),
+    ("06_generate", ["--checkpoint", str(SHIPPED / "sudoku-dllm")], "is a sudoku-dllm model: generate with 12"),
+    ("06_generate", ["--checkpoint", "{w}/tamil"], "a Tamil model: use 09_generate_tamil.py"),
+    ("06_generate", ["--checkpoint", "{w}/corrupt.pt"], "not a readable checkpoint"),
+    ("06_generate", ["--checkpoint", "{w}/broken_export"], "not a tiny-dllm export"),
+    ("06_generate", ["--checkpoint", "{w}/missing"], "no checkpoint at"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--filename", "dllm_step50000.pt"], "give --from-hub too"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--remasking", "sideways"], "invalid choice"),
+    # 07: the GPT's three modes
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/gpt", "--steps", "5"], "--steps does nothing in --generate"),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/gpt", "--prompt", ""], "--prompt must be non-empty"),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/gpt", "--prompt", "\u20ac"], "not in the model's vocabulary"),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/gpt", "--tokens", "0"], "must be >= 1"),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/gpt", "--temp", "inf"], "must be a finite number"),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/dllm"], "holds a dllm model"),
+    ("07_train_gpt", ["--generate", "--checkpoint", str(SHIPPED / "sudoku-gpt")], "solve with 12_sudoku.py"),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/missing"], "no checkpoint at"),
+    ("07_train_gpt", ["--generate", "--compare", "{w}/dllm", "{w}/gpt"], "two modes"),
+    ("07_train_gpt", ["--compare", "{w}/gpt", "{w}/dllm", "--compare-out", "{out}/c.png"], "holds a gpt model"),
+    ("07_train_gpt", ["--compare", str(SHIPPED / "shakespeare-dllm"), "{w}/gpt", "--compare-out", "{out}/c.png"],
+     "is not a training run"),
+    ("07_train_gpt", ["--compare", "{w}/tamil", "{w}/gpt", "--compare-out", "{out}/c.png"],
+     "different vocabularies"),
+    ("07_train_gpt", ["--compare", "{w}/dllm", "{w}/gpt", "--tokens", "5"], "--tokens does nothing in --compare"),
+    ("07_train_gpt", ["--prompt", "x", *OUT], "--prompt does nothing in training"),
+    ("07_train_gpt", ["--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
+    # 08 and 09: Tamil
+    ("08_train_tamil", ["--model", "gpt", "--mask-rate", "0.1", "0.9", "--data", "{w}/tamil.txt", *OUT],
+     "--mask-rate is the dLLM's"),
+    ("08_train_tamil", ["--tokenizer", "bytes", *OUT], "invalid choice"),
+    ("08_train_tamil", ["--data", "{w}/missing.txt", *TINY, *OUT], "no such file"),
+    ("09_generate_tamil", ["--checkpoint", "{w}/dllm", "--prompt", "அ"], "not in the model's vocabulary"),
+    ("09_generate_tamil", ["--checkpoint", "{w}/tamil", "--steps", "0"], "must be >= 1"),
+    # 10: the demo and --generate each take their own flags
+    ("10_fast_decoding", ["--prompt", "x"], "--prompt does nothing in the demo"),
+    ("10_fast_decoding", ["--cache", "dual", "--block-size", "4"], "--block-size --cache do nothing in the demo"),
+    ("10_fast_decoding", ["--generate", "--checkpoint", "{w}/dllm", "--train-steps", "5"], "nothing in --generate"),
+    ("10_fast_decoding", ["--threshold", "1.5"], "must be in (0, 1]"),
+    ("10_fast_decoding", ["--threshold", "0.9", "--factor", "1"], "pick one"),
+    ("10_fast_decoding", ["--factor", "0"], "must be > 0"),
+    ("10_fast_decoding", ["--entropy-budget", "-1"], "must be >= 0"),
+    ("10_fast_decoding", ["--generate", "--checkpoint", "{w}/dllm", "--cache", "dual"], "give --block-size too"),
+    ("10_fast_decoding", ["--generate", "--checkpoint", "{w}/dllm", "--block-size", "0"], "must be >= 1"),
+    ("10_fast_decoding", ["--train-steps", "-1"], "must be >= 0"),
+    # 11: block diffusion
+    ("11_block_diffusion", ["--train", "--generate"], "two modes"),
+    ("11_block_diffusion", ["--train", "--block-diffusion", "64", "--data", "{w}/corpus.txt", *TINY, *OUT],
+     "longer than the context"),
+    ("11_block_diffusion", ["--train", "--block-diffusion", "0", *OUT], "must be >= 1"),
+    ("11_block_diffusion", ["--train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
+    ("11_block_diffusion", ["--generate", "--checkpoint", "{w}/dllm"], "is a dllm model: generate with 06"),
+    ("11_block_diffusion", ["--generate", "--checkpoint", "{w}/bd4", "--suffix", "x"], "cannot fill gaps"),
+    ("11_block_diffusion", ["--train-steps", "-1"], "must be >= 0"),
+    # 12: Sudoku
+    ("12_sudoku", ["--solve", "{w}/missing.txt"], "no such file"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_truncated.txt"], "a puzzle has 81 cells, this one 80"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_letters.txt"], "only digits and '.'"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt"], "break the rules"),
+    ("12_sudoku", ["--solve", "{w}/empty.txt"], "is empty"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--gif", "{out}/x.gif"], "--gif does nothing in --solve"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_truncated.txt", "--batch", "0"], "must be >= 1"),
+    ("12_sudoku", ["--checkpoint", "{w}/dllm"], "--checkpoint does nothing in the demo"),
+    ("12_sudoku", ["--puzzles-per-band", "0"], "must be >= 1"),
+    ("12_sudoku", ["--train", "--puzzles", "{w}/norun", *OUT], "sudoku_puzzles.py"),
+    ("12_sudoku", ["--train", "--puzzles", "{w}/bad_puzzles", *OUT], "expected puzzle,solution"),
+    ("12_sudoku", ["--train", "--puzzles", "{w}/puzzles", "--seq-len", "32", *OUT], "--seq-len 32 is too short"),
+    ("12_sudoku", ["--train", "--data", "{w}/corpus.txt", *OUT], "Sudoku reads --puzzles"),
+    ("12_sudoku", ["--train", "--model", "gpt", "--puzzles", "{w}/puzzles", "--out", "{w}/dllm", "--resume"],
+     "holds a dllm run"),
+    # the data scripts
+    ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
+    ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),
+    ("sudoku_puzzles", ["--train", "5", "--out", "{w}/puzzles"], "already holds"),
+    ("sudoku_puzzles", ["--check", "{w}/missing.txt"], "no such file"),
+    ("sudoku_puzzles", ["--check", "{w}/puzzle_rules.txt"], "expected puzzle,solution"),
+    ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-texts", "", "--out-dir", "{w}/tamil_out"],
+     "--madurai-texts names no text"),
+    ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-url", "http://127.0.0.1:9/{{}}.html",
+                       "--out-dir", "{w}/tamil_out"], "Project Madurai"),
+    ("tamil_dataset", ["--kural-json", "{w}/missing.json", "--no-madurai", "--out-dir", "{out}/t"], "no such"),
+    ("tamil_dataset", ["--kural-json", "{w}/not_json.json", "--no-madurai", "--out-dir", "{out}/t"],
+     "not the Thirukkural JSON"),
+    ("tamil_dataset", ["--timeout", "0", "--out-dir", "{out}/t"], "must be > 0"),
+    ("tamil_dataset", ["--stats", "--out-dir", "{w}/norun"], "no Tamil corpus"),
+    ("tamil_wikipedia", ["--out-dir", "{out}/t"], "say what to do"),
+    ("tamil_wikipedia", ["--api", "--api-url", "file:///etc/passwd", "--out-dir", "{out}/t"], "must be an http(s) URL"),
+    ("tamil_wikipedia", ["--api", "--limit", "0", "--out-dir", "{out}/t"], "must be >= 1"),
+    ("tamil_wikipedia", ["--api", "--timeout", "-1", "--out-dir", "{out}/t"], "must be > 0"),
+    # bench/
+    ("decode", ["--len", "0", "--out", "{out}"], "must be >= 1"),
+    ("decode", ["--num-samples", "0", "--out", "{out}"], "must be >= 1"),
+    ("sudoku", ["--thresholds", "1.5", "--out-dir", "{out}"], "must be in (0, 1]"),
+    ("sudoku", ["--budgets", "-1", "--out-dir", "{out}"], "must be >= 0"),
+    ("sudoku", ["--test", "{w}/missing.txt", "--out-dir", "{out}"], "no {w}/missing.txt"),
+    ("ship_model", ["--run", "{w}/dllm", "--name", "", "--command", "c", "--out-root", "{w}/shipped"],
+     "--name must be a plain folder name"),
+    ("ship_model", ["--run", "{w}/dllm", "--name", ".", "--command", "c", "--out-root", "{w}/shipped"],
+     "--name must be a plain folder name"),
+    ("ship_model", ["--run", "{w}/dllm", "--name", "../..", "--command", "c", "--out-root", "{w}/shipped"],
+     "--name must be a plain folder name"),
+    ("ship_model", ["--run", "{w}/dllm", "--name", "tiny-dllm", "--command", "c", "--out-root", "{w}/shipped"],
+     "already holds a shipped model"),
+    ("ship_model", ["--run", "{w}/missing", "--name", "x", "--command", "c", "--out-root", "{out}"], "no checkpoint"),
+    ("ship_model", ["--run", "{w}/bd4", "--name", "x", "--command", "c", "--out-root", "{out}"], "not shipped yet"),
+    ("infill", ["--K", "0", "--out-dir", "{out}"], "must be >= 1"),
+    ("fim", ["--fim", "1.5", *OUT], "invalid fim_rate value"),
+    ("fim", ["--fim", "0", *OUT], "invalid fim_rate value"),
+    ("recipe", ["--steps", "0"], "must be >= 1"),
+    ("repeated_data", ["--report", "--steps", "0"], "must be >= 1"),
+    ("parallelism", ["--windows", "0"], "must be >= 1"),
+    ("train_speed", ["--steps", "0"], "must be >= 1"),
+    ("gpu_check", ["--steps", "0"], "must be >= 1"),
+    ("block_sweep", ["--steps", "0"], "must be >= 1"),
+]
+
+
+def test_the_table_is_large_and_covers_every_entry_point():
+    scripts = {s for s, _, _ in CASES}
+    lessons = {p.stem for p in ROOT.glob("[0-9][0-9]_*.py")} - {"01_tensors", "02_attention", "03_transformer",
+                                                               "04_diffusion"}  # demos without input to get wrong
+    bench = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"common"}
+    assert len(CASES) >= 100 and lessons | bench | {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia"} <= scripts
+
+
+@pytest.mark.parametrize("script, argv, says", CASES, ids=[f"{s}:{' '.join(a)[:60]}" for s, a, _ in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(script, argv, says, world, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fill = lambda s: s.format(w=world, out=tmp_path / "out")
+    before = digest(world)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(lesson(script).main, [fill(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]  # no bars
+    assert e.value.code == 2, err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert "error" in lines[0] and fill(says) in lines[0], lines[0]
+    assert digest(world) == before  # the runs, corpora and puzzles pointed at are as they were
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))  # nothing half-written
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(world, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = TINY + ["--data", str(world / "corpus.txt"), "--out", str(out), "--steps", "20", "--eval-every", "5",
+                   "--lr", "3e3", "--grad-clip", "0"]
+    with pytest.raises(SystemExit) as e:
+        run_cli(lesson("05_train").main, args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "the training loss is not finite by step" in err and "lr 3000" in err and "Lower --lr" in err
+    ckpt = torch.load(out / "latest.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())  # the last good state, never a NaN model
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(world, tmp_path, capsys):
+    run = tmp_path / "dllm"
+    shutil.copytree(world / "dllm", run)
+    before = digest(run)
+    rows = lesson("05_train").main(["--out", str(run), "--resume"])
+    assert "is finished: step 60 of 60" in capsys.readouterr().out and rows[-1]["step"] == 60
+    assert digest(run) == before
+
+
+def test_resume_restores_the_runs_best_and_best_pt_only_improves(world, tmp_path):
+    train = lesson("05_train")
+    run = tmp_path / "r"
+    train.main(TINY + ["--data", str(world / "corpus.txt"), "--out", str(run), "--steps", "20", "--eval-every", "5"])
+    latest, best = (torch.load(run / n, weights_only=True) for n in ("latest.pt", "best.pt"))
+    rows = [r["val_bpc"] for r in lesson("support.metrics").read_metrics(run)]
+    assert latest["best_val_bpc"] == min(rows) == best["val_bpc"]  # latest.pt knows the run's true best
+    assert best["step"] == 5 * (rows.index(min(rows)))  # best.pt is the best evaluation's state
+
+
+@pytest.mark.parametrize("script, argv, patch", [
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--steps", "8", "--len", "20"], ("04_diffusion", "generate")),
+    ("07_train_gpt", ["--generate", "--checkpoint", "{w}/gpt", "--tokens", "20"], ("07_train_gpt", "generate_gpt")),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--pretrained", "--batch", "1"], ("12_sudoku", "solve_dllm")),
+])
+def test_ctrl_c_stops_a_generator_cleanly_with_what_it_made(script, argv, patch, world, capsys, monkeypatch):
+    """Ctrl-C at the third model call (text), or in the second batch (Sudoku): exit 130, the output so far printed."""
+    module, name = lesson(patch[0]), patch[1]
+    real, batches = getattr(module, name), []
+
+    def interrupted(*a, **kw):
+        batches.append(1)
+        if "callback" in kw:  # a sampler: interrupt it inside, after its third call
+            inner = kw["callback"]
+
+            def callback(calls, x):
+                inner(calls, x)
+                if calls == 3:
+                    raise KeyboardInterrupt
+
+            kw["callback"] = callback
+        elif len(batches) == 2:  # --solve: the second batch is interrupted
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, interrupted)
+    if script == "12_sudoku":
+        (world / "solve.txt").write_text((world / "puzzles" / "test.txt").read_text().replace(",", "\n"))
+        argv = ["--solve", "{w}/solve.txt", "--pretrained", "--batch", "1"]
+    before = digest(world)
+    with pytest.raises(SystemExit) as e:
+        run_cli(lesson(script).main, [a.format(w=world) for a in argv])
+    out, err = capsys.readouterr()
+    assert e.value.code == 130 and "Traceback" not in err and "interrupted" in err
+    assert out.strip()  # what it generated so far: a canvas with masks (text), the solved puzzles (Sudoku)
+    assert digest(world) == before
