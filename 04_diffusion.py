@@ -260,17 +260,27 @@ def _ranks(conf):
     return ranks
 
 
-def propose(logits, masked, temperature, top_k, top_p, remasking, generator):
+def propose(logits, masked, temperature, top_k, top_p, remasking, generator, noise=0.0):
     """One reverse step's raw material: a token drawn at every position, and the confidence ranks of the
-    still-masked ones (0 = commit first; positions already known rank last)."""
+    still-masked ones (0 = commit first; positions already known rank last).
+
+    noise > 0 (LLaDA): Gumbel noise of that scale on the log confidence, so the order is drawn, surest first only
+    on average: scale 1 picks the next position with probability proportional to its confidence, larger is
+    closer to random order, 0 is strictly surest first."""
     proposal = sample_tokens(logits, temperature, top_k, top_p, generator)  # (B, n)
-    conf = confidence(logits, remasking, proposal, generator).masked_fill(~masked, float("-inf"))
+    conf = confidence(logits, remasking, proposal, generator)
+    if noise and remasking != "random":
+        u = torch.rand(conf.shape, generator=generator, device=rng_device(generator, conf.device), dtype=torch.float64)
+        gumbel = -(-u.clamp_min(1e-300).log()).log()  # float64: no ties, no lost tail (Zheng et al. 2024)
+        score = conf if remasking == "entropy" else conf.clamp_min(1e-12).log()  # entropy order is already a log
+        conf = (score.double() + noise * gumbel.to(conf.device)).float()
+    conf = conf.masked_fill(~masked, float("-inf"))
     return proposal, conf, _ranks(conf)
 
 
 @torch.no_grad()
 def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence",
-             callback=None, generator=None):
+             callback=None, generator=None, noise=0.0):
     """Fill every [MASK] of `canvas` (B, L) in `steps` model calls; known tokens (prompt, suffix, template)
     are never changed. Each call predicts every masked position, and the `counts` most confident are kept.
     With fewer masks than steps, one call per mask. callback(calls, x) is called after every model call.
@@ -284,7 +294,7 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
     for i in range(counts.size(1)):  # GPT vs dLLM: every gap predicted at once, the surest kept (07: one token)
         logits = model(x)  # (B, L, V): the whole canvas is seen, both sides of every gap
         masked = x == mask_id
-        proposal, _, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator)
+        proposal, _, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator, noise)
         commit = (ranks < counts[:, i : i + 1]) & masked  # the counts[i] most confident masked positions
         x = torch.where(commit, proposal, x)
         if callback is not None:

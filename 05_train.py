@@ -32,6 +32,7 @@ diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE = ROOT / "data" / "tinyshakespeare.txt"  # shipped with the repository
 
 # Each preset: lesson 03's model shape (block_size is --seq-len here) and the training hyperparameters
 TRAIN_PRESETS = {name: {"seq_len": shape["block_size"], "dropout": shape.get("dropout", 0.0), "rope": True,
@@ -392,9 +393,9 @@ def training_parser(description, default_out, presets=TRAIN_PRESETS):
     return train_args.training_parser(description, default_out, presets)
 
 
-def parse_args(p, argv=None, presets=TRAIN_PRESETS, default_out=None):
+def parse_args(p, argv=None, presets=TRAIN_PRESETS, default_out=None, default_data=SHAKESPEARE):
     """Flags -> args: values checked, then <out>, then a resumed run's own settings, then the preset's values."""
-    return train_args.parse_args(p, argv, presets, default_out)
+    return train_args.parse_args(p, argv, presets, default_out, default_data)
 
 
 def main(argv=None, objective=None):

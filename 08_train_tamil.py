@@ -60,7 +60,8 @@ def main(argv=None):
                    "(default --out then checkpoints/tamil-gpt)")
     p.add_argument("--tokenizer", choices=["grapheme", "char"], default="grapheme",
                    help="one token per grapheme cluster, or per code point (lesson 04's, to compare)")
-    args = train.parse_args(p, argv, default_out=lambda a: ROOT / "checkpoints" / f"tamil{'-gpt' * (a.model == 'gpt')}")
+    args = train.parse_args(p, argv, default_data=tamil.DATA_DIR / "corpus.txt",
+                            default_out=lambda a: ROOT / "checkpoints" / f"tamil{'-gpt' * (a.model == 'gpt')}")
     if args.model == "gpt" and args.mask_rate:
         raise UsageError("--mask-rate is the dLLM's: the GPT has no mask")
     text = read_text(args.data) if args.data else tamil.load_corpus()

@@ -368,8 +368,8 @@ def main(argv=None):
             return solve_file(args)
         refuse_unused(args, common | {"puzzles_per_band", "show_steps", "gif"}, "the demo (it runs both models)")
         return demo(args)
-    args = train.parse_args(parser("train"), argv, PRESETS, default_out=lambda a: ROOT / "checkpoints" /
-                            f"sudoku-{a.model}")
+    args = train.parse_args(parser("train"), argv, PRESETS, default_data=None,
+                            default_out=lambda a: ROOT / "checkpoints" / f"sudoku-{a.model}")
     if "data" in args.given:
         raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
     objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()

@@ -63,11 +63,14 @@ def training_parser(description, default_out, presets):
     return p
 
 
-def parse_args(p, argv, presets, default_out=None):
+def parse_args(p, argv, presets, default_out=None, default_data=None):
     """Flags -> args: every value checked first, then <out> (never train over a run by accident), then a resumed
     run's own settings, then the preset's values for the flags not given. default_out(args): where a run goes when
     --out is not given, if that depends on another flag (08's --model, 11's block size, 12's model)."""
     args = parse_args_given(p, argv)
+    if default_data and args.data and Path(args.data).resolve() == Path(default_data).resolve():
+        args.data = None  # --data naming the lesson's own corpus is the same as no --data (also for --resume)
+        args.given.discard("data")
     if default_out is not None and "out" not in args.given:
         args.out = str(default_out(args))
     require([(args.dropout is None or 0 <= args.dropout < 1, f"--dropout must be in [0, 1), got {args.dropout}"),

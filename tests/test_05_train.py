@@ -15,7 +15,8 @@ train = lesson("05_train")
 
 @pytest.mark.parametrize("name", ["01_tensors", "02_attention", "03_transformer", "04_diffusion", "05_train",
                                   "06_generate", "07_train_gpt", "08_train_tamil", "09_generate_tamil",
-                                  "10_fast_decoding", "11_block_diffusion", "tamil_dataset", "tamil_wikipedia",
+                                  "10_fast_decoding", "11_block_diffusion", "12_sudoku", "13_self_correction",
+                                  "tamil_dataset", "tamil_wikipedia",
                                   "sudoku_puzzles"])
 def test_lessons_import_silently(name):
     r = subprocess.run([sys.executable, "-c", f"import importlib; importlib.import_module({name!r})"],

@@ -337,3 +337,17 @@ def test_ctrl_c_stops_a_generator_cleanly_with_what_it_made(script, argv, patch,
     assert e.value.code == 130 and "Traceback" not in err and "interrupted" in err
     assert out.strip()  # what it generated so far: a canvas with masks (text), the solved puzzles (Sudoku)
     assert digest(world) == before
+
+
+def test_resume_with_the_default_corpus_named_is_no_conflict(tmp_path, monkeypatch, capsys):
+    """A run trained on the lesson's default corpus (no --data) resumes with --data naming that same file."""
+    train = lesson("05_train")
+    corpus = tmp_path / "default.txt"
+    corpus.write_text("\n".join(["To be, or not to be, that is the question."] * 200) + "\n")
+    monkeypatch.setattr(train, "SHAKESPEARE", corpus)  # the default corpus, as the test's own file
+    monkeypatch.setattr(train, "shakespeare", lambda: corpus.read_text())
+    monkeypatch.setattr(train.parse_args, "__defaults__", (train.TRAIN_PRESETS, None, corpus))
+    run = tmp_path / "run"
+    train.main(TINY + ["--out", str(run), "--steps", "4", "--eval-every", "2"])
+    rows = train.main(["--out", str(run), "--resume", "--steps", "6", "--data", str(corpus)])
+    assert rows[-1]["step"] == 6 and "conflicts" not in capsys.readouterr().err
