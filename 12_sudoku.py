@@ -6,6 +6,7 @@
     python 12_sudoku.py --train --model dllm         # 27 min on 2 CPU cores -> checkpoints/sudoku-dllm
     python 12_sudoku.py --train --model gpt          # the GPT of the same size -> checkpoints/sudoku-gpt
     python 12_sudoku.py --solve FILE --model dllm    # a puzzle per line in; per line out its answer, checked
+    python 12_sudoku.py --solve FILE --search        # the rules propagate, the dLLM chooses, contradictions backtrack
 
 Text is written left to right, and there a GPT of the same size is hard to beat (lessons 07-11). A Sudoku is not:
 cell 1 may be forced only by what cell 81 holds. The GPT reads the puzzle and must then commit the solution's
@@ -257,6 +258,36 @@ def read_puzzle_lines(path):
     return torch.tensor(rows)
 
 
+def model_guide(model):
+    """sudoku_puzzles.search's guide from the dLLM, one model call per branch point: of the blanks with the fewest
+    legal digits, the one the model is surest of, and its legal digits in the model's order (the next-best one is
+    tried when the rules reject a choice deeper down). -> (guide, calls: a one-item list counting the calls)."""
+    calls, device = [0], next(model.parameters()).device
+
+    def guide(grid, cands):
+        x = torch.tensor([grid], device=device)
+        probs = model(x.masked_fill(x == 0, model.config.mask_id))[0].float().softmax(-1).cpu()  # (81, 10)
+        calls[0] += 1
+        fewest = min(len(c) for c in cands.values())
+        cell = max((i for i, c in cands.items() if len(c) == fewest), key=lambda i: max(probs[i, d] for d in cands[i]))
+        return cell, sorted(cands[cell], key=lambda d: -probs[cell, d])
+
+    return guide, calls
+
+
+@torch.no_grad()
+def solve_search(model, puzzle, max_calls=1000):
+    """--search: the rules' propagation fills what they force; the dLLM chooses at every branch point; a contradiction
+    sends the search back to its next-best choice. -> (grids (B, 81), 0 where it gave up; model calls (B,))."""
+    grids, calls = [], []
+    for row in puzzle.tolist():
+        guide, n = model_guide(model)
+        found, _ = puzzles.search(row, guide, max_nodes=max_calls)
+        grids.append(found or row)
+        calls.append(n[0])
+    return torch.tensor(grids, device=puzzle.device), torch.tensor(calls)
+
+
 NO_ANSWER = "no valid answer"
 
 
@@ -268,19 +299,24 @@ def solve_file(args):
     model = load_solver(args.model, args.checkpoint, args.pretrained, args.device)
     device = next(model.parameters()).device
     g = torch.Generator(device).manual_seed(args.seed)  # --decoder random's order
-    answers = []
+    answers, searched = [], []
     with runtime.stop_cleanly():
         for chunk in grid.split(args.batch):
             chunk = chunk.to(device)
             with runtime.autocast(device.type, runtime.resolve_dtype("auto", device.type)):
-                out = solve_dllm(model, chunk, args.decoder, generator=g)[0] if args.model == "dllm" else (
-                    solve_gpt(model, chunk)[0])
+                if args.search:  # the model guides, the rules check: reported apart from the pure model's answers
+                    out, calls = solve_search(model, chunk, args.max_calls)
+                    searched += calls.tolist()
+                else:
+                    out = solve_dllm(model, chunk, args.decoder, generator=g)[0] if args.model == "dllm" else (
+                        solve_gpt(model, chunk)[0])
             ok = valid(out, chunk).tolist()  # a [MASK] a rule left, or a repeated digit: not a solution
             lines = ["".join(map(str, row)) if v else NO_ANSWER for row, v in zip(out.tolist(), ok)]
             print("\n".join(lines), flush=True)
             answers += lines
     failed = [i for i, a in enumerate(answers, 1) if a == NO_ANSWER]
-    print(f"{len(answers) - len(failed)} of {len(answers)} puzzles solved (a valid grid keeping every given)"
+    how = f" with search, {sum(searched) / len(searched):.1f} model calls per puzzle" if args.search else ""
+    print(f"{len(answers) - len(failed)} of {len(answers)} puzzles solved{how} (a valid grid keeping every given)"
           + (f"; no valid answer for line{'s' * (len(failed) > 1)} {', '.join(map(str, failed[:20]))}"
              + (" ..." if len(failed) > 20 else "") if failed else ""), file=sys.stderr)
     return answers
@@ -352,6 +388,9 @@ def parser(mode):
     p.add_argument("--decoder", choices=list(DECODERS), default="confidence", help="dLLM decoding order/rule")
     p.add_argument("--solve", metavar="FILE", help="solve the puzzles in FILE (81 cells per line, '.' or 0 blank)")
     p.add_argument("--batch", type=positive_int, default=256, help="--solve: puzzles per model call")
+    p.add_argument("--search", action="store_true", help="--solve with search: the rules propagate, the dLLM chooses "
+                   "at each branch point, a contradiction backtracks (reported apart from the pure model)")
+    p.add_argument("--max-calls", type=positive_int, default=1000, help="--search: give up a puzzle after this many")
     p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="demo: fresh puzzles per band")
     p.add_argument("--show-steps", action="store_true", help="demo: print the order each model fills one grid")
     p.add_argument("--gif", metavar="PATH", help="demo: also write that as an animated GIF")
@@ -364,7 +403,11 @@ def main(argv=None):
         args = parse_args_given(parser("use"), argv)
         common = {"device", "seed", "pretrained"}
         if args.solve:
-            refuse_unused(args, common | {"solve", "model", "checkpoint", "decoder", "batch"}, "--solve")
+            refuse_unused(args, common | {"solve", "model", "checkpoint", "batch"} | (
+                {"search", "max_calls"} if args.search else {"decoder"}), "--solve" + " --search" * args.search)
+            if args.search and args.model == "gpt":
+                raise UsageError("--search is the dLLM's: it asks for every blank's digits at once, which a GPT "
+                                 "writing left to right cannot give")
             return solve_file(args)
         refuse_unused(args, common | {"puzzles_per_band", "show_steps", "gif"}, "the demo (it runs both models)")
         return demo(args)

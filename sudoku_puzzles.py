@@ -58,6 +58,60 @@ def solve(grid, limit=2, rng=None):
     return found
 
 
+def propagate(grid):
+    """Fill in what the rules force, one cell at a time, until nothing is forced: a blank with one legal digit (a
+    naked single), or a digit with one legal place in a row, column or box (a hidden single).
+    -> the grid, or None when the rules are contradicted (a blank with no digit, a digit with no place)."""
+    grid = list(grid)
+    while True:
+        cands = {i: candidates(grid, i) for i in range(81) if grid[i] == 0}
+        if any(not c for c in cands.values()):
+            return None
+        single = next((i for i, c in cands.items() if len(c) == 1), None)
+        if single is not None:
+            grid[single] = next(iter(cands[single]))
+            continue
+        for u in UNITS:
+            for d in set(range(1, 10)) - {grid[i] for i in u}:
+                places = [i for i in u if d in cands.get(i, ())]
+                if not places:
+                    return None
+                if len(places) == 1:
+                    grid[places[0]] = d
+                    break
+            else:
+                continue
+            break
+        else:
+            return grid
+
+
+def search(grid, guide=None, max_nodes=10_000):
+    """Depth-first search with propagation. At each branch point guide(grid, cands) -> (cell, digits in the order to
+    try) decides; the default is the plain solver: the blank with the fewest candidates, digits ascending.
+    -> (the solution or None, branch points visited). Gives up (None) after max_nodes branch points."""
+    nodes = 0
+
+    def dfs(g):
+        nonlocal nodes
+        g = propagate(g)
+        if g is None or 0 not in g:
+            return g
+        if nodes >= max_nodes:
+            return None
+        nodes += 1
+        cands = {i: candidates(g, i) for i in range(81) if g[i] == 0}
+        cell, digits = guide(g, cands) if guide else (min(cands, key=lambda i: len(cands[i])),
+                                                      sorted(cands[min(cands, key=lambda i: len(cands[i]))]))
+        for d in digits:  # the next-best choice when a deeper one contradicts the rules
+            found = dfs(g[:cell] + [d] + g[cell + 1 :])
+            if found is not None or nodes >= max_nodes:
+                return found
+        return None
+
+    return dfs(list(grid)), nodes
+
+
 def valid_solution(grid):
     """Every row, column and box holds 1..9 once."""
     return len(grid) == 81 and all(sorted(grid[i] for i in u) == list(range(1, 10)) for u in UNITS)

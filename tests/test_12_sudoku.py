@@ -179,7 +179,7 @@ def test_solve_never_gives_a_grid_that_breaks_the_rules_as_a_solution(tmp_path, 
             assert S.valid(torch.tensor([[int(c) for c in a]]), torch.tensor([puzzle])).item()
     assert "of 3 puzzles solved" in err
     for flags, says in [(["--gif", "x.gif"], "--gif does nothing in --solve"),
-                        (["--show-steps", "--puzzles-per-band", "3"], "--show-steps --puzzles-per-band do nothing")]:
+                        (["--show-steps", "--puzzles-per-band", "3"], "--puzzles-per-band --show-steps do nothing")]:
         assert says in cli_error(S.main, ["--solve", str(f)] + flags, capsys)
     assert "--checkpoint does nothing in the demo" in cli_error(S.main, ["--checkpoint", str(tmp_path)], capsys)
     assert "--decoder --model do nothing in the demo" in cli_error(S.main, ["--model", "gpt", "--decoder", "margin"],

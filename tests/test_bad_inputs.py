@@ -197,6 +197,20 @@ CASES = [  # (script, argv, what the one error line says)
     ("12_sudoku", ["--train", "--data", "{w}/corpus.txt", *OUT], "Sudoku reads --puzzles"),
     ("12_sudoku", ["--train", "--model", "gpt", "--puzzles", "{w}/puzzles", "--out", "{w}/dllm", "--resume"],
      "holds a dllm run"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--model", "gpt"], "--search is the dLLM's"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--decoder", "margin"], "nothing in --solve --search"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--max-calls", "5"], "--max-calls does nothing in --solve"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--max-calls", "0"], "must be >= 1"),
+    # 13: self-correction
+    ("13_self_correction", ["--eta", "0.1"], "--eta does nothing in the demo"),
+    ("13_self_correction", ["--generate", "--eta", "1.5"], "must be in (0, 1]"),
+    ("13_self_correction", ["--generate", "--threshold", "nan"], "must be a finite number"),
+    ("13_self_correction", ["--generate", "--schedule", "sometimes"], "invalid choice"),
+    ("13_self_correction", ["--generate", "--checkpoint", "{w}/dllm", "--loop-steps", "3"], "the loop schedule's"),
+    ("13_self_correction", ["--generate", "--checkpoint", "{w}/dllm", "--puzzles", "3"], "nothing in --generate"),
+    ("13_self_correction", ["--generate", "--checkpoint", "{w}/gpt"], "holds a gpt model"),
+    ("13_self_correction", ["--generate", "--noise", "-1"], "must be >= 0"),
+    ("13_self_correction", ["--puzzles", "0"], "must be >= 1"),
     # the data scripts
     ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
     ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),
@@ -240,6 +254,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("parallelism", ["--windows", "0"], "must be >= 1"),
     ("train_speed", ["--steps", "0"], "must be >= 1"),
     ("gpu_check", ["--steps", "0"], "must be >= 1"),
+    ("first_command", ["--only", "sideways"], "unknown sampler 'sideways'"),
+    ("first_command", ["--steps", "0"], "must be >= 1"),
     ("block_sweep", ["--steps", "0"], "must be >= 1"),
 ]
 
