@@ -198,7 +198,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("12_sudoku", ["--train", "--model", "gpt", "--puzzles", "{w}/puzzles", "--out", "{w}/dllm", "--resume"],
      "holds a dllm run"),
     ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--model", "gpt"], "--search is the dLLM's"),
-    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--decoder", "margin"], "nothing in --solve --search"),
+    ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--decoder", "margin"], "in --solve --search"),
     ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--max-calls", "5"], "--max-calls does nothing in --solve"),
     ("12_sudoku", ["--solve", "{w}/puzzle_rules.txt", "--search", "--max-calls", "0"], "must be >= 1"),
     # 13: self-correction
