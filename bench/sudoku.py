@@ -9,6 +9,8 @@ valid grids (rules hold, givens kept), model calls per puzzle (a call counts for
 blank; puzzles are decoded in batches), blank cells per puzzle, and seconds per puzzle (batched, wall clock).
 The dLLM decodes greedily by confidence, by top-2 margin (Kim et al. 2025), in random order (the control: the
 order is the point), and in parallel by lesson 10's rules; the GPT greedily, left to right, givens copied.
+--search adds a plain solver (the rules' propagation and depth-first search) and the same search guided by the dLLM
+(12 --search), --repair-rounds lesson 13's repair: these use the rules, so they are reported apart.
 Also draws the two training curves (validation puzzles solved against step and against minutes of training)
 from the runs' metrics.csv.
 
@@ -25,10 +27,19 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import metrics, pretrained, runtime
-from support.cli import ArgumentParser, UsageError, non_negative_float, positive_int, probability, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    probability,
+    run_cli,
+)
 from support.files import atomic_write
 
 S = import_module("12_sudoku")
+R = import_module("13_self_correction")
 P = import_module("sudoku_puzzles")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +71,39 @@ def run_decoder(solve, x, batch):
     seconds = time.perf_counter() - t0
     grid = torch.cat(out)
     return S.solved(grid, x), S.valid(grid, x[:, : S.CELLS]), torch.cat(calls), seconds
+
+
+def run_rows(solve, x):
+    """solve(puzzle (81,)) -> (grid list, calls) for each puzzle of x (N, 162): one at a time (a search is not
+    batched). -> the same four as run_decoder."""
+    grids, calls, t0 = [], [], time.perf_counter()
+    for row in x[:, : S.CELLS].tolist():
+        grid, n = solve(row)
+        grids.append(grid)
+        calls.append(n)
+    grid = torch.tensor(grids)
+    return S.solved(grid, x), S.valid(grid, x[:, : S.CELLS]), torch.tensor(calls), time.perf_counter() - t0
+
+
+def searchers(model, repair_rounds):
+    """The rows beyond pure decoding: the plain solver (its branch points count as calls), the dLLM guiding the same
+    search (one model call per branch point), and 13's repair (rule-breaking digits taken back, refilled)."""
+    def guided(row):
+        guide, n = S.model_guide(model)
+        found, _ = P.search(row, guide)
+        return found or row, n[0]
+
+    def repaired(row):
+        grid, calls, _ = R.solve_remask(model, torch.tensor([row]), rounds=repair_rounds,
+                                        generator=torch.Generator().manual_seed(0))
+        return grid[0].tolist(), int(calls[0])
+
+    rows = {"plain solver: rules propagate, digits in order (calls = branch points)":
+            lambda row: ((lambda f, n: (f or row, n))(*P.search(row))),
+            "dLLM + search: rules propagate, the dLLM chooses (12 --search)": guided}
+    if repair_rounds:
+        rows[f"dLLM margin + {repair_rounds} rounds taking back rule-breaking digits (13)"] = repaired
+    return rows
 
 
 def curves(runs, out):
@@ -98,6 +142,10 @@ def main(argv=None):
                    help="dLLM parallel decoding thresholds (0.97: chosen on the validation puzzles)")
     p.add_argument("--budgets", type=non_negative_float, nargs="+", default=[0.1],
                    help="EB-Sampler entropy budgets in nats (0.1: chosen on the validation puzzles)")
+    p.add_argument("--search", action="store_true", help="also the plain solver and the dLLM-guided search (12 "
+                   "--search), one puzzle at a time; reported apart from the pure model's rows")
+    p.add_argument("--repair-rounds", type=non_negative_int, default=0, help="also lesson 13's repair: rounds of "
+                   "taking back rule-breaking digits after margin decoding (0: no such row)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "sudoku"), help="where results go")
     args = p.parse_args(argv)
     if not Path(args.test).exists():
@@ -139,6 +187,18 @@ def main(argv=None):
             r = rows[-1]
             print(f"{band:>6} {name:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls {r['calls']:5.1f} "
                   f"(blanks {blanks:4.1f}) {1000 * r['s_per_puzzle']:6.1f} ms/puzzle", flush=True)
+        if "dllm" in models and (args.search or args.repair_rounds):
+            extra = searchers(models["dllm"], args.repair_rounds)
+            for name, solve in extra.items():
+                if not args.search and not name.startswith("dLLM margin"):
+                    continue
+                ok, valid, calls, seconds = run_rows(solve, x)
+                rows.append({"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
+                             "valid": valid.float().mean().item(), "calls": calls.float().mean().item(),
+                             "blanks": blanks, "s_per_puzzle": seconds / len(x)})
+                r = rows[-1]
+                print(f"{band:>6} {name[:40]:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls "
+                      f"{r['calls']:5.1f} (max {int(calls.max())})", flush=True)
     out = Path(args.out_dir)
     metrics.write_csv(out / "sudoku.csv", rows, list(rows[0]))
     shown = [str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve().is_relative_to(ROOT) else str(v)

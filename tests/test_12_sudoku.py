@@ -117,9 +117,11 @@ def test_benchmark_counts_every_band_and_decoder(tiny_runs, puzzle_dir, tmp_path
     sys.path.insert(0, str(ROOT / "bench"))
     bench = lesson("sudoku")
     rows_ = bench.main(["--dllm", str(tiny_runs["dllm"][0]), "--gpt", str(tiny_runs["gpt"][0]), "--test",
-                        str(puzzle_dir / "test.txt"), "--out-dir", str(tmp_path)])
-    assert len(rows_) == 4 * 6  # 4 bands x (3 one-cell orders, a threshold, an EB budget, the GPT)
-    for r in rows_:
+                        str(puzzle_dir / "test.txt"), "--out-dir", str(tmp_path), "--search", "--repair-rounds", "1"])
+    assert len(rows_) == 4 * 9  # 4 bands x (3 one-cell orders, a threshold, an EB budget, the GPT; 3 with the rules)
+    for r in [r for r in rows_ if "search" in r["decoder"] or "plain solver" in r["decoder"]]:
+        assert r["solved"] == r["valid"] == 1.0  # a search with the rules always finds the one solution
+    for r in [r for r in rows_ if "rules" not in r["decoder"] and "rule-breaking" not in r["decoder"]]:
         assert r["puzzles"] == 2 and 0 <= r["solved"] <= r["valid"] + 1e-9 <= 1 + 1e-9
         if r["decoder"].startswith("GPT"):
             assert r["calls"] == 81  # one per cell, givens included
