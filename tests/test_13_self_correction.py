@@ -83,3 +83,26 @@ def test_the_command_line_generates_and_refuses_what_it_does_not_use(dllm_run, c
                                                                      "--loop-steps", "3"], capsys)
     assert "--eta does nothing in the demo" in cli_error(R.main, ["--eta", "0.1"], capsys)
     assert "must be in (0, 1]" in cli_error(R.main, ["--generate", "--threshold", "2"], capsys)
+
+
+def test_the_first_command_benchmark_judges_every_row_and_names_a_winner(dllm_run, gpt_run, tmp_path, capsys):
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    bench = lesson("first_command")
+    d, corpus, _ = dllm_run
+    rows = ["confidence", "random", "confidence, noise 2", "random + low-confidence 0.05", "random + cap 0.02",
+            "random + loop 0.02 (+10 calls)", "random + loop 0.02 (inside the calls)"]
+    table, best, plain = bench.main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--data", str(corpus),
+                                     "--steps", "12", "--num-samples", "2", "--only", *rows,
+                                     "--out-dir", str(tmp_path)])
+    assert sorted(r["sampler"] for r in table[1:]) == sorted(rows) and table[0]["sampler"] == "held-out real text"
+    assert all(0 < r["distinct4"] <= 1 and r["gen_bpc"] > 0 and 0 <= r["repeated"] <= 1 for r in table)
+    calls = {r["sampler"]: r["calls"] for r in table[1:]}
+    assert calls["random"] == calls["random + loop 0.02 (inside the calls)"] == 12  # --steps 12
+    assert calls["random + loop 0.02 (+10 calls)"] == 12 + 10
+    assert plain["sampler"] in ("confidence", "random", "confidence, noise 2") and best in table[1:]
+    assert bench.shortfall(dict(distinct4=0.6, gen_bpc=2.7)) == 0 and bench.repeated_rate(["abcdefghabcdefgh"]) == 0.5
+    assert "best without remasking (what 06 runs)" in (tmp_path / "first_command.txt").read_text()

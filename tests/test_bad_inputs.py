@@ -10,9 +10,10 @@ import sys
 import pytest
 import torch
 
-from support.cli import run_cli
+from conftest import ROOT, TINY, lesson  # first: it puts the repository on the import path
 
-from conftest import ROOT, TINY, lesson
+# isort: split
+from support.cli import run_cli
 
 sys.path.insert(0, str(ROOT / "bench"))  # bench/ scripts are entry points too
 
@@ -260,6 +261,31 @@ CASES = [  # (script, argv, what the one error line says)
 ]
 
 
+KINDS = [  # what each case tries, by the words of its expected error (RESULTS.md section 12 counts them)
+    ("flags that would be ignored or contradict each other", [
+        "does nothing", "do nothing", "nothing in --", "in --solve --search", "give --from-hub too", "two modes",
+        "the loop schedule's", "pick one", "Sudoku reads --puzzles", "cannot fill gaps", "give --block-size too",
+        "fixes the whole canvas", "say what to do", "--stop ends the text"]),
+    ("a model or run of the wrong kind", [
+        "holds a", "model: generate with", "Tamil model", "not a Sudoku", "solve with 12", "not a training run",
+        "different vocabularies", "is the dLLM's", "not shipped yet", "conflicts with the run", "nothing to resume"]),
+    ("writes that would replace something", [
+        "already holds", "is a file", "plain folder name", "Project Madurai", "names no text"]),
+    ("files that are not what they claim", [
+        "no such", "is a directory", "not UTF-8", "is empty", "not a readable checkpoint", "not a tiny-dllm export",
+        "81 cells", "only digits", "break the rules", "expected puzzle", "not the Thirukkural JSON", "no checkpoint",
+        "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt"]),
+    ("numbers that cannot be", [
+        "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
+        "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif"]),
+]
+
+
+def kind_of(says):
+    return next((k for k, words in KINDS if any(w in says for w in words)),
+                "choices, vocabularies, devices, repo ids")
+
+
 def test_the_table_is_large_and_covers_every_entry_point():
     scripts = {s for s, _, _ in CASES}
     lessons = {p.stem for p in ROOT.glob("[0-9][0-9]_*.py")} - {"01_tensors", "02_attention", "03_transformer",
@@ -367,3 +393,11 @@ def test_resume_with_the_default_corpus_named_is_no_conflict(tmp_path, monkeypat
     train.main(TINY + ["--out", str(run), "--steps", "4", "--eval-every", "2"])
     rows = train.main(["--out", str(run), "--resume", "--steps", "6", "--data", str(corpus)])
     assert rows[-1]["step"] == 6 and "conflicts" not in capsys.readouterr().err
+
+
+if __name__ == "__main__":  # python tests/test_bad_inputs.py: the cases counted by kind (RESULTS.md section 12)
+    from collections import Counter
+
+    for kind, n in Counter(kind_of(says) for _, _, says in CASES).most_common():
+        print(f"{n:>4}  {kind}")
+    print(f"{len(CASES):>4}  in all, over {len({s for s, _, _ in CASES})} entry points")
