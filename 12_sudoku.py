@@ -1,7 +1,6 @@
 """Lesson 12: Sudoku, where the dLLM wins. The same Transformer trained twice on the same puzzles.
 
-    python 12_sudoku.py                              # demo: the shipped models solve fresh puzzles (seconds)
-    python 12_sudoku.py --show-steps                 # ... and print the order each model fills one grid
+    python 12_sudoku.py --show-steps                 # demo: the shipped models solve fresh puzzles, and the order
     python sudoku_puzzles.py                         # data/sudoku/: training, validation, test puzzles (18 min)
     python 12_sudoku.py --train --model dllm         # 27 min on 2 CPU cores -> checkpoints/sudoku-dllm
     python 12_sudoku.py --train --model gpt          # the GPT of the same size -> checkpoints/sudoku-gpt
@@ -259,9 +258,8 @@ def read_puzzle_lines(path):
 
 
 def model_guide(model):
-    """sudoku_puzzles.search's guide from the dLLM, one model call per branch point: of the blanks with the fewest
-    legal digits, the one the model is surest of, and its legal digits in the model's order (the next-best one is
-    tried when the rules reject a choice deeper down). -> (guide, calls: a one-item list counting the calls)."""
+    """sudoku_puzzles.search's guide, one dLLM call per branch point: of the blanks with the fewest legal digits the
+    one the model is surest of, its digits in the model's order. -> (guide, calls: a list counting the calls)."""
     calls, device = [0], next(model.parameters()).device
 
     def guide(grid, cands):
@@ -314,11 +312,11 @@ def solve_file(args):
             lines = ["".join(map(str, row)) if v else NO_ANSWER for row, v in zip(out.tolist(), ok)]
             print("\n".join(lines), flush=True)
             answers += lines
-    failed = [i for i, a in enumerate(answers, 1) if a == NO_ANSWER]
+    failed = [str(i) for i, a in enumerate(answers, 1) if a == NO_ANSWER]
     how = f" with search, {sum(searched) / len(searched):.1f} model calls per puzzle" if args.search else ""
-    print(f"{len(answers) - len(failed)} of {len(answers)} puzzles solved{how} (a valid grid keeping every given)"
-          + (f"; no valid answer for line{'s' * (len(failed) > 1)} {', '.join(map(str, failed[:20]))}"
-             + (" ..." if len(failed) > 20 else "") if failed else ""), file=sys.stderr)
+    print(f"{len(answers) - len(failed)} of {len(answers)} puzzles solved{how} (a valid grid keeping every given)" + (
+        f"; no valid answer for line{'s' * (len(failed) > 1)} {', '.join(failed[:20])}{' ...' * (len(failed) > 20)}"
+        if failed else ""), file=sys.stderr)
     return answers
 
 
@@ -337,9 +335,8 @@ def demo(args):
     print(f"\n{'givens':>8} | dLLM, surest cell first | dLLM, random order | GPT, left to right")
     for name, pairs in bands.items():
         x = torch.tensor([p + s for p, s in pairs])  # (N, 162)
-        rates = [solved(solve_dllm(dllm, x[:, :CELLS], d)[0], x).float().mean().item() for d in ("confidence",
-                                                                                                    "random")]
-        rates.append(solved(solve_gpt(model_gpt, x[:, :CELLS])[0], x).float().mean().item())
+        grids = [solve_dllm(dllm, x[:, :CELLS], d)[0] for d in ("confidence", "random")]
+        rates = [solved(g, x).float().mean().item() for g in grids + [solve_gpt(model_gpt, x[:, :CELLS])[0]]]
         print(f"{name:>8} | {rates[0]:>23.0%} | {rates[1]:>19.0%} | {rates[2]:>18.0%}")
     if args.show_steps or args.gif:
         show_order(dllm, model_gpt, torch.tensor([bands["28-35"][0][0] + bands["28-35"][0][1]]), args)
