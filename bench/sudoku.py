@@ -85,25 +85,30 @@ def run_rows(solve, x):
     return S.solved(grid, x), S.valid(grid, x[:, : S.CELLS]), torch.tensor(calls), time.perf_counter() - t0
 
 
-def searchers(model, repair_rounds):
-    """The rows beyond pure decoding: the plain solver (its branch points count as calls), the dLLM guiding the same
-    search (one model call per branch point), and 13's repair (rule-breaking digits taken back, refilled)."""
+def searchers(model):
+    """The search rows, one puzzle at a time: the plain solver (its branch points count as calls) and the dLLM
+    guiding the same search (12 --search: one model call per branch point)."""
     def guided(row):
         guide, n = S.model_guide(model)
         found, _ = P.search(row, guide)
         return found or row, n[0]
 
-    def repaired(row):
-        grid, calls, _ = R.solve_remask(model, torch.tensor([row]), rounds=repair_rounds,
-                                        generator=torch.Generator().manual_seed(0))
-        return grid[0].tolist(), int(calls[0])
-
-    rows = {"plain solver: rules propagate, digits in order (calls = branch points)":
+    return {"plain solver: rules propagate, digits in order (calls = branch points)":
             lambda row: ((lambda f, n: (f or row, n))(*P.search(row))),
             "dLLM + search: rules propagate, the dLLM chooses (12 --search)": guided}
-    if repair_rounds:
-        rows[f"dLLM margin + {repair_rounds} rounds taking back rule-breaking digits (13)"] = repaired
-    return rows
+
+
+def run_repair(model, x, rounds, batch):
+    """Lesson 13's repair over x (N, 162) in batches: margin order, then rule-breaking digits taken back and refilled.
+    -> the same four as run_decoder."""
+    grids, calls, t0 = [], [], time.perf_counter()
+    g = torch.Generator().manual_seed(0)
+    for chunk in x.split(batch):
+        grid, n, _ = R.solve_remask(model, chunk[:, : S.CELLS], rounds=rounds, generator=g)
+        grids.append(grid)
+        calls.append(n)
+    grid = torch.cat(grids)
+    return S.solved(grid, x), S.valid(grid, x[:, : S.CELLS]), torch.cat(calls), time.perf_counter() - t0
 
 
 def curves(runs, out):
@@ -187,18 +192,18 @@ def main(argv=None):
             r = rows[-1]
             print(f"{band:>6} {name:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls {r['calls']:5.1f} "
                   f"(blanks {blanks:4.1f}) {1000 * r['s_per_puzzle']:6.1f} ms/puzzle", flush=True)
-        if "dllm" in models and (args.search or args.repair_rounds):
-            extra = searchers(models["dllm"], args.repair_rounds)
-            for name, solve in extra.items():
-                if not args.search and not name.startswith("dLLM margin"):
-                    continue
-                ok, valid, calls, seconds = run_rows(solve, x)
-                rows.append({"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
-                             "valid": valid.float().mean().item(), "calls": calls.float().mean().item(),
-                             "blanks": blanks, "s_per_puzzle": seconds / len(x)})
-                r = rows[-1]
-                print(f"{band:>6} {name[:40]:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls "
-                      f"{r['calls']:5.1f} (max {int(calls.max())})", flush=True)
+        extra = searchers(models["dllm"]) if args.search and "dllm" in models else {}
+        if args.repair_rounds and "dllm" in models:  # batched, unlike a search
+            extra[f"dLLM margin + {args.repair_rounds} rounds taking back rule-breaking digits (13)"] = None
+        for name, solve in extra.items():
+            ok, valid, calls, seconds = (run_rows(solve, x) if solve else
+                                         run_repair(models["dllm"], x, args.repair_rounds, args.batch))
+            rows.append({"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
+                         "valid": valid.float().mean().item(), "calls": calls.float().mean().item(),
+                         "blanks": blanks, "s_per_puzzle": seconds / len(x)})
+            r = rows[-1]
+            print(f"{band:>6} {name[:40]:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls "
+                  f"{r['calls']:5.1f} (max {int(calls.max())})", flush=True)
     out = Path(args.out_dir)
     metrics.write_csv(out / "sudoku.csv", rows, list(rows[0]))
     shown = [str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve().is_relative_to(ROOT) else str(v)
