@@ -111,6 +111,17 @@ def run_repair(model, x, rounds, batch):
     return S.solved(grid, x), S.valid(grid, x[:, : S.CELLS]), torch.cat(calls), time.perf_counter() - t0
 
 
+def row(band, x, name, ok, valid, calls, seconds):
+    """One line of the table (printed as it comes): the shares solved and valid, model calls, blanks, time."""
+    blanks = (x[:, : S.CELLS] == 0).sum(1).float().mean().item()
+    r = {"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
+         "valid": valid.float().mean().item(), "calls": calls.float().mean().item(), "blanks": blanks,
+         "s_per_puzzle": seconds / len(x)}
+    print(f"{band:>6} {name[:40]:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls {r['calls']:5.1f} "
+          f"(max {int(calls.max())}, blanks {blanks:4.1f}) {1000 * r['s_per_puzzle']:6.1f} ms/puzzle", flush=True)
+    return r
+
+
 def curves(runs, out):
     import matplotlib
 
@@ -183,27 +194,14 @@ def main(argv=None):
         if band not in by_band:
             continue
         x = torch.tensor(by_band[band][: args.per_band])
-        blanks = (x[:, : S.CELLS] == 0).sum(1).float().mean().item()
         for name, (kind, kw) in decoders.items():
-            ok, valid, calls, seconds = run_decoder(solver(kind, kw), x, args.batch)
-            rows.append({"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
-                         "valid": valid.float().mean().item(), "calls": calls.float().mean().item(),
-                         "blanks": blanks, "s_per_puzzle": seconds / len(x)})
-            r = rows[-1]
-            print(f"{band:>6} {name:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls {r['calls']:5.1f} "
-                  f"(blanks {blanks:4.1f}) {1000 * r['s_per_puzzle']:6.1f} ms/puzzle", flush=True)
+            rows.append(row(band, x, name, *run_decoder(solver(kind, kw), x, args.batch)))
         extra = searchers(models["dllm"]) if args.search and "dllm" in models else {}
         if args.repair_rounds and "dllm" in models:  # batched, unlike a search
             extra[f"dLLM margin + {args.repair_rounds} rounds taking back rule-breaking digits (13)"] = None
         for name, solve in extra.items():
-            ok, valid, calls, seconds = (run_rows(solve, x) if solve else
-                                         run_repair(models["dllm"], x, args.repair_rounds, args.batch))
-            rows.append({"band": band, "puzzles": len(x), "decoder": name, "solved": ok.float().mean().item(),
-                         "valid": valid.float().mean().item(), "calls": calls.float().mean().item(),
-                         "blanks": blanks, "s_per_puzzle": seconds / len(x)})
-            r = rows[-1]
-            print(f"{band:>6} {name[:40]:<40} solved {r['solved']:7.1%} valid {r['valid']:7.1%} calls "
-                  f"{r['calls']:5.1f} (max {int(calls.max())})", flush=True)
+            rows.append(row(band, x, name, *(run_rows(solve, x) if solve else
+                                              run_repair(models["dllm"], x, args.repair_rounds, args.batch))))
     out = Path(args.out_dir)
     metrics.write_csv(out / "sudoku.csv", rows, list(rows[0]))
     shown = [str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve().is_relative_to(ROOT) else str(v)

@@ -81,45 +81,23 @@ def require(checks):
             raise UsageError(message)
 
 
-def non_negative_int(s):
-    v = int(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
+def number(convert, ok, says, name):
+    """A flag type: convert(s), then ok(value) or argparse's one line 'must be <says>, got <s>'."""
+
+    def parse(s):
+        v = convert(s)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {says}, got {s}")
+        return v
+
+    parse.__name__ = name  # argparse names the type in "invalid <name> value"
+    return parse
 
 
-def positive_int(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
-    return v
-
-
-def finite_float(s):
-    """A float flag: 'inf' and 'nan' are refused where they are parsed, not found out by a traceback later."""
-    v = float(s)
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
-    return v
-
-
-def non_negative_float(s):
-    v = finite_float(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
-
-
-def probability(s):
-    """A confidence threshold or a rate: in (0, 1]."""
-    v = finite_float(s)
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {s}")
-    return v
-
-
-def positive_float(s):
-    v = finite_float(s)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-    return v
+# 'inf' and 'nan' are refused where they are parsed, not found out by a traceback later
+finite_float = number(float, math.isfinite, "a finite number", "finite_float")
+non_negative_float = number(finite_float, lambda v: v >= 0, ">= 0", "non_negative_float")
+positive_float = number(finite_float, lambda v: v > 0, "> 0", "positive_float")
+probability = number(finite_float, lambda v: 0 < v <= 1, "in (0, 1]", "probability")  # a threshold or a rate
+non_negative_int = number(int, lambda v: v >= 0, ">= 0", "non_negative_int")
+positive_int = number(int, lambda v: v >= 1, ">= 1", "positive_int")
