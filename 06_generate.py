@@ -25,6 +25,7 @@ from support.cli import (
     encode_or_fail,
     non_negative_float,
     non_negative_int,
+    parse_args_given,
     positive_int,
     probability,
     require,
@@ -36,6 +37,7 @@ tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
 TOKENIZERS = {"char": diff.CharTokenizer}  # the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
+NOISE = 12.0  # the default Gumbel noise on the confidence, chosen by bench/first_command.py (RESULTS.md section 13)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ def canvases(model, tokenizer, args):
 def sampling_kw(model, args):
     """How each token is drawn and in which order positions are committed: the flags every sampler shares."""
     device = next(model.parameters()).device
-    return dict(temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking,
+    return dict(temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking, noise=args.noise,
                 generator=torch.Generator(device).manual_seed(args.seed))  # on the model's device: no copies
 
 
@@ -183,6 +185,9 @@ def add_generate_args(p, default_run, shipped="shakespeare-dllm"):
     add_sampling_args(p)
     p.add_argument("--remasking", default="confidence", choices=diff.REMASKING,
                    help="which masked positions to commit each step")
+    p.add_argument("--noise", type=non_negative_float, default=NOISE, help="Gumbel noise on the confidence (LLaDA): "
+                   "0 commits strictly the surest first, which loops ('I am a do do'); 12 is a random order nudged "
+                   "toward the sure positions, the most plausible varied text at 50 calls (bench/first_command.py)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--prompt", default="", help="text fixed at the beginning")
     p.add_argument("--suffix", default="", help="text fixed at the end")
@@ -212,6 +217,8 @@ def check_generate_args(a):
          "--stop ends the text: give a non-empty string, without --suffix or --template"),
         (a.template is None or not (a.prompt or a.suffix), "--template fixes the whole canvas: drop --prompt/--suffix"),
         (a.gif is None or a.gif.lower().endswith(".gif"), f"--gif needs a file name ending in .gif, not {a.gif}"),
+        ("noise" not in getattr(a, "given", ()) or a.remasking in ("confidence", "margin", "entropy"),
+         "--noise perturbs an order by confidence: --remasking random has none to perturb"),
     ])
 
 
@@ -256,7 +263,7 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
 
 def main(argv=None):
     p = add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "dllm")
-    return generate_cli(p.parse_args(argv))
+    return generate_cli(parse_args_given(p, argv))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from support.cli import ArgumentParser, run_cli
+from support.cli import ArgumentParser, parse_args_given, run_cli
 
 gen = import_module("06_generate")
 tamil_lesson = import_module("08_train_tamil")
@@ -44,8 +44,8 @@ def grapheme_sizes(text, mask_char="_"):
 
 
 def main(argv=None):
-    args = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "tamil",
-                                 shipped="thirukkural-dllm").parse_args(argv)
+    args = parse_args_given(gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "tamil",
+                                                  shipped="thirukkural-dllm"), argv)
     texts = gen.generate_cli(args, font=tamil_font() if args.gif else None, tokenizers=TOKENIZERS)
     if args.show_steps:  # what a grapheme tokenizer buys: every committed token is a whole letter
         print(f"code points per grapheme of the first sample: {grapheme_sizes(texts[0])}")

@@ -71,11 +71,12 @@ def parallel_commit(logits, masked, conf, ranks, threshold=None, factor=None, en
     return (commit | (ranks == 0)) & masked
 
 
-def commit_step(logits, block, mask_id, count, rule, temperature, top_k, top_p, remasking, generator):
+def commit_step(logits, block, mask_id, count, rule, temperature, top_k, top_p, remasking, generator,
+                noise=0.0):
     """One model call's commit inside a block (B, n): the `count` (B, 1) surest masked positions, or, with count
     None, as many as the rule decides (parallel_commit). Lesson 11 writes its blocks with the same step."""
     masked = block == mask_id
-    proposal, conf, ranks = diff.propose(logits, masked, temperature, top_k, top_p, remasking, generator)
+    proposal, conf, ranks = diff.propose(logits, masked, temperature, top_k, top_p, remasking, generator, noise)
     take = parallel_commit(logits, masked, conf, ranks, **rule) if count is None else (ranks < count) & masked
     return torch.where(take, proposal, block)
 
@@ -91,7 +92,7 @@ def steps_per_block(steps, n_blocks):
 @torch.no_grad()
 def generate_fast(model, canvas, mask_id, threshold=None, factor=None, entropy_budget=None, steps=64,
                   block_size=None, cache="none", temperature=1.0, top_k=0, top_p=1.0, remasking="confidence",
-                  callback=None, generator=None):
+                  callback=None, generator=None, noise=0.0):
     """generate(), plus the two speed-ups of Fast-dLLM, and the EB-Sampler's rule.
 
     threshold / factor / entropy_budget: the model decides how many positions to commit per call
@@ -135,7 +136,7 @@ def generate_fast(model, canvas, mask_id, threshold=None, factor=None, entropy_b
             calls += 1
             count = None if adaptive else counts[:, i : i + 1]  # (B, 1) to commit now, or the rule decides
             x[:, s:e] = commit_step(logits, x[:, s:e], mask_id, count, rule, temperature, top_k, top_p, remasking,
-                                    generator)
+                                    generator, noise)
             i += 1
             if callback is not None:
                 callback(calls, x)

@@ -106,7 +106,7 @@ class BlockDiffusionObjective(train.DiffusionObjective):
 @torch.no_grad()
 def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, factor=None, entropy_budget=None,
                     cache=True, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence", stop=(),
-                    callback=None, generator=None):
+                    callback=None, generator=None, noise=0.0):
     """Write n_new tokens after prompt (B, P) with a block-diffusion model: block by block, left to right.
 
     Inside a block: `steps` calls (default: one token per call), or the model decides how many per call
@@ -148,7 +148,7 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
                 c = a  # the clean blocks before this one are cached now; later calls feed this block alone
             count = None if adaptive else counts[:, min(i, counts.size(1) - 1)][:, None]
             x[:, a:e] = fast.commit_step(logits, x[:, a:e], mask_id, count, rule, temperature, top_k, top_p,
-                                         remasking, generator)
+                                         remasking, generator, noise)
             i += 1
             if callback is not None:
                 callback(calls, x[:, :e])

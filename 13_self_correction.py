@@ -28,7 +28,6 @@ import torch
 from support.cli import (
     ArgumentParser,
     UsageError,
-    non_negative_float,
     parse_args_given,
     positive_int,
     probability,
@@ -204,7 +203,6 @@ def main(argv=None):
     g.add_argument("--eta", type=probability, default=0.02, help="cap / loop: remasking probability per token")
     g.add_argument("--threshold", type=probability, default=0.05, help="low-confidence: take back below this")
     g.add_argument("--loop-steps", type=positive_int, default=10, help="loop: extra calls at a constant mask rate")
-    g.add_argument("--noise", type=non_negative_float, default=0.0, help="Gumbel noise on the confidence (LLaDA)")
     g.add_argument("--puzzles", type=positive_int, default=8, help="demo: hard puzzles made for the Sudoku part")
     args = parse_args_given(p, argv)
     if args.generate:
@@ -223,7 +221,7 @@ def sample_remask(model, tokenizer, args, callback=None):
     x = gen.canvases(model, tokenizer, args)
     x, calls, taken = generate_remask(model, x, model.config.mask_id, steps=args.steps or 64, schedule=args.schedule,
                                       eta=args.eta, threshold=args.threshold, loop_steps=args.loop_steps,
-                                      noise=args.noise, callback=callback, **gen.sampling_kw(model, args))
+                                      callback=callback, **gen.sampling_kw(model, args))
     print(f"({taken} tokens taken back and written again)", file=sys.stderr)
     return x, calls
 
