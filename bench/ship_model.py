@@ -9,6 +9,10 @@ after rounding to fp16, so the card's figure is the shipped weights' own, and th
 Training reads only the training split (the first 90% of TinyShakespeare; the Thirukkural's interleaved training
 couplets), so the validation figure stays a held-out one.
 """
+import contextlib
+import io
+import re
+import shlex
 from importlib import import_module
 from pathlib import Path
 
@@ -18,8 +22,8 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support import checkpoints, pretrained
-from support.cli import ArgumentParser, UsageError, run_cli
-from support.files import read_text
+from support.cli import ArgumentParser, UsageError, parse_args_given, refuse_unused, run_cli
+from support.files import read_text, write_text
 from support.metrics import read_metrics
 from support.runtime import machine_name
 
@@ -51,21 +55,35 @@ def sample_command(kind, tokenizer):
     return f"python 07_train_gpt.py --generate --pretrained {prompt}--tokens 200"
 
 
-def readme_sample(model, tokenizer, kind):
-    """What sample_command prints with these weights: the same sampler, flags and seed as the lessons' defaults."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        if kind == "gpt":
-            prompt = torch.tensor([tokenizer.encode("ROMEO:" if not tokenizer.unknown("ROMEO:") else "\n")])
-            x = import_module("07_train_gpt").generate_gpt(model, prompt, 200, generator=g)
-        else:
-            canvas = torch.full((1, model.config.block_size), model.config.mask_id)
-            x, _ = import_module("04_diffusion").generate(model, canvas, model.config.mask_id, steps=50, top_k=5,
-                                                          generator=g)
-    return tokenizer.decode(x[0].tolist())
+SAMPLE = re.compile(r"Sample, as `(?P<cmd>[^`]+)` prints it[^\n]*:\n\n```\n.*?\n```", re.S)
 
 
-def card(name, ckpt, rows, bits32, bits16, model, command, machine, sample, tokenizer):
+def command_output(command, model_dir):
+    """What `command` (a lesson's, with --pretrained) prints on this machine when its model is `model_dir`: the lesson
+    itself, run in-process, its stdout kept (so the sampler, flags, seed and precision are the command's own)."""
+    script, *argv = shlex.split(command)[1:]
+    argv = [a for a in argv if a != "--pretrained"] + ["--checkpoint", str(model_dir)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        import_module(Path(script).stem).main(argv)
+    return out.getvalue().rstrip("\n")
+
+
+def resample(model_dir):
+    """Write into a shipped model's card the sample its command prints now, and where (a lesson's defaults can
+    change: 06's sampler did). -> the sample."""
+    path = Path(model_dir) / "README.md"
+    text = read_text(path)
+    m = SAMPLE.search(text)
+    if m is None:
+        raise UsageError(f"{path} shows no sample to refresh")
+    sample = command_output(m["cmd"], model_dir)
+    block = f"Sample, as `{m['cmd']}` prints it ({machine_name('cpu')}):\n\n```\n{sample}\n```"
+    write_text(path, text[: m.start()] + block + text[m.end() :])
+    return sample
+
+
+def card(name, ckpt, rows, bits32, bits16, model, command, machine, tokenizer):
     a, kind = ckpt["args"], ckpt["kind"]
     best = min(rows, key=lambda r: r["val_bpc"])
     L = model.config.block_size
@@ -97,7 +115,7 @@ A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
 Sample, as `{sample_command(kind, tokenizer)}` prints it:
 
 ```
-{sample}
+(written by resample() once the model is in place)
 ```
 """
 
@@ -142,13 +160,24 @@ def sudoku_scores(model, rounded, ckpt):
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--run", required=True, help="a run directory with best.pt and metrics.csv")
+    p.add_argument("--run", help="a run directory with best.pt and metrics.csv")
     p.add_argument("--name", required=True, help="the folder under checkpoints/pretrained/")
-    p.add_argument("--command", required=True, help="the command that trained the run, for the card")
+    p.add_argument("--command", help="the command that trained the run, for the card")
+    p.add_argument("--resample", action="store_true", help="only write into the shipped --name's card the sample its "
+                   "command prints now (after a lesson's sampling defaults change)")
     p.add_argument("--machine", default=f"{machine_name('cpu')}", help="where it trained, for the card")
     p.add_argument("--out-root", default=str(pretrained.PRETRAINED), help="where shipped models go")
     p.add_argument("--force", action="store_true", help="replace a shipped model of the same --name")
-    args = p.parse_args(argv)
+    args = parse_args_given(p, argv)
+    if args.resample:
+        refuse_unused(args, {"name", "out_root", "resample"}, "--resample")
+        out = pretrained.ship_dir(args.out_root, args.name, force=True)  # a plain folder name
+        if not (out / "README.md").is_file():
+            raise UsageError(f"no shipped model at {out}")
+        print(resample(out))
+        return out
+    if not (args.run and args.command):
+        raise UsageError("--run and --command say what to ship (or --resample to refresh a card's sample)")
     out = pretrained.ship_dir(args.out_root, args.name, args.force)  # a plain folder name; never replaced silently
     ckpt = checkpoints.load_checkpoint(Path(args.run) / "best.pt")
     rows = read_metrics(args.run)
@@ -167,9 +196,9 @@ def main(argv=None):
         return scores
     bits32 = val_bits(model, tokenizer, ckpt, objective)
     bits16 = val_bits(rounded.eval(), tokenizer, ckpt, objective)
-    sample = readme_sample(rounded.eval(), tokenizer, ckpt["kind"])
-    text = card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, sample, tokenizer)
+    text = card(args.name, ckpt, rows, bits32, bits16, model, args.command, args.machine, tokenizer)
     pretrained.ship(model, tokenizer, out, text)
+    resample(out)  # the sample its command prints from the shipped fp16 weights
     print(f"wrote {out}: validation {bits16:.4f} bits/char in fp16 ({bits32:.4f} in fp32)")
     return bits32, bits16
 
