@@ -124,8 +124,8 @@ def solve_remask(model, puzzle, rounds=8, temperature=1.0, generator=None, callb
     holes refilled, sampled at `temperature` in margin order (a greedy refill in the same context would write the
     same digits again). -> (grids (B, 81), model calls per puzzle (B,), digits taken back)."""
     mask_id = model.config.mask_id
-    grid, calls = sudoku.solve_dllm(model, puzzle, "margin", callback=callback)
-    per = torch.full((len(puzzle),), calls, device=puzzle.device)
+    grid, _ = sudoku.solve_dllm(model, puzzle, "margin", callback=callback)
+    per = (puzzle == 0).sum(1)  # a puzzle's own calls: one per cell it fills (a batch runs as long as its longest)
     taken = 0
     for _ in range(rounds):
         bad = conflicts(grid, puzzle)
@@ -133,10 +133,10 @@ def solve_remask(model, puzzle, rounds=8, temperature=1.0, generator=None, callb
             break
         taken += int(bad.sum())
         holes = torch.where(bad, mask_id, grid)
-        refill, c = diff.generate(model, holes, mask_id, steps=sudoku.CELLS, temperature=temperature,
+        refill, _ = diff.generate(model, holes, mask_id, steps=sudoku.CELLS, temperature=temperature,
                                   remasking="margin", generator=generator, callback=callback)
         grid = torch.where(bad.any(1, keepdim=True), refill, grid)
-        per += c * bad.any(1)
+        per += bad.sum(1)  # one call per hole refilled
     return grid, per, taken
 
 
