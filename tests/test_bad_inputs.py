@@ -162,6 +162,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("08_train_tamil", ["--data", "{w}/missing.txt", *TINY, *OUT], "no such file"),
     ("09_generate_tamil", ["--checkpoint", "{w}/dllm", "--prompt", "அ"], "not in the model's vocabulary"),
     ("09_generate_tamil", ["--checkpoint", "{w}/tamil", "--steps", "0"], "must be >= 1"),
+    ("09_generate_tamil", ["--checkpoint", str(SHIPPED / "sudoku-dllm")], "is a sudoku-dllm model: generate with 12"),
+    ("09_generate_tamil", ["--checkpoint", "{w}/tamil", "--remasking", "random", "--noise", "2"], "none to perturb"),
     # 10: the demo and --generate each take their own flags
     ("10_fast_decoding", ["--prompt", "x"], "--prompt does nothing in the demo"),
     ("10_fast_decoding", ["--cache", "dual", "--block-size", "4"], "--block-size --cache do nothing in the demo"),
