@@ -72,6 +72,7 @@ def load_model(path, build, tokenizers, kind=None, device="cpu"):
     device = resolve_device(device)
     if hub.is_export(path):
         model, tok, info = hub.load_export(path, build)
+        info["objective"] = objective_of(info["kind"], info.pop("config"), tok)
     else:
         ckpt = load_checkpoint(path)
         config = dict(ckpt["config"])

@@ -75,8 +75,6 @@ def load_export(path, build):
     model (the lesson's Transformer), and the weights are read from model.safetensors (no code is unpickled)."""
     from safetensors.torch import load_model
 
-    from support.checkpoints import objective_of
-
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text())
@@ -87,8 +85,7 @@ def load_export(path, build):
     except Exception as e:  # unreadable JSON, wrong fields, a truncated or foreign safetensors file (SafetensorError)
         raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): "
                          f"{type(e).__name__}: {short(' '.join(str(e).split()))}") from None
-    kind = "gpt" if config.get("causal") else "dllm"
-    return model.eval(), tok, {"kind": kind, "objective": objective_of(kind, config, tok), "path": str(path),
+    return model.eval(), tok, {"kind": "gpt" if config.get("causal") else "dllm", "config": config, "path": str(path),
                                "step": None}
 
 
