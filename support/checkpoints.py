@@ -150,11 +150,12 @@ RESUME_MAY_CHANGE = {"steps", "eval_every", "device", "dtype", "compile", "plot"
 
 def resume_args(args, saved):
     """The resumed run's arguments from its checkpoint. A flag typed again must agree with them (else one clear
-    line); --steps and --eval-every may change (e.g. to extend a run), as may the device and precision."""
+    line); --steps and --eval-every may change (e.g. to extend a run), as may the device and precision, when typed:
+    a run resumed without --dtype keeps its own (an fp32 run does not turn bf16 on a CPU that has bf16)."""
     given = getattr(args, "given", set())
     for k, v in saved.items():
         if k in RESUME_MAY_CHANGE:
-            if k in ("steps", "eval_every") and k not in given:
+            if k in ("steps", "eval_every", "dtype") and k not in given:
                 setattr(args, k, v)
             continue
         if k in given and getattr(args, k) != v and not (k == "data" and v and Path(args.data).resolve() == Path(v)):

@@ -146,6 +146,7 @@ def test_resume_takes_the_runs_own_arguments(tiny_text, tmp_path, monkeypatch, c
     ckpt = checkpoints.load_checkpoint(out / "latest.pt")
     assert ckpt["args"]["lr"] == 0.002 and ckpt["config"]["n_embd"] == 16 and ckpt["args"]["preset"] == "tiny"
     assert ckpt["args"]["mask_rate"] == [0.2, 0.9]
+    assert ckpt["args"]["dtype"] == "fp32"  # TINY's --dtype fp32 survives a resume that does not type --dtype
     capsys.readouterr()
     err = cli_error(train.main, ["--out", str(out), "--resume", "--lr", "0.01"], capsys)
     assert "--lr 0.01 conflicts with the run being resumed (--lr 0.002)" in err
