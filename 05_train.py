@@ -16,6 +16,7 @@ import argparse
 import math
 import sys
 import time
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 from types import SimpleNamespace
@@ -159,6 +160,7 @@ class DiffusionObjective:
 
     kind = "dllm"  # the model family, which a generator checks: a dLLM or a GPT
     name = "dllm"  # the objective, recorded in every checkpoint: resuming with another one is refused
+    trainer = "05_train.py or 08_train_tamil.py"  # which script trains it, for that refusal's message
     model_overrides = dict(causal=False, mask_token=True)  # GPT vs dLLM: bidirectional, has [MASK]
 
     def __init__(self, t_range=(diff.EPS, 1.0)):
@@ -388,9 +390,7 @@ def finish(run, stop, t0):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: every hyperparameter has a flag (support/train_args.py); the ones not given come from the preset
 # ---------------------------------------------------------------------------------------------------------
-def training_parser(description, default_out, presets=TRAIN_PRESETS):
-    """The training flags of every trainer here (05, 07, 08, 11, 12), with each preset's value in --help."""
-    return train_args.training_parser(description, default_out, presets)
+training_parser = partial(train_args.training_parser, presets=TRAIN_PRESETS)  # the flags of 05, 07, 08, 11, 12
 
 
 def parse_args(p, argv=None, presets=TRAIN_PRESETS, default_out=None, default_data=SHAKESPEARE):

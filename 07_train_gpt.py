@@ -35,6 +35,7 @@ class NextTokenObjective:
     """GPT: exact next-token NLL, trained and evaluated on the same windows as the dLLM (05's members)."""
 
     kind = name = "gpt"
+    trainer = "07_train_gpt.py or 08_train_tamil.py --model gpt"
     model_overrides = dict(causal=True, mask_token=False)  # GPT vs dLLM: causal mask, no [MASK] token
 
     def loss(self, model, x, config):  # x: (B, L+1): predict token i+1 from tokens <= i
@@ -169,7 +170,7 @@ def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: train (05's flags), --generate, or --compare
 # ---------------------------------------------------------------------------------------------------------
-def parser():
+def gpt_parser():
     p = train.training_parser(__doc__, train.ROOT / "checkpoints" / "gpt")  # the default mode: train
     g = p.add_argument_group("--generate: sample from a trained GPT (also uses --seed, --device)")
     g.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
@@ -222,7 +223,7 @@ COMPARE_FLAGS = {"compare", "compare_out", "compare_windows", "data"}
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     if "--generate" in words or "--compare" in words:  # a mode that does not train: no run directory is checked
-        args = parse_args_given(parser(), argv)
+        args = parse_args_given(gpt_parser(), argv)
         if args.generate and args.compare:
             raise UsageError("--generate and --compare are two modes: pick one")
         if args.compare:  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
@@ -231,10 +232,10 @@ def main(argv=None):
                            n_windows=args.compare_windows)
         refuse_unused(args, GENERATE_FLAGS, "--generate")
         return generate_main(args)
-    given = parse_args_given(parser(), argv).given  # training: the flags of the two other modes act not
+    given = parse_args_given(gpt_parser(), argv).given  # training: the flags of the two other modes act not
     refuse_unused(SimpleNamespace(given=given & (GENERATE_FLAGS | COMPARE_FLAGS) - {"seed", "device", "data"}),
                   (), "training (they are --generate's and --compare's)")
-    args = train.parse_args(parser(), argv)
+    args = train.parse_args(gpt_parser(), argv)
     text = read_text(args.data) if args.data else train.shakespeare()
     return train.train(args, NextTokenObjective(), train.TextData(text, diff.CharTokenizer.from_text(text), args.split))
 

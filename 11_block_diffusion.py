@@ -79,7 +79,7 @@ def block_nelbo_bits(model, windows, K=32, **kw):
 class BlockDiffusionObjective(train.DiffusionObjective):
     """05's dLLM objective with blocks: the block-diffusion loss, its bound, the block-by-block sampler."""
 
-    name = "block-diffusion"
+    name, trainer = "block-diffusion", "11_block_diffusion.py --train"
 
     def __init__(self, block_len=4, t_range=(diff.EPS, 1.0)):
         self.block_len, self.t_range = block_len, t_range

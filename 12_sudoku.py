@@ -145,7 +145,7 @@ def dream(solve, model):
 class SudokuDiffusion(train.DiffusionObjective):
     """The dLLM: infill the blank cells. Validation: its NELBO in bits per blank cell, and puzzles solved."""
 
-    name = "sudoku-dllm"
+    name, trainer = "sudoku-dllm", "12_sudoku.py --train --model dllm"
 
     def loss(self, model, x, config):
         return sudoku_diffusion_loss(model, x, config.mask_id)
@@ -165,7 +165,7 @@ class SudokuDiffusion(train.DiffusionObjective):
 class SudokuGPT(gpt.NextTokenObjective):
     """The GPT of the same size: puzzle -> solution. Validation: exact NLL per blank cell, and puzzles solved."""
 
-    name = "sudoku-gpt"
+    name, trainer = "sudoku-gpt", "12_sudoku.py --train --model gpt"
 
     def loss(self, model, x, config=None):
         return solution_loss(model, x).sum() / (x[:, :CELLS] == 0).sum()
@@ -369,9 +369,9 @@ def show_order(dllm, model_gpt, pair, args):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: --train (05's flags), --solve FILE, or the demo
 # ---------------------------------------------------------------------------------------------------------
-def parser(mode):
-    p = train.training_parser(__doc__, ROOT / "checkpoints" / "sudoku-dllm", PRESETS) if mode == "train" else (
-        ArgumentParser(description=__doc__))
+def sudoku_parser(mode):
+    out = ROOT / "checkpoints" / "sudoku-dllm"
+    p = train.training_parser(__doc__, out, presets=PRESETS) if mode == "train" else ArgumentParser(description=__doc__)
     p.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains or solves")
     if mode == "train":
         p.add_argument("--train", action="store_true", help="train through lesson 05's loop (its flags apply)")
@@ -397,7 +397,7 @@ def parser(mode):
 def main(argv=None):
     words = sys.argv[1:] if argv is None else argv
     if "--train" not in words:
-        args = parse_args_given(parser("use"), argv)
+        args = parse_args_given(sudoku_parser("use"), argv)
         common = {"device", "seed", "pretrained"}
         if args.solve:
             refuse_unused(args, common | {"solve", "model", "checkpoint", "batch"} | (
@@ -408,7 +408,7 @@ def main(argv=None):
             return solve_file(args)
         refuse_unused(args, common | {"puzzles_per_band", "show_steps", "gif"}, "the demo (it runs both models)")
         return demo(args)
-    args = train.parse_args(parser("train"), argv, PRESETS, default_data=None,
+    args = train.parse_args(sudoku_parser("train"), argv, PRESETS, default_data=None,
                             default_out=lambda a: ROOT / "checkpoints" / f"sudoku-{a.model}")
     if "data" in args.given:
         raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")

@@ -46,7 +46,7 @@ def char_entropy(texts):
     return -sum(v / total * math.log2(v / total) for v in c.values())
 
 
-def load(kind, path, device="cpu"):
+def load_run(kind, path, device="cpu"):
     """(model, tokenizer, info) of any run or export here, English or Tamil: lesson 06's loader, with every
     tokenizer a checkpoint may name (09 adds Tamil's graphemes)."""
     from importlib import import_module

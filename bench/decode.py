@@ -110,9 +110,9 @@ def main(argv=None):
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figures")
     args = p.parse_args(argv)
     out = Path(args.out)
-    gpt, tok, _ = common.load("gpt", args.gpt)
-    dllm, dtok, _ = common.load("dllm", args.dllm)
-    bds = [common.load("dllm", path)[:2] for path in args.bd]
+    gpt, tok, _ = common.load_run("gpt", args.gpt)
+    dllm, dtok, _ = common.load_run("dllm", args.dllm)
+    bds = [common.load_run("dllm", path)[:2] for path in args.bd]
     if any(t.tokens != tok.tokens for t in [dtok] + [t for _, t in bds]):
         raise UsageError("the runs must share a tokenizer (train them on the same corpus)")
     if not all(m.config.block_len for m, _ in bds):

@@ -81,7 +81,7 @@ def gpt_span_bits(model, windows, span, fim=False):
 class FIMObjective(gpt.NextTokenObjective):
     """07's next-token objective on batches of which a fraction `rate` is in PSM order (three sentinel inputs)."""
 
-    name = "fim-gpt"
+    name, trainer = "fim-gpt", "bench/fim.py"
 
     def __init__(self, rate=0.5):
         self.rate = rate

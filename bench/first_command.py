@@ -100,8 +100,8 @@ def main(argv=None):
     rows_kw = samplers()
     if unknown := [n for n in args.only or () if n not in rows_kw]:
         raise UsageError(f"unknown sampler {unknown[0]!r}; choose from: {', '.join(rows_kw)}")
-    dllm, tok, _ = common.load("dllm", args.dllm)
-    gpt, gtok, _ = common.load("gpt", args.gpt)
+    dllm, tok, _ = common.load_run("dllm", args.dllm)
+    gpt, gtok, _ = common.load_run("gpt", args.gpt)
     if tok.tokens != gtok.tokens:
         raise UsageError("--dllm and --gpt must share a tokenizer")
     L = dllm.config.block_size

@@ -135,9 +135,9 @@ def main(argv=None):
                    "(always the interleaved split's test couplets)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     args = p.parse_args(argv)
-    dllm, tok, _ = common.load("dllm", args.dllm)
-    gpt, gtok, info = common.load("gpt", args.gpt)
-    fim = None if args.fim == "none" else common.load("gpt", args.fim)[0]
+    dllm, tok, _ = common.load_run("dllm", args.dllm)
+    gpt, gtok, info = common.load_run("gpt", args.gpt)
+    fim = None if args.fim == "none" else common.load_run("gpt", args.fim)[0]
     if gtok.tokens != tok.tokens or (fim is not None and not fim.config.sentinels):
         raise UsageError("--dllm and --gpt must share a tokenizer, and --fim must be trained with bench/fim.py")
     models, W = (dllm, gpt, fim), min(dllm.config.block_size, gpt.config.block_size) - 3

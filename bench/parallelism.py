@@ -48,7 +48,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figure")
     args = p.parse_args(argv)
-    model, tok, _ = common.load("dllm", args.checkpoint)
+    model, tok, _ = common.load_run("dllm", args.checkpoint)
     text = read_text(args.data)
     ids = torch.tensor(tok.encode(text[int(0.9 * len(text)) :]))
     L = model.config.block_size

@@ -117,7 +117,7 @@ def train_runs(todo, steps, patience, jobs):
 def test_bits(run, text_path, lr_windows):
     """Test bits/char of the run's best checkpoint on 1..L-1 of each test window, given character 0."""
     ckpt = load_checkpoint(run / "best.pt")
-    model, tok, _ = common.load(ckpt["kind"], run / "best.pt")
+    model, tok, _ = common.load_run(ckpt["kind"], run / "best.pt")
     L = model.config.block_size
     text = train.interleaved_split(read_text(text_path))[2]  # the test part: no trainer reads it
     test = (train.encode_ids(tok, text), text)
@@ -210,7 +210,7 @@ def summarise(run, corpus, model, dropout, seed, path, why, lr_windows):
     """One CSV row: the best validation, when (in passes over the training tokens), and the test numbers."""
     m = read_metrics(run)
     ckpt = load_checkpoint(run / "latest.pt")
-    tok = common.load(ckpt["kind"], run / "latest.pt")[1]
+    tok = common.load_run(ckpt["kind"], run / "latest.pt")[1]
     n_train = len(train.split_corpus(read_text(path), tok, "interleaved")[0])
     per_pass = ckpt["args"]["batch_size"] * ckpt["config"]["block_size"] / n_train  # passes per step
     best = min(m, key=lambda r: r["val_bpc"])

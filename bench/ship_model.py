@@ -181,7 +181,7 @@ def main(argv=None):
     out = pretrained.ship_dir(args.out_root, args.name, args.force)  # a plain folder name; never replaced silently
     ckpt = checkpoints.load_checkpoint(Path(args.run) / "best.pt")
     rows = read_metrics(args.run)
-    model, tokenizer, _ = common.load(ckpt["kind"], Path(args.run) / "best.pt")
+    model, tokenizer, _ = common.load_run(ckpt["kind"], Path(args.run) / "best.pt")
     objective = import_module("07_train_gpt").NextTokenObjective() if ckpt["kind"] == "gpt" else (
         train.DiffusionObjective())
     if ckpt["objective"] not in ("dllm", "gpt", "sudoku-dllm", "sudoku-gpt"):

@@ -38,15 +38,10 @@ def load_checkpoint(path, kind=None, objective=None):
     ckpt["path"] = str(path)
     ckpt.setdefault("objective", objective_of(ckpt["kind"], ckpt["config"], ckpt["tokenizer"]))
     if objective is not None and ckpt["objective"] != objective.name:
-        raise UsageError(f"{path} holds a {ckpt['objective']} run ({TRAINERS.get(ckpt['objective'], '?')}); this "
-                         f"trains {objective.name}: resume it with its own trainer, or start a new run elsewhere")
+        made = f" ({ckpt['trainer']})" if ckpt.get("trainer") else ""  # the objective says which script trains it
+        raise UsageError(f"{path} holds a {ckpt['objective']} run{made}; this trains {objective.name}: resume it "
+                         "with its own trainer, or start a new run elsewhere")
     return check_kind(ckpt, kind)
-
-
-# Which trainer makes each objective (recorded in checkpoints from the objective's .name)
-TRAINERS = {"dllm": "05_train.py or 08_train_tamil.py", "gpt": "07_train_gpt.py or 08_train_tamil.py --model gpt",
-            "fim-gpt": "bench/fim.py", "block-diffusion": "11_block_diffusion.py --train",
-            "sudoku-dllm": "12_sudoku.py --train --model dllm", "sudoku-gpt": "12_sudoku.py --train --model gpt"}
 
 
 def objective_of(kind, config, tokenizer):
@@ -134,8 +129,9 @@ def clear_run_dir(out):
 # ---------------------------------------------------------------------------------------------------------
 def training_state(objective, model, tokenizer, optimizer, scheduler, scaler, data_gen, step, elapsed, best, rows,
                    args, device):
-    return {"kind": objective.kind, "objective": objective.name, "model": model.state_dict(),
-            "config": asdict(model.config), "tokenizer": tokenizer.to_dict(), "optimizer": optimizer.state_dict(),
+    return {"kind": objective.kind, "objective": objective.name, "trainer": objective.trainer,
+            "model": model.state_dict(), "config": asdict(model.config), "tokenizer": tokenizer.to_dict(),
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
             "elapsed_s": elapsed, "best_val_bpc": best, "val_bpc": rows[-1]["val_bpc"] if rows else None,
             "rng": {"torch": torch.get_rng_state(), "data": data_gen.get_state(),

@@ -111,7 +111,7 @@ def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path,
 
 def test_generative_bpc_prefers_real_text(dllm_run, gpt_run):
     _, corpus, _ = dllm_run
-    model, tok, _ = common.load("gpt", gpt_run[0])
+    model, tok, _ = common.load_run("gpt", gpt_run[0])
     text = corpus.read_text()[:300]
     g = torch.Generator().manual_seed(0)
     shuffled = "".join(text[i] for i in torch.randperm(len(text), generator=g).tolist())

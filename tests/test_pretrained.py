@@ -18,7 +18,7 @@ T09 = lesson("09_generate_tamil")
 SHIPPED = sorted(p for p in pretrained.PRETRAINED.iterdir() if p.is_dir()) if pretrained.PRETRAINED.exists() else []
 
 
-def load_model(kind, path):
+def load_any(kind, path):
     """Any model: lesson 06's loader, with every tokenizer a checkpoint may name (09's graphemes too)."""
     return gen.load(kind, path, tokenizers=T09.TOKENIZERS)
 
@@ -33,7 +33,7 @@ def test_shipped_model_loads_matches_its_card_and_is_safetensors_only(path):
     assert sorted(f.name for f in path.iterdir()) == ["README.md", "config.json", "model.safetensors",
                                                       "tokenizer.json"]  # no pickle anywhere
     assert pretrained.weights_dtype(path) == {torch.float16}
-    model, tok, info = load_model(None, path)
+    model, tok, info = load_any(None, path)
     direct = T.Transformer.from_pretrained(path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
     assert next(model.parameters()).dtype == torch.float32  # fp16 on disk, fp32 to compute
@@ -90,7 +90,7 @@ def test_missing_or_corrupt_shipped_model_is_one_line(tmp_path, monkeypatch, cap
 
 def test_shipped_dllm_nelbo_is_finite_and_far_below_an_untrained_model():
     """The real figure comes from bench/ship_model.py (in the card); here: a few validation windows."""
-    model, tok, _ = load_model("dllm", pretrained.PRETRAINED / "shakespeare-dllm")
+    model, tok, _ = load_any("dllm", pretrained.PRETRAINED / "shakespeare-dllm")
     _, val, _ = train.split_corpus(train.shakespeare(), tok)
     w = train.eval_windows(val, 4, model.config.block_size)
     shipped = D.nelbo_bits(model, w, model.config.mask_id, K=8)
@@ -115,7 +115,7 @@ def test_ship_model_exports_a_run_with_a_true_card(dllm_run, gpt_run, tmp_path):
         card = (tmp_path / name / "README.md").read_text(encoding="utf-8")
         assert f"{bits16:.4f} with these fp16 weights" in card and "the test machine" in card
         assert "`python 05_train.py --preset tiny`" in card and "tokens seen" in card
-        model, _, _ = load_model(None, tmp_path / name)
+        model, _, _ = load_any(None, tmp_path / name)
         assert f"A {model.num_params():,}-parameter" in card
         assert pretrained.weights_dtype(tmp_path / name) == {torch.float16}
     tamil = lesson("08_train_tamil").GraphemeTokenizer.from_text("அகர முதல")
