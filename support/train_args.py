@@ -74,20 +74,22 @@ def parse_args(p, argv, presets, default_out=None, default_data=None):
     if default_out is not None and "out" not in args.given:
         args.out = str(default_out(args))
     require([(args.dropout is None or 0 <= args.dropout < 1, f"--dropout must be in [0, 1), got {args.dropout}"),
-                 (0 <= args.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {args.min_lr_ratio}"),
-                 (0 <= args.beta2 < 1, f"--beta2 must be in [0, 1), got {args.beta2}"),
-                 (all(v is None or v >= 0 for v in (args.warmup, args.grad_clip, args.weight_decay, args.sample_len)),
-                  "--warmup, --grad-clip, --weight-decay and --sample-len must be >= 0"),
-                 (args.push_to_hub is None or hub.valid_repo_id(args.push_to_hub),
-                  f"--push-to-hub needs a repo id USER/NAME, got {args.push_to_hub!r}")])
+             (0 <= args.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {args.min_lr_ratio}"),
+             (0 <= args.beta2 < 1, f"--beta2 must be in [0, 1), got {args.beta2}"),
+             (all(v is None or v >= 0 for v in (args.warmup, args.grad_clip, args.weight_decay, args.sample_len)),
+              "--warmup, --grad-clip, --weight-decay and --sample-len must be >= 0"),
+             (args.push_to_hub is None or hub.valid_repo_id(args.push_to_hub),
+              f"--push-to-hub needs a repo id USER/NAME, got {args.push_to_hub!r}")])
     checkpoints.check_run_dir(args.out, args.resume, args.force)
     if args.resume:
         args = checkpoints.resume_args(args, checkpoints.load_checkpoint(Path(args.out) / "latest.pt")["args"])
     device = runtime.resolve_device(args.device)
+    rank, _ = runtime.ddp_setup(device)  # under torchrun each rank takes its own GPU before the dtype asks CUDA
     if args.preset is None:
         args.preset = "gpu" if device == "cuda" and "gpu" in presets else "cpu" if "cpu" in presets else next(
             iter(presets))
-        print(f"no --preset given: using {args.preset!r} on {device}")
+        if rank == 0:
+            print(f"no --preset given: using {args.preset!r} on {device}")
     for k, v in presets.get(args.preset, {}).items():  # (a resumed run of another preset table has them all)
         if getattr(args, k) is None:
             setattr(args, k, v)
