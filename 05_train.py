@@ -328,7 +328,10 @@ def setup(args, objective, data):
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
     run.windows = data.val_batch(args.eval_windows, L + 1).to(args.device)  # fixed validation windows (N, L+1)
-    run.model = model = tfm.Transformer(config).to(args.device)
+    run.model = model = tfm.Transformer(config)
+    if args.init_from and not ckpt:  # a warm start: weights only (a resumed run has its own)
+        checkpoints.init_weights(model, args.init_from, data.tokenizer)
+    model.to(args.device)
     log(f"model: {objective.name}{f', blocks of {config.block_len}' if config.block_len else ''}, "
         f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} heads, "
         f"width {config.n_embd}, context {L}; device {args.device} ({runtime.machine_name(args.device)}), "

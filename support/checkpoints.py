@@ -2,6 +2,7 @@
 states, the run's arguments and its objective. Written atomically, loaded with weights_only=True: a checkpoint from
 the internet never runs code. load_model builds a model from a file, a run directory or a Hub export, with the
 model builder and the tokenizer classes the calling lesson passes in (support imports no lesson)."""
+import json
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -85,6 +86,29 @@ def load_model(path, build, tokenizers, kind=None, device="cpu"):
         raise UsageError(f"{info['path']}: its tokenizer {known!r} is not one this script reads"
                          + (" (a Tamil model: use 09_generate_tamil.py)" if known == "grapheme" else ""))
     return model.to(device).eval(), tokenizers[tok["kind"]](tok["tokens"]), info
+
+
+def init_weights(model, path, tokenizer):
+    """--init-from: a new run starts from the weights of a run, a checkpoint or a Hub export (nanoGPT's init_from).
+    Only the weights: a fresh optimizer and LR schedule. Refused unless shapes and vocabulary are the same."""
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    try:
+        if hub.is_export(path):
+            tok = json.loads((path / "tokenizer.json").read_text())
+            load = lambda: load_model(model, path / "model.safetensors", device="cpu")  # noqa: E731 (tied weights)
+        else:
+            ckpt = load_checkpoint(path)
+            tok, load = ckpt["tokenizer"], lambda: model.load_state_dict(ckpt["model"])
+        if tok != tokenizer.to_dict():
+            raise UsageError(f"--init-from {path}: its vocabulary differs from this corpus's")
+        load()
+    except UsageError:
+        raise
+    except Exception as e:  # shapes that differ, an unreadable file
+        raise UsageError(f"--init-from {path}: its weights do not fit this model (same --preset and shape flags?): "
+                         f"{type(e).__name__}: {' '.join(str(e).split())[:160]}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def training_parser(description, default_out, presets):
     g.add_argument("--resume", action="store_true", help="continue <out>/latest.pt with the run's own settings "
                    "(only --steps, --eval-every and where/how it runs may change)")
     g.add_argument("--force", action="store_true", help="replace the run already in <out> (default: refuse)")
+    g.add_argument("--init-from", metavar="PATH", help="start from the weights of a run, checkpoint or Hub export of "
+                   "the same shape (a fresh optimizer and schedule; default: random weights)")
     in_preset = lambda k: "preset: " + ", ".join(f"{name} {v[k]}" for name, v in presets.items())
     for flag, typ, what in [("steps", positive_int, "optimizer steps"),
                             ("batch-size", positive_int, "sequences per forward pass (a step is --grad-accum of them)"),
@@ -93,6 +95,8 @@ def parse_args(p, argv, presets, default_out=None, default_data=None):
     for k, v in presets.get(args.preset, {}).items():  # (a resumed run of another preset table has them all)
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.init_from:
+        args.init_from = str(Path(args.init_from).resolve())
     if args.data:
         args.data = str(Path(args.data).resolve())  # saved in the checkpoint: --resume works from any folder
     args.device, args.dtype = device, runtime.resolve_dtype(args.dtype, device)

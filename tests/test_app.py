@@ -1,0 +1,158 @@
+"""The playground's streaming functions, no browser: the race is fair and ends its threads, the page shows exactly what
+the lessons' samplers write, taken-back tokens are counted, and bad input becomes one message for the page."""
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, cli_error, lesson, tiny
+
+A, D, G = lesson("app"), lesson("04_diffusion"), lesson("07_train_gpt")
+PUZZLE = ("53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79")  # a classic, 30 givens
+
+
+class Slow(torch.nn.Module):
+    """A model whose every call takes `seconds` (to see who the race lets go next)."""
+
+    def __init__(self, model, seconds):
+        super().__init__()
+        self.model, self.seconds, self.config = model, seconds, model.config
+
+    def forward(self, x, **kw):
+        time.sleep(self.seconds)
+        return self.model(x, **kw)
+
+
+def test_the_race_gives_each_call_to_the_model_whose_clock_is_behind_and_ends_its_threads():
+    model = tiny()
+    canvas = torch.full((1, 16), 11)
+    run = lambda m, cb: D.generate(m, canvas, 11, steps=16, callback=cb)[0]  # noqa: E731
+    before = threading.active_count()
+    lanes = [A.Lane(Slow(model, 0.001), run), A.Lane(Slow(model, 0.02), run)]
+    order = []
+    for lane in A.race(lanes):
+        order.append(lanes.index(lane))
+    assert order.count(0) == order.count(1) == 16 and all(lane.done for lane in lanes)
+    assert order[:8].count(0) > order[:8].count(1)  # the fast model runs ahead while the slow one computes
+    assert lanes[1].clock > lanes[0].clock > 0  # each clock counts its own model's calls
+    lanes = [A.Lane(Slow(model, 0.001), run) for _ in range(2)]
+    stream = A.race(lanes)
+    next(stream)
+    stream.close()  # the page went away mid-run: every thread ends at its next model call
+    time.sleep(0.2)
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("settings", [dict(order="confidence", noise=0.0, block=0, schedule="none"),
+                                      dict(order="margin", noise=2.0, block=8, schedule="none"),
+                                      dict(order="confidence", noise=0.0, block=0, schedule="low-confidence",
+                                           threshold=0.5)])
+def test_the_page_shows_exactly_what_the_lessons_samplers_write(settings):
+    """The canvas streamed by text_frames ends with the tokens lesson 04/10/13's sampler writes for that seed (the
+    stand-in changes nothing); frames start fully masked, end with none, and change call by call."""
+    model, gpt_model = tiny(), tiny(causal=True, mask_token=False)
+    tok = D.CharTokenizer("abcdefghijk")
+    canvas = A.text_canvas(tok, 11, 32, "continue", "abc", 24)
+    s = dict(steps=8, top_k=3, temperature=1.0, seed=5, **settings)
+    seen = []
+    for frame in A.text_frames(model, gpt_model, tok, canvas, s):
+        seen.append((frame[0].masked(), frame[3]))
+    left, right, lanes, _ = frame
+    direct = A.dllm_sampler(canvas, s["steps"], s["top_k"], s["temperature"], s["order"], s["noise"], s["block"],
+                            s["schedule"], s["seed"], threshold=s.get("threshold", 0.05))(model, None)
+    assert left.ids == direct[0].tolist() and seen[0][0] == 21 and left.masked() == 0
+    assert len({m for m, new in seen if new}) >= 3 and lanes["dllm"].calls == 8
+    gpt_direct = G.generate_gpt(gpt_model, canvas[:3][None], 21, 1.0, 3, generator=torch.Generator().manual_seed(5))
+    assert right.ids == gpt_direct[0].tolist() and lanes["gpt"].calls == 21
+    if settings["schedule"] == "low-confidence":
+        assert sum(left.back) > 0  # a token was taken back and written again
+    line = A.lanes_text(lanes, left, right)
+    assert line["dllm"].startswith("8 calls · 21 chars") and line["gpt"].startswith("21 calls · 21 chars")
+
+
+def test_a_template_is_filled_and_the_gpt_says_it_cannot():
+    model, gpt_model = tiny(), tiny(causal=True, mask_token=False)
+    tok = D.CharTokenizer("abcdefghijk")
+    canvas = A.text_canvas(tok, 11, 32, "fill", "ab___cd__e", 0)
+    assert canvas.tolist()[:2] == [0, 1] and (canvas == 11).sum() == 5
+    *_, (left, right, _, _) = A.text_frames(model, gpt_model, tok, canvas, dict(
+        steps=5, top_k=0, temperature=1.0, order="confidence", noise=0.0, block=0, schedule="none", seed=0))
+    assert right is None and left.masked() == 0 and tok.decode(left.ids)[:2] == "ab"
+
+
+@pytest.mark.parametrize("mode, prompt, length, message", [
+    ("continue", "", 20, "type a prompt"), ("continue", "abz", 20, "does not know 'z'"),
+    ("continue", "abc", 0, "length must be 1 to 32"), ("continue", "abcabc", 5, "make the length larger"),
+    ("fill", "abc", 0, "needs _"), ("fill", "a_" * 20, 0, "context is 32")])
+def test_bad_text_input_is_one_message_for_the_page(mode, prompt, length, message):
+    with pytest.raises(A.UsageError, match=message):
+        A.text_canvas(D.CharTokenizer("abcdefghijk"), 11, 32, mode, prompt, length)
+
+
+@pytest.mark.parametrize("text, message", [("", "paste a puzzle"), ("123", "81 cells, this one 3"),
+                                           ("x" * 81, "only digits"), ("11" + "." * 79, "break the rules"),
+                                           ("123456789" + "." * 72, "fewer than 17")])
+def test_bad_puzzles_are_one_message_for_the_page(text, message):
+    with pytest.raises(A.UsageError, match=message):
+        A.read_puzzle(text)
+
+
+@pytest.mark.parametrize("mode", ["margin", "repair", "search"])
+def test_the_shipped_sudoku_dllm_fills_the_grid_call_by_call_and_the_answer_is_checked(mode):
+    models = A.Models()
+    dllm, gpt_model = models.sudoku("dllm"), models.sudoku("gpt")
+    puzzle = A.read_puzzle(PUZZLE)
+    frames = [(left.snapshot(), right.snapshot()) for left, right, _ in A.sudoku_frames(dllm, gpt_model, puzzle, mode)]
+    (first, _), (last, gpt_last) = frames[0], frames[-1]
+    assert sum(t == 10 for t in first[0]) == 51 and all(0 < t < 10 for t in last[0])
+    message, grid = A.verdict(last, puzzle, 10)
+    assert message.startswith("valid") and len(grid.splitlines()) == 9
+    rows = [[int(c) for c in line] for line in grid.splitlines()]
+    assert all(sorted(r) == list(range(1, 10)) for r in rows) and all(
+        g == 0 or g == v for g, v in zip(puzzle.tolist(), sum(rows, [])))
+    if mode != "search":  # a cell per call, each with the call that filled it
+        assert sorted(s for s, f in zip(last[2], last[4]) if not f) == list(range(1, 52))
+    assert all(0 < t < 10 for t in gpt_last[0])  # the GPT wrote every cell too (right or wrong)
+    wrong = [t if i != 2 else t % 9 + 1 for i, t in enumerate(last[0])]  # a blank's digit changed: a rule breaks
+    message, grid = A.verdict((wrong, *last[1:]), puzzle, 10)
+    assert message.startswith("not valid") and grid == "no valid answer"
+
+
+def test_render_draws_masks_escapes_text_and_marks_what_was_taken_back():
+    tok = D.CharTokenizer(list("<a&\n"))
+    canvas = A.Canvas([0, 4, 4, 3], 4, [True, False, False, True])
+    canvas.update(torch.tensor([0, 1, 4, 3]), torch.full((4, 5), 0.2), 1)
+    canvas.update(torch.tensor([0, 4, 2, 3]), torch.full((4, 5), 0.9), 2)
+    html = A.render(tok, canvas.snapshot(), "t")
+    assert html.count('class="m') == 1 and 'class="m r"' in html and "&lt;" in html and "&amp;" in html
+    assert html.endswith("↵<br></span></div>")  # a newline is shown and kept
+    assert canvas.back == [0, 1, 0, 0] and canvas.step[2] == 2 and canvas.conf[2] == pytest.approx(0.9)
+
+
+def test_your_own_runs_join_the_model_list_and_find_their_gpt(tmp_path, dllm_run, gpt_run):
+    runs, _, _ = dllm_run
+    for name in ("dllm", "gpt"):
+        (tmp_path / "checkpoints" / "mine" / name).mkdir(parents=True)
+        (tmp_path / "checkpoints" / "mine" / name / "best.pt").write_bytes((runs / name / "best.pt").read_bytes())
+    models = A.Models(root=tmp_path)
+    assert list(models.found["dllm"]) == ["your run: checkpoints/mine/dllm"]
+    assert list(models.found["gpt"]) == ["your run: checkpoints/mine/gpt"]
+    model, tok = models.get("dllm", models.found["dllm"]["your run: checkpoints/mine/dllm"])
+    assert models.gpt_for(tok, "your run: checkpoints/mine/dllm").config.causal
+
+
+@pytest.mark.parametrize("argv, message", [(["--port", "0"], "--port"), (["--port", "70000"], "--port must be"),
+                                           (["--pace", "-1"], "--pace: must be >= 0"),
+                                           (["--pace", "9"], "--pace must be at most 5")])
+def test_bad_flags_are_one_line(argv, message, capsys):
+    assert message in cli_error(A.main, argv, capsys)
+
+
+def test_importing_the_app_needs_no_gradio_and_starts_nothing():
+    code = "import sys; sys.path.insert(0, '.'); import importlib; importlib.import_module('app'); " \
+           "print('gradio' in sys.modules, 'threading' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split()[0] == "False", out.stderr
