@@ -469,8 +469,9 @@ LEGEND = ("Grey: still masked (red: masked again). **Bold**: your text. Colour: 
           "the one behind first.")
 
 
-def build_app(models, pace=0.03):
-    """The Gradio page. pace: seconds to wait after each dLLM call shown (slow motion; not counted in chars/s)."""
+def build_app(models, pace=0.04):
+    """The Gradio page. pace: the least time between two dLLM calls shown (slow motion where the machine is fast
+    enough to need it: on 2 CPU cores the stream itself is slower; never counted in chars/s)."""
     import gradio as gr
 
     labels = list(models.found["dllm"])
@@ -497,14 +498,16 @@ def build_app(models, pace=0.03):
                             order=order, noise=float(noise), block=int(block), schedule=schedule, eta=float(eta),
                             threshold=float(threshold), seed=int(seed or 0))
             kept, why = [], None if gpt_model else "no GPT with this vocabulary: train one (07, or 08 --model gpt)"
+            shown = 0.0  # when the last dLLM call was shown
             for left, right, lanes, new_call in text_frames(model, gpt_model, tok, canvas, settings):
                 why = why or (None if right else "a GPT writes left to right only: it cannot fill blanks")
                 frame = (left.snapshot(), right.snapshot() if right else why, lanes_text(lanes, left, right, unit))
                 if new_call:
                     kept.append(frame)
                 yield *draw(tok, *frame), "", gr.skip(), gr.skip()
-                if new_call and pace:
-                    time.sleep(pace)
+                if new_call:
+                    time.sleep(max(0.0, shown + pace - time.perf_counter()))
+                    shown = time.perf_counter()
             last = len(kept) - 1
             yield gr.skip(), gr.skip(), "", gr.update(maximum=last, value=last, interactive=True), kept
         except UsageError as e:  # bad input: one line in the page
@@ -622,8 +625,8 @@ def main(argv=None):
                    "reach this one)")
     p.add_argument("--port", type=positive_int, default=7860, help="port to serve on")
     p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
-    p.add_argument("--pace", type=non_negative_float, default=0.03,
-                   help="seconds each dLLM call stays on screen (slow motion; 0 = none)")
+    p.add_argument("--pace", type=non_negative_float, default=0.04,
+                   help="the least seconds between two dLLM calls shown (slow motion on fast machines; 0 = none)")
     p.add_argument("--device", default="cpu", choices=["auto", "cuda", "mps", "cpu"], help="where the models run")
     args = p.parse_args(argv)
     if not 1 <= args.port <= 65535:

@@ -64,7 +64,7 @@ def test_a_pasted_puzzle_is_solved_and_the_grid_holds_a_valid_answer(page, band,
     assert puzzles.valid_solution(answer) and all(p in (0, a) for p, a in zip(puzzle, answer))
     assert verdict.startswith(f"dLLM ({how}): valid")
     if os.environ.get("PLAYGROUND_SHOTS") and band == "45+":
-        (hard, _), = puzzles.make_split(1, puzzles.BANDS["28-35"], random.Random(7), set())
+        (hard, _), = puzzles.make_split(1, puzzles.BANDS["28-35"], random.Random(5), set())
         browser.run_sudoku(driver, "".join(map(str, hard)), "margin order (pure model)")
         driver.save_screenshot(str(Path(os.environ["PLAYGROUND_SHOTS"]) / "sudoku.png"))
 
