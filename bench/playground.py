@@ -75,7 +75,7 @@ def main(argv=None):
              f"{args.puzzles}", f"# machine: {runtime.machine_name('cpu')}, {torch.get_num_threads()} threads; "
              f"{platform.platform()}; torch {torch.__version__}"]
     for pace in ("0.04", "0"):
-        with browser.serve("--pace", pace) as url:
+        with browser.serve(common.ROOT / "app.py", "--pace", pace) as url:
             driver = browser.chromium()
             try:
                 browser.open_page(driver, url)

@@ -1,5 +1,5 @@
-"""Driving the playground (app.py) in a real browser: headless Chromium through Selenium, for its end-to-end test
-and its benchmark. Debian: apt-get install chromium chromium-driver; pip install selenium gradio.
+"""Driving a web page (the playground, app.py) in a real browser: headless Chromium through Selenium, for its
+end-to-end test and its benchmark. Debian: apt-get install chromium chromium-driver; pip install selenium gradio.
 
 The browser may reach 127.0.0.1 only (every other host name resolves to nothing), and every request it made is
 kept, so a test can check that the page fetched nothing from the internet."""
@@ -12,7 +12,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 DRIVERS = ("chromedriver", "chromium-driver")
 
@@ -47,10 +46,11 @@ def free_port():
 
 
 @contextmanager
-def serve(*args, timeout=120):
-    """`python app.py --port P *args` in the background, until it answers; yields its URL; stopped after."""
+def serve(script, *args, timeout=120):
+    """`python script --port P *args` (the caller's app) in the background, until it answers; yields its URL;
+    stopped after."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), *args], cwd=Path(script).parent,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         t0 = time.time()

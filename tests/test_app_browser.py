@@ -12,7 +12,7 @@ import pytest
 
 from support import browser
 
-from conftest import lesson
+from conftest import ROOT, lesson
 
 pytestmark = pytest.mark.skipif(bool(browser.missing()), reason=f"no browser test: {browser.missing()}")
 puzzles = lesson("sudoku_puzzles")
@@ -20,7 +20,7 @@ puzzles = lesson("sudoku_puzzles")
 
 @pytest.fixture(scope="module")
 def page():
-    with browser.serve() as url:
+    with browser.serve(ROOT / "app.py") as url:
         driver = browser.chromium()
         try:
             browser.open_page(driver, url)

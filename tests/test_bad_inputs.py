@@ -102,6 +102,10 @@ CASES = [  # (script, argv, what the one error line says)
     ("05_train", ["--data", "{w}/corpus.txt", *TINY, "--out", "{w}/afile"], "is a file, not a folder"),
     ("05_train", ["--data", "{w}/corpus.txt", *TINY, "--out", "{w}/afile/run"], "is a file, not a folder"),
     ("05_train", ["--data", "{w}/corpus.txt", *TINY, "--out", "{w}/dllm"], "already holds a run"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, *OUT, "--init-from", "{w}/missing"], "no checkpoint"),
+    ("05_train", ["--data", "{w}/tamil.txt", *TINY, *OUT, "--init-from", "{w}/dllm"], "vocabulary differs"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, *OUT, "--init-from", "{w}/dllm", "--n-embd", "64"],
+     "do not fit this model"),
     ("05_train", ["--out", "{w}/norun", "--resume"], "nothing to resume"),
     ("05_train", ["--out", "{w}/corrupt_run", "--resume"], "not a readable checkpoint"),
     ("05_train", ["--out", "{w}/dllm", "--resume", "--lr", "0.01"], "conflicts with the run being resumed"),
@@ -258,6 +262,10 @@ CASES = [  # (script, argv, what the one error line says)
     ("train_speed", ["--steps", "0"], "must be >= 1"),
     ("gpu_check", ["--steps", "0"], "must be >= 1"),
     ("first_command", ["--only", "sideways"], "unknown sampler 'sideways'"),
+    ("playground", ["--runs", "0"], "must be >= 1"),
+    ("app", ["--port", "0"], "must be >= 1"),
+    ("app", ["--port", "70000"], "--port must be 1 to 65535"),
+    ("app", ["--pace", "inf"], "finite"),
     ("first_command", ["--steps", "0"], "must be >= 1"),
     ("block_sweep", ["--steps", "0"], "must be >= 1"),
 ]
@@ -293,7 +301,8 @@ def test_the_table_is_large_and_covers_every_entry_point():
     lessons = {p.stem for p in ROOT.glob("[0-9][0-9]_*.py")} - {"01_tensors", "02_attention", "03_transformer",
                                                                "04_diffusion"}  # demos without input to get wrong
     bench = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"common"}
-    assert len(CASES) >= 100 and lessons | bench | {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia"} <= scripts
+    others = {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia", "app"}
+    assert len(CASES) >= 100 and lessons | bench | others <= scripts
 
 
 @pytest.mark.parametrize("script, argv, says", CASES, ids=[f"{s}:{' '.join(a)[:60]}" for s, a, _ in CASES])
