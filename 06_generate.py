@@ -10,25 +10,20 @@ never changed, and the model sees them on both sides of every gap: infilling com
 commits the surest predictions (lesson 04's sampler). Lesson 10 decodes faster; lesson 11's block-diffusion
 models write left to right, block by block.
 """
-import argparse
 import dataclasses
 import sys
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-from support import checkpoints, hub, pretrained, runtime
+from support import checkpoints, generate_args, hub, pretrained, runtime
 from support.cli import (
     ArgumentParser,
     UsageError,
     encode_or_fail,
-    non_negative_float,
-    non_negative_int,
     parse_args_given,
-    positive_int,
-    probability,
-    require,
     run_cli,
 )
 from support.gif import write_gif
@@ -152,74 +147,10 @@ def load(kind, checkpoint=None, default_run=None, shipped=None, use_pretrained=F
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command line (shared with 07, 09, 10 and 11)
+# The command line (shared with 07, 09, 10, 11 and 13): the flags live in support/generate_args.py
 # ---------------------------------------------------------------------------------------------------------
-def add_sampling_args(p):
-    """How each token is drawn: shared by every sampler here, the GPT's in 07 included."""
-    p.add_argument("--temp", type=non_negative_float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
-    p.add_argument("--topk", type=non_negative_int, default=0, help="sample among the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling: smallest set with this mass")
-    p.add_argument("--num-samples", type=positive_int, default=1, help="samples, generated together as one batch")
-    return p
-
-
-def check_sampling_args(a):
-    require([
-        (a.temp >= 0, f"--temp must be >= 0, got {a.temp}"),
-        (a.topk >= 0, f"--topk must be >= 0, got {a.topk}"),
-        (0 < a.top_p <= 1, f"--top-p must be in (0, 1], got {a.top_p}"),
-        (a.num_samples >= 1, f"--num-samples must be >= 1, got {a.num_samples}"),
-    ])
-
-
-def add_generate_args(p, default_run, shipped="shakespeare-dllm"):
-    """The flags of this lesson's sampler; 09, 10 and 11 take them too (with their own run and shipped model)."""
-    p.set_defaults(default_run=str(default_run), shipped=shipped)
-    p.add_argument("--checkpoint", help=f"a .pt file, a run directory or a Hub export (default: your run in "
-                   f"checkpoints/{Path(default_run).name}/ if there is one, else the shipped model)")
-    p.add_argument("--pretrained", action="store_true", help="use the model shipped in checkpoints/pretrained/"
-                   f"{shipped} even if you have trained your own" if shipped else argparse.SUPPRESS)
-    add_hub_args(p)
-    p.add_argument("--steps", type=positive_int, help="model calls in all (default: 64; lesson 11: one per character)")
-    p.add_argument("--len", type=positive_int, help="characters to generate (default: the model's context)")
-    add_sampling_args(p)
-    p.add_argument("--remasking", default="confidence", choices=diff.REMASKING,
-                   help="which masked positions to commit each step")
-    p.add_argument("--noise", type=non_negative_float, default=NOISE, help="Gumbel noise on the confidence (LLaDA): "
-                   "0 commits strictly the surest first, which loops ('I am a do do'); 12 is a random order nudged "
-                   "toward the sure positions, the most plausible varied text at 50 calls (bench/first_command.py)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--prompt", default="", help="text fixed at the beginning")
-    p.add_argument("--suffix", default="", help="text fixed at the end")
-    p.add_argument("--template", help="fixed text with gaps to fill, e.g. 'To be, or ____ to be'")
-    p.add_argument("--fill-char", default="_", help="the gap character of --template (default _)")
-    p.add_argument("--stop", help="end the text at the first occurrence of this string (\\n for a newline)")
-    p.add_argument("--show-steps", action="store_true", help="print the canvas after every model call")
-    p.add_argument("--gif", metavar="FILE", help="write an animated GIF of the denoising")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
-    return p
-
-
-def add_hub_args(p):
-    p.add_argument("--from-hub", metavar="REPO_ID", help="load from the Hugging Face Hub instead of --checkpoint "
-                   "(uses the Hub cache; HF_HUB_OFFLINE=1 works offline)")
-    p.add_argument("--filename", help="with --from-hub: a .pt file in the repo (e.g. dllm_step50000.pt) instead of "
-                   "config.json + model.safetensors")
-    return p
-
-
-def check_generate_args(a):
-    check_sampling_args(a)
-    require([
-        (a.steps is None or a.steps >= 1, f"--steps must be >= 1, got {a.steps}"),
-        (a.len is None or a.len >= 1, f"--len must be >= 1, got {a.len}"),
-        (a.stop is None or (a.stop and not a.suffix and a.template is None),
-         "--stop ends the text: give a non-empty string, without --suffix or --template"),
-        (a.template is None or not (a.prompt or a.suffix), "--template fixes the whole canvas: drop --prompt/--suffix"),
-        (a.gif is None or a.gif.lower().endswith(".gif"), f"--gif needs a file name ending in .gif, not {a.gif}"),
-        ("noise" not in getattr(a, "given", ()) or a.remasking in ("confidence", "margin", "entropy"),
-         "--noise perturbs an order by confidence: --remasking random has none to perturb"),
-    ])
+add_generate_args = partial(generate_args.add_generate_args, orders=diff.REMASKING, noise=NOISE)
+check_generate_args = generate_args.check_generate_args
 
 
 def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=TOKENIZERS):

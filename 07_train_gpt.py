@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from support import checkpoints, metrics, pretrained, runtime
+from support import checkpoints, generate_args, metrics, pretrained, runtime
 from support.cli import UsageError, encode_or_fail, parse_args_given, positive_int, refuse_unused, run_cli
 from support.files import atomic_write, read_text
 
@@ -177,10 +177,10 @@ def gpt_parser():
     g.add_argument("--checkpoint", help="a .pt file, run directory or Hub export (default: your run in "
                    "checkpoints/gpt/ if there is one, else the shipped GPT)")
     g.add_argument("--pretrained", action="store_true", help="use the shipped GPT even if you have trained your own")
-    gen.add_hub_args(g)
+    generate_args.add_hub_args(g)
     g.add_argument("--prompt", default="\n", help="text to continue")
     g.add_argument("--tokens", type=positive_int, default=256, help="tokens to generate")
-    gen.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples: the same flags and checks as 06
+    generate_args.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples: the same flags and checks as 06
     g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")
     c = p.add_argument_group("--compare: two finished runs side by side (with --data: exact likelihoods too)")
     c.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; draw their curves")
@@ -192,7 +192,7 @@ def gpt_parser():
 
 def generate_main(args):
     """--generate: the GPT continues --prompt for --tokens tokens. Ctrl-C prints the text so far (exit 130)."""
-    gen.check_sampling_args(args)
+    generate_args.check_sampling_args(args)
     if not args.prompt:
         raise UsageError("--prompt must be non-empty: the GPT continues text")
     model, tok, info = gen.load("gpt", args.checkpoint, train.ROOT / "checkpoints" / "gpt", "shakespeare-gpt",
