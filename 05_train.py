@@ -25,7 +25,7 @@ import torch
 
 from support import checkpoints, cli, hub, metrics, runtime, train_args
 from support.cli import UsageError, finite_float
-from support.files import download, read_text, sha256_file
+from support.files import checked_text, read_text
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -51,18 +51,9 @@ TRAIN_PRESETS = {name: {"seq_len": shape["block_size"], "dropout": shape.get("dr
 # Data: one long stream of token ids; random windows for training, fixed windows for validation
 # ---------------------------------------------------------------------------------------------------------
 def shakespeare(data_dir=ROOT / "data"):
-    """TinyShakespeare (1.1 MB, public domain; as char-rnn distributes it): the copy shipped in data/, checked
-    against its sha256; if it was deleted, downloaded again from char-rnn's repository."""
-    path = Path(data_dir) / "tinyshakespeare.txt"
-    if not path.exists():
-        try:
-            download(SHAKESPEARE_URL, path, SHAKESPEARE_SHA256)
-        except UsageError as e:
-            raise UsageError(f"{e}; offline? pass --data FILE with any UTF-8 text") from None
-    elif sha256_file(path) != SHAKESPEARE_SHA256:
-        raise UsageError(f"{path} is not the TinyShakespeare text (sha256 differs): delete it to download it "
-                         "again, or pass your own file with --data")
-    return read_text(path)
+    """TinyShakespeare (1.1 MB, public domain, as char-rnn distributes it): the copy in data/, checked against its
+    sha256 (downloaded again from char-rnn's repository if deleted)."""
+    return checked_text(Path(data_dir) / "tinyshakespeare.txt", SHAKESPEARE_URL, SHAKESPEARE_SHA256, "TinyShakespeare")
 
 
 def interleaved_split(text, every=10):

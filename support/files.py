@@ -98,3 +98,19 @@ def read_text(path):
     if not text:
         raise UsageError(f"{path} is empty")
     return text
+
+
+def checked_text(path, url, sha256, name):
+    """A text shipped with the repository (path), checked against its sha256; if it was deleted, downloaded again
+    from url. A changed file is refused with one line (the results were measured on the original)."""
+    path = Path(path)
+    if not path.exists():
+        try:
+            download(url, path, sha256)
+        except UsageError as e:
+            raise UsageError(f"{e}; offline? pass --data FILE with any UTF-8 text") from None
+    elif sha256_file(path) != sha256:
+        raise UsageError(f"{path} is not the {name} text (sha256 differs): delete it to download it again, or pass "
+                         "your own file with --data")
+    return read_text(path)
+
