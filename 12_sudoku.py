@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from support import runtime
 from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, refuse_unused, run_cli
-from support.files import read_text
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -139,7 +138,7 @@ def solution_loss(model, x):
 def dream(solve, model):
     """05's sample for a Sudoku model: the grid it writes into an empty puzzle (no givens at all)."""
     grid, _ = solve(model, torch.zeros(1, CELLS, dtype=torch.long, device=next(model.parameters()).device))
-    return show(grid[0].tolist()) + ("\n(a valid grid)" if valid(grid, grid)[0] else "\n(breaks the rules)")
+    return puzzles.show(grid[0].tolist()) + ("\n(a valid grid)" if valid(grid, grid)[0] else "\n(breaks the rules)")
 
 
 class SudokuDiffusion(train.DiffusionObjective):
@@ -227,18 +226,6 @@ def solved(grid, pairs):
     return (grid == pairs[:, CELLS:]).all(-1)
 
 
-def show(*grids, titles=()):
-    """Grids (lists of 81 ints, 0 or the mask id > 9 shown as '.') side by side, with box lines."""
-    out = ["      ".join(f"{t:<21}" for t in titles)] if titles else []
-    for r in range(9):
-        if r in (3, 6):
-            out.append("      ".join(["------+-------+------"] * len(grids)))
-        cell = lambda v: str(v) if 0 < v < 10 else "."
-        out.append("      ".join(" | ".join(" ".join(cell(v) for v in g[r * 9 + c : r * 9 + c + 3]) for c in (0, 3, 6))
-                                 for g in grids))
-    return "\n".join(out)
-
-
 def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu", log=None):
     """The Sudoku model of `kind` ('dllm' or 'gpt'): --checkpoint, else your run, else the shipped one."""
     model, _, info = gen.load(kind, checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}",
@@ -246,15 +233,6 @@ def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu", log=N
     if info["objective"] != f"sudoku-{kind}":
         raise UsageError(f"{info['path']} is not a Sudoku model (it is a {info['objective']} model)")
     return model
-
-
-def read_puzzle_lines(path):
-    """(N, 81) from a file of puzzles, one per line (81 digits, '.' or '0' blank; `puzzle,solution` also read)."""
-    rows = [puzzles.parse_puzzle(line.split(",")[0], f"{path}:{n}")
-            for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
-    if not rows:
-        raise UsageError(f"{path}: no puzzles in it")
-    return torch.tensor(rows)
 
 
 def model_guide(model):
@@ -293,7 +271,7 @@ def solve_file(args):
     """--solve FILE: one line per puzzle, in order: the model's answer (81 digits) when it is a valid solution (each
     row, column and box holds 1-9 once, every given kept), else `no valid answer`, never a wrong grid; the totals on
     stderr. Batched; printed as each batch is done, so Ctrl-C keeps what is solved (exit 130)."""
-    grid = read_puzzle_lines(args.solve)
+    grid = torch.tensor(puzzles.read_puzzles(args.solve))
     model = load_solver(args.model, args.checkpoint, args.pretrained, args.device)
     device = next(model.parameters()).device
     g = torch.Generator(device).manual_seed(args.seed)  # --decoder random's order
@@ -355,13 +333,14 @@ def show_order(dllm, model_gpt, pair, args):
         print("   " + "  ".join(" ".join(f"{v:>2}" if v else " ." for v in order[k][r * 9 : r * 9 + 9])
                                  for k in ("dllm", "gpt")))
     ok = ["solved it" if solved(g, pair)[0] else "got it wrong" for g in (grid_d, grid_g)]
-    print(f"dLLM {ok[0]}; GPT {ok[1]}\n\n" + show(grid_d[0].tolist(), grid_g[0].tolist(), titles=("dLLM", "GPT")))
+    grids = puzzles.show(grid_d[0].tolist(), grid_g[0].tolist(), titles=("dLLM", "GPT"))
+    print(f"dLLM {ok[0]}; GPT {ok[1]}\n\n{grids}")
     if args.gif:
         from support.gif import write_gif
 
         start, n = puzzle[0].tolist(), max(len(f) for f in frames.values())
         padded = [[start] + fs + fs[-1:] * (n - len(fs)) for fs in (frames["dllm"], frames["gpt"])]
-        write_gif(args.gif, [show(a, b, titles=("dLLM: surest first", "GPT: left to right"))
+        write_gif(args.gif, [puzzles.show(a, b, titles=("dLLM: surest first", "GPT: left to right"))
                              for a, b in zip(*padded)], width=48, fps=4)
         print(f"wrote {args.gif}")
 

@@ -190,7 +190,7 @@ def demo_sudoku(args):
         if bad.any():
             marked = [10 if bad[c] else v for c, v in enumerate(greedy[b].tolist())]  # 10 shows as '.'
             print(f"\npuzzle {b + 1}: the digits that break a rule (.) are masked again and refilled:")
-            print(sudoku.show(marked, fixed[b].tolist(), titles=("margin order", "after taking back")))
+            print(puzzles.show(marked, fixed[b].tolist(), titles=("margin order", "after taking back")))
             print("solved" if ok1[b] else "still not solved")
             break
 

@@ -205,6 +205,27 @@ def read_pairs(path):
     return pairs
 
 
+def read_puzzles(path):
+    """Puzzles from a file, one per line (81 cells, '.' or '0' blank; `puzzle,solution` lines are read too)."""
+    rows = [parse_puzzle(line.split(",")[0], f"{path}:{n}")
+            for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
+    if not rows:
+        raise UsageError(f"{path}: no puzzles in it")
+    return rows
+
+
+def show(*grids, titles=()):
+    """Grids (lists of 81 ints, 0 or the mask id > 9 shown as '.') side by side, with box lines."""
+    out = ["      ".join(f"{t:<21}" for t in titles)] if titles else []
+    for r in range(9):
+        if r in (3, 6):
+            out.append("      ".join(["------+-------+------"] * len(grids)))
+        cell = lambda v: str(v) if 0 < v < 10 else "."
+        out.append("      ".join(" | ".join(" ".join(cell(v) for v in g[r * 9 + c : r * 9 + c + 3]) for c in (0, 3, 6))
+                                 for g in grids))
+    return "\n".join(out)
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "sudoku"), help="folder for train.txt, val.txt, test.txt")
