@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from support import pretrained
+from support import checkpoints, pretrained
 from support.cli import ArgumentParser, UsageError, non_negative_float, positive_int, run_cli
 
 diff = import_module("04_diffusion")
@@ -140,8 +140,8 @@ class Canvas:
     def update(self, x, probs, calls):
         """x (L,): the canvas after call `calls`; probs (L, V): that call's probabilities (None: not known)."""
         x = x.tolist()
-        p = probs[torch.arange(len(x)), torch.tensor(x).clamp_max(probs.size(-1) - 1)].tolist() if probs is not None \
-            else [None] * len(x)
+        p = probs.cpu()[torch.arange(len(x)), torch.tensor(x).clamp_max(probs.size(-1) - 1)].tolist() \
+            if probs is not None else [None] * len(x)
         for i, (old, new) in enumerate(zip(self.ids, x)):
             if old != new:
                 self.back[i] += old != self.mask_id  # a written token masked again (or replaced)
@@ -200,7 +200,7 @@ def dllm_sampler(canvas, steps, top_k, temperature, order, noise, block, schedul
         raise UsageError(f"{-(-canvas.numel() // block)} blocks need at least as many steps")
 
     def run(model, callback):
-        x, mid = canvas[None], model.config.mask_id
+        x, mid = canvas[None].to(next(model.parameters()).device), model.config.mask_id
         if schedule != "none":
             return remask.generate_remask(model, x, mid, schedule=schedule, eta=eta, threshold=threshold,
                                           loop_steps=steps // 5, callback=callback, **kw)[0]
@@ -213,7 +213,7 @@ def dllm_sampler(canvas, steps, top_k, temperature, order, noise, block, schedul
 
 def gpt_sampler(prompt_ids, n_new, top_k, temperature, seed):
     def run(model, callback):
-        x = torch.tensor(prompt_ids)[None]
+        x = torch.tensor(prompt_ids, device=next(model.parameters()).device)[None]
         return gpt.generate_gpt(model, x, n_new, temperature, top_k, generator=torch.Generator().manual_seed(seed),
                                 callback=callback)
 
@@ -268,7 +268,7 @@ def colour(p):
     return f"hsl({120 * p:.0f}, 75%, 80%)"
 
 
-def render(tokenizer, snap, title, note=""):
+def render(tokenizer, snap, title):
     """A canvas as HTML: masks as grey boxes, typed text plain, written tokens coloured by confidence, the ones
     taken back underlined in red (hover: the call, the probability, how often taken back)."""
     ids, conf, step, back, fixed = snap
@@ -284,7 +284,7 @@ def render(tokenizer, snap, title, note=""):
             continue
         tip = f"call {s}, p = {c:.2f}" + (f", taken back {b}x" if b else "")
         out.append(f'<span class="w{" b" if b else ""}" style="background:{colour(c)}" title="{tip}">{shown}</span>')
-    return f'<div class="title">{title}</div><div class="canvas">{"".join(out)}</div>{note}'
+    return f'<div class="title">{title}</div><div class="canvas">{"".join(out)}</div>'
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -313,12 +313,13 @@ def draw_puzzle(band, seed=None):
 
 def sudoku_sampler(puzzle, mode):
     def run(model, callback):
+        puzzle_on = puzzle.to(next(model.parameters()).device)
         if mode == "search":
-            return sudoku.solve_search(model, puzzle[None])[0]
+            return sudoku.solve_search(model, puzzle_on[None])[0]
         if mode == "repair":
-            return remask.solve_remask(model, puzzle[None], generator=torch.Generator().manual_seed(0),
+            return remask.solve_remask(model, puzzle_on[None], generator=torch.Generator().manual_seed(0),
                                        callback=callback)[0]
-        return sudoku.solve_dllm(model, puzzle[None], mode, callback=callback)[0]
+        return sudoku.solve_dllm(model, puzzle_on[None], mode, callback=callback)[0]
 
     return run
 
@@ -333,7 +334,8 @@ def sudoku_frames(dllm, gpt_model, puzzle, mode, max_fps=30):
     lanes = [Lane(dllm, sudoku_sampler(puzzle, mode))]
     if gpt_model is not None:
         right = Canvas(start.tolist(), mask_id, (puzzle > 0).tolist())
-        lanes.append(Lane(gpt_model, lambda model, cb: sudoku.solve_gpt(model, puzzle[None], callback=cb)[0]))
+        on = puzzle.to(next(gpt_model.parameters()).device)
+        lanes.append(Lane(gpt_model, lambda model, cb: sudoku.solve_gpt(model, on[None], callback=cb)[0]))
     yield left, right, lanes
     last = time.perf_counter()
     for lane in race(lanes):
@@ -366,7 +368,9 @@ def verdict(snap, puzzle, mask_id):
     return f"not valid: {bad} cells break a rule", sudoku.NO_ANSWER
 
 
-def render_grid(snap, title, note=""):
+def render_grid(snap, title):
+    """A grid as an HTML table: givens bold, written digits coloured by confidence with their call, rule-breakers
+    framed in red."""
     ids, conf, step, back, fixed = snap
     grid = torch.tensor([t if t < 10 else 0 for t in ids])
     bad = remask.conflicts(grid[None], torch.tensor([t if f else 0 for t, f in zip(ids, fixed)])[None])[0].tolist()
@@ -385,7 +389,7 @@ def render_grid(snap, title, note=""):
                 cells.append(f'<td class="{cls}w" style="background:{bg}" title="call {step[i]}, p = '
                              f'{conf[i] or 0:.2f}">{t}<sub>{step[i]}</sub></td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<div class="title">{title}</div><table class="sudoku">{"".join(rows)}</table>{note}'
+    return f'<div class="title">{title}</div><table class="sudoku">{"".join(rows)}</table>'
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -401,9 +405,8 @@ def find_models(root=ROOT):
     for path in sorted((root / "checkpoints").glob("**/")):
         if "pretrained" not in path.parts and pretrained.has_run(path):
             try:
-                info = torch.load(path / ("best.pt" if (path / "best.pt").exists() else "latest.pt"),
-                                  map_location="cpu", weights_only=True).get("objective")
-            except Exception:  # a torn file is not offered
+                info = checkpoints.load_checkpoint(path)["objective"]  # older files: inferred from what they hold
+            except UsageError:  # a torn file is not offered
                 continue
             if info in found:
                 found[info][f"your run: {path.relative_to(root)}"] = path
