@@ -16,6 +16,7 @@ sudoku_frames) need no browser: tests/test_app.py runs them; tests/test_app_brow
 import html
 import os
 import random
+import sys
 import threading
 import time
 from importlib import import_module
@@ -649,7 +650,15 @@ def main(argv=None):
     demo, theme = build_app(models, args.pace)
     demo.queue(default_concurrency_limit=4)  # several browsers at once
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme, css=CSS,
-                ssr_mode=False, footer_links=[], show_error=False)
+                ssr_mode=False, footer_links=[], show_error=False, prevent_thread_lock=True)
+    print("Ctrl-C stops it", flush=True)
+    try:
+        while True:  # the server runs in its own threads
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        demo.close()
+        print("stopped: the playground is closed", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

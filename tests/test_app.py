@@ -1,5 +1,7 @@
 """The playground's streaming functions, no browser: the race is fair and ends its threads, the page shows exactly what
 the lessons' samplers write, taken-back tokens are counted, and bad input becomes one message for the page."""
+import importlib.util
+import signal
 import subprocess
 import sys
 import threading
@@ -156,3 +158,20 @@ def test_importing_the_app_needs_no_gradio_and_starts_nothing():
            "print('gradio' in sys.modules, 'threading' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split()[0] == "False", out.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="the playground needs gradio")
+def test_ctrl_c_stops_the_server_with_exit_status_130_and_no_traceback():
+    from support.browser import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "Ctrl-C stops it" in next(line for line in proc.stdout if "Ctrl-C" in line or "rror" in line)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in out and "stopped" in out, out
+
