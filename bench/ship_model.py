@@ -97,6 +97,8 @@ def card(name, ckpt, rows, bits32, bits16, model, command, machine, tokenizer):
     what = "masked diffusion LM" if kind == "dllm" else "GPT"
     lesson = "lesson 08" if tamil else "lesson 05" if kind == "dllm" else "lesson 07"
     c = model.config
+    started = (f"\n| started from | the weights of `{Path(a['init_from']).name}` (`--init-from`: a fresh optimizer and "
+               "schedule; its own training is not counted above) |") if a.get("init_from") else ""
     return f"""# {name}
 
 A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
@@ -106,7 +108,7 @@ A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
 |---|---|
 | data | {data}, `--split {a.get('split', 'tail')}`: trained on the training split only |
 | steps | best validation at step {best['step']:,} (schedule {a['steps']:,} steps, batch {a['batch_size']} x {L}) |
-| tokens seen | {tokens:,} |
+| tokens seen | {tokens:,}{' in this run' if a.get('init_from') else ''} |{started}
 | training time | {best['elapsed_s'] / 3600:.2f} h to that step (training only, evaluation excluded) |
 | machine | {machine} |
 | validation bits/char ({unit}) | {bits16:.4f} with these fp16 weights ({bits32:.4f} in fp32) |
