@@ -202,12 +202,14 @@ def dllm_sampler(canvas, steps, top_k, temperature, order, noise, block, schedul
 
     def run(model, callback):
         x, mid = canvas[None].to(next(model.parameters()).device), model.config.mask_id
-        if schedule != "none":
-            return remask.generate_remask(model, x, mid, schedule=schedule, eta=eta, threshold=threshold,
-                                          loop_steps=steps // 5, callback=callback, **kw)[0]
+        if schedule != "none":  # -> (x, tokens taken back): one taken back and written again alike in the
+            x, _, taken = remask.generate_remask(  # same call leaves the canvas as it was: only this counts it
+                model, x, mid, schedule=schedule, eta=eta, threshold=threshold, loop_steps=steps // 5,
+                callback=callback, **kw)
+            return x, taken
         if block:
-            return fast.generate_fast(model, x, mid, block_size=block, callback=callback, **kw)[0]
-        return diff.generate(model, x, mid, callback=callback, **kw)[0]
+            return fast.generate_fast(model, x, mid, block_size=block, callback=callback, **kw)[0], 0
+        return diff.generate(model, x, mid, callback=callback, **kw)[0], 0
 
     return run
 
@@ -617,7 +619,9 @@ def build_app(models, pace=0.04):
 def lanes_text(lanes, left, right, unit="chars"):
     """The lines above the two canvases: what each model has written so far, at what cost."""
     written = sum(1 for f, t in zip(left.fixed, left.ids) if not f and t != left.mask_id)
-    out = {"dllm": speed(lanes["dllm"], written, unit) + (f" · {sum(left.back)} taken back" if sum(left.back) else "")}
+    d = lanes["dllm"]
+    taken = d.result[1] if d.done and d.result else sum(left.back)  # at the end, the sampler's own count
+    out = {"dllm": speed(d, written, unit) + (f" · {taken} taken back" if taken else "")}
     if right is not None:
         out["gpt"] = speed(lanes["gpt"], sum(1 for f in right.fixed if not f), unit)
     return out
@@ -638,28 +642,29 @@ def main(argv=None):
     if args.pace > 5:
         raise UsageError(f"--pace must be at most 5 seconds, got {args.pace}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise UsageError("the playground needs Gradio: pip install gradio") from None
-    models = Models(device=args.device)
-    if not models.found["dllm"]:
-        raise UsageError("no text dLLM: checkpoints/pretrained/ is missing its models and there is no run of yours")
-    for label in list(models.found["dllm"])[:1]:  # the first model loaded before the page opens: no wait at Generate
-        models.gpt_for(models.get("dllm", models.found["dllm"][label])[1], label)
-    demo, theme = build_app(models, args.pace)
-    demo.queue(default_concurrency_limit=4)  # several browsers at once
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme, css=CSS,
-                ssr_mode=False, footer_links=[], show_error=False, prevent_thread_lock=True)
-    print("Ctrl-C stops it", flush=True)
-    try:
+    demo = None
+    try:  # Ctrl-C at any point: one line, exit status 130
+        try:
+            import gradio  # noqa: F401
+        except ImportError:
+            raise UsageError("the playground needs Gradio: pip install gradio") from None
+        models = Models(device=args.device)
+        if not models.found["dllm"]:
+            raise UsageError("no text dLLM: checkpoints/pretrained/ lacks its models and there is no run of yours")
+        for label in list(models.found["dllm"])[:1]:  # the first models loaded before the page opens
+            models.gpt_for(models.get("dllm", models.found["dllm"][label])[1], label)
+        demo, theme = build_app(models, args.pace)
+        demo.queue(default_concurrency_limit=4)  # several browsers at once
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme, css=CSS,
+                    ssr_mode=False, footer_links=[], show_error=False, prevent_thread_lock=True)
+        print("Ctrl-C stops it", flush=True)
         while True:  # the server runs in its own threads
             time.sleep(3600)
     except KeyboardInterrupt:
-        demo.close()
+        if demo is not None:
+            demo.close()
         print("stopped: the playground is closed", file=sys.stderr)
         sys.exit(130)
-
 
 if __name__ == "__main__":
     run_cli(main)
