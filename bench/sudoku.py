@@ -8,7 +8,8 @@ For each band (number of givens) and each way of decoding: the share of puzzles 
 valid grids (rules hold, givens kept), model calls per puzzle (a call counts for a puzzle while it still has a
 blank; puzzles are decoded in batches), blank cells per puzzle, and seconds per puzzle (batched, wall clock).
 The dLLM decodes greedily by confidence, by top-2 margin (Kim et al. 2025), in random order (the control: the
-order is the point), and in parallel by lesson 10's rules; the GPT greedily, left to right, givens copied.
+order is the point), and in parallel by lesson 10's rules; the GPT greedily, left to right, givens copied;
+--order-gpt adds the GPT that writes (cell, digit) pairs in a solver's order (bench/sudoku_order_gpt.py).
 --search adds a plain solver (the rules' propagation and depth-first search) and the same search guided by the dLLM
 (12 --search), --repair-rounds lesson 13's repair: these use the rules, so they are reported apart.
 Also draws the two training curves (validation puzzles solved against step and against minutes of training)
@@ -41,6 +42,7 @@ from support.files import atomic_write
 S = import_module("12_sudoku")
 R = import_module("13_self_correction")
 P = import_module("sudoku_puzzles")
+ORDER = import_module("sudoku_order_gpt")  # bench/: the GPT in a solver's order
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,8 +66,8 @@ def run_decoder(solve, x, batch):
             state["open"] = (grid[:, : S.CELLS] > 9).any(1).long()  # a [MASK] left (a cell filled with 0 is filled)
 
         grid, total = solve(puzzle, count)
-        if not n.any():  # the GPT: no callback, every puzzle takes all its calls
-            n.fill_(total)
+        if not n.any():  # the GPTs: no callback; each puzzle's calls as the solver counts them
+            n = torch.as_tensor(total).expand(len(chunk)).clone()
         out.append(grid)
         calls.append(n)
     seconds = time.perf_counter() - t0
@@ -138,7 +140,7 @@ def curves(runs, out):
         ax.set_ylabel("validation puzzles solved (%)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Sudoku, same Transformer, same puzzles: dLLM (surest cell first) vs GPT (left to right)")
+    fig.suptitle("Sudoku, same Transformer shape, same puzzles: dLLM (surest cell first) vs GPT")
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
@@ -148,6 +150,8 @@ def main(argv=None):
     p.add_argument("--dllm", default=str(ROOT / "checkpoints" / "sudoku-dllm"), help="dLLM run or export")
     p.add_argument("--gpt", default=str(ROOT / "checkpoints" / "sudoku-gpt"), help="GPT run or export")
     p.add_argument("--pretrained", action="store_true", help="the shipped models (no training curves)")
+    p.add_argument("--order-gpt", metavar="RUN", help="also the GPT writing (cell, digit) pairs in a solver's order "
+                   "(bench/sudoku_order_gpt.py)")
     p.add_argument("--models", nargs="+", choices=["dllm", "gpt"], default=["dllm", "gpt"], help="which to run")
     p.add_argument("--one-cell", nargs="+", default=["confidence", "margin", "random"],
                    choices=["confidence", "margin", "random"], help="dLLM orders decoded one cell per call")
@@ -169,6 +173,9 @@ def main(argv=None):
     kind_path = {k: (pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))
                  for k in args.models}
     models = {k: S.load_solver(k, str(v)) for k, v in kind_path.items()}
+    if args.order_gpt:
+        models["order"] = ORDER.load(args.order_gpt)
+        kind_path["order"] = args.order_gpt
     pairs = P.read_pairs(args.test)
     by_band = {}
     for puzzle, solution in pairs:
@@ -179,12 +186,15 @@ def main(argv=None):
                    for t in args.thresholds},
                 **{f"dLLM EB-Sampler {b:g} nats (parallel)": ("dllm", dict(entropy_budget=b, remasking="entropy"))
                    for b in args.budgets},
-                "GPT greedy, left to right": ("gpt", None)}
+                "GPT greedy, left to right": ("gpt", None),
+                "GPT greedy, (cell, digit) in a solver's order": ("order", None)}
 
     def solver(kind, kw):
         m = models[kind]
         if kind == "gpt":
             return lambda puzzle, cb: S.solve_gpt(m, puzzle)
+        if kind == "order":
+            return lambda puzzle, cb: ORDER.solve_order(m, puzzle)
         g = torch.Generator().manual_seed(0)  # random order draws from it
         return lambda puzzle, cb: S.solve_dllm(m, puzzle, kw, cb, g)
 
@@ -215,7 +225,8 @@ def main(argv=None):
     table = "".join(f"| {r['band']} | {r['puzzles']} | {r['decoder']} | {r['solved']:.1%} | {r['valid']:.1%} | "
                     f"{r['calls']:.1f} | {r['blanks']:.1f} | {1000 * r['s_per_puzzle']:.1f} |\n" for r in rows)
     atomic_write(out / "sudoku.txt", lambda tmp: Path(tmp).write_text(head + table, encoding="utf-8"))
-    runs = {k.upper() if k == "gpt" else "dLLM": v for k, v in kind_path.items() if (Path(v) / "metrics.csv").exists()}
+    names = {"dllm": "dLLM", "gpt": "GPT", "order": "GPT, solver's order"}
+    runs = {names[k]: v for k, v in kind_path.items() if (Path(v) / "metrics.csv").exists()}
     if runs:
         curves(runs, out / "curves.png")
     print(f"wrote {out / 'sudoku.txt'}, {out / 'sudoku.csv'}" + (f", {out / 'curves.png'}" if runs else ""))

@@ -1,0 +1,140 @@
+"""bench/sudoku_order_gpt.py: the solver's order is the blanks, easiest first (checked against the plain-Python
+rules); the sequences round-trip; the loss skips the padding; greedy decoding solves with a model that knows the
+answer and never writes over a given; it trains through lesson 05's loop and joins bench/sudoku.py's table."""
+import random
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, cli_error, lesson
+
+sys.path.insert(0, str(ROOT / "bench"))
+O, S, P = lesson("sudoku_order_gpt"), lesson("12_sudoku"), lesson("sudoku_puzzles")
+
+
+@pytest.fixture(scope="module")
+def x():
+    rng, seen = random.Random(7), set()
+    pairs = P.make_split(6, (24, 50), rng, seen)
+    return torch.tensor([p + s for p, s in pairs])  # (6, 162)
+
+
+def singles(grid):
+    """The blanks a person fills without a guess (plain Python): one legal digit, or the one place for a digit."""
+    legal = {i: P.candidates(grid, i) for i in range(81) if grid[i] == 0}
+    out = {i for i, c in legal.items() if len(c) == 1}
+    for unit in P.UNITS:
+        for d in range(1, 10):
+            places = [i for i in unit if d in legal.get(i, ())]
+            if len(places) == 1:
+                out.add(places[0])
+    return out, legal
+
+
+def test_the_order_is_every_blank_once_easiest_first(x):
+    order = O.solver_order(x[:, :81], x[:, 81:])
+    for row, cells in zip(x.tolist(), order.tolist()):
+        grid, solution = row[:81], row[81:]
+        cells = [c for c in cells if c >= 0]
+        assert sorted(cells) == [i for i in range(81) if grid[i] == 0]
+        for c in cells:
+            easy, legal = singles(grid)
+            if easy:
+                assert c == min(easy)  # a single whenever there is one, the first by index
+            else:
+                assert len(legal[c]) == min(len(v) for v in legal.values())
+            grid[c] = solution[c]
+
+
+def test_sequences_round_trip_and_pad_with_zeros(x):
+    seq = O.to_sequence(S.symmetric_batch(x, 32, torch.Generator().manual_seed(0)))
+    assert seq.shape == (32, O.SEQ)
+    back = O.from_sequence(seq)
+    assert S.valid(back[:, 81:], back[:, :81]).all()  # the pairs write the (transformed) solution
+    blanks = (seq[:, :81] == 0).sum(1)
+    for row, n in zip(seq, blanks.tolist()):
+        assert (row[81 : 81 + 2 * n : 2] >= O.POS0).all() and (row[82 : 82 + 2 * n : 2] >= 1).all()
+        assert (row[81 + 2 * n :] == 0).all()
+
+
+def test_the_loss_is_on_the_pairs_only(x):
+    torch.manual_seed(0)
+    tfm = lesson("03_transformer")
+    model = tfm.Transformer(tfm.ModelConfig(vocab_size=len(O.TOKENIZER_TOKENS), block_size=O.SEQ, n_layer=1,
+                                            n_head=2, n_embd=32, causal=True, mask_token=False)).eval()
+    seq = O.to_sequence(x)
+    ce, blanks = O.pair_losses(model, seq)
+    for row, n in zip(ce, blanks.tolist()):
+        assert (row[: 2 * n] > 0).all() and (row[2 * n :] == 0).all()
+    assert O.OrderGPT().loss(model, seq).item() == pytest.approx(ce.sum().item() / blanks.sum().item(), rel=1e-5)
+
+
+class Knows(torch.nn.Module):
+    """A stand-in GPT whose every next token is the true one (for the decoder's bookkeeping, not for learning)."""
+
+    def __init__(self, seq, config):
+        super().__init__()
+        self.seq, self.config, self.calls = seq, config, 0
+
+    def forward(self, idx, cache=None, start=0):
+        self.calls += 1
+        B, T = idx.shape
+        assert torch.equal(idx, self.seq[:, start : start + T]) or start + T > O.CELLS  # the puzzle read as given
+        logits = torch.zeros(B, T, len(O.TOKENIZER_TOKENS))
+        nxt = self.seq[:, min(start + T, O.SEQ - 1)]
+        logits[torch.arange(B), -1, nxt] = 5.0
+        return logits
+
+
+def test_greedy_decoding_solves_with_a_model_that_knows(x):
+    tfm = lesson("03_transformer")
+    config = tfm.ModelConfig(vocab_size=len(O.TOKENIZER_TOKENS), block_size=O.SEQ, n_layer=1, n_head=2, n_embd=32)
+    model = Knows(O.to_sequence(x), config)
+    grid, calls = O.solve_order(model, x[:, :81])
+    assert torch.equal(grid, x[:, 81:])
+    blanks = (x[:, :81] == 0).sum(1)
+    assert torch.equal(calls, 2 * blanks) and model.calls == 2 * int(blanks.max())  # the batch's longest puzzle
+
+
+def test_a_wrong_model_never_writes_over_a_given(x):
+    torch.manual_seed(1)
+    tfm = lesson("03_transformer")
+    model = tfm.Transformer(tfm.ModelConfig(vocab_size=len(O.TOKENIZER_TOKENS), block_size=O.SEQ, n_layer=1,
+                                            n_head=2, n_embd=32, causal=True, mask_token=False)).eval()
+    grid, _ = O.solve_order(model, x[:, :81])
+    given = x[:, :81] > 0
+    assert torch.equal(grid[given], x[:, :81][given]) and (grid >= 1).all()  # every blank filled, givens kept
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("order")
+    P.main(["--train", "30", "--val", "6", "--test", "2", "--out", str(d / "puzzles"), "--seed", "3"])
+    rows = O.main(["--puzzles", str(d / "puzzles"), "--out", str(d / "run"), "--steps", "4", "--eval-every", "2",
+                   "--batch-size", "8", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--dtype", "fp32",
+                   "--no-plot"])
+    return d, rows
+
+
+def test_it_trains_through_lesson_05s_loop_and_joins_the_table(run, tmp_path):
+    d, rows = run
+    assert [r["step"] for r in rows] == [0, 2, 4] and rows[-1]["val_bpc"] < rows[0]["val_bpc"]
+    assert all(0 <= r["val_solved"] <= 1 and r["digit_bits"] > 0 for r in rows)
+    bench = lesson("sudoku")
+    table = bench.main(["--models", "gpt", "--gpt", str(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
+                        "--order-gpt", str(d / "run"), "--test", str(d / "puzzles" / "test.txt"),
+                        "--out-dir", str(tmp_path)])
+    order_rows = [r for r in table if "solver's order" in r["decoder"]]
+    assert len(order_rows) == 4 and all(r["calls"] == pytest.approx(2 * r["blanks"]) for r in order_rows)
+
+
+def test_bad_flags_and_the_wrong_model_are_one_line(run, tmp_path, capsys):
+    d, _ = run
+    base = ["--puzzles", str(d / "puzzles"), "--out", str(tmp_path / "r"), "--steps", "1"]
+    assert "--data" in cli_error(O.main, base + ["--data", str(d / "puzzles" / "val.txt")], capsys)
+    assert "--sample-len" in cli_error(O.main, base + ["--sample-len", "8"], capsys)
+    assert "too short" in cli_error(O.main, base + ["--seq-len", "162"], capsys)
+    assert not (tmp_path / "r").exists()
+    assert "not a solver-order" in cli_error(lambda a: O.load(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
+                                             [], capsys)
