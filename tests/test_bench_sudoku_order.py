@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT, cli_error, lesson
 
 sys.path.insert(0, str(ROOT / "bench"))
-O, S, P = lesson("sudoku_order_gpt"), lesson("12_sudoku"), lesson("sudoku_puzzles")
+SO, S, P = lesson("sudoku_order_gpt"), lesson("12_sudoku"), lesson("sudoku_puzzles")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def singles(grid):
 
 
 def test_the_order_is_every_blank_once_easiest_first(x):
-    order = O.solver_order(x[:, :81], x[:, 81:])
+    order = SO.solver_order(x[:, :81], x[:, 81:])
     for row, cells in zip(x.tolist(), order.tolist()):
         grid, solution = row[:81], row[81:]
         cells = [c for c in cells if c >= 0]
@@ -48,26 +48,26 @@ def test_the_order_is_every_blank_once_easiest_first(x):
 
 
 def test_sequences_round_trip_and_pad_with_zeros(x):
-    seq = O.to_sequence(S.symmetric_batch(x, 32, torch.Generator().manual_seed(0)))
-    assert seq.shape == (32, O.SEQ)
-    back = O.from_sequence(seq)
+    seq = SO.to_sequence(S.symmetric_batch(x, 32, torch.Generator().manual_seed(0)))
+    assert seq.shape == (32, SO.SEQ)
+    back = SO.from_sequence(seq)
     assert S.valid(back[:, 81:], back[:, :81]).all()  # the pairs write the (transformed) solution
     blanks = (seq[:, :81] == 0).sum(1)
     for row, n in zip(seq, blanks.tolist()):
-        assert (row[81 : 81 + 2 * n : 2] >= O.POS0).all() and (row[82 : 82 + 2 * n : 2] >= 1).all()
+        assert (row[81 : 81 + 2 * n : 2] >= SO.POS0).all() and (row[82 : 82 + 2 * n : 2] >= 1).all()
         assert (row[81 + 2 * n :] == 0).all()
 
 
 def test_the_loss_is_on_the_pairs_only(x):
     torch.manual_seed(0)
     tfm = lesson("03_transformer")
-    model = tfm.Transformer(tfm.ModelConfig(vocab_size=len(O.TOKENIZER_TOKENS), block_size=O.SEQ, n_layer=1,
+    model = tfm.Transformer(tfm.ModelConfig(vocab_size=len(SO.TOKENIZER_TOKENS), block_size=SO.SEQ, n_layer=1,
                                             n_head=2, n_embd=32, causal=True, mask_token=False)).eval()
-    seq = O.to_sequence(x)
-    ce, blanks = O.pair_losses(model, seq)
+    seq = SO.to_sequence(x)
+    ce, blanks = SO.pair_losses(model, seq)
     for row, n in zip(ce, blanks.tolist()):
         assert (row[: 2 * n] > 0).all() and (row[2 * n :] == 0).all()
-    assert O.OrderGPT().loss(model, seq).item() == pytest.approx(ce.sum().item() / blanks.sum().item(), rel=1e-5)
+    assert SO.OrderGPT().loss(model, seq).item() == pytest.approx(ce.sum().item() / blanks.sum().item(), rel=1e-5)
 
 
 class Knows(torch.nn.Module):
@@ -80,19 +80,19 @@ class Knows(torch.nn.Module):
     def forward(self, idx, cache=None, start=0):
         self.calls += 1
         B, T = idx.shape
-        live = start < O.CELLS + 2 * (self.seq[:, : O.CELLS] == 0).sum(1)  # rows whose pairs are not all written
+        live = start < SO.CELLS + 2 * (self.seq[:, : SO.CELLS] == 0).sum(1)  # rows whose pairs are not all written
         assert torch.equal(idx[live], self.seq[live, start : start + T])  # the decoder feeds back what it chose
-        logits = torch.zeros(B, T, len(O.TOKENIZER_TOKENS))
-        nxt = self.seq[:, min(start + T, O.SEQ - 1)]
+        logits = torch.zeros(B, T, len(SO.TOKENIZER_TOKENS))
+        nxt = self.seq[:, min(start + T, SO.SEQ - 1)]
         logits[torch.arange(B), -1, nxt] = 5.0
         return logits
 
 
 def test_greedy_decoding_solves_with_a_model_that_knows(x):
     tfm = lesson("03_transformer")
-    config = tfm.ModelConfig(vocab_size=len(O.TOKENIZER_TOKENS), block_size=O.SEQ, n_layer=1, n_head=2, n_embd=32)
-    model = Knows(O.to_sequence(x), config)
-    grid, calls = O.solve_order(model, x[:, :81])
+    config = tfm.ModelConfig(vocab_size=len(SO.TOKENIZER_TOKENS), block_size=SO.SEQ, n_layer=1, n_head=2, n_embd=32)
+    model = Knows(SO.to_sequence(x), config)
+    grid, calls = SO.solve_order(model, x[:, :81])
     assert torch.equal(grid, x[:, 81:])
     blanks = (x[:, :81] == 0).sum(1)
     assert torch.equal(calls, 2 * blanks) and model.calls == 2 * int(blanks.max())  # the batch's longest puzzle
@@ -101,9 +101,9 @@ def test_greedy_decoding_solves_with_a_model_that_knows(x):
 def test_a_wrong_model_never_writes_over_a_given(x):
     torch.manual_seed(1)
     tfm = lesson("03_transformer")
-    model = tfm.Transformer(tfm.ModelConfig(vocab_size=len(O.TOKENIZER_TOKENS), block_size=O.SEQ, n_layer=1,
+    model = tfm.Transformer(tfm.ModelConfig(vocab_size=len(SO.TOKENIZER_TOKENS), block_size=SO.SEQ, n_layer=1,
                                             n_head=2, n_embd=32, causal=True, mask_token=False)).eval()
-    grid, _ = O.solve_order(model, x[:, :81])
+    grid, _ = SO.solve_order(model, x[:, :81])
     given = x[:, :81] > 0
     assert torch.equal(grid[given], x[:, :81][given]) and (grid >= 1).all()  # every blank filled, givens kept
 
@@ -112,7 +112,7 @@ def test_a_wrong_model_never_writes_over_a_given(x):
 def run(tmp_path_factory):
     d = tmp_path_factory.mktemp("order")
     P.main(["--train", "30", "--val", "6", "--test", "2", "--out", str(d / "puzzles"), "--seed", "3"])
-    rows = O.main(["--puzzles", str(d / "puzzles"), "--out", str(d / "run"), "--steps", "4", "--eval-every", "2",
+    rows = SO.main(["--puzzles", str(d / "puzzles"), "--out", str(d / "run"), "--steps", "4", "--eval-every", "2",
                    "--batch-size", "8", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--dtype", "fp32",
                    "--no-plot"])
     return d, rows
@@ -133,9 +133,9 @@ def test_it_trains_through_lesson_05s_loop_and_joins_the_table(run, tmp_path):
 def test_bad_flags_and_the_wrong_model_are_one_line(run, tmp_path, capsys):
     d, _ = run
     base = ["--puzzles", str(d / "puzzles"), "--out", str(tmp_path / "r"), "--steps", "1"]
-    assert "--data" in cli_error(O.main, base + ["--data", str(d / "puzzles" / "val.txt")], capsys)
-    assert "--sample-len" in cli_error(O.main, base + ["--sample-len", "8"], capsys)
-    assert "too short" in cli_error(O.main, base + ["--seq-len", "162"], capsys)
+    assert "--data" in cli_error(SO.main, base + ["--data", str(d / "puzzles" / "val.txt")], capsys)
+    assert "--sample-len" in cli_error(SO.main, base + ["--sample-len", "8"], capsys)
+    assert "too short" in cli_error(SO.main, base + ["--seq-len", "162"], capsys)
     assert not (tmp_path / "r").exists()
-    assert "not a solver-order" in cli_error(lambda a: O.load(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
+    assert "not a solver-order" in cli_error(lambda a: SO.load(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
                                              [], capsys)
