@@ -183,7 +183,7 @@ def main(argv=None):
     args = train.parse_args(p, argv, PRESETS, default_data=None,
                             default_out=lambda a: ROOT / "checkpoints" / "sudoku-order-gpt")
     if "data" in args.given:
-        raise UsageError("--data is a text corpus; this reads --puzzles DIR")
+        raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
     if args.sample_len:
         raise UsageError("--sample-len: this model writes no free text; it solves puzzles (val_solved)")
     return train.train(args, OrderGPT(), OrderData(args.puzzles))
