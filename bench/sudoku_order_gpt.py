@@ -2,6 +2,7 @@
 
     python bench/sudoku_order_gpt.py --out RUN                  # lesson 05's loop and flags; ~1 h on 2 CPU cores
     python bench/sudoku.py --models gpt --order-gpt RUN         # then every test band, beside the other models
+    python bench/sudoku_order_gpt.py --diagnose RUN             # what it learned: the cells, the digits
 
 Lesson 12's GPT writes the 81 cells in raster order and must commit cell 1 before the cells that force it; it
 solves almost nothing beyond the easiest band. That is not a fair picture of autoregression: Shah et al. 2024
@@ -23,6 +24,7 @@ everything else is lesson 12's GPT: its preset (4 layers, width 128, batch 128, 
 Validation: bits per blank of the pairs (cell + digit; not comparable to lesson 12's solution NLL: the order is
 part of it), the digit tokens alone, and the share of validation puzzles solved.
 """
+import sys
 from importlib import import_module
 from pathlib import Path
 
@@ -58,20 +60,28 @@ def legal_digits(grid):
     return (held == 0) & (grid == 0)[..., None]
 
 
+def singles(grid):
+    """-> (legal digits per cell (B, 81), the blanks a person fills without a guess (B, 81) bool): one legal digit
+    (a naked single), or the only place left for some digit in a row, column or box (a hidden single)."""
+    units = S.UNITS.to(grid.device)  # (27, 9) cell indices
+    legal = legal_digits(grid)  # (B, 81, 9)
+    n = legal.sum(-1)  # (B, 81)
+    in_unit = legal[:, units]  # (B, 27, 9 cells, 9 digits)
+    only_place = in_unit & (in_unit.sum(2, keepdim=True) == 1)  # the one cell of its unit for that digit
+    hidden = torch.zeros_like(n).scatter_add_(1, units.flatten().expand(len(grid), -1),
+                                              only_place.any(-1).flatten(1).long()) > 0  # (B, 81)
+    return n, ((n == 1) | hidden) & (grid == 0)
+
+
 def solver_order(puzzle, solution):
     """(B, 81) each -> (B, MAX_BLANKS): the blanks in a solver's order, -1 after the last. Naked or hidden singles
     first, else the fewest legal digits; ties by index. The solution's digit is written each time."""
-    grid, units = puzzle.clone(), S.UNITS.to(puzzle.device)  # units: (27, 9) cell indices
+    grid = puzzle.clone()
     order = torch.full((len(grid), MAX_BLANKS), -1, dtype=torch.long, device=grid.device)
     rows = torch.arange(len(grid), device=grid.device)
     for k in range(int((puzzle == 0).sum(1).max())):
-        legal = legal_digits(grid)  # (B, 81, 9)
-        n = legal.sum(-1)  # (B, 81)
-        in_unit = legal[:, units]  # (B, 27, 9 cells, 9 digits)
-        only_place = in_unit & (in_unit.sum(2, keepdim=True) == 1)  # the one cell of its unit for that digit
-        hidden = torch.zeros_like(n).scatter_add_(1, units.flatten().expand(len(grid), -1),
-                                                  only_place.any(-1).flatten(1).long()) > 0  # (B, 81)
-        score = torch.where((n == 1) | hidden, 1, n).masked_fill(grid != 0, 99)
+        n, single = singles(grid)
+        score = torch.where(single, 1, n).masked_fill(grid != 0, 99)
         cell = score.argmin(-1)  # (B,) the first easiest blank
         open_ = grid[rows, cell] == 0  # False once a puzzle is full
         order[:, k] = torch.where(open_, cell, -1)
@@ -168,6 +178,25 @@ def solve_order(model, puzzle):
     return grid, 2 * blanks
 
 
+@torch.no_grad()
+def diagnose(model, seq):
+    """Teacher-forced on the solver's sequences seq (B, SEQ): how often the model's top cell (among the open blanks)
+    is a single and is the solver's own cell, and the share of digits it gets right. -> dict of three shares."""
+    logits = model(seq[:, :-1])[:, CELLS - 1 :]  # (B, 2 x MAX_BLANKS, V)
+    grid, rows, blanks = seq[:, :CELLS].clone(), torch.arange(len(seq)), (seq[:, :CELLS] == 0).sum(1)
+    single_hits = cell_hits = digit_hits = 0
+    for k in range(int(blanks.max())):
+        live = k < blanks
+        cell = logits[:, 2 * k, POS0:].masked_fill(grid != 0, float("-inf")).argmax(-1)
+        true_cell, true_digit = (seq[:, CELLS + 2 * k] - POS0).clamp(min=0), seq[:, CELLS + 2 * k + 1]
+        single_hits += (singles(grid)[1][rows, cell] & live).sum().item()
+        cell_hits += ((cell == true_cell) & live).sum().item()
+        digit_hits += ((logits[:, 2 * k + 1, 1:POS0].argmax(-1) + 1 == true_digit) & live).sum().item()
+        grid[rows, true_cell] = torch.where(live, true_digit, grid[rows, true_cell])  # the solver's move, written
+    total = blanks.sum().item()
+    return {"cell_is_a_single": single_hits / total, "solver_cell": cell_hits / total, "digit": digit_hits / total}
+
+
 def load(path, device="cpu"):
     """A run (or export) this script trained -> the model in eval mode."""
     model, _, info = import_module("06_generate").load("gpt", str(path), device=device, log=lambda s: None)
@@ -179,7 +208,16 @@ def load(path, device="cpu"):
 def main(argv=None):
     p = train.training_parser(__doc__, ROOT / "checkpoints" / "sudoku-order-gpt", presets=PRESETS)
     p.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"), help="folder with train.txt and val.txt")
+    p.add_argument("--diagnose", metavar="RUN", help="instead of training: RUN's choices teacher-forced on the "
+                   "validation puzzles (is its cell a single? the solver's? its digit right?)")
     p.set_defaults(sample_len=None, weight_decay=None)  # unset -> the preset (lesson 12's)
+    if "--diagnose" in (sys.argv[1:] if argv is None else argv):
+        args = p.parse_args(argv)
+        shares = diagnose(load(args.diagnose), OrderData(args.puzzles).val_batch(200, SEQ))
+        print(f"{args.diagnose}, 200 validation puzzles of {args.puzzles}, teacher-forced: the cell it picks is a "
+              f"single {shares['cell_is_a_single']:.1%}, the solver's own cell {shares['solver_cell']:.1%}; "
+              f"its digit is right {shares['digit']:.1%} (chance: about 11%)")
+        return shares
     args = train.parse_args(p, argv, PRESETS, default_data=None,
                             default_out=lambda a: ROOT / "checkpoints" / "sudoku-order-gpt")
     if "data" in args.given:

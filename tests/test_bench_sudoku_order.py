@@ -82,10 +82,8 @@ class Knows(torch.nn.Module):
         B, T = idx.shape
         live = start < SO.CELLS + 2 * (self.seq[:, : SO.CELLS] == 0).sum(1)  # rows whose pairs are not all written
         assert torch.equal(idx[live], self.seq[live, start : start + T])  # the decoder feeds back what it chose
-        logits = torch.zeros(B, T, len(SO.TOKENIZER_TOKENS))
-        nxt = self.seq[:, min(start + T, SO.SEQ - 1)]
-        logits[torch.arange(B), -1, nxt] = 5.0
-        return logits
+        nxt = self.seq[:, (torch.arange(start, start + T) + 1).clamp(max=SO.SEQ - 1)]  # (B, T): each next token
+        return 5.0 * torch.nn.functional.one_hot(nxt, len(SO.TOKENIZER_TOKENS)).float()
 
 
 def test_greedy_decoding_solves_with_a_model_that_knows(x):
@@ -137,5 +135,13 @@ def test_bad_flags_and_the_wrong_model_are_one_line(run, tmp_path, capsys):
     assert "--sample-len" in cli_error(SO.main, base + ["--sample-len", "8"], capsys)
     assert "too short" in cli_error(SO.main, base + ["--seq-len", "162"], capsys)
     assert not (tmp_path / "r").exists()
+    printed = SO.main(["--diagnose", str(d / "run"), "--puzzles", str(d / "puzzles")])
+    assert set(printed) == {"cell_is_a_single", "solver_cell", "digit"}
     assert "not a solver-order" in cli_error(lambda a: SO.load(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
                                              [], capsys)
+
+
+def test_the_diagnosis_scores_a_model_that_knows_as_right_every_time(x):
+    seq = SO.to_sequence(x)
+    shares = SO.diagnose(Knows(seq, None), seq)
+    assert shares["solver_cell"] == shares["digit"] == 1.0 and 0.5 < shares["cell_is_a_single"] <= 1.0
