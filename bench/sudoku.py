@@ -174,7 +174,7 @@ def main(argv=None):
                  for k in args.models}
     models = {k: S.load_solver(k, str(v)) for k, v in kind_path.items()}
     if args.order_gpt:
-        models["order"] = ORDER.load(args.order_gpt)
+        models["order"] = ORDER.load_order_gpt(args.order_gpt)
         kind_path["order"] = args.order_gpt
     pairs = P.read_pairs(args.test)
     by_band = {}

@@ -34,11 +34,12 @@ import torch.nn.functional as F
 import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
-from support.cli import UsageError, run_cli
+from support.cli import UsageError, parse_args_given, refuse_unused, run_cli
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 train = import_module("05_train")
+gen = import_module("06_generate")
 gpt = import_module("07_train_gpt")
 S = import_module("12_sudoku")
 P = import_module("sudoku_puzzles")
@@ -49,6 +50,7 @@ MAX_BLANKS = CELLS - 17  # the fewest givens a unique Sudoku can have
 SEQ = CELLS + 2 * MAX_BLANKS  # 209 tokens: the longest sequence
 TOKENIZER_TOKENS = S.TOKENS + "".join(chr(0x100 + i) for i in range(CELLS))  # cell i shown as one letter
 PRESETS = {"sudoku": {**S.PRESETS["sudoku"], "seq_len": SEQ}}
+NO_SAMPLES = "--sample-len: this model writes no free text; it solves puzzles (val_solved)"
 PEERS = torch.zeros(CELLS, CELLS)
 for _i, _peers in enumerate(P.PEERS):
     PEERS[_i, _peers] = 1.0
@@ -154,7 +156,7 @@ class OrderGPT(gpt.NextTokenObjective):
                 "digit_bits": ce[:, 1::2].sum().item() / blanks.sum().item() / 0.6931}
 
     def sample(self, model, tokenizer, n, generator):
-        raise UsageError("--sample-len: this model writes no free text; it solves puzzles (val_solved)")
+        raise UsageError(NO_SAMPLES)
 
 
 @torch.no_grad()
@@ -197,9 +199,9 @@ def diagnose(model, seq):
     return {"cell_is_a_single": single_hits / total, "solver_cell": cell_hits / total, "digit": digit_hits / total}
 
 
-def load(path, device="cpu"):
-    """A run (or export) this script trained -> the model in eval mode."""
-    model, _, info = import_module("06_generate").load("gpt", str(path), device=device, log=lambda s: None)
+def load_order_gpt(path, device="cpu"):
+    """A run (or export) this script trained -> the model in eval mode (lesson 06's loader, this objective only)."""
+    model, _, info = gen.load("gpt", str(path), device=device, log=lambda s: None)
     if info["objective"] != OrderGPT.name:
         raise UsageError(f"{info['path']} is not a solver-order Sudoku GPT (it is a {info['objective']} model)")
     return model
@@ -212,8 +214,9 @@ def main(argv=None):
                    "validation puzzles (is its cell a single? the solver's? its digit right?)")
     p.set_defaults(sample_len=None, weight_decay=None)  # unset -> the preset (lesson 12's)
     if "--diagnose" in (sys.argv[1:] if argv is None else argv):
-        args = p.parse_args(argv)
-        shares = diagnose(load(args.diagnose), OrderData(args.puzzles).val_batch(200, SEQ))
+        args = parse_args_given(p, argv)
+        refuse_unused(args, {"diagnose", "puzzles"}, "--diagnose")  # training flags would be silently ignored
+        shares = diagnose(load_order_gpt(args.diagnose), OrderData(args.puzzles).val_batch(200, SEQ))
         print(f"{args.diagnose}, 200 validation puzzles of {args.puzzles}, teacher-forced: the cell it picks is a "
               f"single {shares['cell_is_a_single']:.1%}, the solver's own cell {shares['solver_cell']:.1%}; "
               f"its digit is right {shares['digit']:.1%} (chance: about 11%)")
@@ -223,7 +226,7 @@ def main(argv=None):
     if "data" in args.given:
         raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
     if args.sample_len:
-        raise UsageError("--sample-len: this model writes no free text; it solves puzzles (val_solved)")
+        raise UsageError(NO_SAMPLES)
     return train.train(args, OrderGPT(), OrderData(args.puzzles))
 
 

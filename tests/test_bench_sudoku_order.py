@@ -20,7 +20,7 @@ def x():
     return torch.tensor([p + s for p, s in pairs])  # (6, 162)
 
 
-def singles(grid):
+def python_singles(grid):
     """The blanks a person fills without a guess (plain Python): one legal digit, or the one place for a digit."""
     legal = {i: P.candidates(grid, i) for i in range(81) if grid[i] == 0}
     out = {i for i, c in legal.items() if len(c) == 1}
@@ -39,7 +39,7 @@ def test_the_order_is_every_blank_once_easiest_first(x):
         cells = [c for c in cells if c >= 0]
         assert sorted(cells) == [i for i in range(81) if grid[i] == 0]
         for c in cells:
-            easy, legal = singles(grid)
+            easy, legal = python_singles(grid)
             if easy:
                 assert c == min(easy)  # a single whenever there is one, the first by index
             else:
@@ -135,10 +135,12 @@ def test_bad_flags_and_the_wrong_model_are_one_line(run, tmp_path, capsys):
     assert "--sample-len" in cli_error(SO.main, base + ["--sample-len", "8"], capsys)
     assert "too short" in cli_error(SO.main, base + ["--seq-len", "162"], capsys)
     assert not (tmp_path / "r").exists()
+    diagnose_steps = ["--diagnose", str(d / "run"), "--steps", "3"]
+    assert "--steps does nothing in --diagnose" in cli_error(SO.main, diagnose_steps, capsys)
     printed = SO.main(["--diagnose", str(d / "run"), "--puzzles", str(d / "puzzles")])
     assert set(printed) == {"cell_is_a_single", "solver_cell", "digit"}
-    assert "not a solver-order" in cli_error(lambda a: SO.load(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
-                                             [], capsys)
+    shipped_gpt = ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"
+    assert "not a solver-order" in cli_error(lambda a: SO.load_order_gpt(shipped_gpt), [], capsys)
 
 
 def test_the_diagnosis_scores_a_model_that_knows_as_right_every_time(x):
