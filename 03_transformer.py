@@ -37,6 +37,7 @@ class ModelConfig:
     rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
     block_len: int = 0  # GPT vs dLLM: > 0 = block diffusion (BD3-LM, lesson 04): causal over blocks of this many
     sentinels: int = 0  # input-only tokens after the real ones: the fill-in-the-middle GPT's <PRE> <SUF> <MID> (07)
+    shift: bool = False  # GPT vs dLLM: a dLLM adapted from a GPT (lesson 14) predicts x[i] at the hidden state of i-1
 
     @property
     def n_input_tokens(self):
@@ -156,7 +157,7 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.n_input_tokens, config.n_embd)
-        self.pos_emb = None if config.rope else nn.Embedding(config.block_size, config.n_embd)
+        self.pos_emb = None if config.rope else nn.Embedding(config.block_size + config.shift, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
@@ -187,12 +188,18 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         [x_t ; x_0], two copies of the same positions, in one pass (lesson 11).
         """
         B, T = idx.shape
+        if pos is None and start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
+        if self.config.shift:  # GPT vs dLLM: lesson 14, the token before each position goes in first
+            idx, attn_mask = self.shift_in(idx, cache, start, attn_mask)
         if pos is None:
-            if start + T > self.config.block_size:
-                raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
-            pos = torch.arange(start, start + T, device=idx.device)
-        key_pos = torch.arange(max(cache.filled, start + T), device=idx.device) if cache is not None else pos
+            pos = torch.arange(start, start + idx.size(1), device=idx.device)
+        end = start + idx.size(1)
+        key_pos = torch.arange(max(cache.filled, end), device=idx.device) if cache is not None else pos
         mask = attn_mask if attn_mask is not None else attention_mask(self.config, pos, key_pos, cache is not None)
+        if self.config.shift:  # no position attends to the [MASK] slot: it only reads, to predict x_0
+            keep = (key_pos[None, :] != 0) | (pos[:, None] == 0)  # (T+1, Tk)
+            mask = keep if mask is None else mask & keep
         if mask is not None and not self.config.manual_attention:  # once, not in every layer: the additive form
             mask = additive_mask(mask, idx.device.type)  # SDPA works with, in the dtype it computes in
         rope = rope_tables(self.config, pos) if self.config.rope else None  # once for all layers
@@ -203,9 +210,29 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         for block in self.blocks:
             x = block(x, rope, mask, cache, start)
         if cache is not None:
-            cache.filled = max(cache.filled, start + T)
-        x = self.ln_f(x)
+            cache.filled = max(cache.filled, end)
+        x = self.ln_f(x[:, :T])  # shift: the last hidden state would predict the token after the canvas
         return F.linear(x, self.lm_head.weight[: self.config.vocab_size])  # (B, T, V)
+
+    def shift_in(self, idx, cache, start, attn_mask):
+        """The shift of DiffuGPT / Dream (lesson 14): the model reads [token before x_0] + x, so that the output at
+        x[i] comes from the hidden state at x[i-1], where the GPT's head learned to predict "the next token". Before
+        x_0 there is nothing: a [MASK] slot stands there, which sees the canvas but which no position looks at, so
+        with the GPT's causal mask the adapted model computes exactly what the GPT did. A cached call starting at
+        `start` > 0 reads the token before it from the cache. Positions move one on: (B, T) -> (B, T+1)."""
+        if cache is not None and start > 0:
+            before = cache.ids[:, start : start + 1]  # (B, 1) the token at the position before `start`
+        elif start == 0:
+            before = idx.new_full((idx.size(0), 1), self.config.mask_id)  # the [MASK] slot before x_0
+        else:
+            raise ValueError("a shifted model needs a KV cache to start after position 0")
+        idx = torch.cat([before, idx], 1)  # (B, T+1)
+        if cache is not None:
+            cache.ids[:, start + 1 : start + idx.size(1)] = idx[:, 1:]
+        if attn_mask is not None:  # (T, T) -> (T+1, T+1): the slot sees what x_0 sees (forward() hides the slot)
+            attn_mask = torch.cat([torch.cat([attn_mask[:1, :1], attn_mask[:1]], 1),
+                                   torch.cat([attn_mask[:, :1], attn_mask], 1)], 0)
+        return idx, attn_mask
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -220,9 +247,11 @@ class KVCache:
     """
 
     def __init__(self, config, batch_size, max_len, device=None):
+        max_len += config.shift  # lesson 14's shifted model reads one position more: the slot before x_0
         self.shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
         self.k = self.v = None  # allocated at the first update, on the device and in the dtype of the keys
         self.filled = 0  # positions [0, filled) hold valid keys and values
+        self.ids = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # the tokens read there
 
     def update(self, layer, k, v, start):
         """Write k, v (B, H, T, D) at [start, start+T) and return every valid key and value."""

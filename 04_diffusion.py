@@ -17,6 +17,7 @@ LLaDA's count-based estimator) are in bonus/04_nelbo_asides.py.
 """
 import argparse
 import math
+from dataclasses import dataclass
 from importlib import import_module
 
 import torch
@@ -26,7 +27,7 @@ tfm = import_module("03_transformer")
 
 EPS = 1e-3  # t is drawn from [EPS, 1]: at t -> 0 nothing is masked and w(t) = 1/t explodes
 LN2 = math.log(2)
-REMASKING = ("confidence", "margin", "entropy", "random")
+ORDERS = ("confidence", "margin", "entropy", "random")  # which masked positions a sampler commits first
 
 
 class CharTokenizer:
@@ -214,35 +215,58 @@ def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     return logits
 
 
-def sample_tokens(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
-    """Draw one token per position from (..., V) logits; temperature 0 = argmax.
+@dataclass
+class Sampling:
+    """How every sampler here draws each token and orders its commits: one object, passed whole.
+
+    temperature, top_k, top_p: the draw (temperature 0 = argmax). order: which masked positions to commit first
+    (LLaDA's and Dream's "remasking strategy": confidence, margin, entropy, random). noise: Gumbel noise of this
+    scale on the log confidence of the ORDER, MaskGIT's "choice temperature" (Chang et al. 2022): 0 commits
+    strictly the surest first, larger is closer to random order; it never changes which token is drawn, nor a
+    probability a rule compares with a threshold (lesson 10). generator: the random stream of all of it."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    order: str = "confidence"
+    noise: float = 0.0
+    generator: torch.Generator | None = None
+
+    def __post_init__(self):
+        if self.order not in ORDERS:
+            raise ValueError(f"unknown order {self.order!r}; choose from {', '.join(ORDERS)}")
+
+
+DEFAULT = Sampling()  # temperature 1, every token, surest first, no noise
+GREEDY = Sampling(temperature=0)  # argmax tokens, surest first: what the demos and Sudoku decode with
+
+
+def sample_tokens(logits, s):
+    """Draw one token per position from (..., V) logits with the Sampling s; temperature 0 = argmax.
 
     torch.multinomial, not Gumbel-max in float32, which lowers the effective temperature (Zheng et al. 2024).
     """
-    if temperature == 0:
+    if s.temperature == 0:
         return logits.argmax(-1)
-    probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-    flat = probs.reshape(-1, probs.size(-1)).to(rng_device(generator, logits.device))  # no copy if they match
-    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]).to(logits.device)
+    probs = filter_logits(logits.float(), s.temperature, s.top_k, s.top_p).softmax(-1)
+    flat = probs.reshape(-1, probs.size(-1)).to(rng_device(s.generator, logits.device))  # no copy if they match
+    return torch.multinomial(flat, 1, generator=s.generator).view(probs.shape[:-1]).to(logits.device)
 
 
-def confidence(logits, remasking, proposal, generator=None):
-    """How sure the model is at each position (higher = commit first), from its own softmax(logits).
+def confidence(probs, order, proposal, generator=None):
+    """How sure the model is at each position (higher = commit first), from its softmax probs (..., V).
 
-    proposal (...,): the tokens just drawn; "confidence" scores the probability of the drawn token, as LLaDA
-    does, so a low-probability draw is not committed early on the strength of some other token."""
-    if remasking == "random":  # random order: with LLaDA's counts this is the exact ancestral sampler
-        u = torch.rand(logits.shape[:-1], generator=generator, device=rng_device(generator, logits.device))
-        return u.to(logits.device)
-    probs = logits.float().softmax(-1)
-    if remasking == "confidence":  # LLaDA low_confidence remasking: p(drawn token)
+    proposal (...,): the tokens just drawn; "confidence" scores the probability of the drawn token, as LLaDA's
+    low_confidence remasking does, so a low-probability draw is not committed early on the strength of another."""
+    if order == "random":  # random order: at one token per call with LLaDA's counts, the exact ancestral sampler
+        u = torch.rand(probs.shape[:-1], generator=generator, device=rng_device(generator, probs.device))
+        return u.to(probs.device)
+    if order == "confidence":  # LLaDA low_confidence: p(drawn token)
         return probs.gather(-1, proposal[..., None]).squeeze(-1)
-    if remasking == "margin":  # top-1 minus top-2 probability
+    if order == "margin":  # top-1 minus top-2 probability (Kim et al. 2025)
         top2 = probs.topk(2, dim=-1).values
         return top2[..., 0] - top2[..., 1]
-    if remasking == "entropy":  # lowest entropy first
-        return (probs * probs.clamp_min(1e-12).log()).sum(-1)
-    raise ValueError(f"unknown remasking {remasking!r}; choose from {', '.join(REMASKING)}")
+    return (probs * probs.clamp_min(1e-12).log()).sum(-1)  # "entropy": minus the entropy, lowest first
 
 
 def commit_counts(n_masked, n_steps):
@@ -252,40 +276,42 @@ def commit_counts(n_masked, n_steps):
     return base + (torch.arange(n_steps, device=n_masked.device) < rem).long()
 
 
-def _ranks(conf):
-    """Rank of each position by confidence, 0 = most confident. conf: (B, n)."""
-    order = conf.argsort(dim=1, descending=True, stable=True)
+def _ranks(score):
+    """Rank of each position by score, 0 = the highest. score: (B, n)."""
+    order = score.argsort(dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(conf.size(1), device=conf.device).expand_as(order))
+    ranks.scatter_(1, order, torch.arange(score.size(1), device=score.device).expand_as(order))
     return ranks
 
 
-def propose(logits, masked, temperature, top_k, top_p, remasking, generator, noise=0.0):
-    """One reverse step's raw material: a token drawn at every position, and the confidence ranks of the
-    still-masked ones (0 = commit first; positions already known rank last).
+def propose(logits, masked, s):
+    """One reverse step's raw material: a token drawn at every position (B, n), the model's probability of it
+    (B, n), and the commit ranks of the still-masked positions (0 = commit first; known positions rank last).
 
-    noise > 0 (LLaDA): Gumbel noise of that scale on the log confidence, so the order is drawn, surest first only
-    on average: scale 1 picks the next position with probability proportional to its confidence, larger is
-    closer to random order, 0 is strictly surest first."""
-    proposal = sample_tokens(logits, temperature, top_k, top_p, generator)  # (B, n)
-    conf = confidence(logits, remasking, proposal, generator)
-    if noise and remasking != "random":
-        u = torch.rand(conf.shape, generator=generator, device=rng_device(generator, conf.device), dtype=torch.float64)
+    The ranks follow s.order; with s.noise > 0 they are drawn (MaskGIT's choice temperature: Gumbel noise on the
+    log confidence, surest first only on average). The probability is the model's own, untouched by the noise:
+    what lesson 10's threshold rules compare, and what lesson 13 records as the confidence of a written token."""
+    probs = logits.float().softmax(-1)  # (B, n, V)
+    proposal = sample_tokens(logits, s)  # (B, n)
+    prob = probs.gather(-1, proposal[..., None]).squeeze(-1)  # (B, n) p(drawn token)
+    score = confidence(probs, s.order, proposal, s.generator)
+    if s.noise and s.order != "random":
+        dev = rng_device(s.generator, score.device)
+        u = torch.rand(score.shape, generator=s.generator, device=dev, dtype=torch.float64)
         gumbel = -(-u.clamp_min(1e-300).log()).log()  # float64: no ties, no lost tail (Zheng et al. 2024)
-        score = conf if remasking == "entropy" else conf.clamp_min(1e-12).log()  # entropy order is already a log
-        conf = (score.double() + noise * gumbel.to(conf.device)).float()
-    conf = conf.masked_fill(~masked, float("-inf"))
-    return proposal, conf, _ranks(conf)
+        log_score = score if s.order == "entropy" else score.clamp_min(1e-12).log()  # entropy: already a log
+        score = (log_score.double() + s.noise * gumbel.to(score.device)).float()
+    return proposal, prob, _ranks(score.masked_fill(~masked, float("-inf")))
 
 
 @torch.no_grad()
-def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence",
-             callback=None, generator=None, noise=0.0):
+def generate(model, canvas, steps=64, sampling=DEFAULT, callback=None):
     """Fill every [MASK] of `canvas` (B, L) in `steps` model calls; known tokens (prompt, suffix, template)
-    are never changed. Each call predicts every masked position, and the `counts` most confident are kept.
-    With fewer masks than steps, one call per mask. callback(calls, x) is called after every model call.
+    are never changed. Each call predicts every masked position, and the `counts` first in sampling.order are
+    kept. With fewer masks than steps, one call per mask. callback(calls, x) is called after every model call.
     Returns (x, number of model calls). Lesson 10 makes it faster; lesson 11 writes block by block.
     """
+    mask_id = model.config.mask_id
     x = canvas.clone()
     n_masked = (x == mask_id).sum(1)  # (B,)
     if n_masked.max() == 0:
@@ -294,8 +320,8 @@ def generate(model, canvas, mask_id, steps=64, temperature=1.0, top_k=0, top_p=1
     for i in range(counts.size(1)):  # GPT vs dLLM: every gap predicted at once, the surest kept (07: one token)
         logits = model(x)  # (B, L, V): the whole canvas is seen, both sides of every gap
         masked = x == mask_id
-        proposal, _, ranks = propose(logits, masked, temperature, top_k, top_p, remasking, generator, noise)
-        commit = (ranks < counts[:, i : i + 1]) & masked  # the counts[i] most confident masked positions
+        proposal, _, ranks = propose(logits, masked, sampling)
+        commit = (ranks < counts[:, i : i + 1]) & masked  # the counts[i] first masked positions
         x = torch.where(commit, proposal, x)
         if callback is not None:
             callback(i + 1, x)
@@ -369,7 +395,7 @@ def main(argv=None):
     print(f"NELBO of the text: {nelbo_bits(model, data[None], mask_id, K=16):.3f} bits/char (upper bound)")
     print(f"\n== denoising {L} characters of [MASK] in {args.steps} steps (confidence remasking, temperature 0.8) ==")
     frames = [torch.full((1, L), mask_id)]
-    x, _ = generate(model, frames[0], mask_id, steps=args.steps, temperature=0.8, generator=g,
+    x, _ = generate(model, frames[0], args.steps, Sampling(temperature=0.8, generator=g),
                     callback=lambda calls, x: frames.append(x.clone()))
     for i in sorted({0, 1, len(frames) // 2, len(frames) - 1}):
         print(f"-- after step {i} --\n{tok.decode(frames[i][0].tolist())}")

@@ -4,15 +4,20 @@
     python 05_train.py --preset tiny --out checkpoints/tiny   # a few seconds, to see everything work
     python 05_train.py --data my.txt --out checkpoints/my     # any UTF-8 text
     python 05_train.py --resume                           # continue checkpoints/dllm/latest.pt
-    python 05_train.py --mask-rate 0.1 0.9 --out checkpoints/dllm_clip   # t from [0.1, 0.9]: learns faster
+    python 05_train.py --mask-rate 0.001 1 --out checkpoints/dllm_full   # t from all of [0.001, 1]: the NELBO
 
 The lesson is train(args, objective, data): draw a batch from `data`, compute the `objective`, step the
 optimizer, evaluate now and then, save. The same loop trains the GPT (07), the Tamil model (08), block diffusion
 (11) and the Sudoku solvers (12): each passes its own objective (a small class: the loss, the validation bits,
 a sampler) and its own data (windows of text, graphemes of Tamil, puzzles). Plumbing that is not the lesson
 (files, checkpoints, the Hub, devices, DDP, metrics) lives in the `support` package, which you may skip.
+
+The mask rate t of each training sequence is drawn from [0.1, 0.9], not from all of [0.001, 1] (BD3-LM's clipped
+schedule, Arriola et al. 2025): the NELBO weighs a sequence by 1/t, so the few that draw t near 0 (a handful of
+masks) get weights up to 1000 and the gradient swings with them. Clipping trains on a slightly different objective
+but a far steadier one; validation always reports the full bound, and after 2,000 steps it is lower (RESULTS.md).
 """
-import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -24,7 +29,7 @@ from types import SimpleNamespace
 import torch
 
 from support import checkpoints, cli, hub, metrics, runtime, train_args
-from support.cli import UsageError, finite_float
+from support.cli import UsageError, parse_args_given
 from support.files import checked_text, read_text
 
 tfm = import_module("03_transformer")
@@ -170,26 +175,14 @@ class DiffusionObjective:
     def sample(self, model, tokenizer, n, generator):
         # GPT vs dLLM: the sampler fills a canvas of [MASK]s in parallel, two characters per model call here
         canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
-        x, _ = diff.generate(model, canvas, model.config.mask_id, steps=max(1, n // 2), generator=generator)
+        x, _ = diff.generate(model, canvas, max(1, n // 2), diff.Sampling(generator=generator))
         return tokenizer.decode(x[0].tolist())
 
 
-class MaskRate(argparse.Action):
-    """--mask-rate LO HI, checked as it is parsed: 0 < LO < HI <= 1."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        lo, hi = values
-        if not 0 < lo < hi <= 1:
-            parser.error(f"--mask-rate needs 0 < LO < HI <= 1, got {lo:g} {hi:g}")
-        setattr(namespace, self.dest, [lo, hi])
+CLIPPED = [0.1, 0.9]  # 05's default mask rates: bench/recipe.py's best at 2,000 steps (RESULTS.md)
 
 
-def add_mask_rate_arg(p):
-    """--mask-rate, the flag of every dLLM trainer here (05, 08, 11)."""
-    p.add_argument("--mask-rate", type=finite_float, nargs=2, metavar=("LO", "HI"), action=MaskRate,
-                   help="draw the training mask rate t in [LO, HI] only (BD3-LM's clipped schedule: less noisy "
-                   "gradients, but no longer the NELBO; validation always uses the full bound); 0.1 0.9 learns "
-                   f"fastest in bench/recipe.py; default: [{diff.EPS}, 1]")
+add_mask_rate_arg = partial(train_args.add_mask_rate_arg, eps=diff.EPS)  # --mask-rate, the dLLM trainers' flag
 
 
 def mask_rate(args):
@@ -200,12 +193,13 @@ def mask_rate(args):
 # ---------------------------------------------------------------------------------------------------------
 # The training loop, shared by 05 (dLLM), 07 (GPT), 08 (Tamil), 11 (block diffusion) and 12 (Sudoku)
 # ---------------------------------------------------------------------------------------------------------
-def train(args, objective, data):
+def train(args, objective, data, init=None):
     """Train `objective` on `data`; writes <out>/latest.pt, best.pt, metrics.csv, loss.png, hf/. Returns the
-    metrics rows (one per evaluation)."""
+    metrics rows (one per evaluation). init: a model a new run starts from, its shape and weights (lesson 14's
+    GPT made into a dLLM); default: lesson 03's Transformer with random weights, shaped by the flags."""
     from tqdm import tqdm
 
-    run = setup(args, objective, data)  # resume, DDP, model, optimizer: below
+    run = setup(args, objective, data, init)  # resume, DDP, model, optimizer: below
     if run.step >= args.steps:  # --resume on a finished run: nothing to do
         print(f"{run.out} is finished: step {run.step} of {args.steps} (--steps N extends it to step N)")
         return run.rows
@@ -223,6 +217,7 @@ def train(args, objective, data):
     with stop, oom, bar:  # the bar closes first: an error line comes after it
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
+            objective.step = run.step  # an objective that changes as training goes (14's annealing) reads it
             for micro in range(args.grad_accum):  # --grad-accum: the batch in pieces, their gradients summed
                 x = data.batch(args.batch_size, L + 1, run.data_gen)  # (B, L+1) token ids
                 with runtime.autocast(args.device, args.dtype), runtime.no_sync(run.fwd, micro < args.grad_accum - 1):
@@ -250,19 +245,21 @@ def evaluate(run, train_loss=None, tokens=0, t0=None):
 
     args, model, objective, data = run.args, run.model, run.objective, run.data
     train_loss = float("nan") if train_loss is None else float(train_loss)  # float() waits for the device
-    if run.step and not math.isfinite(train_loss):  # diverged: keep the last good checkpoint, say where it went
-        raise UsageError(f"the training loss is not finite by step {run.step} (lr {args.lr:g}): training stopped; "
-                         f"{run.out / 'latest.pt'} keeps step {run.rows[-1]['step']}. Lower --lr")
     dt = time.perf_counter() - t0 if t0 is not None else float("nan")
-    run.elapsed += 0.0 if t0 is None else dt
     model.eval()
     with runtime.autocast(args.device, args.dtype):
         val = objective.val_bits(run.eval_fwd, run.windows, args.eval_k, run.config) / data.chars_per_token
+        if run.step and not (math.isfinite(train_loss) and math.isfinite(val)):  # diverged: before any sampling
+            what = "training" if not math.isfinite(train_loss) else "validation"
+            kept = f"keeps step {run.rows[-1]['step']}" if run.rows else "was not written"
+            raise UsageError(f"the {what} loss is not finite by step {run.step} (lr {args.lr:g}): training "
+                             f"stopped; {run.out / 'latest.pt'} {kept}. Lower --lr")
         scores = objective.score(run.eval_fwd, run.windows)  # 12: the share of validation puzzles solved
         sample = None
         if args.sample_len:  # its own generator: sampling never moves the training RNG
             g = torch.Generator(args.device).manual_seed(0)  # on the model's device: no copies while sampling
             sample = objective.sample(model, data.tokenizer, min(args.sample_len, run.config.block_size), g)
+    run.elapsed += 0.0 if t0 is None else dt
     run.rows.append({"step": run.step, "train_loss": train_loss, "val_bpc": val, "lr": run.scheduler.get_last_lr()[0],
                      "tokens_per_s": tokens / dt if t0 is not None else float("nan"), "elapsed_s": run.elapsed,
                      **scores})
@@ -295,7 +292,7 @@ def save(run, name):
         run.step, run.elapsed, run.best, run.rows, run.args, run.args.device))
 
 
-def setup(args, objective, data):
+def setup(args, objective, data, init=None):
     """Everything the loop needs, in one namespace: DDP, the model (lesson 03's Transformer with the objective's
     switches), AdamW, the LR schedule, the RNG state; a resumed run's own state."""
     ckpt = checkpoints.load_checkpoint(Path(args.out) / "latest.pt", objective=objective) if args.resume else None
@@ -312,9 +309,17 @@ def setup(args, objective, data):
     log(f"corpus: {data.describe()}")
 
     # The model: lesson 03's Transformer, with the objective's switches (causal mask, [MASK] row, ...)
-    run.config = config = tfm.ModelConfig(**ckpt["config"]) if ckpt else tfm.ModelConfig(
-        vocab_size=data.tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer, n_head=args.n_head,
-        n_embd=args.n_embd, dropout=args.dropout, rope=args.rope, **objective.model_overrides)
+    if ckpt:
+        config = tfm.ModelConfig(**ckpt["config"])
+    elif init is not None:
+        config = dataclasses.replace(init.config, dropout=args.dropout)
+        args.seq_len, args.n_layer, args.n_head, args.n_embd, args.rope = (  # recorded as the run's own
+            config.block_size, config.n_layer, config.n_head, config.n_embd, config.rope)
+    else:
+        config = tfm.ModelConfig(vocab_size=data.tokenizer.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,
+                                 n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, rope=args.rope,
+                                 **objective.model_overrides)
+    run.config = config
     L = config.block_size
     if config.n_embd % config.n_head:
         raise UsageError(f"--n-embd {config.n_embd} is not divisible by --n-head {config.n_head}")
@@ -322,6 +327,8 @@ def setup(args, objective, data):
     run.model = model = tfm.Transformer(config)
     if args.init_from and not ckpt:  # a warm start: weights only (a resumed run has its own)
         checkpoints.init_weights(model, args.init_from, data.tokenizer)
+    elif init is not None and not ckpt:  # lesson 14: a dLLM that starts as a trained GPT
+        model.load_state_dict(init.state_dict())
     model.to(args.device)
     log(f"model: {objective.name}{f', blocks of {config.block_len}' if config.block_len else ''}, "
         f"{model.num_params():,} parameters, {config.n_layer} layers, {config.n_head} heads, "
@@ -389,14 +396,17 @@ training_parser = partial(train_args.training_parser, presets=TRAIN_PRESETS)  # 
 
 def parse_args(p, argv=None, presets=TRAIN_PRESETS, default_out=None, default_data=SHAKESPEARE):
     """Flags -> args: values checked, then <out>, then a resumed run's own settings, then the preset's values."""
-    return train_args.parse_args(p, argv, presets, default_out, default_data)
+    return train_args.resolve(parse_args_given(p, argv), presets, default_out, default_data)
+
+
+resolve = partial(train_args.resolve, presets=TRAIN_PRESETS, default_data=SHAKESPEARE)  # parse_args after parsing
 
 
 def main(argv=None, objective=None):
     """05's command line. objective: a subclass of DiffusionObjective to train instead (bench/recipe.py's variants,
     the tests' probes), made with the run's mask-rate range."""
     p = training_parser(__doc__, ROOT / "checkpoints" / "dllm")
-    add_mask_rate_arg(p)
+    add_mask_rate_arg(p, default=CLIPPED)
     args = parse_args(p, argv)
     text = read_text(args.data) if args.data else shakespeare()
     data = TextData(text, diff.CharTokenizer.from_text(text), args.split)  # one token per character

@@ -19,42 +19,54 @@ from pathlib import Path
 import torch
 
 from support import checkpoints, generate_args, hub, pretrained, runtime
-from support.cli import (
-    ArgumentParser,
-    UsageError,
-    encode_or_fail,
-    parse_args_given,
-    run_cli,
-)
+from support.cli import ArgumentParser, UsageError, encode_or_fail, parse_args_given, run_cli
 from support.gif import write_gif
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
 TOKENIZERS = {"char": diff.CharTokenizer}  # the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
-NOISE = 12.0  # the default Gumbel noise on the confidence, chosen by bench/first_command.py (RESULTS.md section 13)
+NOISE = 12.0  # the default Gumbel noise on the order, chosen by a rule stated in RESULTS.md (bench/first_command.py)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading a model: lesson 03's Transformer with a file's weights (every script here loads through this)
+# ---------------------------------------------------------------------------------------------------------
+def load(path, kind=None, device="auto", tokenizers=TOKENIZERS):
+    """(model in eval mode, tokenizer, info) from a run directory, a .pt checkpoint or a Hub export.
+    kind 'dllm' or 'gpt' refuses the other family with one clear line; tokenizers None: no tokenizer (None)."""
+    state, config, tok, info = checkpoints.read_model(path, kind)  # tensors and JSON only, nothing unpickled
+    fields = {f.name for f in dataclasses.fields(tfm.ModelConfig)}
+    model = tfm.Transformer(tfm.ModelConfig(**{k: v for k, v in config.items() if k in fields}))
+    if info["legacy"]:  # the upstream tiny-dllm checkpoint (--from-hub sutharsan311/tiny-dllm) wires its blocks
+        block = hub.legacy_block(tfm.Block)  # another way: y = x + MLP(LN2(x + Attn(LN1(x))))
+        model.blocks = torch.nn.ModuleList(block(model.config, i) for i in range(model.config.n_layer))
+    checkpoints.load_weights(model, state, info["path"])
+    tokenizer = checkpoints.tokenizer_of(tok, tokenizers, info["path"]) if tokenizers else None
+    return model.to(runtime.resolve_device(device)).eval(), tokenizer, info
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The lesson: a canvas with [MASK] where the model writes, lesson 04's sampler, the text
 # ---------------------------------------------------------------------------------------------------------
-def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="", template=None, fill="_"):
-    """(L,) token ids: [MASK] where the model writes, known ids where the user fixed text.
+def build_canvas(tokenizer, mask_id, context, args):
+    """(L,) token ids: [MASK] where the model writes, known ids where the flags fix text.
 
-    prompt + [MASK] * n + suffix, or a template whose `fill` characters are the gaps: the sampler treats both
-    alike, since it never changes a known token and sees every one of them from every gap."""
-    if template is not None:
+    --prompt + [MASK] * n + --suffix, or a --template whose --fill-char characters are the gaps: the sampler
+    treats both alike, since it never changes a known token and sees every one of them from every gap."""
+    if args.template is not None:
+        fill = args.fill_char
         if len(tokenizer.split(fill)) != 1:
             raise UsageError(f"--fill-char must be a single character, got {fill!r}")
-        pieces = tokenizer.split(template)
+        pieces = tokenizer.split(args.template)
         if fill not in pieces:
             raise UsageError(f"--template has no {fill!r} to fill")
         encode_or_fail(tokenizer, "".join(c for c in pieces if c != fill), "--template")
         ids = [mask_id if c == fill else tokenizer.stoi[c] for c in pieces]
     else:
-        length = length or context
-        pre = encode_or_fail(tokenizer, prompt, "--prompt")
-        suf = encode_or_fail(tokenizer, suffix, "--suffix")
+        length = args.len or context
+        pre = encode_or_fail(tokenizer, args.prompt, "--prompt")
+        suf = encode_or_fail(tokenizer, args.suffix, "--suffix")
         if len(pre) + len(suf) >= length:
             raise UsageError(f"--prompt and --suffix fill {len(pre) + len(suf)} of {length} positions: "
                              "nothing left to generate")
@@ -66,25 +78,21 @@ def build_canvas(tokenizer, mask_id, context, length=None, prompt="", suffix="",
 
 def canvases(model, tokenizer, args):
     """(N, L) the canvas the flags describe, once per sample, on the model's device: all samples in one batch."""
-    c = model.config
-    canvas = build_canvas(tokenizer, c.mask_id, c.block_size, args.len, args.prompt, args.suffix, args.template,
-                          args.fill_char)
+    canvas = build_canvas(tokenizer, model.config.mask_id, model.config.block_size, args)
     return canvas.to(next(model.parameters()).device)[None].repeat(args.num_samples, 1)
 
 
-def sampling_kw(model, args):
-    """How each token is drawn and in which order positions are committed: the flags every sampler shares."""
-    device = next(model.parameters()).device
-    return dict(temperature=args.temp, top_k=args.topk, top_p=args.top_p, remasking=args.remasking, noise=args.noise,
-                generator=torch.Generator(device).manual_seed(args.seed))  # on the model's device: no copies
+def sampling(model, args):
+    """Lesson 04's Sampling from the flags: how each token is drawn and in which order positions are committed."""
+    g = torch.Generator(next(model.parameters()).device).manual_seed(args.seed)  # on the model's device: no copies
+    return diff.Sampling(args.temp, args.topk, args.top_p, args.order, args.noise, g)
 
 
 def sample(model, tokenizer, args, callback=None):
-    """Lesson 04's sampler on the canvas: `--steps` model calls, the surest predictions committed in each.
+    """Lesson 04's sampler on the canvas: `--steps` model calls, the first in --order committed in each.
     Returns (x (N, L) token ids, model calls)."""
     x = canvases(model, tokenizer, args)
-    return diff.generate(model, x, model.config.mask_id, steps=args.steps or 64, callback=callback,
-                         **sampling_kw(model, args))
+    return diff.generate(model, x, args.steps or 64, sampling(model, args), callback=callback)
 
 
 def find_stop(ids, stops, start=0):
@@ -120,51 +128,25 @@ def print_texts(texts):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loading a model: the one function every script here uses (07, 09, 10, 11, 12 and bench/)
+# The command line (shared with 09, 10, 11 and 13): the flags live in support/generate_args.py
 # ---------------------------------------------------------------------------------------------------------
-def build_model(config, legacy=False):
-    """Lesson 03's Transformer, untrained, from a checkpoint's config dict. legacy: the upstream tiny-dllm
-    checkpoint (`--from-hub sutharsan311/tiny-dllm`) wires its blocks another way (support.hub.legacy_block)."""
-    names = {f.name for f in dataclasses.fields(tfm.ModelConfig)}
-    cfg = tfm.ModelConfig(**{k: v for k, v in config.items() if k in names})
-    model = tfm.Transformer(cfg)
-    if legacy:
-        model.blocks = torch.nn.ModuleList(hub.legacy_block(tfm.Block)(cfg, i) for i in range(cfg.n_layer))
-    return model
-
-
-def load(kind, checkpoint=None, default_run=None, shipped=None, use_pretrained=False, device="auto", from_hub=None,
-         filename=None, tokenizers=TOKENIZERS, log=lambda s: print(s, file=sys.stderr)):
-    """(model, tokenizer, info) of kind 'dllm' or 'gpt': from the Hub (--from-hub), else --checkpoint (a .pt file, a
-    run directory or a Hub export), else your own run in default_run, else the shipped model. Says which."""
-    if from_hub:
-        path = hub.from_hub(from_hub, filename)
-    elif filename:
-        raise UsageError("--filename names a file in a Hub repo: give --from-hub too")
-    else:
-        path = pretrained.choose(checkpoint, default_run, shipped, use_pretrained, log=log)
-    return checkpoints.load_model(path, build_model, tokenizers, kind, device)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The command line (shared with 07, 09, 10, 11 and 13): the flags live in support/generate_args.py
-# ---------------------------------------------------------------------------------------------------------
-add_generate_args = partial(generate_args.add_generate_args, orders=diff.REMASKING, noise=NOISE)
-check_generate_args = generate_args.check_generate_args
+add_generate_args = partial(generate_args.add_generate_args, orders=diff.ORDERS, noise=NOISE)
+add_model_args = generate_args.add_model_args
 
 
 def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=TOKENIZERS):
     """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10 and 11 call it
     with their own parser's args; 10 and 11 with their own sampler; 11 for its block-diffusion models.
     Ctrl-C stops at once: the canvas so far is printed ([MASK] as _) and the exit status is 130."""
-    check_generate_args(args)
+    generate_args.check_canvas_args(args)
+    if "noise" in getattr(args, "given", ()) and args.order == "random":
+        raise UsageError("--noise perturbs an order by confidence: --order random has no confidence to perturb")
     notes = []  # which model is used: said after the text, so that a bad input gets its error line alone
-    model, tokenizer, info = load("dllm", args.checkpoint, args.default_run, args.shipped, args.pretrained,
-                                  args.device, args.from_hub, args.filename, tokenizers, log=notes.append)
+    model, tokenizer, info = load(pretrained.from_flags(args, notes.append), "dllm", args.device, tokenizers)
     if info["objective"] != objective:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)
-        use = {"block-diffusion": "11_block_diffusion.py --generate", "sudoku-dllm": "12_sudoku.py --solve"}
+        use = {"block-diffusion": "11_block_diffusion.py generate", "sudoku-dllm": "12_sudoku.py solve"}
         raise UsageError(f"{info['path']} is a {info['objective']} model: generate with "
-                         f"{use.get(info['objective'], '06_generate.py or 10_fast_decoding.py --generate')}")
+                         f"{use.get(info['objective'], '06_generate.py or 10_fast_decoding.py generate')}")
 
     frames, last = [], {}  # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
 

@@ -4,25 +4,23 @@ Same Transformer (with the causal mask), same data, tokenizer, presets, optimize
 loop as 05; only the objective (next-token prediction) and the sampler (left to right, with a KV cache)
 differ.
 
-    python 07_train_gpt.py                                      # train -> checkpoints/gpt
-    python 07_train_gpt.py --generate --prompt "ROMEO:" --tokens 200
-    python 07_train_gpt.py --compare checkpoints/dllm checkpoints/gpt   # a table + checkpoints/dllm/compare.png
+    python 07_train_gpt.py                                      # train (05's flags) -> checkpoints/gpt
+    python 07_train_gpt.py generate --prompt "ROMEO:" --tokens 200
+    python 07_train_gpt.py compare checkpoints/dllm checkpoints/gpt   # a table + checkpoints/dllm/compare.png
 
 Comparing likelihoods: the GPT's validation number is its exact NLL in bits/char. The dLLM's is the NELBO,
 an UPPER bound on its NLL (lesson 04); its true NLL is lower by an unknown amount. Judging samples and the
 fill-in-the-middle GPT are measurements, not this lesson: bench/common.py and bench/fim.py.
 """
 import math
-import sys
 from importlib import import_module
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
 from support import checkpoints, generate_args, metrics, pretrained, runtime
-from support.cli import UsageError, encode_or_fail, parse_args_given, positive_int, refuse_unused, run_cli
+from support.cli import UsageError, encode_or_fail, parse_args_given, positive_int, run_cli
 from support.files import atomic_write, read_text
 
 tfm = import_module("03_transformer")
@@ -57,12 +55,12 @@ class NextTokenObjective:
     def sample(self, model, tokenizer, n, generator):
         start = torch.tensor([[tokenizer.stoi.get("\n", 0)]], device=next(model.parameters()).device)
         # GPT vs dLLM: the sampler writes left to right, one character per model call
-        return tokenizer.decode(generate_gpt(model, start, n - 1, generator=generator)[0].tolist())
+        x = generate_gpt(model, start, n - 1, diff.Sampling(generator=generator))
+        return tokenizer.decode(x[0].tolist())
 
 
 @torch.no_grad()
-def generate_gpt(model, prompt, n_new, temperature=1.0, top_k=0, top_p=1.0, generator=None, use_cache=True,
-                 callback=None):
+def generate_gpt(model, prompt, n_new, sampling=diff.DEFAULT, use_cache=True, callback=None):
     """Append n_new tokens to prompt (B, P), one at a time. Returns (B, P + n_new); callback(calls, x) after each.
 
     With the KV cache each new token costs one position of compute: its query attends to the stored keys
@@ -80,7 +78,7 @@ def generate_gpt(model, prompt, n_new, temperature=1.0, top_k=0, top_p=1.0, gene
             logits = model(window, cache=cache, start=0)[:, -1]
         else:  # one new position: (B, 1)
             logits = model(x[:, -1:], cache=cache, start=cache.filled)[:, -1]
-        nxt = diff.sample_tokens(logits, temperature, top_k, top_p, generator)  # (B,)
+        nxt = diff.sample_tokens(logits, sampling)  # (B,): lesson 04's draw (the order is a dLLM's notion)
         x = torch.cat([x, nxt[:, None]], dim=1)
         if callback is not None:
             callback(x.size(1) - prompt.size(1), x)
@@ -91,14 +89,13 @@ def generate_gpt(model, prompt, n_new, temperature=1.0, top_k=0, top_p=1.0, gene
 # The comparison
 # ---------------------------------------------------------------------------------------------------------
 def run_summary(run_dir, kind):
-    """What --compare draws and tabulates of one training run: its metrics rows and best checkpoint."""
+    """What compare draws and tabulates of one training run: its metrics rows and best checkpoint."""
     if not pretrained.has_run(run_dir) or not (Path(run_dir) / "metrics.csv").is_file():
-        raise UsageError(f"{run_dir} is not a training run (best.pt or latest.pt, and metrics.csv): --compare takes "
+        raise UsageError(f"{run_dir} is not a training run (best.pt or latest.pt, and metrics.csv): compare takes "
                          "two run directories, such as checkpoints/dllm and checkpoints/gpt")
     ckpt = checkpoints.load_checkpoint(run_dir, kind=kind)
     rows = metrics.read_metrics(run_dir)
-    model = gen.build_model(ckpt["config"])
-    model.load_state_dict(ckpt["model"])
+    model = gen.load(run_dir, kind, tokenizers=None)[0]  # any corpus: compare() checks the two agree
     return {"kind": ckpt["kind"], "params": model.num_params(), "steps": rows[-1]["step"], "model": model.eval(),
             "wall_s": rows[-1]["elapsed_s"], "best_bpc": min(r["val_bpc"] for r in rows), "rows": rows,
             "preset": ckpt["args"].get("preset"), "ckpt": ckpt}
@@ -168,74 +165,62 @@ def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command line: train (05's flags), --generate, or --compare
+# The command line: train (05's flags), or the subcommands generate and compare
 # ---------------------------------------------------------------------------------------------------------
-def gpt_parser():
-    p = train.training_parser(__doc__, train.ROOT / "checkpoints" / "gpt")  # the default mode: train
-    g = p.add_argument_group("--generate: sample from a trained GPT (also uses --seed, --device)")
-    g.add_argument("--generate", action="store_true", help="generate from a trained GPT instead of training")
-    g.add_argument("--checkpoint", help="a .pt file, run directory or Hub export (default: your run in "
-                   "checkpoints/gpt/ if there is one, else the shipped GPT)")
-    g.add_argument("--pretrained", action="store_true", help="use the shipped GPT even if you have trained your own")
-    generate_args.add_hub_args(g)
+def parser():
+    """The flags of 05 (training, the default mode), and two subcommands with their own flags."""
+    p = train.training_parser(__doc__, train.ROOT / "checkpoints" / "gpt")
+    sub = p.add_subparsers(dest="command", metavar="{generate,compare}")
+    sub_parser = lambda name, help: sub.add_parser(name, help=help, description=__doc__,  # noqa: E731
+                                                   formatter_class=p.formatter_class)
+    g = sub_parser("generate", "sample from a trained GPT, with its KV cache")
+    gen.add_model_args(g, train.ROOT / "checkpoints" / "gpt", "shakespeare-gpt")
     g.add_argument("--prompt", default="\n", help="text to continue")
     g.add_argument("--tokens", type=positive_int, default=256, help="tokens to generate")
-    generate_args.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples: the same flags and checks as 06
+    generate_args.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples, --seed: as 06's
     g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")
-    c = p.add_argument_group("--compare: two finished runs side by side (with --data: exact likelihoods too)")
-    c.add_argument("--compare", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="compare two runs; draw their curves")
-    c.add_argument("--compare-out", help="where --compare writes its figure (default: DLLM_DIR/compare.png)")
-    c.add_argument("--compare-windows", type=positive_int, default=16,
+    c = sub_parser("compare", "two finished runs side by side (with --data: exact likelihoods too)")
+    c.add_argument("runs", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="the two run directories")
+    c.add_argument("--data", help="the corpus both trained on: also the likelihoods on the same windows")
+    c.add_argument("--out", help="where the figure goes (default: DLLM_DIR/compare.png)")
+    c.add_argument("--windows", type=positive_int, default=16,
                    help="validation windows for the exact likelihoods (L model calls each)")
     return p
 
 
 def generate_main(args):
-    """--generate: the GPT continues --prompt for --tokens tokens. Ctrl-C prints the text so far (exit 130)."""
-    generate_args.check_sampling_args(args)
+    """generate: the GPT continues --prompt for --tokens tokens. Ctrl-C prints the text so far (exit 130)."""
     if not args.prompt:
         raise UsageError("--prompt must be non-empty: the GPT continues text")
-    model, tok, info = gen.load("gpt", args.checkpoint, train.ROOT / "checkpoints" / "gpt", "shakespeare-gpt",
-                                args.pretrained, args.device, args.from_hub, args.filename)
+    model, tok, info = gen.load(pretrained.from_flags(args), "gpt", args.device)
     if info["objective"] != "gpt":
         raise UsageError(f"{info['path']} is a {info['objective']} model: "
-                         + ("solve with 12_sudoku.py --solve FILE --model gpt" if "sudoku" in info["objective"]
+                         + ("solve with 12_sudoku.py solve FILE --model gpt" if "sudoku" in info["objective"]
                             else "it writes text in another layout than this sampler's"))
     device = next(model.parameters()).device
     prompt = torch.tensor([encode_or_fail(tok, args.prompt, "--prompt")], device=device)
     prompt = prompt.repeat(args.num_samples, 1)  # (N, P)
     g = torch.Generator(device).manual_seed(args.seed)  # on the model's device: no copies per token
+    sampling = diff.Sampling(args.temp, args.topk, args.top_p, generator=g)
     last = {"x": prompt}
     so_far = lambda: gen.print_texts([tok.decode(row.tolist()) for row in last["x"]])
     with runtime.stop_cleanly(so_far), runtime.autocast(device.type, runtime.resolve_dtype("auto", device.type)):
-        out = generate_gpt(model, prompt, args.tokens, args.temp, args.topk, args.top_p, g,
-                           use_cache=not args.no_cache, callback=lambda n, x: last.update(x=x))
+        out = generate_gpt(model, prompt, args.tokens, sampling, not args.no_cache,
+                           callback=lambda n, x: last.update(x=x))
     texts = [tok.decode(row.tolist()) for row in out]
     gen.print_texts(texts)
     return texts
 
 
-GENERATE_FLAGS = {"generate", "checkpoint", "pretrained", "from_hub", "filename", "prompt", "tokens", "temp", "topk",
-                  "top_p", "num_samples", "no_cache", "seed", "device"}
-COMPARE_FLAGS = {"compare", "compare_out", "compare_windows", "data"}
-
-
 def main(argv=None):
-    words = sys.argv[1:] if argv is None else argv
-    if "--generate" in words or "--compare" in words:  # a mode that does not train: no run directory is checked
-        args = parse_args_given(gpt_parser(), argv)
-        if args.generate and args.compare:
-            raise UsageError("--generate and --compare are two modes: pick one")
-        if args.compare:  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
-            refuse_unused(args, COMPARE_FLAGS, "--compare")
-            return compare(*args.compare, out=args.compare_out, text=read_text(args.data) if args.data else None,
-                           n_windows=args.compare_windows)
-        refuse_unused(args, GENERATE_FLAGS, "--generate")
+    p = parser()
+    args = parse_args_given(p, argv)
+    if args.command == "generate":
         return generate_main(args)
-    given = parse_args_given(gpt_parser(), argv).given  # training: the flags of the two other modes act not
-    refuse_unused(SimpleNamespace(given=given & (GENERATE_FLAGS | COMPARE_FLAGS) - {"seed", "device", "data"}),
-                  (), "training (they are --generate's and --compare's)")
-    args = train.parse_args(gpt_parser(), argv)
+    if args.command == "compare":  # with --data: also exact likelihoods on the same windows (a minute on a CPU)
+        return compare(*args.runs, out=args.out, text=read_text(args.data) if args.data else None,
+                       n_windows=args.windows)
+    args = train.resolve(args)  # no subcommand: train, as 05 does
     text = read_text(args.data) if args.data else train.shakespeare()
     return train.train(args, NextTokenObjective(), train.TextData(text, diff.CharTokenizer.from_text(text), args.split))
 

@@ -7,17 +7,16 @@ so their keys and values can be cached exactly (unlike lesson 10's approximate c
 for any length. It trains through lesson 05's loop with its own objective, as the GPT does (07).
 
     python 11_block_diffusion.py                                   # demo: the mask, a tiny model, its sampler
-    python 11_block_diffusion.py --train --block-diffusion 4       # 05's loop -> checkpoints/dllm_bd4
-    python 11_block_diffusion.py --generate --checkpoint checkpoints/dllm_bd4 --len 1000 --stop "\\n\\n"
+    python 11_block_diffusion.py train --block-diffusion 4         # 05's loop -> checkpoints/dllm_bd4
+    python 11_block_diffusion.py generate --checkpoint checkpoints/dllm_bd4 --len 1000 --stop "\\n\\n"
 """
-import sys
 import time
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, non_negative_int, parse_args_given, positive_int, require, run_cli
+from support.cli import ArgumentParser, UsageError, non_negative_int, parse_args_given, positive_int, run_cli
 from support.files import read_text
 
 tfm = import_module("03_transformer")
@@ -79,7 +78,7 @@ def block_nelbo_bits(model, windows, K=32, **kw):
 class BlockDiffusionObjective(train.DiffusionObjective):
     """05's dLLM objective with blocks: the block-diffusion loss, its bound, the block-by-block sampler."""
 
-    name, trainer = "block-diffusion", "11_block_diffusion.py --train"
+    name, trainer = "block-diffusion", "11_block_diffusion.py train"
 
     def __init__(self, block_len=4, t_range=(diff.EPS, 1.0)):
         self.block_len, self.t_range = block_len, t_range
@@ -95,8 +94,8 @@ class BlockDiffusionObjective(train.DiffusionObjective):
     def sample(self, model, tokenizer, n, generator):
         # GPT vs dLLM: block diffusion writes left to right, block by block, 2 characters per call
         empty = torch.empty(1, 0, dtype=torch.long, device=next(model.parameters()).device)
-        bl = model.config.block_len
-        x, _ = generate_blocks(model, empty, n, model.config.mask_id, steps=max(1, bl // 2), generator=generator)
+        steps = max(1, model.config.block_len // 2)
+        x, _ = generate_blocks(model, empty, n, diff.Sampling(generator=generator), steps)
         return tokenizer.decode(x[0].tolist())
 
 
@@ -104,13 +103,12 @@ class BlockDiffusionObjective(train.DiffusionObjective):
 # Sampling: block by block, left to right, with an exact KV cache
 # ---------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, factor=None, entropy_budget=None,
-                    cache=True, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence", stop=(),
-                    callback=None, generator=None, noise=0.0):
+def generate_blocks(model, prompt, n_new, sampling=diff.DEFAULT, steps=None, rule=None, cache=True, stop=(),
+                    callback=None):
     """Write n_new tokens after prompt (B, P) with a block-diffusion model: block by block, left to right.
 
     Inside a block: `steps` calls (default: one token per call), or the model decides how many per call
-      (threshold / factor / entropy_budget, as in generate_fast).
+      (rule: lesson 10's Rule, as in generate_fast).
     cache=True: the keys and values of committed blocks are computed once and kept, exactly (they never change:
       a clean block attends only to itself and earlier blocks). The first call of each block feeds the block just
       finished together with the new masked one, so caching costs no extra call. cache=False recomputes the
@@ -119,14 +117,12 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
     When the context is full, the window slides (the last half, whole blocks, is read again; as 07's GPT does).
     callback(calls, x) after every call. Returns (x (B, P + n) with n <= n_new, number of model calls).
     """
-    cfg = model.config
+    cfg, mask_id = model.config, model.config.mask_id
     bl, ctx = cfg.block_len or cfg.block_size, cfg.block_size
     B, P = prompt.shape
     total = P + n_new
     x = torch.cat([prompt, prompt.new_full((B, n_new), mask_id)], 1)  # (B, P + n_new): everything, [MASK] to write
     kv = tfm.KVCache(cfg, B, ctx, x.device) if cache else None
-    rule = dict(threshold=threshold, factor=factor, entropy_budget=entropy_budget)
-    adaptive = any(v is not None for v in rule.values())
     done = [False] * B
     w0, c, calls = 0, 0, 0  # the model sees x[:, w0:]; x[:, w0:c] is in the cache
     a = P // bl * bl  # the first block with something to write (it may begin inside the prompt)
@@ -138,7 +134,7 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
         if kv is not None and c == w0:
             kv.filled = 0  # nothing of this window is cached yet
         n_masked = (x[:, a:e] == mask_id).sum(1)  # (B,)
-        counts = None if adaptive else diff.commit_counts(n_masked, min(steps or bl, max(1, int(n_masked.max()))))
+        counts = None if rule else diff.commit_counts(n_masked, min(steps or bl, max(1, int(n_masked.max()))))
         i = 0
         while (x[:, a:e] == mask_id).any():
             s = c if kv is not None else w0  # feed x[:, s:e]: uncached clean blocks, then this block
@@ -146,9 +142,8 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
             calls += 1
             if kv is not None:
                 c = a  # the clean blocks before this one are cached now; later calls feed this block alone
-            count = None if adaptive else counts[:, min(i, counts.size(1) - 1)][:, None]
-            x[:, a:e] = fast.commit_step(logits, x[:, a:e], mask_id, count, rule, temperature, top_k, top_p,
-                                         remasking, generator, noise)
+            count = None if rule else counts[:, min(i, counts.size(1) - 1)][:, None]
+            x[:, a:e] = fast.commit_step(logits, x[:, a:e], mask_id, count, rule, sampling)
             i += 1
             if callback is not None:
                 callback(calls, x[:, :e])
@@ -163,8 +158,8 @@ def generate_blocks(model, prompt, n_new, mask_id, steps=None, threshold=None, f
 
 def sample_blocks(model, tokenizer, args, callback=None):
     """06's --prompt continued for --len characters, block by block. Returns (x (N, P + n), model calls)."""
-    require([(not args.suffix and args.template is None,
-              "a block-diffusion model writes left to right and cannot fill gaps: use --prompt")])
+    if args.suffix or args.template is not None:
+        raise UsageError("a block-diffusion model writes left to right and cannot fill gaps: use --prompt")
     device, bl = next(model.parameters()).device, model.config.block_len
     prompt = torch.tensor(gen.encode_or_fail(tokenizer, args.prompt, "--prompt"), dtype=torch.long, device=device)
     prompt = prompt[None].repeat(args.num_samples, 1)  # (N, P)
@@ -172,52 +167,45 @@ def sample_blocks(model, tokenizer, args, callback=None):
     n_blocks = -(-(prompt.size(1) % bl + n) // bl)
     steps = args.steps and min(bl, -(-args.steps // n_blocks))  # --steps in all -> per block
     stop = gen.stop_ids(tokenizer, args.stop)
-    rules = dict(threshold=args.threshold, factor=args.factor, entropy_budget=args.entropy_budget)
-    return generate_blocks(model, prompt, n, model.config.mask_id, steps=steps, cache=args.cache == "exact",
-                           stop=[stop] if stop else (), callback=callback, **rules, **gen.sampling_kw(model, args))
+    return generate_blocks(model, prompt, n, gen.sampling(model, args), steps, fast.rule_of(args),
+                           args.cache == "exact", [stop] if stop else (), callback=callback)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command line: --train (05's flags), --generate (06's and 10's rules), or the demo
+# The command line: the demo, `train` (05's flags) or `generate` (06's and 10's)
 # ---------------------------------------------------------------------------------------------------------
-def block_parser(mode):
-    p = train.training_parser(__doc__, ROOT / "checkpoints" / "dllm_bd4") if mode == "train" else ArgumentParser(
-        description=__doc__)
-    p.add_argument("--train", action="store_true", help="train a block-diffusion model through lesson 05's loop")
-    p.add_argument("--generate", action="store_true", help="generate from a block-diffusion checkpoint")
-    if mode == "train":
-        g = p.add_argument_group("block diffusion")
-        g.add_argument("--block-diffusion", type=positive_int, default=4, metavar="B", help="blocks of B tokens "
-                       "(1 = a GPT's factorisation; --seq-len = the plain dLLM); default --out checkpoints/dllm_bd<B>")
-        train.add_mask_rate_arg(g)
-    elif mode == "generate":
-        gen.add_generate_args(p, ROOT / "checkpoints" / "dllm_bd4", shipped=None)
-        fast.add_rule_args(p)
-        p.add_argument("--cache", default="exact", choices=["exact", "none"], help="keep the keys and values of "
-                       "committed blocks (exact: they never change), or recompute the window at every call")
-    else:
-        p.add_argument("--train-steps", type=non_negative_int, default=300, help="demo: steps to fit a tiny model")
-        p.add_argument("--seed", type=int, default=0, help="random seed")
+def parser():
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--train-steps", type=non_negative_int, default=300, help="demo: steps to fit a tiny model")
+    p.add_argument("--seed", type=int, default=0, help="demo: random seed")
+    sub = p.add_subparsers(dest="command", metavar="{train,generate}")
+    sub_parser = lambda name, help: sub.add_parser(name, help=help, description=__doc__,  # noqa: E731
+                                                   formatter_class=p.formatter_class)
+    t = train.training_parser(None, ROOT / "checkpoints" / "dllm_bd4", parser=sub_parser(
+        "train", "train a block-diffusion model through lesson 05's loop"))
+    g = t.add_argument_group("block diffusion")
+    g.add_argument("--block-diffusion", type=positive_int, default=4, metavar="B", help="blocks of B tokens "
+                   "(1 = a GPT's factorisation; --seq-len = the plain dLLM); default --out checkpoints/dllm_bd<B>")
+    train.add_mask_rate_arg(g)
+    g = gen.add_generate_args(sub_parser("generate", "generate from a block-diffusion checkpoint"),
+                              ROOT / "checkpoints" / "dllm_bd4", shipped=None)
+    fast.add_rule_args(g)
+    g.add_argument("--cache", default="exact", choices=["exact", "none"], help="keep the keys and values of "
+                   "committed blocks (exact: they never change), or recompute the window at every call")
     return p
 
 
 def main(argv=None):
-    words = sys.argv[1:] if argv is None else argv
-    mode = "train" if "--train" in words else "generate" if "--generate" in words else "demo"
-    if "--train" in words and "--generate" in words:
-        raise UsageError("--train and --generate are two modes: train first, then generate from the run")
-    if mode == "train":
-        args = train.parse_args(block_parser(mode), argv,
-                                default_out=lambda a: ROOT / "checkpoints" / f"dllm_bd{a.block_diffusion}")
+    args = parse_args_given(parser(), argv)
+    if args.command == "train":
+        args = train.resolve(args, default_out=lambda a: ROOT / "checkpoints" / f"dllm_bd{a.block_diffusion}")
         if args.block_diffusion > args.seq_len:
             raise UsageError(f"--block-diffusion {args.block_diffusion} is longer than the context (--seq-len "
                              f"{args.seq_len})")
         text = read_text(args.data) if args.data else train.shakespeare()
         data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)
         return train.train(args, BlockDiffusionObjective(args.block_diffusion, train.mask_rate(args)), data)
-    args = parse_args_given(block_parser(mode), argv)
-    if mode == "generate":
-        fast.check_rule_args(args)
+    if args.command == "generate":
         return gen.generate_cli(args, sampler=sample_blocks, objective="block-diffusion")
     return demo_blocks(args.train_steps, args.seed)
 
@@ -250,7 +238,7 @@ def demo_blocks(train_steps, seed):
     texts = []
     for cache in (True, False):
         t0 = time.perf_counter()
-        x, calls = generate_blocks(model, prompt, len(data) - 5, cfg.mask_id, cache=cache, temperature=0)
+        x, calls = generate_blocks(model, prompt, len(data) - 5, diff.GREEDY, cache=cache)
         texts.append(tok.decode(x[0].tolist()))
         print(f"exact KV cache {'on ' if cache else 'off'}: {calls} model calls, {time.perf_counter() - t0:.2f} s")
     print(f"the same text both ways: {texts[0] == texts[1]} (the cache is exact: committed blocks never change)")

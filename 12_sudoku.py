@@ -2,10 +2,10 @@
 
     python 12_sudoku.py --show-steps                 # demo: the shipped models solve fresh puzzles, and the order
     python sudoku_puzzles.py                         # data/sudoku/: training, validation, test puzzles (18 min)
-    python 12_sudoku.py --train --model dllm         # 27 min on 2 CPU cores -> checkpoints/sudoku-dllm
-    python 12_sudoku.py --train --model gpt          # the GPT of the same size -> checkpoints/sudoku-gpt
-    python 12_sudoku.py --solve FILE --model dllm    # a puzzle per line in; per line out its answer, checked
-    python 12_sudoku.py --solve FILE --search        # the rules propagate, the dLLM chooses, contradictions backtrack
+    python 12_sudoku.py train --model dllm           # 27 min on 2 CPU cores -> checkpoints/sudoku-dllm
+    python 12_sudoku.py train --model gpt            # the GPT of the same size -> checkpoints/sudoku-gpt
+    python 12_sudoku.py solve FILE --model dllm      # a puzzle per line in; per line out its answer, checked
+    python 12_sudoku.py solve FILE --search          # the rules propagate, the dLLM chooses, contradictions backtrack
 
 Text is written left to right, and there a GPT of the same size is hard to beat (lessons 07-11). A Sudoku is not:
 cell 1 may be forced only by what cell 81 holds. The GPT reads the puzzle and must then commit the solution's
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from support import runtime
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, refuse_unused, run_cli
+from support import pretrained, runtime
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parent
 CELLS = 81
 TOKENS = "0123456789"  # token id = digit; 0 = a blank cell
 UNITS = torch.tensor(puzzles.UNITS)  # (27, 9): the rows, columns and boxes, as cell indices
-DECODERS = {  # how the dLLM fills the grid: one cell per call, or as a rule decides (chosen on validation puzzles)
-    "confidence": dict(remasking="confidence"), "margin": dict(remasking="margin"),
-    "random": dict(remasking="random"), "threshold": dict(threshold=0.97, remasking="confidence"),
-    "eb": dict(entropy_budget=0.1, remasking="entropy")}
+DECODERS = {  # how the dLLM fills the grid: (order, lesson 10's rule or None = one cell per call); the rules'
+    "confidence": ("confidence", None), "margin": ("margin", None), "random": ("random", None),  # values
+    "threshold": ("confidence", fast.Rule("threshold", 0.97)), "eb": ("entropy", fast.Rule("eb", 0.1))}  # chosen
+# on validation puzzles (RESULTS.md, Sudoku)
 # This lesson's preset for 05's flags (Ye et al.'s 6M model is bigger; 0.8M is enough here)
 PRESETS = {"sudoku": dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False, dropout=0.0, batch_size=128,
                           lr=1e-3, warmup=100, steps=2400, eval_every=200, eval_windows=200, eval_k=8, sample_len=0,
@@ -144,7 +144,7 @@ def dream(solve, model):
 class SudokuDiffusion(train.DiffusionObjective):
     """The dLLM: infill the blank cells. Validation: its NELBO in bits per blank cell, and puzzles solved."""
 
-    name, trainer = "sudoku-dllm", "12_sudoku.py --train --model dllm"
+    name, trainer = "sudoku-dllm", "12_sudoku.py train --model dllm"
 
     def loss(self, model, x, config):
         return sudoku_diffusion_loss(model, x, config.mask_id)
@@ -164,7 +164,7 @@ class SudokuDiffusion(train.DiffusionObjective):
 class SudokuGPT(gpt.NextTokenObjective):
     """The GPT of the same size: puzzle -> solution. Validation: exact NLL per blank cell, and puzzles solved."""
 
-    name, trainer = "sudoku-gpt", "12_sudoku.py --train --model gpt"
+    name, trainer = "sudoku-gpt", "12_sudoku.py train --model gpt"
 
     def loss(self, model, x, config=None):
         return solution_loss(model, x).sum() / (x[:, :CELLS] == 0).sum()
@@ -187,14 +187,13 @@ class SudokuGPT(gpt.NextTokenObjective):
 def solve_dllm(model, puzzle, decoder="confidence", callback=None, generator=None):
     """Fill the blanks of puzzle (B, 81) with the dLLM -> (grids (B, 81), model calls). Greedy (temperature 0):
     the order is the only choice. One cell per call, or as lesson 10's rule decides (threshold / eb).
-    decoder: a name in DECODERS, or their kind of keyword dict (the benchmark's other thresholds)."""
-    mask_id = model.config.mask_id
-    canvas = puzzle.masked_fill(puzzle == 0, mask_id)  # GPT vs dLLM: the blanks are [MASK], all cells visible
-    kw = DECODERS[decoder] if isinstance(decoder, str) else decoder
-    if "threshold" in kw or "entropy_budget" in kw:
-        return fast.generate_fast(model, canvas, mask_id, temperature=0, callback=callback, generator=generator, **kw)
-    return diff.generate(model, canvas, mask_id, steps=CELLS, temperature=0, callback=callback, generator=generator,
-                         **kw)
+    decoder: a name in DECODERS, or an (order, rule) pair (the benchmark's other thresholds)."""
+    canvas = puzzle.masked_fill(puzzle == 0, model.config.mask_id)  # GPT vs dLLM: blanks are [MASK], all seen
+    order, rule = DECODERS[decoder] if isinstance(decoder, str) else decoder
+    sampling = diff.Sampling(temperature=0, order=order, generator=generator)
+    if rule is not None:
+        return fast.generate_fast(model, canvas, sampling, rule=rule, callback=callback)
+    return diff.generate(model, canvas, CELLS, sampling, callback)
 
 
 @torch.no_grad()
@@ -226,10 +225,11 @@ def solved(grid, pairs):
     return (grid == pairs[:, CELLS:]).all(-1)
 
 
-def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu", log=None):
+def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu"):
     """The Sudoku model of `kind` ('dllm' or 'gpt'): --checkpoint, else your run, else the shipped one."""
-    model, _, info = gen.load(kind, checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}",
-                              use_pretrained, device, log=log or (lambda s: print(s, file=sys.stderr)))
+    path = pretrained.choose(checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}", use_pretrained,
+                             log=lambda s: print(s, file=sys.stderr))
+    model, _, info = gen.load(path, kind, device)
     if info["objective"] != f"sudoku-{kind}":
         raise UsageError(f"{info['path']} is not a Sudoku model (it is a {info['objective']} model)")
     return model
@@ -268,10 +268,10 @@ NO_ANSWER = "no valid answer"
 
 
 def solve_file(args):
-    """--solve FILE: one line per puzzle, in order: the model's answer (81 digits) when it is a valid solution (each
+    """solve FILE: one line per puzzle, in order: the model's answer (81 digits) when it is a valid solution (each
     row, column and box holds 1-9 once, every given kept), else `no valid answer`, never a wrong grid; the totals on
     stderr. Batched; printed as each batch is done, so Ctrl-C keeps what is solved (exit 130)."""
-    grid = torch.tensor(puzzles.read_puzzles(args.solve))
+    grid = torch.tensor(puzzles.read_puzzles(args.file))
     model = load_solver(args.model, args.checkpoint, args.pretrained, args.device)
     device = next(model.parameters()).device
     g = torch.Generator(device).manual_seed(args.seed)  # --decoder random's order
@@ -346,53 +346,58 @@ def show_order(dllm, model_gpt, pair, args):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command line: --train (05's flags), --solve FILE, or the demo
+# The command line: the demo, `train` (05's flags) or `solve FILE`
 # ---------------------------------------------------------------------------------------------------------
-def sudoku_parser(mode):
-    out = ROOT / "checkpoints" / "sudoku-dllm"
-    p = train.training_parser(__doc__, out, presets=PRESETS) if mode == "train" else ArgumentParser(description=__doc__)
-    p.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains or solves")
-    if mode == "train":
-        p.add_argument("--train", action="store_true", help="train through lesson 05's loop (its flags apply)")
-        p.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"), help="folder with train.txt and val.txt")
-        p.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
-        return p
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the demo's puzzles, --decoder random's order")
-    p.add_argument("--checkpoint", help="a run directory or Hub export (default: your run, else the shipped model)")
+def parser():
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="fresh puzzles per band")
+    p.add_argument("--show-steps", action="store_true", help="print the order each model fills one grid")
+    p.add_argument("--gif", metavar="PATH", help="also write that as an animated GIF")
     p.add_argument("--pretrained", action="store_true", help="use the shipped models even if you trained your own")
-    p.add_argument("--decoder", choices=list(DECODERS), default="confidence", help="dLLM decoding order/rule")
-    p.add_argument("--solve", metavar="FILE", help="solve the puzzles in FILE (81 cells per line, '.' or 0 blank)")
-    p.add_argument("--batch", type=positive_int, default=256, help="--solve: puzzles per model call")
-    p.add_argument("--search", action="store_true", help="--solve with search: the rules propagate, the dLLM chooses "
-                   "at each branch point, a contradiction backtracks (reported apart from the pure model)")
-    p.add_argument("--max-calls", type=positive_int, default=1000, help="--search: give up a puzzle after this many")
-    p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="demo: fresh puzzles per band")
-    p.add_argument("--show-steps", action="store_true", help="demo: print the order each model fills one grid")
-    p.add_argument("--gif", metavar="PATH", help="demo: also write that as an animated GIF")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the demo's puzzles")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
+    sub = p.add_subparsers(dest="command", metavar="{train,solve}")
+    sub_parser = lambda name, help: sub.add_parser(name, help=help, description=__doc__,  # noqa: E731
+                                                   formatter_class=p.formatter_class)
+    t = train.training_parser(None, ROOT / "checkpoints" / "sudoku-dllm", presets=PRESETS, parser=sub_parser(
+        "train", "train through lesson 05's loop (its flags; --data is --puzzles here)"))
+    t.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains")
+    t.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"), help="folder with train.txt and val.txt")
+    t.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
+    s = sub_parser("solve", "solve the puzzles of a file: one answer per line, checked")
+    s.add_argument("file", help="one puzzle per line: 81 cells, '.' or 0 for a blank")
+    s.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model solves")
+    s.add_argument("--checkpoint", help="a run directory or Hub export (default: your run, else the shipped model)")
+    s.add_argument("--pretrained", action="store_true", help="use the shipped model even if you trained your own")
+    s.add_argument("--decoder", choices=list(DECODERS), default="confidence", help="the dLLM's order or rule")
+    s.add_argument("--batch", type=positive_int, default=256, help="puzzles per model call")
+    s.add_argument("--search", action="store_true", help="the rules propagate, the dLLM chooses at each branch "
+                   "point, a contradiction backtracks (reported apart from the pure model)")
+    s.add_argument("--max-calls", type=positive_int, default=1000, help="--search: give up a puzzle after this many")
+    s.add_argument("--seed", type=int, default=0, help="random seed: --decoder random's order")
+    s.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
     return p
 
 
 def main(argv=None):
-    words = sys.argv[1:] if argv is None else argv
-    if "--train" not in words:
-        args = parse_args_given(sudoku_parser("use"), argv)
-        common = {"device", "seed", "pretrained"}
-        if args.solve:
-            refuse_unused(args, common | {"solve", "model", "checkpoint", "batch"} | (
-                {"search", "max_calls"} if args.search else {"decoder"}), "--solve" + " --search" * args.search)
-            if args.search and args.model == "gpt":
-                raise UsageError("--search is the dLLM's: it asks for every blank's digits at once, which a GPT "
-                                 "writing left to right cannot give")
-            return solve_file(args)
-        refuse_unused(args, common | {"puzzles_per_band", "show_steps", "gif"}, "the demo (it runs both models)")
-        return demo(args)
-    args = train.parse_args(sudoku_parser("train"), argv, PRESETS, default_data=None,
-                            default_out=lambda a: ROOT / "checkpoints" / f"sudoku-{a.model}")
-    if "data" in args.given:
-        raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
-    objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()
-    return train.train(args, objective, PuzzleData(args.puzzles))
+    args = parse_args_given(parser(), argv)
+    if args.command == "solve":
+        if args.search and args.model == "gpt":
+            raise UsageError("--search is the dLLM's: it asks for every blank's digits at once, which a GPT "
+                             "writing left to right cannot give")
+        if args.search and "decoder" in args.given:
+            raise UsageError("--decoder is the pure model's: with --search the rules and the model choose")
+        if "max_calls" in args.given and not args.search:
+            raise UsageError("--max-calls is --search's: add --search")
+        return solve_file(args)
+    if args.command == "train":
+        if "data" in args.given:
+            raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
+        args = train.resolve(args, presets=PRESETS, default_data=None,
+                             default_out=lambda a: ROOT / "checkpoints" / f"sudoku-{a.model}")
+        objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()
+        return train.train(args, objective, PuzzleData(args.puzzles))
+    return demo(args)
 
 
 if __name__ == "__main__":

@@ -1,107 +1,132 @@
 """Lesson 13: self-correction. A GPT can never take back a token it wrote; a masked diffusion LM can.
 
 Lesson 04's sampler commits a token and never looks at it again. But every call sees the whole canvas, so a
-token committed early can be judged again later, with more context, and masked again (remasked) if it no
-longer fits; the next call predicts it anew. Three ways to choose what to take back:
+token committed early can be masked again (remasked) and predicted anew by a later call, with more context. Each
+call is then one step z_t -> z_s of ReMDM (Wang et al. 2025): commit some masked positions, take back some
+tokens written BEFORE the step. What to take back:
 
-  cap             ReMDM (Wang et al. 2025): after each call, every committed token is masked again with a small
-                  probability sigma_t = min(eta, (1 - alpha_s) / alpha_t) (their "max-capped" schedule).
-  loop            ReMDM's "loop": run the plain schedule until a fraction t_on of the canvas is still masked, then
-                  hold that fraction for --loop-steps extra calls, each remasking committed tokens with
-                  probability eta and filling as many again; then finish the schedule.
-  low-confidence  LLaDA's low-confidence remasking, applied to committed tokens: a token whose probability under
-                  the new context has fallen below --threshold is masked again (at most one per row per call).
+  cap, rescale  ReMDM: every written token with probability sigma_t: min(eta, sigma_max) ("max-capped") or
+                eta * sigma_max ("rescaled"), sigma_max = min(1, (1 - alpha_s) / alpha_t), so 0 at the last step.
+  loop          ReMDM's "loop": the plain schedule until a fraction t_on of the canvas is still masked, then
+                --loop-steps extra calls that hold it, each taking back with probability eta and committing as
+                many; then the rest of the schedule.
+  confidence    ReMDM's idea as ReMDM-LLaDA applies it: take back the written token with the lowest confidence
+                RECORDED WHEN IT WAS WRITTEN, if below --threshold (one per row per call). Not its probability at
+                its visible position now: the masked-only loss never trained those outputs (LLaDA's own
+                low-confidence rule only chooses which masked positions to commit; it never revisits one).
 
 Remasking nothing is lesson 04's sampler exactly (the same tokens for the same seed). What it costs: a remasked
 token must be predicted again, so for the same number of calls each call commits more; `loop` adds calls.
 On Sudoku the rules say which digits are wrong: a digit that repeats in a row, column or box is masked again.
 
-    python 13_self_correction.py                      # demo: a character taken back; a Sudoku digit replaced
-    python 13_self_correction.py --generate --schedule low-confidence --threshold 0.05 --steps 50 --topk 5
+    python 13_self_correction.py                      # demo: characters taken back; Sudoku digits replaced
+    python 13_self_correction.py generate --schedule confidence --threshold 0.05 --steps 50 --topk 5
 """
 import sys
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
 import torch
 
-from support.cli import (
-    ArgumentParser,
-    UsageError,
-    parse_args_given,
-    positive_int,
-    probability,
-    refuse_unused,
-    run_cli,
-)
+from support import pretrained
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, probability, run_cli
 
 diff = import_module("04_diffusion")
 gen = import_module("06_generate")
 sudoku = import_module("12_sudoku")
 puzzles = import_module("sudoku_puzzles")
 ROOT = Path(__file__).resolve().parent
-SCHEDULES = ("none", "cap", "loop", "low-confidence")
+SCHEDULES = ("none", "cap", "rescale", "loop", "confidence")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The sampler: lesson 04's, plus taking tokens back
 # ---------------------------------------------------------------------------------------------------------
-def take_back_low_confidence(logits, x, free, masked, threshold):
-    """(B, L) bool: per row, the committed token (not a fixed one) whose probability under the new context is the
-    lowest, if it is below `threshold`. LLaDA's low-confidence rule, aimed at what is already written."""
-    p_now = logits.float().softmax(-1).gather(-1, x.clamp_max(logits.size(-1) - 1)[..., None]).squeeze(-1)
-    p_now = p_now.masked_fill(~free | masked, float("inf"))  # only committed, generated positions compete
-    worst = p_now.argmin(1, keepdim=True)  # (B, 1)
-    pick = torch.zeros_like(masked).scatter_(1, worst, True)
-    return pick & (p_now < threshold)
+@dataclass
+class Remask:
+    """What to take back, and when. schedule: none, cap, rescale, loop (ReMDM, Wang et al. 2025) or confidence
+    (ReMDM-LLaDA's recorded confidence). eta: ReMDM's eta (cap, rescale, loop); threshold: the confidence rule's;
+    loop_steps, t_on: the loop's extra calls, and the fraction still masked when it starts."""
+
+    schedule: str = "none"
+    eta: float = 0.02
+    threshold: float = 0.05
+    loop_steps: int = 10
+    t_on: float = 0.55
 
 
-def remask_random(x, free, masked, sigma, generator):
-    """(B, L) bool: every committed generated token, each with probability sigma (ReMDM's remasking step)."""
+NO_REMASK = Remask()  # lesson 04's sampler
+REFILL = diff.Sampling(order="margin")  # the Sudoku repair's refill: drawn at temperature 1, margin order
+
+
+def sigma(schedule, eta, alpha_t, alpha_s):
+    """ReMDM's remasking probability for one step t -> s, for every token decoded before it. It can never exceed
+    sigma_max = min(1, (1 - alpha_s) / alpha_t), or the step could not end at alpha_s; 0 at the last step."""
+    sigma_max = torch.clamp((1 - alpha_s) / alpha_t.clamp_min(1e-9), max=1.0)  # (B, 1)
+    return torch.clamp(sigma_max, max=eta) if schedule == "cap" else eta * sigma_max  # cap / rescale
+
+
+def take_back(x, written, conf, r, sig, generator):
+    """(B, L) bool: which written tokens (decoded before this call) to mask again at the end of it.
+
+    cap / rescale / loop: each with probability sig (B, 1) (ReMDM). confidence: the one with the lowest confidence
+    recorded WHEN IT WAS WRITTEN, if below r.threshold (ReMDM-LLaDA). Never the logits at a visible position: the
+    masked-only loss never trained the model's outputs there (it copies visible tokens through)."""
+    if r.schedule == "confidence":
+        c = conf.masked_fill(~written, float("inf"))
+        worst = torch.zeros_like(written).scatter_(1, c.argmin(1, keepdim=True), True)
+        return worst & (c < r.threshold)
     u = torch.rand(x.shape, generator=generator, device=diff.rng_device(generator, x.device)).to(x.device)
-    return free & ~masked & (u < sigma)
+    return written & (u < sig)
 
 
 @torch.no_grad()
-def generate_remask(model, canvas, mask_id, steps=64, schedule="none", eta=0.02, threshold=0.05, loop_steps=0,
-                    t_on=0.55, temperature=1.0, top_k=0, top_p=1.0, remasking="confidence", noise=0.0,
-                    callback=None, generator=None):
+def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_REMASK, callback=None):
     """Lesson 04's generate(), with a remasking schedule. Returns (x, model calls, tokens taken back).
 
-    Each call: (1) low-confidence: take back the worst committed token if it fell below `threshold`; (2) commit
-    ceil(masked / calls left) positions, the surest first (04's counts when nothing is taken back); (3) cap /
-    loop: remask committed tokens at random. Never in the last call: the canvas always ends without [MASK].
-    """
+    Each call is one ReMDM step z_t -> z_s: (1) choose what to take back among the tokens decoded BEFORE the call
+    (never fixed ones, never at the last call); (2) commit enough masked positions, the first in sampling.order,
+    that after (3) masking the chosen ones again the canvas holds as many masks as 04's schedule says (the loop
+    holds that number for loop_steps extra calls). A token taken back is predicted again from [MASK] by a later
+    call. Taking nothing back is lesson 04's sampler exactly, draw for draw."""
+    mask_id = model.config.mask_id
     x = canvas.clone()
     free = canvas == mask_id  # the positions the sampler writes; prompt, suffix, template never change
-    n_masked = free.sum(1)
-    if n_masked.max() == 0:
+    n_free = free.sum(1, keepdim=True)  # (B, 1)
+    if n_free.max() == 0:
         return x, 0, 0
-    plain = min(steps, int(n_masked.max()))  # as 04: never more calls than masks
-    loop = loop_steps if schedule == "loop" else 0
-    total, on = plain + loop, round((1 - t_on) * plain)  # the loop starts after this many plain calls
-    hold, taken = None, 0
-    for i in range(total):
+    plain = min(steps, int(n_free.max()))  # as 04: never more calls than masks
+    cum = diff.commit_counts(n_free[:, 0], plain).cumsum(1)  # (B, plain): committed after each plain call
+    loop = remask.loop_steps if remask.schedule == "loop" else 0
+    on = round((1 - remask.t_on) * plain)  # the loop comes after this many plain calls
+    conf = torch.full(x.shape, float("inf"), device=x.device)  # the confidence each token was written with
+    taken = 0
+    for i in range(plain + loop):
+        j = i if i < on else max(on, i - loop)  # the plain call this one plays (the loop repeats call `on`)
+        in_loop = on <= i < on + loop
+        written = free & (x != mask_id)  # decoded before this call: the only tokens ReMDM may take back
+        alpha_t = cum[:, j - 1 : j] / n_free if j > 0 else torch.zeros_like(n_free, dtype=torch.float)
+        alpha_s = alpha_t if in_loop else cum[:, j : j + 1] / n_free  # the loop holds alpha constant
+        back = torch.zeros_like(free)
+        last = i == plain + loop - 1
+        if remask.schedule in ("cap", "rescale", "loop") and remask.eta > 0 and written.any() and not last:
+            if remask.schedule != "loop" or in_loop:
+                sig = remask.eta if in_loop else sigma(remask.schedule, remask.eta, alpha_t, alpha_s)
+                back = take_back(x, written, conf, remask, sig, sampling.generator)
+        elif remask.schedule == "confidence" and not last:
+            back = take_back(x, written, conf, remask, None, None)
         logits = model(x)  # (B, L, V)
         masked = x == mask_id
-        if schedule == "low-confidence" and i < total - 1:
-            back = take_back_low_confidence(logits, x, free, masked, threshold)
-            x, masked, taken = torch.where(back, mask_id, x), masked | back, taken + int(back.sum())
-        in_loop = schedule == "loop" and on <= i < on + loop
-        if in_loop and hold is None:
-            hold = masked.sum(1, keepdim=True)  # the loop holds this many masked: alpha stays constant
-        left = plain - i if i < on else total - i  # plain calls left, this one included
-        count = masked.sum(1, keepdim=True) - hold if in_loop else -(-masked.sum(1, keepdim=True) // max(1, left))
-        proposal, _, ranks = diff.propose(logits, masked, temperature, top_k, top_p, remasking, generator, noise)
-        x = torch.where((ranks < count) & masked, proposal, x)  # the `count` surest masked positions
-        if (schedule == "cap" or in_loop) and i < total - 1 and eta > 0:  # (eta 0 draws nothing: 04's sampler)
-            t, s = 1 - i / plain, 1 - (i + 1) / plain  # 04's linear schedule: alpha_t = 1 - t
-            sigma = eta if in_loop else min(eta, s / max(1 - t, 1e-9))  # ReMDM's cap: sigma_t <= (1-a_s)/a_t
-            back = remask_random(x, free, x == mask_id, sigma, generator)
-            x, taken = torch.where(back, mask_id, x), taken + int(back.sum())
+        target = n_free - (cum[:, on - 1 : on] if in_loop and on > 0 else cum[:, j : j + 1])  # masks after
+        count = masked.sum(1, keepdim=True) + back.sum(1, keepdim=True) - target  # (B, 1) to commit now
+        proposal, prob, ranks = diff.propose(logits, masked, sampling)
+        commit = (ranks < count) & masked
+        x, conf = torch.where(commit, proposal, x), torch.where(commit, prob, conf)
+        x, taken = torch.where(back, mask_id, x), taken + int(back.sum())
         if callback is not None:
             callback(i + 1, x)
-    return x, total, taken
+    return x, plain + loop, taken
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -119,10 +144,10 @@ def conflicts(grid, puzzle):
 
 
 @torch.no_grad()
-def solve_remask(model, puzzle, rounds=8, temperature=1.0, generator=None, callback=None):
+def solve_remask(model, puzzle, rounds=8, sampling=REFILL, callback=None):
     """12's greedy solver, then up to `rounds` repairs: every digit that breaks a rule is masked again and the
-    holes refilled, sampled at `temperature` in margin order (a greedy refill in the same context would write the
-    same digits again). -> (grids (B, 81), model calls per puzzle (B,), digits taken back)."""
+    holes refilled with `sampling` (default: drawn at temperature 1, margin order: a greedy refill in the same context
+    would write the same digits again). -> (grids (B, 81), model calls per puzzle (B,), digits taken back)."""
     mask_id = model.config.mask_id
     grid, _ = sudoku.solve_dllm(model, puzzle, "margin", callback=callback)
     per = (puzzle == 0).sum(1)  # a puzzle's own calls: one per cell it fills (a batch runs as long as its longest)
@@ -133,33 +158,32 @@ def solve_remask(model, puzzle, rounds=8, temperature=1.0, generator=None, callb
             break
         taken += int(bad.sum())
         holes = torch.where(bad, mask_id, grid)
-        refill, _ = diff.generate(model, holes, mask_id, steps=sudoku.CELLS, temperature=temperature,
-                                  remasking="margin", generator=generator, callback=callback)
+        refill, _ = diff.generate(model, holes, sudoku.CELLS, sampling, callback)
         grid = torch.where(bad.any(1, keepdim=True), refill, grid)
         per += bad.sum(1)  # one call per hole refilled
     return grid, per, taken
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The demo: a character taken back, a digit replaced
+# The demo: characters taken back, a digit replaced
 # ---------------------------------------------------------------------------------------------------------
 def demo_text(args):
-    model, tok, info = gen.load("dllm", args.checkpoint, ROOT / "checkpoints" / "dllm", "shakespeare-dllm",
-                                args.pretrained, args.device, log=print)
-    L = min(args.len or 96, model.config.block_size)
-    canvas = torch.full((1, L), model.config.mask_id)
+    path = pretrained.choose(args.checkpoint, ROOT / "checkpoints" / "dllm", "shakespeare-dllm", args.pretrained)
+    model, tok, info = gen.load(path, "dllm", args.device)
+    mask_id = model.config.mask_id
+    canvas = torch.full((1, min(96, model.config.block_size)), mask_id)
     frames = []
     g = torch.Generator().manual_seed(args.seed)
-    x, calls, taken = generate_remask(model, canvas, model.config.mask_id, steps=args.steps or 32,
-                                      schedule="low-confidence", threshold=args.threshold, top_k=5, generator=g,
+    r = Remask("confidence", threshold=args.threshold)
+    x, calls, taken = generate_remask(model, canvas, 32, diff.Sampling(top_k=5, generator=g), r,
                                       callback=lambda i, x: frames.append(x[0].clone()))
-    print(f"\n== {L} characters in {calls} calls, low-confidence remasking (threshold {args.threshold}): "
-          f"{taken} characters taken back ==")
+    print(f"\n== {canvas.size(1)} characters in {calls} calls; the written character with the lowest recorded "
+          f"confidence is taken back when below {args.threshold}: {taken} taken back ==")
     shown = 0
     for i in range(1, len(frames)):
-        back = (frames[i - 1] != model.config.mask_id) & (frames[i] == model.config.mask_id)
+        back = (frames[i - 1] != mask_id) & (frames[i] == mask_id)
         for pos in back.nonzero().flatten().tolist()[:1]:
-            later = next((int(f[pos]) for f in frames[i:] if f[pos] != model.config.mask_id), None)
+            later = next((int(f[pos]) for f in frames[i:] if f[pos] != mask_id), None)
             print(f"call {i + 1:>2}: {tok.decode([int(frames[i - 1][pos])])!r} at position {pos} taken back, "
                   f"written again as {tok.decode([later]) if later is not None else '?'!r}")
             print(f"   before  {tok.decode(frames[i - 1].tolist())!r}\n   after   {tok.decode(frames[i].tolist())!r}")
@@ -172,12 +196,12 @@ def demo_text(args):
 def demo_sudoku(args):
     import random
 
-    model = sudoku.load_solver("dllm", None, args.pretrained, args.device, log=print)
+    model = sudoku.load_solver("dllm", None, args.pretrained, args.device)
     pairs = puzzles.make_split(args.puzzles, (17, 27), random.Random(args.seed), set())  # the hardest it makes
     x = torch.tensor([p + s for p, s in pairs])
     greedy, _ = sudoku.solve_dllm(model, x[:, :81], "margin")
     g = torch.Generator().manual_seed(args.seed)
-    fixed, calls, taken = solve_remask(model, x[:, :81], rounds=8, generator=g)
+    fixed, calls, taken = solve_remask(model, x[:, :81], 8, diff.Sampling(order="margin", generator=g))
     ok0, ok1 = sudoku.solved(greedy, x), sudoku.solved(fixed, x)
     print(f"\n== {len(x)} of the hardest puzzles ({min(sum(v > 0 for v in p) for p, _ in pairs)}-"
           f"{max(sum(v > 0 for v in p) for p, _ in pairs)} givens): margin order alone solves {int(ok0.sum())}; "
@@ -195,35 +219,48 @@ def demo_sudoku(args):
             break
 
 
-def main(argv=None):
-    p = gen.add_generate_args(ArgumentParser(description=__doc__), ROOT / "checkpoints" / "dllm")
-    g = p.add_argument_group("this lesson")
-    g.add_argument("--generate", action="store_true", help="generate text with a remasking schedule (06's flags)")
-    g.add_argument("--schedule", choices=SCHEDULES, default="low-confidence", help="what to take back (see above)")
-    g.add_argument("--eta", type=probability, default=0.02, help="cap / loop: remasking probability per token")
-    g.add_argument("--threshold", type=probability, default=0.05, help="low-confidence: take back below this")
-    g.add_argument("--loop-steps", type=positive_int, default=10, help="loop: extra calls at a constant mask rate")
-    g.add_argument("--puzzles", type=positive_int, default=8, help="demo: hard puzzles made for the Sudoku part")
-    args = parse_args_given(p, argv)
-    if args.generate:
-        refuse_unused(args, set(vars(args)) - {"puzzles"}, "--generate")
-        if args.schedule != "loop" and "loop_steps" in args.given:
-            raise UsageError("--loop-steps is the loop schedule's: add --schedule loop")
-        return gen.generate_cli(args, sampler=sample_remask)
-    refuse_unused(args, {"checkpoint", "pretrained", "device", "seed", "len", "steps", "threshold", "puzzles"},
-                  "the demo")
-    demo_text(args)
-    demo_sudoku(args)
+# ---------------------------------------------------------------------------------------------------------
+# The command line: the demo, or `generate` (06's flags plus a remasking schedule)
+# ---------------------------------------------------------------------------------------------------------
+def parser():
+    p = ArgumentParser(description=__doc__)
+    gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False)
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--threshold", type=probability, default=0.05, help="the text demo's confidence threshold")
+    p.add_argument("--puzzles", type=positive_int, default=8, help="hard puzzles made for the Sudoku part")
+    sub = p.add_subparsers(dest="command", metavar="{generate}")
+    g = gen.add_generate_args(sub.add_parser("generate", help="generate text with a remasking schedule (06's "
+                                             "flags)", description=__doc__, formatter_class=p.formatter_class),
+                              ROOT / "checkpoints" / "dllm")
+    t = g.add_argument_group("this lesson")
+    t.add_argument("--schedule", choices=SCHEDULES, default="confidence", help="what to take back (see above)")
+    t.add_argument("--eta", type=probability, default=0.02, help="cap, rescale, loop: ReMDM's eta")
+    t.add_argument("--threshold", type=probability, default=0.05, help="confidence: take back below this")
+    t.add_argument("--loop-steps", type=positive_int, default=10, help="loop: extra calls at a constant mask rate")
+    return p
 
 
 def sample_remask(model, tokenizer, args, callback=None):
     """06's canvas, decoded by generate_remask with this lesson's flags. Returns (x (N, L), model calls)."""
     x = gen.canvases(model, tokenizer, args)
-    x, calls, taken = generate_remask(model, x, model.config.mask_id, steps=args.steps or 64, schedule=args.schedule,
-                                      eta=args.eta, threshold=args.threshold, loop_steps=args.loop_steps,
-                                      callback=callback, **gen.sampling_kw(model, args))
+    r = Remask(args.schedule, args.eta, args.threshold, args.loop_steps)
+    x, calls, taken = generate_remask(model, x, args.steps or 64, gen.sampling(model, args), r, callback=callback)
     print(f"({taken} tokens taken back and written again)", file=sys.stderr)
     return x, calls
+
+
+def main(argv=None):
+    args = parse_args_given(parser(), argv)
+    if args.command == "generate":
+        uses = {"eta": ("cap", "rescale", "loop"), "threshold": ("confidence",), "loop_steps": ("loop",)}
+        for flag, schedules in uses.items():  # a schedule's own settings, typed for another schedule
+            if flag in args.given and args.schedule not in schedules:
+                raise UsageError(f"--{flag.replace('_', '-')} is the {' and '.join(schedules)} schedule's: add "
+                                 f"--schedule {schedules[0]}")
+        return gen.generate_cli(args, sampler=sample_remask)
+    demo_text(args)
+    demo_sudoku(args)
 
 
 if __name__ == "__main__":

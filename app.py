@@ -21,6 +21,7 @@ import threading
 import time
 from importlib import import_module
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -56,7 +57,8 @@ class Lane:
         self.x = self.inputs = self.logits = self.result = self.error = None
         self.done = self.stopped = False
         self._turn, self._back, self._t0 = threading.Semaphore(0), threading.Semaphore(0), 0.0
-        threading.Thread(target=self._main, args=(run,), daemon=True).start()
+        self.thread = threading.Thread(target=self._main, args=(run,), daemon=True)  # started by the first step:
+        # a page that stops reading before the race begins leaves no thread waiting for a turn
 
     def _main(self, run):
         try:
@@ -90,13 +92,15 @@ class Lane:
 
     def step(self):
         """Let the sampler run one model call and what follows it (commit, callback), up to its next call."""
+        if self.thread.ident is None:
+            self.thread.start()
         self._turn.release()
         self._back.acquire()
         if self.error is not None:
             raise self.error
 
     def stop(self):
-        if not self.done:
+        if not self.done and self.thread.ident is not None:  # a thread that was started waits for its turn
             self.stopped = True
             self._turn.release()
 
@@ -185,31 +189,32 @@ def text_canvas(tokenizer, mask_id, context, mode, prompt, length):
         raise UsageError(f"the prompt is {len(tokenizer.split(prompt))} long: make the length larger than that")
     if length > context:
         raise UsageError(f"the text is {length} long; this model's context is {context}")
-    return gen.build_canvas(tokenizer, mask_id, context, length, prompt if mode != "fill" else "",
-                            template=prompt if mode == "fill" else None)
+    flags = SimpleNamespace(template=prompt if mode == "fill" else None, fill_char="_", len=length,
+                            prompt=prompt if mode != "fill" else "", suffix="")  # 06's canvas flags
+    return gen.build_canvas(tokenizer, mask_id, context, flags)
 
 
-def dllm_sampler(canvas, steps, top_k, temperature, order, noise, block, schedule, seed, eta=0.02, threshold=0.05):
-    """run(model, callback) for a Lane: lesson 04's sampler, 10's blocks or 13's remasking on one canvas (eta: the
-    cap and loop schedules' remasking probability; threshold: low-confidence's; both 13's defaults)."""
-    g = torch.Generator().manual_seed(seed)
-    kw = dict(steps=steps, temperature=temperature, top_k=top_k, remasking=order,
-              noise=noise if order != "random" else 0.0, generator=g)
+def dllm_sampler(canvas, s):
+    """run(model, callback) for a Lane: lesson 04's sampler, 10's blocks or 13's remasking on one canvas.
+    s: the page's settings: steps, top_k, temperature, order, noise, block, schedule, seed; eta and threshold
+    (13's defaults if absent)."""
+    steps, block, schedule = s["steps"], s["block"], s["schedule"]
+    g = torch.Generator().manual_seed(s["seed"])
+    sampling = diff.Sampling(s["temperature"], s["top_k"], 1.0, s["order"], s["noise"], g)
     if schedule != "none" and block:
         raise UsageError("lesson 13's remasking works on the whole canvas: set block size 0, or schedule none")
     if block and len(range(0, canvas.numel(), block)) > steps:
         raise UsageError(f"{-(-canvas.numel() // block)} blocks need at least as many steps")
 
     def run(model, callback):
-        x, mid = canvas[None].to(next(model.parameters()).device), model.config.mask_id
+        x = canvas[None].to(next(model.parameters()).device)
         if schedule != "none":  # -> (x, tokens taken back): one taken back and written again alike in the
-            x, _, taken = remask.generate_remask(  # same call leaves the canvas as it was: only this counts it
-                model, x, mid, schedule=schedule, eta=eta, threshold=threshold, loop_steps=steps // 5,
-                callback=callback, **kw)
-            return x, taken
+            r = remask.Remask(schedule, s.get("eta", 0.02), s.get("threshold", 0.05), max(1, steps // 5))
+            x, _, taken = remask.generate_remask(model, x, steps, sampling, r, callback)  # same call leaves the
+            return x, taken  # canvas as it was: only this counts it
         if block:
-            return fast.generate_fast(model, x, mid, block_size=block, callback=callback, **kw)[0], 0
-        return diff.generate(model, x, mid, callback=callback, **kw)[0], 0
+            return fast.generate_fast(model, x, sampling, steps, block_size=block, callback=callback)[0], 0
+        return diff.generate(model, x, steps, sampling, callback)[0], 0
 
     return run
 
@@ -217,8 +222,8 @@ def dllm_sampler(canvas, steps, top_k, temperature, order, noise, block, schedul
 def gpt_sampler(prompt_ids, n_new, top_k, temperature, seed):
     def run(model, callback):
         x = torch.tensor(prompt_ids, device=next(model.parameters()).device)[None]
-        return gpt.generate_gpt(model, x, n_new, temperature, top_k, generator=torch.Generator().manual_seed(seed),
-                                callback=callback)
+        sampling = diff.Sampling(temperature, top_k, generator=torch.Generator().manual_seed(seed))
+        return gpt.generate_gpt(model, x, n_new, sampling, callback=callback)
 
     return run
 
@@ -232,9 +237,7 @@ def text_frames(dllm, gpt_model, tokenizer, canvas, settings, max_fps=30):
     fixed = (canvas != mask_id).tolist()
     left = Canvas(canvas.tolist(), mask_id, fixed)
     prompt = canvas[: fixed.index(False)].tolist() if False in fixed else canvas.tolist()
-    lanes = [Lane(dllm, dllm_sampler(canvas, s["steps"], s["top_k"], s["temperature"], s["order"], s["noise"],
-                                     s["block"], s["schedule"], s["seed"], s.get("eta", 0.02),
-                                     s.get("threshold", 0.05)))]
+    lanes = [Lane(dllm, dllm_sampler(canvas, s))]
     right = None
     if gpt_model is not None and all(fixed[: len(prompt)]) and not any(fixed[len(prompt):]):  # a prompt, no blanks
         right = Canvas(prompt, mask_id, [True] * len(prompt))
@@ -320,8 +323,8 @@ def sudoku_sampler(puzzle, mode):
         if mode == "search":
             return sudoku.solve_search(model, puzzle_on[None])[0]
         if mode == "repair":
-            return remask.solve_remask(model, puzzle_on[None], generator=torch.Generator().manual_seed(0),
-                                       callback=callback)[0]
+            sampling = diff.Sampling(order="margin", generator=torch.Generator().manual_seed(0))
+            return remask.solve_remask(model, puzzle_on[None], 8, sampling, callback)[0]
         return sudoku.solve_dllm(model, puzzle_on[None], mode, callback=callback)[0]
 
     return run
@@ -426,8 +429,7 @@ class Models:
     def get(self, kind, path):
         with self.lock:
             if path not in self.cache:
-                self.cache[path] = gen.load(kind, str(path), device=self.device, tokenizers=tamil.TOKENIZERS,
-                                            log=lambda s: None)[:2]
+                self.cache[path] = gen.load(path, kind, self.device, tamil.TOKENIZERS)[:2]
             return self.cache[path]
 
     def gpt_for(self, tokenizer, label):
@@ -444,7 +446,7 @@ class Models:
     def sudoku(self, kind):
         with self.lock:
             if kind not in self.cache:
-                self.cache[kind] = sudoku.load_solver(kind, device=self.device, log=lambda s: None)
+                self.cache[kind] = sudoku.load_solver(kind, device=self.device)
             return self.cache[kind]
 
 
@@ -564,16 +566,16 @@ def build_app(models, pace=0.04):
                     with gr.Row():
                         top_k = gr.Number(5, label="top-k (0 = all)", precision=0, minimum=0, elem_id="topk")
                         temperature = gr.Number(1.0, label="temperature", minimum=0, elem_id="temperature")
-                    order = gr.Dropdown(list(diff.REMASKING), value="confidence", label="unmasking order")
+                    order = gr.Dropdown(list(diff.ORDERS), value="confidence", label="unmasking order")
                     noise = gr.Slider(0, 20, gen.NOISE, label="Gumbel noise on the confidence (0 = surest first)")
                     block = gr.Slider(0, 256, 0, step=1, label="block size (0 = whole canvas; lesson 10)")
                     schedule = gr.Dropdown(list(remask.SCHEDULES), value="none",
                                            label="remasking schedule (lesson 13)", elem_id="schedule")
                     with gr.Accordion("remasking settings", open=False):
-                        eta = gr.Slider(0, 0.5, 0.02, label="eta: cap and loop remask each written token with this "
-                                        "probability per call (loop adds steps/5 calls)")
-                        threshold = gr.Slider(0, 1, 0.05, label="threshold: low-confidence takes back the least "
-                                              "likely written token if its probability fell below this")
+                        eta = gr.Slider(0, 0.5, 0.02, label="eta: ReMDM's (cap, rescale, loop); loop adds steps/5 "
+                                        "calls")
+                        threshold = gr.Slider(0, 1, 0.05, label="threshold: confidence takes back the written token "
+                                              "with the lowest confidence it was written with, if below this")
                     seed = gr.Number(0, label="seed", precision=0, elem_id="seed")
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):

@@ -1,28 +1,35 @@
-"""Sudoku puzzles, made offline: random solution grids, puzzles with exactly one solution, Sudoku's symmetries.
+"""Sudoku puzzles, made offline: random solution grids, puzzles with exactly one solution, Sudoku's symmetries, and
+a rating of how hard each is for a solver.
 
-    python sudoku_puzzles.py                          # data/sudoku/{train,val,test}.txt, about 18 minutes
+    python sudoku_puzzles.py                          # data/sudoku/{train,val,test}.txt, about 2 minutes
     python sudoku_puzzles.py --train 200 --val 20 --test 20 --out /tmp/sudoku   # seconds
     python sudoku_puzzles.py --check data/sudoku/test.txt                     # solve every line, report
-    python sudoku_puzzles.py --train-givens 17 50 --out data/sudoku-hard --seed 1   # harder training puzzles
+    python sudoku_puzzles.py --train 100000 --train-givens 17 50 --hard 1000 --workers 2 --out data/sudoku-100k
 
-A grid is 81 digits read row by row; 0 is a blank. Each line of a file is `puzzle,solution`. A plain backtracking
-solver is the reference: it counts solutions (up to 2), so a puzzle is kept only when it has exactly one. Making a
-unique puzzle takes about 0.1 s in Python, so the training set is a few thousand puzzles, and every batch turns
-them into new ones with Sudoku's symmetries (relabel the digits, permute rows inside a band and the bands, the same
-for columns, transpose): each maps a valid grid to a valid grid and a unique puzzle to a unique puzzle.
-Train, validation and test puzzles never share a solution grid: each puzzle is cut from a grid of its own, and a
-grid drawn twice (also with its digits relabelled) is skipped. A repeat under another symmetry is as unlikely as
-drawing one of 6.7e21 grids twice.
+A grid is 81 digits read row by row; 0 is a blank. Each line of a file is `puzzle,solution`. The solver keeps each
+cell's legal digits as a 9-bit mask, fills in what the rules force (a cell with one legal digit, a digit with one
+place left in a row, column or box) before any guess, and guesses on the cell with the fewest digits; a removal is
+kept only if no solution has another digit there. About 30 ms a puzzle on one core, so 10^5 puzzles take half an
+hour on two. A puzzle's rating is the number of guesses that solver needs (0: the rules alone solve it), as
+Sudoku-Extreme rates puzzles by a solver's backtracks: few givens do not make a puzzle hard.
+Every batch turns the training puzzles into new ones with Sudoku's symmetries (relabel the digits, permute rows
+inside a band and the bands, the same for columns, transpose): each maps a valid grid to a valid grid and a unique
+puzzle to a unique puzzle. Train, validation and test puzzles never share a solution grid: each puzzle is cut from a
+grid of its own, and a grid drawn twice (also with its digits relabelled) is skipped. A repeat under another
+symmetry is as unlikely as drawing one of 6.7e21 grids twice.
 """
 import random
+import time
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, run_cli
+from support.cli import ArgumentParser, UsageError, non_negative_int, positive_int, run_cli
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
 TRAIN_GIVENS = (28, 50)  # training and validation puzzles: the two middle bands and the easy one
 BANDS = {"45+": (45, 81), "36-44": (36, 44), "28-35": (28, 35), "17-27": (17, 27)}  # difficulty = givens
+RATINGS = {"0 guesses": (0, 0), "1-2 guesses": (1, 2), "3+ guesses": (3, 10**9)}  # difficulty = rate()
+HARD = 3  # guesses that make a puzzle need real search (test_hard.txt)
 UNITS = ([[r * 9 + c for c in range(9)] for r in range(9)] + [[r * 9 + c for r in range(9)] for c in range(9)]
          + [[(br + r) * 9 + bc + c for r in range(3) for c in range(3)] for br in (0, 3, 6) for bc in (0, 3, 6)])
 PEERS = [sorted({p for u in UNITS if i in u for p in u} - {i}) for i in range(81)]
@@ -33,57 +40,150 @@ def candidates(grid, i):
     return {1, 2, 3, 4, 5, 6, 7, 8, 9} - {grid[p] for p in PEERS[i]}
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The solver: each cell's legal digits as a 9-bit mask (bit d-1 = digit d), the rules' propagation, search
+# ---------------------------------------------------------------------------------------------------------
+ALL = 0x1FF  # every digit legal
+POP = [bin(m).count("1") for m in range(512)]  # digits in a mask
+DIGIT = {1 << d: d + 1 for d in range(9)}  # a single-digit mask -> its digit
+
+
+def masks_of(grid):
+    """The masks of a grid (0 = blank) after the naked singles its givens force, or None if they contradict."""
+    m = [ALL] * 81
+    for i, v in enumerate(grid):
+        if v and not (m[i] >> (v - 1) & 1 and place(m, i, 1 << (v - 1))):
+            return None
+    return m
+
+
+def place(m, i, bit):
+    """Cell i holds the digit `bit`: strike it from every peer, and place any peer left with one digit (a naked
+    single) the same way. False when a peer is left with none."""
+    todo = [(i, bit)]
+    while todo:
+        i, bit = todo.pop()
+        m[i] = bit
+        for p in PEERS[i]:
+            if m[p] & bit:
+                m[p] &= ~bit
+                if not m[p]:
+                    return False
+                if POP[m[p]] == 1:
+                    todo.append((p, m[p]))
+    return True
+
+
+def fill_forced(m):
+    """Naked and hidden singles (a digit with one place left in a row, column or box) until nothing is forced.
+    False on a contradiction (a cell with no digit, a digit with no place)."""
+    changed = True
+    while changed:
+        changed = False
+        for u in UNITS:
+            once = twice = 0
+            for i in u:
+                twice |= once & m[i]
+                once |= m[i]
+            if once != ALL:
+                return False
+            for i in u:
+                only = m[i] & once & ~twice  # a digit that fits nowhere else in this unit
+                if only and m[i] != only:
+                    if POP[only] > 1 or not place(m, i, only):
+                        return False
+                    changed = True
+    return True
+
+
+def fewest(m):
+    """The undecided cell with the fewest legal digits (the first of them), or -1 when every cell is decided."""
+    best, n = -1, 10
+    for i in range(81):
+        if 1 < POP[m[i]] < n:
+            best, n = i, POP[m[i]]
+    return best
+
+
+def grid_of(m):
+    return [DIGIT.get(x, 0) for x in m]
+
+
 def solve(grid, limit=2, rng=None):
-    """Up to `limit` solutions of `grid` (a list of 81 ints, 0 = blank), by backtracking on the blank cell with the
-    fewest candidates. rng shuffles the order digits are tried in (to draw random full grids)."""
-    grid, found = list(grid), []
+    """Up to `limit` solutions of `grid` (a list of 81 ints, 0 = blank): propagation, then search on the cell
+    with the fewest digits. rng: random full grids, drawn as the first solution of an empty grid (random_grid)."""
+    if rng is not None:
+        return [random_fill(grid, rng)]
+    found = []
 
-    def search():
-        blanks = [(len(c), i, c) for i in range(81) if grid[i] == 0 for c in [candidates(grid, i)]]
-        if not blanks:
-            found.append(list(grid))
-            return len(found) >= limit
-        _, i, cands = min(blanks)
-        order = sorted(cands)
-        if rng is not None:
-            rng.shuffle(order)
-        for d in order:
-            grid[i] = d
-            if search():
-                return True
-        grid[i] = 0
-        return False
+    def dfs(m):
+        if not fill_forced(m):
+            return
+        cell = fewest(m)
+        if cell < 0:
+            found.append(grid_of(m))
+            return
+        for d in range(9):
+            if m[cell] >> d & 1 and len(found) < limit:
+                mm = list(m)
+                if place(mm, cell, 1 << d):
+                    dfs(mm)
 
-    search()
+    m = masks_of(grid)
+    if m is not None:
+        dfs(m)
     return found
 
 
-def propagate(grid):
-    """Fill in what the rules force, one cell at a time, until nothing is forced: a blank with one legal digit (a
-    naked single), or a digit with one legal place in a row, column or box (a hidden single).
-    -> the grid, or None when the rules are contradicted (a blank with no digit, a digit with no place)."""
+def random_fill(grid, rng):
+    """A random completion of grid: backtracking on the blank with the fewest candidates (the first of them), its
+    digits in an order rng shuffles. The draws are those of the repository's first generator, so a seed makes
+    the same puzzle files as it always did."""
     grid = list(grid)
-    while True:
-        cands = {i: candidates(grid, i) for i in range(81) if grid[i] == 0}
-        if any(not c for c in cands.values()):
-            return None
-        single = next((i for i, c in cands.items() if len(c) == 1), None)
-        if single is not None:
-            grid[single] = next(iter(cands[single]))
-            continue
-        for u in UNITS:
-            for d in set(range(1, 10)) - {grid[i] for i in u}:
-                places = [i for i in u if d in cands.get(i, ())]
-                if not places:
-                    return None
-                if len(places) == 1:
-                    grid[places[0]] = d
-                    break
-            else:
-                continue
-            break
-        else:
-            return grid
+    rows, cols, boxes = [0] * 9, [0] * 9, [0] * 9
+    for i, v in enumerate(grid):
+        if v:
+            b = 1 << (v - 1)
+            rows[i // 9] |= b
+            cols[i % 9] |= b
+            boxes[i // 27 * 3 + i % 9 // 3] |= b
+
+    def dfs():
+        best, best_free = -1, 0
+        for i in range(81):
+            if not grid[i]:
+                free = ALL & ~(rows[i // 9] | cols[i % 9] | boxes[i // 27 * 3 + i % 9 // 3])
+                if best < 0 or POP[free] < POP[best_free]:
+                    best, best_free = i, free
+        if best < 0:
+            return True
+        order = [d + 1 for d in range(9) if best_free >> d & 1]
+        rng.shuffle(order)
+        r, c, bx = best // 9, best % 9, best // 27 * 3 + best % 9 // 3
+        for d in order:
+            b = 1 << (d - 1)
+            grid[best] = d
+            rows[r] |= b
+            cols[c] |= b
+            boxes[bx] |= b
+            if dfs():
+                return True
+            rows[r] &= ~b
+            cols[c] &= ~b
+            boxes[bx] &= ~b
+        grid[best] = 0
+        return False
+
+    dfs()
+    return grid
+
+
+def propagate(grid):
+    """Fill in what the rules force: a blank with one legal digit (a naked single), or a digit with one legal place
+    in a row, column or box (a hidden single), until nothing is forced.
+    -> the grid, or None when the rules are contradicted (a blank with no digit, a digit with no place)."""
+    m = masks_of(grid)
+    return grid_of(m) if m is not None and fill_forced(m) else None
 
 
 def search(grid, guide=None, max_nodes=10_000):
@@ -92,24 +192,59 @@ def search(grid, guide=None, max_nodes=10_000):
     -> (the solution or None, branch points visited). Gives up (None) after max_nodes branch points."""
     nodes = 0
 
-    def dfs(g):
+    def dfs(m):
         nonlocal nodes
-        g = propagate(g)
-        if g is None or 0 not in g:
-            return g
+        if not fill_forced(m):
+            return None
+        if fewest(m) < 0:
+            return grid_of(m)
         if nodes >= max_nodes:
             return None
         nodes += 1
-        cands = {i: candidates(g, i) for i in range(81) if g[i] == 0}
-        cell, digits = guide(g, cands) if guide else (min(cands, key=lambda i: len(cands[i])),
-                                                      sorted(cands[min(cands, key=lambda i: len(cands[i]))]))
+        cands = {i: {d + 1 for d in range(9) if m[i] >> d & 1} for i in range(81) if POP[m[i]] > 1}
+        cell, digits = guide(grid_of(m), cands) if guide else (fewest(m), sorted(cands[fewest(m)]))
         for d in digits:  # the next-best choice when a deeper one contradicts the rules
-            found = dfs(g[:cell] + [d] + g[cell + 1 :])
+            mm = list(m)
+            found = dfs(mm) if place(mm, cell, 1 << (d - 1)) else None
             if found is not None or nodes >= max_nodes:
                 return found
         return None
 
-    return dfs(list(grid)), nodes
+    m = masks_of(grid)
+    return (dfs(m) if m is not None else None), nodes
+
+
+def rate(puzzle):
+    """How hard a puzzle is for a solver: the guesses (branch points) the plain solver needs after the rules'
+    propagation, as Sudoku-Extreme rates by a solver's backtracks. 0: the rules alone solve it."""
+    return search(puzzle)[1]
+
+
+def other_solution(puzzle, i, digit):
+    """Has `puzzle` a solution whose cell i (blank) is not `digit`? The uniqueness test of one removal: cheaper
+    than counting solutions, since most wrong digits are refuted by propagation at once."""
+    m = masks_of(puzzle)
+    if m is None or not m[i] & ~(1 << (digit - 1)):
+        return False
+    m[i] &= ~(1 << (digit - 1))
+    if POP[m[i]] == 1 and not place(m, i, m[i]):
+        return False
+    return any_solution(m)
+
+
+def any_solution(m):
+    """Do the masks m have a solution? (Search as solve's, stopping at the first.)"""
+    if not fill_forced(m):
+        return False
+    cell = fewest(m)
+    if cell < 0:
+        return True
+    for d in range(9):
+        if m[cell] >> d & 1:
+            mm = list(m)
+            if place(mm, cell, 1 << d) and any_solution(mm):
+                return True
+    return False
 
 
 def valid_solution(grid):
@@ -118,7 +253,7 @@ def valid_solution(grid):
 
 
 def random_grid(rng):
-    return solve([0] * 81, limit=1, rng=rng)[0]
+    return random_fill([0] * 81, rng)
 
 
 def make_puzzle(solution, givens, rng):
@@ -129,10 +264,10 @@ def make_puzzle(solution, givens, rng):
         if left <= givens:
             break
         puzzle[i] = 0
-        if len(solve(puzzle)) == 1:
-            left -= 1
-        else:
+        if other_solution(puzzle, i, solution[i]):
             puzzle[i] = solution[i]
+        else:
+            left -= 1
     return puzzle
 
 
@@ -170,6 +305,46 @@ def make_split(n, givens_range, rng, seen):
         puzzle = make_puzzle(solution, rng.randint(lo, hi), rng)
         if lo <= sum(v != 0 for v in puzzle) <= hi:
             seen.add(key)
+            pairs.append((puzzle, solution))
+    return pairs
+
+
+def make_part(job):
+    """One worker's share of a large split: (n, givens_range, seed) -> pairs, its own rng (make_many)."""
+    n, givens_range, seed = job
+    return make_split(n, givens_range, random.Random(seed), set())
+
+
+def make_many(n, givens_range, seed, workers, seen):
+    """make_split for n puzzles on `workers` processes: part k of the split is drawn with its own seed, so the same
+    seed and worker count make the same files. Grids drawn in two parts (never seen in 10^5 draws of 6.7e21) are
+    dropped and made again, so no two puzzles and no two splits share a solution grid."""
+    from multiprocessing import Pool
+
+    from tqdm import tqdm
+
+    sizes = [n // workers + (k < n % workers) for k in range(workers)]
+    chunks = [(size, k, c) for k, size in enumerate(sizes) for c in range(-(-size // 500))]
+    jobs = [(min(500, sizes[k] - 500 * c), givens_range, f"{seed}-{k}-{c}") for _, k, c in chunks]
+    pairs = []
+    with Pool(workers) as pool:
+        for part in tqdm(pool.imap(make_part, jobs), total=len(jobs), desc=f"{n:,} puzzles", unit="chunk"):
+            for puzzle, solution in part:
+                key = canonical(solution)
+                if key not in seen:
+                    seen.add(key)
+                    pairs.append((puzzle, solution))
+    rng = random.Random(f"{seed}-refill")
+    return pairs + make_split(n - len(pairs), givens_range, rng, seen)
+
+
+def make_hard(n, min_rating, rng, seen):
+    """n puzzles the plain solver needs at least min_rating guesses for (rate()): drawn as make_split's hardest,
+    and kept only when that hard. About one puzzle in ten needs 3 or more."""
+    pairs = []
+    while len(pairs) < n:
+        (puzzle, solution), = make_split(1, (17, 27), rng, seen)
+        if rate(puzzle) >= min_rating:
             pairs.append((puzzle, solution))
     return pairs
 
@@ -236,6 +411,10 @@ def main(argv=None):
                    "target below what one removal pass reaches (about 22-26) gives the hardest puzzle it can")
     p.add_argument("--force", action="store_true", help="replace puzzle files already in --out (default: refuse)")
     p.add_argument("--test", type=int, default=1000, help="test puzzles per difficulty band")
+    p.add_argument("--hard", type=non_negative_int, default=0, help="also test_hard.txt: this many puzzles that "
+                   f"need at least {HARD} guesses of a plain solver after the rules' propagation (real search)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes making the training puzzles (the same "
+                   "--seed and --workers make the same files)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
     p.add_argument("--check", metavar="FILE", help="only check FILE: every line parses, has one solution, and "
                    "matches it (writes nothing)")
@@ -253,17 +432,23 @@ def main(argv=None):
     if not 17 <= lo <= hi <= 80:
         raise UsageError(f"--train-givens needs 17 <= LO <= HI <= 80, got {lo} {hi}")
     out = Path(args.out)
-    found = [n for n in ("train.txt", "val.txt", "test.txt") if (out / n).exists()]
+    found = [n for n in ("train.txt", "val.txt", "test.txt", "test_hard.txt") if (out / n).exists()]
     if found and not args.force:
         raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or choose another --out")
     rng, seen = random.Random(args.seed), set()
-    splits = {"train": make_split(args.train, (lo, hi), rng, seen),
-              "val": make_split(args.val, (lo, hi), rng, seen),
+    t0 = time.perf_counter()
+    train = (make_split(args.train, (lo, hi), rng, seen) if args.workers == 1
+             else make_many(args.train, (lo, hi), args.seed, args.workers, seen))
+    splits = {"train": train, "val": make_split(args.val, (lo, hi), rng, seen),
               "test": [pair for lo, hi in BANDS.values() for pair in make_split(args.test, (lo, min(hi, 50)), rng,
                                                                                   seen)]}
+    if args.hard:
+        splits["test_hard"] = make_hard(args.hard, HARD, rng, seen)
     for name, pairs in splits.items():
         write_text(out / f"{name}.txt", "".join(to_line(*pair) + "\n" for pair in pairs))
         print(f"wrote {out / f'{name}.txt'}: {len(pairs)} puzzles")
+    print(f"{sum(map(len, splits.values())):,} unique puzzles in {time.perf_counter() - t0:.0f} s "
+          f"({args.workers} process{'es' * (args.workers > 1)})")
     return splits
 
 

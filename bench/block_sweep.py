@@ -6,7 +6,7 @@
 
 Every run is the cpu preset on TinyShakespeare (2000 steps, batch 16 x 256, the same data, optimizer and schedule)
 through the repository's own commands: 07_train_gpt.py for the GPT, 05_train.py for the dLLM and
-11_block_diffusion.py --train --block-diffusion B for block diffusion. B = 256 (the context) is the dLLM's
+11_block_diffusion.py train --block-diffusion B for block diffusion. B = 256 (the context) is the dLLM's
 objective exactly, so the dLLM run stands for it. Runs live in checkpoints/sweep/<name>; an interrupted one is
 resumed (--resume), a finished one skipped. Each run's metrics.csv, loss.png and log are copied to
 bench/results/runs/sweep_<name>; the table goes to bench/results/block_sweep.csv and the figure to
@@ -34,7 +34,7 @@ RUNS = {  # name -> (command, block size on the plot)
     "bd4": (["11_block_diffusion.py", "--block-diffusion", "4"], 4),
     "bd16": (["11_block_diffusion.py", "--block-diffusion", "16"], 16),
     "bd64": (["11_block_diffusion.py", "--block-diffusion", "64"], 64),
-    "dllm": (["05_train.py"], L),
+    "dllm": (["05_train.py", "--mask-rate", "0.001", "1"], L),  # the whole NELBO, as every block size here
 }
 
 
@@ -46,7 +46,7 @@ def run_one(name, args):
     if rows and rows[-1]["step"] >= steps:
         print(f"{name}: finished ({steps} steps), skipped")
     else:
-        mode = ["--train"] if script[0] == "11_block_diffusion.py" else []
+        mode = ["train"] if script[0] == "11_block_diffusion.py" else []
         cmd = trainer_command(script[0], [*script[1:], "--preset", "cpu", "--dtype", args.dtype, "--steps", str(steps)],
                               out, mode)
         print(f"{name}: {' '.join(Path(c).name if c.endswith('.py') else c for c in cmd[1:])}", flush=True)

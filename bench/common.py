@@ -46,10 +46,29 @@ def char_entropy(texts):
     return -sum(v / total * math.log2(v / total) for v in c.values())
 
 
+def sampler_args(kw, generator=None):
+    """A benchmark row's flat keywords (remasking, temperature, top_k, top_p, noise; threshold, factor or
+    entropy_budget; schedule, eta, loop_steps; the rest as they are) -> (lesson 04's Sampling, lesson 10's Rule or
+    None, lesson 13's Remask or None, the remaining keywords): the objects the lessons' samplers take."""
+    from importlib import import_module
+
+    diff, fast, remask = (import_module(m) for m in ("04_diffusion", "10_fast_decoding", "13_self_correction"))
+    kw = dict(kw)
+    sampling = diff.Sampling(kw.pop("temperature", 1.0), kw.pop("top_k", 0), kw.pop("top_p", 1.0),
+                             kw.pop("remasking", "confidence"), kw.pop("noise", 0.0), generator)
+    rules = [(kind, kw.pop(name)) for name, kind in (("threshold", "threshold"), ("factor", "factor"),
+                                                     ("entropy_budget", "eb")) if name in kw]
+    r = None
+    if "schedule" in kw:
+        r = remask.Remask(kw.pop("schedule"), kw.pop("eta", 0.02), rules.pop()[1] if rules else 0.05,
+                          kw.pop("loop_steps", 10))
+    return sampling, fast.Rule(*rules[0]) if rules else None, r, kw
+
+
 def load_run(kind, path, device="cpu"):
     """(model, tokenizer, info) of any run or export here, English or Tamil: lesson 06's loader, with every
     tokenizer a checkpoint may name (09 adds Tamil's graphemes)."""
     from importlib import import_module
 
     tamil = import_module("09_generate_tamil")
-    return tamil.gen.load(kind, path, device=device, tokenizers=tamil.TOKENIZERS)
+    return tamil.gen.load(path, kind, device, tamil.TOKENIZERS)

@@ -116,7 +116,7 @@ def main(argv=None):
     if any(t.tokens != tok.tokens for t in [dtok] + [t for _, t in bds]):
         raise UsageError("the runs must share a tokenizer (train them on the same corpus)")
     if not all(m.config.block_len for m, _ in bds):
-        raise UsageError("--bd takes block-diffusion runs (trained with 11_block_diffusion.py --train)")
+        raise UsageError("--bd takes block-diffusion runs (trained with 11_block_diffusion.py train)")
     text = read_text(args.data)
     val = text[int(0.9 * len(text)) :]
     N, L = args.num_samples, args.len
@@ -134,19 +134,20 @@ def main(argv=None):
     def gpt_gen(n):
         g = torch.Generator().manual_seed(args.seed)
         start = torch.full((n, 1), newline)
-        return gpt_lesson.generate_gpt(gpt, start, L - 1, generator=g), L - 1, L - 1
+        return gpt_lesson.generate_gpt(gpt, start, L - 1, diff.Sampling(generator=g)), L - 1, L - 1
 
     def dllm_gen(n, kw):
         g = torch.Generator().manual_seed(args.seed)
         canvas = torch.full((n, L), dllm.config.mask_id)
-        use_fast = {"threshold", "factor", "cache", "entropy_budget", "block_size"} & set(kw)  # lesson 10, else 04
-        sampler = fast.generate_fast if use_fast else diff.generate
-        return *sampler(dllm, canvas, dllm.config.mask_id, generator=g, **kw), L
+        sampling, rule, _, rest = common.sampler_args(kw, g)
+        if rule or rest.keys() - {"steps"}:  # lesson 10's rules, blocks or cache; else lesson 04's sampler
+            return *fast.generate_fast(dllm, canvas, sampling, rule=rule, **rest), L
+        return *diff.generate(dllm, canvas, rest.get("steps", 64), sampling), L
 
     def bd_gen(model, n, kw):  # the same start as the GPT's: a newline, then L - 1 characters
         g = torch.Generator().manual_seed(args.seed)
-        x, calls = bd_lesson.generate_blocks(model, torch.full((n, 1), newline), L - 1, model.config.mask_id,
-                                             generator=g, **kw)
+        sampling, rule, _, rest = common.sampler_args(kw, g)
+        x, calls = bd_lesson.generate_blocks(model, torch.full((n, 1), newline), L - 1, sampling, rule=rule, **rest)
         return x, calls, L - 1
 
     def measure(name, group, gen):  # gen(n) -> (ids (n, L), model calls, characters written per row)

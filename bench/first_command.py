@@ -44,7 +44,7 @@ def samplers():
     for base, kw in (("confidence", dict(remasking="confidence")), ("random", dict(remasking="random")),
                      ("confidence, noise 2", dict(remasking="confidence", noise=2.0))):
         for t in (0.02, 0.05, 0.1):
-            rows[f"{base} + low-confidence {t:g}"] = dict(kw, schedule="low-confidence", threshold=t)
+            rows[f"{base} + confidence {t:g}"] = dict(kw, schedule="confidence", threshold=t)
         for eta in (0.02, 0.05):
             rows[f"{base} + cap {eta:g}"] = dict(kw, schedule="cap", eta=eta)
         rows[f"{base} + loop 0.02 (+10 calls)"] = dict(kw, schedule="loop", eta=0.02, loop_steps=10)
@@ -53,9 +53,9 @@ def samplers():
         rows[f"confidence, noise {noise:g}"] = dict(remasking="confidence", noise=noise)
     for eta in (0.02, 0.05):
         rows[f"confidence, noise 5 + cap {eta:g}"] = dict(remasking="confidence", noise=5.0, schedule="cap", eta=eta)
-    rows["random + low-confidence 0.01"] = dict(remasking="random", schedule="low-confidence", threshold=0.01)
+    rows["random + confidence 0.01"] = dict(remasking="random", schedule="confidence", threshold=0.01)
     for t in (0.05, 0.1):
-        rows[f"margin + low-confidence {t:g}"] = dict(remasking="margin", schedule="low-confidence", threshold=t)
+        rows[f"margin + confidence {t:g}"] = dict(remasking="margin", schedule="confidence", threshold=t)
     rows["random + loop 0.02 (inside the calls)"] = dict(remasking="random", schedule="loop", eta=0.02, loop_steps=10,
                                                         inside=True)  # --steps 50: 40 plain calls + 10 of the loop
     return rows
@@ -117,8 +117,8 @@ def main(argv=None):
             kw = dict(kw)
             inside = kw.pop("inside", False)  # the loop's calls come out of --steps, not on top of them
             steps = max(1, args.steps - kw["loop_steps"]) if inside else args.steps
-            x, calls, taken = remask.generate_remask(dllm, canvas, dllm.config.mask_id, steps=steps, top_k=args.topk,
-                                                     generator=g, **kw)
+            sampling, _, r, _ = common.sampler_args(dict(kw, top_k=args.topk), g)
+            x, calls, taken = remask.generate_remask(dllm, canvas, steps, sampling, r or remask.NO_REMASK)
             texts = [tok.decode(row.tolist()) for row in x]
             table.append(dict(sampler=name, calls=calls, taken_back=taken / args.num_samples,
                               **judge(texts, gpt, gtok)))

@@ -101,7 +101,7 @@ def main(argv=None):
         rows.append(run_row("train GPT", trainer(gpt.main, "gpt"), device))
         bd_main = import_module("11_block_diffusion").main
         rows.append(run_row("train block diffusion, blocks of 4", trainer(
-            lambda a: bd_main(["--train", *a]), "bd4", "--block-diffusion", "4"), device))
+            lambda a: bd_main(["train", *a]), "bd4", "--block-diffusion", "4"), device))
 
         dllm, bd = str(Path(d) / f"d_{half if half in native else 'fp32'}"), str(Path(d) / "bd4")
         n = min(64, import_module("03_transformer").PRESETS[preset]["block_size"])  # characters per sample
@@ -117,13 +117,13 @@ def main(argv=None):
         for name, fn in [
             (f"06: {n} characters in 16 calls", sampler(gen.main, "--checkpoint", dllm, "--len", str(n),
                                                       "--steps", "16")),
-            ("10: threshold 0.9 + dual cache", sampler(fast.main, "--generate", "--checkpoint", dllm, "--len", str(n),
+            ("10: threshold 0.9 + dual cache", sampler(fast.main, "generate", "--checkpoint", dllm, "--len", str(n),
                                                        "--threshold", "0.9", "--block-size", "16", "--cache", "dual")),
-            ("10: EB-Sampler", sampler(fast.main, "--generate", "--checkpoint", dllm, "--len", str(n),
+            ("10: EB-Sampler", sampler(fast.main, "generate", "--checkpoint", dllm, "--len", str(n),
                                        "--entropy-budget", "1")),
-            ("11: block diffusion, exact cache", sampler(import_module("11_block_diffusion").main, "--generate",
+            ("11: block diffusion, exact cache", sampler(import_module("11_block_diffusion").main, "generate",
                                                          "--checkpoint", bd, "--len", str(n))),
-            ("07: GPT with KV cache", sampler(gpt.main, "--generate", "--checkpoint", str(Path(d) / "gpt"),
+            ("07: GPT with KV cache", sampler(gpt.main, "generate", "--checkpoint", str(Path(d) / "gpt"),
                                               "--tokens", str(n))),
         ]:
             rows.append(run_row(f"sample, {name}", fn, device))

@@ -107,14 +107,13 @@ def fill_examples(models, tok, w, span, n=3, seed=0):
         canvas = x.clone()[None]
         canvas[:, lo:hi] = dllm.config.mask_id
         ex = {"real text": show(x)}
-        ex["dLLM"] = show(diff.generate(dllm, canvas, dllm.config.mask_id, steps=hi - lo, remasking="random",
-                                        generator=g())[0][0])
-        left = gpt_lesson.generate_gpt(gpt, x[None, :lo], hi - lo, generator=g())[0]
+        ex["dLLM"] = show(diff.generate(dllm, canvas, hi - lo, diff.Sampling(order="random", generator=g()))[0][0])
+        left = gpt_lesson.generate_gpt(gpt, x[None, :lo], hi - lo, diff.Sampling(generator=g()))[0]
         ex["GPT, left only"] = show(torch.cat([left, x[hi:]]))
         if fim is not None:
             cut = lambda v: torch.tensor([[v]])
             psm = fim_lesson.to_psm(x[None], cut(lo), cut(hi), fim.config)[:, : len(x) + 3 - (hi - lo)]
-            mid = gpt_lesson.generate_gpt(fim, psm, hi - lo, generator=g())[0, -(hi - lo) :]
+            mid = gpt_lesson.generate_gpt(fim, psm, hi - lo, diff.Sampling(generator=g()))[0, -(hi - lo) :]
             ex["FIM-GPT"] = show(torch.cat([x[:lo], mid, x[hi:]]))
         out.append(ex)
     return out

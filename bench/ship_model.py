@@ -52,7 +52,7 @@ def sample_command(kind, tokenizer):
         lesson = "09_generate_tamil" if tokenizer.kind == "grapheme" else "06_generate"
         return f"python {lesson}.py --pretrained --steps 50 --topk 5"
     prompt = '--prompt "ROMEO:" ' if not tokenizer.unknown("ROMEO:") else ""  # else 07's default, a newline
-    return f"python 07_train_gpt.py --generate --pretrained {prompt}--tokens 200"
+    return f"python 07_train_gpt.py generate --pretrained {prompt}--tokens 200"
 
 
 SAMPLE = re.compile(r"Sample, as `(?P<cmd>[^`]+)` prints it[^\n]*:\n\n```\n.*?\n```", re.S)
@@ -146,7 +146,7 @@ turned into new ones by Sudoku's symmetries; validation puzzles share no solutio
 ({scores[0]:.1%} in fp32) |
 | the command that trained it | `{command}` |
 
-Use it: `python 12_sudoku.py --pretrained` (the demo), `python 12_sudoku.py --solve FILE --model {ckpt['kind']}`.
+Use it: `python 12_sudoku.py --pretrained` (the demo), `python 12_sudoku.py solve FILE --model {ckpt['kind']}`.
 """.replace("\nturned", " turned").replace("\n(", " (")
 
 

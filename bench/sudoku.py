@@ -4,8 +4,9 @@
     python bench/sudoku.py                    # your runs in checkpoints/sudoku-{dllm,gpt}; ~15 minutes on 2 cores
     python bench/sudoku.py --pretrained       # the shipped models instead
 
-For each band (number of givens) and each way of decoding: the share of puzzles solved (every cell right) and of
-valid grids (rules hold, givens kept), model calls per puzzle (a call counts for a puzzle while it still has a
+For each band (number of givens; then the plain solver's guesses after the rules' propagation, sudoku_puzzles.rate,
+over test.txt and test_hard.txt beside it) and each way of decoding: the share of puzzles solved (every cell right)
+and of valid grids (rules hold, givens kept), model calls per puzzle (a call counts for a puzzle while it still has a
 blank; puzzles are decoded in batches), blank cells per puzzle, and seconds per puzzle (batched, wall clock).
 The dLLM decodes greedily by confidence, by top-2 margin (Kim et al. 2025), in random order (the control: the
 order is the point), and in parallel by lesson 10's rules; the GPT greedily, left to right, givens copied;
@@ -39,6 +40,8 @@ from support.cli import (
 )
 from support.files import atomic_write
 
+diff = import_module("04_diffusion")
+F10 = import_module("10_fast_decoding")
 S = import_module("12_sudoku")
 R = import_module("13_self_correction")
 P = import_module("sudoku_puzzles")
@@ -106,7 +109,7 @@ def run_repair(model, x, rounds, batch):
     grids, calls, t0 = [], [], time.perf_counter()
     g = torch.Generator().manual_seed(0)
     for chunk in x.split(batch):
-        grid, n, _ = R.solve_remask(model, chunk[:, : S.CELLS], rounds=rounds, generator=g)
+        grid, n, _ = R.solve_remask(model, chunk[:, : S.CELLS], rounds, diff.Sampling(order="margin", generator=g))
         grids.append(grid)
         calls.append(n)
     grid = torch.cat(grids)
@@ -180,11 +183,16 @@ def main(argv=None):
     by_band = {}
     for puzzle, solution in pairs:
         by_band.setdefault(band_of(sum(v > 0 for v in puzzle)), []).append(puzzle + solution)
-    decoders = {**{f"dLLM {o if o != 'random' else 'random order'}, 1 cell/call": ("dllm", dict(remasking=o))
+    hard = Path(args.test).with_name("test_hard.txt")  # sudoku_puzzles.py --hard: puzzles that need search
+    for puzzle, solution in pairs + (P.read_pairs(hard) if hard.exists() else []):  # bands by the plain solver's
+        guesses = P.rate(puzzle)  # guesses after the rules' propagation, as Sudoku-Extreme rates
+        band = next(name for name, (lo, hi) in P.RATINGS.items() if lo <= guesses <= hi)
+        by_band.setdefault(band, []).append(puzzle + solution)
+    decoders = {**{f"dLLM {o if o != 'random' else 'random order'}, 1 cell/call": ("dllm", (o, None))
                    for o in args.one_cell},
-                **{f"dLLM threshold {t:g} (parallel)": ("dllm", dict(threshold=t, remasking="confidence"))
+                **{f"dLLM threshold {t:g} (parallel)": ("dllm", ("confidence", F10.Rule("threshold", t)))
                    for t in args.thresholds},
-                **{f"dLLM EB-Sampler {b:g} nats (parallel)": ("dllm", dict(entropy_budget=b, remasking="entropy"))
+                **{f"dLLM EB-Sampler {b:g} nats (parallel)": ("dllm", ("entropy", F10.Rule("eb", b)))
                    for b in args.budgets},
                 "GPT greedy, left to right": ("gpt", None),
                 "GPT greedy, (cell, digit) in a solver's order": ("order", None)}
@@ -200,7 +208,7 @@ def main(argv=None):
 
     decoders = {k: v for k, v in decoders.items() if v[0] in models}
     rows = []
-    for band in P.BANDS:
+    for band in [*P.BANDS, *P.RATINGS]:  # by givens, then by how many guesses a plain solver needs
         if band not in by_band:
             continue
         x = torch.tensor(by_band[band][: args.per_band])
@@ -219,7 +227,7 @@ def main(argv=None):
     head = (f"Sudoku puzzles, {shown[0]}; models {', '.join(shown[1:])}; "
             f"{runtime.machine_name('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, "
             f"batch {args.batch}\ncommand: python bench/sudoku.py {' '.join(sys.argv[1:] if argv is None else argv)}"
-            "\n\n| givens | puzzles | decoder | solved | valid grid | model calls / puzzle | blanks / puzzle "
+            "\n\n| band | puzzles | decoder | solved | valid grid | model calls / puzzle | blanks / puzzle "
             "| ms / puzzle |\n"
             "|---|---|---|---|---|---|---|---|\n")
     table = "".join(f"| {r['band']} | {r['puzzles']} | {r['decoder']} | {r['solved']:.1%} | {r['valid']:.1%} | "

@@ -201,7 +201,7 @@ def diagnose(model, seq):
 
 def load_order_gpt(path, device="cpu"):
     """A run (or export) this script trained -> the model in eval mode (lesson 06's loader, this objective only)."""
-    model, _, info = gen.load("gpt", str(path), device=device, log=lambda s: None)
+    model, _, info = gen.load(path, "gpt", device)
     if info["objective"] != OrderGPT.name:
         raise UsageError(f"{info['path']} is not a solver-order Sudoku GPT (it is a {info['objective']} model)")
     return model

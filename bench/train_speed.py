@@ -100,9 +100,9 @@ def time_generate(device, dtype, n_chars=256):
     with runtime.autocast(device, dtype):
         for name, fn in [
             ("dLLM, 64 steps", lambda: diff.generate(d, torch.full((1, n_chars), d.config.mask_id, device=device),
-                                                     d.config.mask_id, steps=64, generator=g)),
+                                                     64, diff.Sampling(generator=g))),
             ("GPT + KV cache", lambda: gpt.generate_gpt(m, torch.zeros(1, 1, dtype=torch.long, device=device),
-                                                        n_chars - 1, generator=g)),
+                                                        n_chars - 1, diff.Sampling(generator=g))),
         ]:
             fn()  # warm-up
             sync(device)

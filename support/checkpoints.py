@@ -1,7 +1,7 @@
 """Checkpoints: one file holding weights, model config, tokenizer, optimizer/scheduler/scaler state, step, RNG
 states, the run's arguments and its objective. Written atomically, loaded with weights_only=True: a checkpoint from
-the internet never runs code. load_model builds a model from a file, a run directory or a Hub export, with the
-model builder and the tokenizer classes the calling lesson passes in (support imports no lesson)."""
+the internet never runs code. read_model reads what a file, a run directory or a Hub export holds; lesson 06 builds
+the model from it (support imports no lesson)."""
 import json
 import shutil
 import tempfile
@@ -13,7 +13,6 @@ import torch
 from support import hub
 from support.cli import UsageError
 from support.files import atomic_write
-from support.runtime import resolve_device
 
 
 def save_checkpoint(path, state):
@@ -60,32 +59,40 @@ def check_kind(ckpt, kind):
     return ckpt
 
 
-def load_model(path, build, tokenizers, kind=None, device="cpu"):
-    """(model in eval mode, tokenizer, info) from a .pt file, a run directory or a Hub export directory.
-
-    build(config dict, legacy) -> an untrained model (the lesson's Transformer); tokenizers: {kind: class}.
-    info: {"kind", "objective", "path", "step"}. kind 'dllm'/'gpt' refuses the other model with one clear line."""
-    device = resolve_device(device)
+def read_model(path, kind=None):
+    """What a model file holds, from a .pt checkpoint, a run directory or a Hub export (config.json +
+    model.safetensors): (state_dict, config dict, tokenizer dict, info). info: kind ('dllm' or 'gpt', refused with
+    one line if it is not `kind`), objective, path, step, legacy (the upstream tiny-dllm block wiring). Only
+    tensors and plain data are read: nothing from a file is ever unpickled."""
     if hub.is_export(path):
-        model, tok, info = hub.load_export(path, build)
-        info["objective"] = objective_of(info["kind"], info.pop("config"), tok)
+        state, config, tok = hub.read_export(path)
+        info = {"kind": "gpt" if config.get("causal") else "dllm", "path": str(path), "step": None, "legacy": False}
     else:
         ckpt = load_checkpoint(path)
-        config = dict(ckpt["config"])
+        state, config, tok = ckpt["model"], dict(ckpt["config"]), ckpt["tokenizer"]
         legacy = config.pop("legacy_residual", False) or ckpt.get("legacy_residual", False)  # older files store it
-        model = build(config, legacy)
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            raise UsageError(f"{ckpt['path']}: weights do not fit its config ({e})") from None
-        tok = ckpt["tokenizer"]
-        info = {"kind": ckpt["kind"], "objective": ckpt["objective"], "path": ckpt["path"], "step": ckpt.get("step")}
-    check_kind(info, kind)
-    if not isinstance(tok, dict) or tok.get("kind") not in tokenizers:
-        known = tok.get("kind") if isinstance(tok, dict) else tok
-        raise UsageError(f"{info['path']}: its tokenizer {known!r} is not one this script reads"
-                         + (" (a Tamil model: use 09_generate_tamil.py)" if known == "grapheme" else ""))
-    return model.to(device).eval(), tokenizers[tok["kind"]](tok["tokens"]), info
+        info = {"kind": ckpt["kind"], "path": ckpt["path"], "step": ckpt.get("step"), "legacy": legacy,
+                "objective": ckpt["objective"]}
+    info.setdefault("objective", objective_of(info["kind"], config, tok))
+    if not isinstance(tok, dict) or "tokens" not in tok:
+        raise UsageError(f"{info['path']} has no tokenizer a script here reads")
+    return state, config, tok, check_kind(info, kind)
+
+
+def load_weights(model, state, path):
+    """model.load_state_dict(state), or one line saying the weights do not fit the config."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UsageError(f"{path}: weights do not fit its config ({' '.join(str(e).split())[:200]})") from None
+
+
+def tokenizer_of(tok, tokenizers, path):
+    """The tokenizer a file names, made from the classes the lesson passes ({kind: class}), or one clear line."""
+    if tok.get("kind") not in tokenizers:
+        raise UsageError(f"{path}: its tokenizer {tok.get('kind')!r} is not one this script reads"
+                         + (" (a Tamil model: use 09_generate_tamil.py)" if tok.get("kind") == "grapheme" else ""))
+    return tokenizers[tok["kind"]](tok["tokens"])
 
 
 def init_weights(model, path, tokenizer):

@@ -20,10 +20,31 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return help
 
 
+class Subcommands(argparse._SubParsersAction):
+    """Subcommands (`07_train_gpt.py generate ...`) that refuse the flags of the script's own mode typed before
+    them: each flag acts in one mode, or is one error line as it is parsed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        typed = [a.option_strings[0] for a in parser._actions
+                 if a.option_strings and a.dest != "help" and getattr(namespace, a.dest, a.default) != a.default]
+        if typed:
+            parser.error(f"{' '.join(typed)}: not a flag of {values[0]!r} (its flags go after it)")
+        super().__call__(parser, namespace, values, option_string)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # --train is never read as --train-steps
         super().__init__(*args, **kwargs)
+        self.register("action", "parsers", Subcommands)
+
+    def _check_value(self, action, value):
+        # a word that is not a command is most often the value of a flag this mode lacks, read as the command
+        if isinstance(action, Subcommands) and value not in action.choices:
+            self.error(f"{value!r} is not a command ({', '.join(action.choices)}): is a flag before it not one "
+                       "of this mode's? (--help lists them)")
+        super()._check_value(action, value)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -32,19 +53,32 @@ class ArgumentParser(argparse.ArgumentParser):
 def parse_args_given(parser, argv=None):
     """parser.parse_args(argv), plus args.given: the set of flags (dests) the user actually typed.
 
-    --resume needs it: a flag typed again must agree with the run being resumed; an untyped one is taken from it."""
+    --resume needs it: a flag typed again must agree with the run being resumed; an untyped one is taken from it.
+    Subcommands (`07_train_gpt.py generate ...`) are parsed the same way: their flags count too."""
     args = parser.parse_args(argv)
-    defaults, set_defaults = [(a, a.default) for a in parser._actions], parser._defaults
+    parsers = list(all_parsers(parser))
+    saved = [([(a, a.default) for a in q._actions], q._defaults) for q in parsers]
     try:
-        for a, _ in defaults:
-            a.default = argparse.SUPPRESS  # now only typed flags land in the namespace
-        parser._defaults = {}  # nor what set_defaults() put there
+        for q in parsers:
+            for a in q._actions:
+                a.default = argparse.SUPPRESS  # now only typed flags land in the namespace
+            q._defaults = {}  # nor what set_defaults() put there
         args.given = set(vars(parser.parse_args(argv, namespace=argparse.Namespace())))
     finally:
-        for a, d in defaults:
-            a.default = d
-        parser._defaults = set_defaults
+        for q, (defaults, set_defaults) in zip(parsers, saved):
+            for a, d in defaults:
+                a.default = d
+            q._defaults = set_defaults
     return args
+
+
+def all_parsers(parser):
+    """The parser and, depth first, the parsers of its subcommands."""
+    yield parser
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in dict.fromkeys(a.choices.values()):  # aliases share a parser
+                yield from all_parsers(sub)
 
 
 def run_cli(main, argv=None):

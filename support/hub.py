@@ -60,7 +60,7 @@ def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
             bound_note="the NELBO, an upper bound on its NLL" if kind == "dllm" else "its exact NLL",
             metrics_table="\n".join(rows),
             load_command="python 06_generate.py --from-hub REPO_ID" if kind == "dllm"
-            else "python 07_train_gpt.py --generate --from-hub REPO_ID")
+            else "python 07_train_gpt.py generate --from-hub REPO_ID")
         card.save(tmp / "README.md")  # save_pretrained keeps a README.md that is already there
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
         model.save_pretrained(tmp)  # config.json (the ModelConfig) + model.safetensors
@@ -70,23 +70,24 @@ def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_export(path, build):
-    """(model, tokenizer as a dict, info) from an export directory; build(config dict, legacy) makes the untrained
-    model (the lesson's Transformer), and the weights are read from model.safetensors (no code is unpickled)."""
-    from safetensors.torch import load_model
+def read_export(path):
+    """(state_dict, config dict, tokenizer dict) of an export directory. safetensors stores a tied tensor once:
+    the head that shares the embedding gets it back here."""
+    from safetensors.torch import load_file
 
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text())
         tok = (json.loads((path / "tokenizer.json").read_text()) if (path / "tokenizer.json").exists()
                else config.pop("tokenizer", None))  # exports before tokenizer.json kept it in config.json
-        model = build(config, False)
-        load_model(model, path / "model.safetensors", device="cpu")  # fp16 weights are cast to the model's fp32
-    except Exception as e:  # unreadable JSON, wrong fields, a truncated or foreign safetensors file (SafetensorError)
+        state = load_file(path / "model.safetensors")  # tensors only; fp16 weights are cast when loaded
+    except Exception as e:  # unreadable JSON, a truncated or foreign safetensors file (SafetensorError)
         raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): "
                          f"{type(e).__name__}: {short(' '.join(str(e).split()))}") from None
-    return model.eval(), tok, {"kind": "gpt" if config.get("causal") else "dllm", "config": config, "path": str(path),
-                               "step": None}
+    tied = ("tok_emb.weight", "lm_head.weight")
+    if config.get("tie_weights", True) and sum(k in state for k in tied) == 1:
+        state[tied[0]] = state[tied[1]] = state.get(tied[0], state.get(tied[1]))
+    return state, config, tok
 
 
 def from_hub(repo_id, filename=None):

@@ -38,6 +38,16 @@ def choose(checkpoint, default_run, shipped, pretrained=False, log=print):
     return str(shipped_dir)
 
 
+def from_flags(args, log=print):
+    """The model path the flags of a generator name: --from-hub (with --filename), --checkpoint, --pretrained, or
+    (none of them) the user's own run in args.default_run, else the shipped model args.shipped."""
+    if args.from_hub:
+        return hub.from_hub(args.from_hub, args.filename)
+    if args.filename:
+        raise UsageError("--filename names a file in a Hub repo: give --from-hub too")
+    return choose(args.checkpoint, args.default_run, args.shipped, args.pretrained, log)
+
+
 def ship_dir(root, name, force=False):
     """Where a shipped model named `name` goes: root/name. A plain folder name only (not '', '.', '..' or a path),
     so a name can never point at root itself or outside it; an existing model is replaced only with force."""

@@ -18,7 +18,7 @@ BAR = re.compile(r"[\w ]+:\s+\d+%\|[^|]*\|[^\]\n]*\]")  # tqdm's bars: "dllm:  5
 
 def trainer_command(script, args, out, mode=()):
     """Train <out> from scratch with `args`, or, when <out>/latest.pt exists, resume it with its own settings.
-    mode: flags that select training in a lesson that does more (11_block_diffusion.py --train)."""
+    mode: the subcommand that selects training in a lesson that does more (11_block_diffusion.py train)."""
     args = ["--resume"] if (Path(out) / "latest.pt").exists() else list(args)
     return [sys.executable, str(ROOT / script), *mode, *args, "--out", str(out), "--no-plot"]
 

@@ -15,10 +15,30 @@ from support.cli import (
 )
 
 
-def training_parser(description, default_out, presets):
-    """The training flags of every trainer (05, 07, 08, 11, 12); presets: {name: {flag dest: value}} from the lesson,
-    whose values --help shows."""
-    p = ArgumentParser(description=description)
+class MaskRate(argparse.Action):
+    """--mask-rate LO HI, checked as it is parsed: 0 < LO < HI <= 1."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        lo, hi = values
+        if not 0 < lo < hi <= 1:
+            parser.error(f"--mask-rate needs 0 < LO < HI <= 1, got {lo:g} {hi:g}")
+        setattr(namespace, self.dest, [lo, hi])
+
+
+def add_mask_rate_arg(p, eps, default=None):
+    """--mask-rate, the flag of every dLLM trainer (05, 08, 11, 14); eps: lesson 04's smallest t; default: the
+    lesson's [LO, HI], or None for the whole [eps, 1]."""
+    p.add_argument("--mask-rate", type=finite_float, nargs=2, metavar=("LO", "HI"), action=MaskRate,
+                   default=default, help="draw the training mask rate t in [LO, HI] only (BD3-LM's clipped "
+                   "schedule: less noisy gradients, no longer the NELBO; validation always uses the full bound); "
+                   f"{eps} 1 is the whole NELBO" + ("" if default else f" (default: [{eps}, 1])"))
+    return p
+
+
+def training_parser(description, default_out, presets, parser=None):
+    """The training flags of every trainer (05, 07, 08, 11, 12, 14); presets: {name: {flag dest: value}} from the
+    lesson, whose values --help shows. parser: add them to this one (a `train` subcommand's) instead of a new one."""
+    p = parser or ArgumentParser(description=description)
     g = p.add_argument_group("training (defaults marked 'preset' come from --preset)")
     g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, shipped in data/)")
     g.add_argument("--split", default="tail", choices=["tail", "interleaved"],
@@ -69,7 +89,11 @@ def parse_args(p, argv, presets, default_out=None, default_data=None):
     """Flags -> args: every value checked first, then <out> (never train over a run by accident), then a resumed
     run's own settings, then the preset's values for the flags not given. default_out(args): where a run goes when
     --out is not given, if that depends on another flag (08's --model, 11's block size, 12's model)."""
-    args = parse_args_given(p, argv)
+    return resolve(parse_args_given(p, argv), presets, default_out, default_data)
+
+
+def resolve(args, presets, default_out=None, default_data=None):
+    """parse_args after the parsing: what a `train` subcommand's args go through once the mode is known."""
     if default_data and args.data and Path(args.data).resolve() == Path(default_data).resolve():
         args.data = None  # --data naming the lesson's own corpus is the same as no --data (also for --resume)
         args.given.discard("data")

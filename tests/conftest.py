@@ -83,7 +83,7 @@ def gpt_run(dllm_run):
 def bd_run(dllm_run):
     """A tiny block-diffusion model (blocks of 4) trained by 11 through 05's loop on the same corpus: its folder."""
     d, corpus, _ = dllm_run
-    lesson("11_block_diffusion").main(["--train"] + TINY + ["--data", str(corpus), "--out", str(d / "bd4"), "--steps",
+    lesson("11_block_diffusion").main(["train"] + TINY + ["--data", str(corpus), "--out", str(d / "bd4"), "--steps",
                                                           "60", "--block-diffusion", "4"])
     return d / "bd4"
 

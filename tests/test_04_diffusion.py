@@ -141,36 +141,53 @@ def test_sampler_fills_canvas_in_exactly_steps_calls():
     torch.manual_seed(0)
     m = Counting(tiny())
     canvas = torch.full((3, 24), 11)
-    x, calls = D.generate(m, canvas, 11, steps=7, generator=torch.Generator().manual_seed(0))
+    x, calls = D.generate(m, canvas, 7, D.Sampling(generator=torch.Generator().manual_seed(0)))
     assert (x != 11).all() and x.max() < 11
     assert calls == m.calls == 7
 
 
-@pytest.mark.parametrize("remasking", D.REMASKING)
-def test_infilling_never_changes_known_tokens(remasking):
+@pytest.mark.parametrize("order", D.ORDERS)
+def test_infilling_never_changes_known_tokens(order):
     torch.manual_seed(0)
     canvas = torch.randint(0, 11, (2, 30))
     known = torch.rand(2, 30) < 0.5
     canvas[~known] = 11
-    x, _ = D.generate(tiny(), canvas, 11, steps=5, remasking=remasking, top_k=3, top_p=0.9,
-                      generator=torch.Generator().manual_seed(1))
+    s = D.Sampling(top_k=3, top_p=0.9, order=order, generator=torch.Generator().manual_seed(1))
+    x, _ = D.generate(tiny(), canvas, 5, s)
     assert torch.equal(x[known], canvas[known]) and (x != 11).all()
 
 
 def test_confidence_scores_the_drawn_token():
-    logits = torch.tensor([[0.6, 0.3, 0.1]]).log()  # (1, 3): one position
+    probs = torch.tensor([[0.6, 0.3, 0.1]])  # (1, 3): one position
     drawn = torch.tensor([1])
-    assert D.confidence(logits, "confidence", drawn).item() == pytest.approx(0.3)  # p(drawn), not max p
-    assert D.confidence(logits, "margin", drawn).item() == pytest.approx(0.3)  # 0.6 - 0.3
-    assert D.confidence(logits, "entropy", drawn).item() == pytest.approx((0.6 * math.log(0.6) + 0.3 * math.log(0.3)
-                                                                          + 0.1 * math.log(0.1)), rel=1e-5)
+    assert D.confidence(probs, "confidence", drawn).item() == pytest.approx(0.3)  # p(drawn), not max p
+    assert D.confidence(probs, "margin", drawn).item() == pytest.approx(0.3)  # 0.6 - 0.3
+    assert D.confidence(probs, "entropy", drawn).item() == pytest.approx((0.6 * math.log(0.6) + 0.3 * math.log(0.3)
+                                                                         + 0.1 * math.log(0.1)), rel=1e-5)
+
+
+@pytest.mark.parametrize("noise", [0.0, 12.0])
+def test_propose_gives_the_models_own_probability_whatever_the_noise_on_the_order(noise):
+    """MaskGIT's choice temperature perturbs the order only: the probability a rule compares with a threshold
+    (lesson 10) and the confidence lesson 13 records are the model's own p(drawn token)."""
+    logits = torch.randn(3, 40, 11)
+    masked = torch.rand(3, 40) < 0.7
+    s = D.Sampling(top_k=4, noise=noise, generator=torch.Generator().manual_seed(0))
+    proposal, prob, ranks = D.propose(logits, masked, s)
+    assert torch.allclose(prob, logits.softmax(-1).gather(-1, proposal[..., None]).squeeze(-1))
+    assert (ranks[~masked] >= masked.sum(1, keepdim=True).expand_as(ranks)[~masked]).all()  # known rank last
+
+
+def test_unknown_order_is_refused_where_the_settings_are_made():
+    with pytest.raises(ValueError, match="unknown order"):
+        D.Sampling(order="surest")
 
 
 def test_top_k_restricts_the_draw():
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]]).expand(2000, 5)
-    draws = D.sample_tokens(logits, temperature=1.0, top_k=2, generator=torch.Generator().manual_seed(0))
+    draws = D.sample_tokens(logits, D.Sampling(top_k=2, generator=torch.Generator().manual_seed(0)))
     assert set(draws.tolist()) == {0, 1}
-    assert torch.equal(D.sample_tokens(logits, temperature=0), torch.zeros(2000, dtype=torch.long))
+    assert torch.equal(D.sample_tokens(logits, D.GREEDY), torch.zeros(2000, dtype=torch.long))
     nucleus = D.filter_logits(logits[:1], top_p=0.5)
     assert torch.isfinite(nucleus).sum() == 1  # the top token alone holds > 50%
 
@@ -210,10 +227,10 @@ def test_no_host_copies_in_the_hot_paths(monkeypatch):
     g = torch.Generator().manual_seed(0)
     monkeypatch.setattr(torch.Tensor, "cpu", no_copies)
     logits = torch.randn(2, 5, 11)
-    assert D.sample_tokens(logits, top_k=3, generator=g).shape == (2, 5)
-    assert D.confidence(logits, "random", None, generator=g).shape == (2, 5)
+    assert D.sample_tokens(logits, D.Sampling(top_k=3, generator=g)).shape == (2, 5)
+    assert D.confidence(logits.softmax(-1), "random", None, generator=g).shape == (2, 5)
     assert D.diffusion_loss(m, torch.randint(0, 11, (2, 16)), 11, generator=g).isfinite()
-    x, _ = D.generate(m, torch.full((1, 16), 11), 11, steps=4, remasking="random", generator=g)
+    x, _ = D.generate(m, torch.full((1, 16), 11), 4, D.Sampling(order="random", generator=g))
     assert (x != 11).all()
 
 

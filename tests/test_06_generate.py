@@ -29,7 +29,7 @@ def test_stop_ends_the_text(dllm_run):
 
 
 def test_block_diffusion_checkpoints_are_sent_to_lesson_11(bd_run, capsys):
-    assert "11_block_diffusion.py --generate" in cli_error(gen.main, ["--checkpoint", str(bd_run)], capsys)
+    assert "11_block_diffusion.py generate" in cli_error(gen.main, ["--checkpoint", str(bd_run)], capsys)
 
 
 def test_gif_is_an_animation(dllm_run, tmp_path):
@@ -62,7 +62,7 @@ def test_bad_checkpoints_exit_2(dllm_run, gpt_run, tmp_path, capsys):
     gpt_dir = gpt_run[0]
     capsys.readouterr()
     assert "gpt model" in cli_error(gen.main, ["--checkpoint", str(gpt_dir)], capsys)
-    assert "dllm model" in cli_error(gpt.main, ["--generate", "--checkpoint", str(d / "dllm")], capsys)
+    assert "dllm model" in cli_error(gpt.main, ["generate", "--checkpoint", str(d / "dllm")], capsys)
 
 
 def test_generate_cli_prints_one_line_not_a_traceback(tmp_path):

@@ -10,7 +10,7 @@ from support.cli import UsageError
 
 from conftest import ROOT, TINY, cli_error, lesson
 
-gpt = lesson("07_train_gpt")
+gpt, D = lesson("07_train_gpt"), lesson("04_diffusion")
 sys.path.insert(0, str(ROOT / "bench"))  # the benchmarks' modules: fim (fill in the middle), common (judging)
 fim, common = lesson("fim"), lesson("common")
 
@@ -21,8 +21,8 @@ def test_gpt_kv_cache_equals_recomputation():
     torch.manual_seed(0)
     m = tfm.Transformer(tfm.build_config("tiny", vocab_size=11, causal=True, mask_token=False)).eval()
     prompt = torch.randint(0, 11, (2, 5))
-    a = gpt.generate_gpt(m, prompt, 20, temperature=0, use_cache=True)
-    b = gpt.generate_gpt(m, prompt, 20, temperature=0, use_cache=False)
+    a = gpt.generate_gpt(m, prompt, 20, D.GREEDY, use_cache=True)
+    b = gpt.generate_gpt(m, prompt, 20, D.GREEDY, use_cache=False)
     assert torch.equal(a, b)
 
 
@@ -96,7 +96,7 @@ def test_gpt_trains_through_shared_loop_and_compare(dllm_run, gpt_run, tmp_path,
     d, corpus, _ = dllm_run
     gpt_dir, rows = gpt_run
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"] - 1.0
-    texts = gpt.main(["--generate", "--checkpoint", str(gpt_dir), "--prompt", "To", "--tokens", "20"])
+    texts = gpt.main(["generate", "--checkpoint", str(gpt_dir), "--prompt", "To", "--tokens", "20"])
     assert texts[0].startswith("To") and len(texts[0]) == 22
     runs = gpt.compare(d / "dllm", gpt_dir, out=tmp_path / "compare.png", text=corpus.read_text(), n_windows=2)
     assert [r["kind"] for r in runs] == ["dllm", "gpt"] and (tmp_path / "compare.png").stat().st_size > 1000
@@ -150,7 +150,7 @@ def test_decode_benchmark_runs_on_tiny_models(dllm_run, gpt_run, bd_run, tmp_pat
     (["--top-p", "2"], "--top-p"), (["--num-samples", "0"], "--num-samples"),
 ])
 def test_bad_generate_input_exits_2(gpt_run, capsys, argv, needle):
-    assert needle in cli_error(gpt.main, ["--generate", "--checkpoint", str(gpt_run[0])] + argv, capsys)
+    assert needle in cli_error(gpt.main, ["generate", "--checkpoint", str(gpt_run[0])] + argv, capsys)
 
 
 def test_parallelism_diagnostic_runs_on_a_tiny_model(dllm_run, tmp_path):

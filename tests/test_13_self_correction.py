@@ -4,50 +4,108 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import cli_error, lesson, tiny
 
 D, R, S = lesson("04_diffusion"), lesson("13_self_correction"), lesson("12_sudoku")
 
 
-@pytest.mark.parametrize("remasking, noise", [("confidence", 0.0), ("random", 0.0), ("margin", 1.0)])
-def test_remasking_nothing_is_lesson_04s_sampler_exactly(remasking, noise):
+@pytest.mark.parametrize("order, noise", [("confidence", 0.0), ("random", 0.0), ("margin", 1.0)])
+def test_remasking_nothing_is_lesson_04s_sampler_exactly(order, noise):
     """Same model, canvas and seed: the same tokens and the same number of calls as 04's generate()."""
     model = tiny()
     canvas = torch.full((3, 24), 11)
     canvas[1, :4] = torch.tensor([1, 2, 3, 4])  # a prompt: rows with different numbers of masks
-    kw = dict(steps=7, top_k=5, remasking=remasking, noise=noise)
-    a, ca = D.generate(model, canvas, 11, generator=torch.Generator().manual_seed(3), **kw)
-    for schedule in ("none", "cap", "low-confidence"):  # eta 0 / threshold 0: nothing can be taken back
-        b, cb, taken = R.generate_remask(model, canvas, 11, schedule=schedule, eta=0.0, threshold=0.0,
-                                         generator=torch.Generator().manual_seed(3), **kw)
+    sampling = lambda: D.Sampling(top_k=5, order=order, noise=noise, generator=torch.Generator().manual_seed(3))
+    a, ca = D.generate(model, canvas, 7, sampling())
+    for r in (R.Remask("none"), R.Remask("cap", eta=0.0), R.Remask("confidence", threshold=0.0)):  # nothing back
+        b, cb, taken = R.generate_remask(model, canvas, 7, sampling(), r)
         assert torch.equal(a, b) and ca == cb == 7 and taken == 0
 
 
-@pytest.mark.parametrize("schedule, extra", [("cap", dict(eta=0.3)), ("loop", dict(eta=0.3, loop_steps=5)),
-                                             ("low-confidence", dict(threshold=0.5))])
-def test_each_schedule_takes_tokens_back_and_ends_with_a_full_canvas(schedule, extra):
-    model = tiny()
+class Recorder(torch.nn.Module):
+    """Wraps a model: keeps the input of every call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config, self.inputs = model, model.config, []
+
+    def forward(self, idx, **kw):
+        self.inputs.append(idx.clone())
+        return self.model(idx, **kw)
+
+
+@pytest.mark.parametrize("r", [R.Remask("cap", eta=0.3), R.Remask("rescale", eta=0.5),
+                               R.Remask("loop", eta=0.3, loop_steps=5), R.Remask("confidence", threshold=0.5)],
+                         ids=["cap", "rescale", "loop", "confidence"])
+def test_each_schedule_takes_back_only_tokens_written_before_the_call_and_ends_full(r):
+    """ReMDM remasks only tokens decoded before the step: a token taken back at call i was visible in call i's input
+    (never written and taken back in the same call), is masked when call i ends, and is predicted again from
+    [MASK] by a later call. The canvas always ends full; fixed tokens never change."""
+    model = Recorder(tiny())
     canvas = torch.full((4, 20), 11)
     canvas[:, :3] = torch.tensor([5, 6, 7])  # fixed: never taken back
     seen = []
-    x, calls, taken = R.generate_remask(model, canvas, 11, steps=8, schedule=schedule,
-                                        generator=torch.Generator().manual_seed(0),
-                                        callback=lambda i, x: seen.append(x.clone()), **extra)
+    x, calls, taken = R.generate_remask(model, canvas, 8, D.Sampling(generator=torch.Generator().manual_seed(0)),
+                                        r, callback=lambda i, x: seen.append(x.clone()))
     assert taken > 0 and (x != 11).all() and torch.equal(x[:, :3], canvas[:, :3])
-    assert calls == 8 + extra.get("loop_steps", 0) == len(seen)
-    went_back = [((a != 11) & (b == 11)).any().item() for a, b in zip(seen, seen[1:])]
-    assert any(went_back)  # a committed token was masked again between two calls
+    assert calls == 8 + (r.loop_steps if r.schedule == "loop" else 0) == len(seen) == len(model.inputs)
+    back = sum(int(((inp != 11) & (out == 11)).sum()) for inp, out in zip(model.inputs, seen))
+    assert back == taken  # every token taken back was written before the call that took it back
     assert all(torch.equal(f[:, :3], canvas[:, :3]) for f in seen)
 
 
-def test_low_confidence_takes_back_the_worst_committed_token_below_the_threshold():
-    logits = torch.log(torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.99, 0.01]]]))  # (1, 4, V=2)
-    x = torch.tensor([[0, 0, 9, 1]])  # position 2 masked (id 9); 3 holds a token now at p 0.01
-    free = torch.tensor([[True, True, True, False]])  # position 3 is fixed: never taken back
-    back = R.take_back_low_confidence(logits, x, free, x == 9, threshold=0.5)
-    assert back.tolist() == [[False, True, False, False]]  # p(0) = 0.2 at position 1: the worst committed
-    assert not R.take_back_low_confidence(logits, x, free, x == 9, threshold=0.1).any()
+def test_the_loop_holds_the_number_of_masks_and_commits_from_its_first_call():
+    """ReMDM's loop keeps alpha fixed: each loop call commits as many as it takes back (the old loop's first call
+    committed nothing and then remasked)."""
+    model, seen = tiny(), []
+    r = R.Remask("loop", eta=0.5, loop_steps=6, t_on=0.5)
+    R.generate_remask(model, torch.full((2, 24), 11), 12, D.Sampling(generator=torch.Generator().manual_seed(1)), r,
+                      callback=lambda i, x: seen.append((x == 11).sum(1).tolist()))
+    on = round((1 - r.t_on) * 12)  # the loop's calls come after this many plain ones
+    held = seen[on - 1]
+    assert all(seen[i] == held for i in range(on, on + r.loop_steps)) and held != [0, 0]
+
+
+class SureThenContrary(torch.nn.Module):
+    """Writes token 1 everywhere with probability ~1 where the input is [MASK]; at a visible position its output
+    puts almost nothing on the token that stands there (outputs the masked-only loss never trains)."""
+
+    def __init__(self, V=11):
+        super().__init__()
+        self.V, self.config = V, type("C", (), {"mask_id": V})()
+
+    def forward(self, idx, **kw):
+        sure = F.one_hot(torch.ones_like(idx), self.V).float() * 30
+        contrary = F.one_hot((idx + 1).clamp_max(self.V - 1) % self.V, self.V).float() * 30
+        return torch.where((idx == self.V)[..., None], sure, contrary)
+
+
+def test_the_confidence_rule_reads_the_confidence_recorded_when_written_never_visible_logits():
+    """Every token was written with p ~ 1, so nothing falls below the threshold, however small the model's output
+    at its now visible position is (the old rule read those logits and took a token back at every call)."""
+    x, calls, taken = R.generate_remask(SureThenContrary(), torch.full((2, 16), 11), 8,
+                                        D.Sampling(generator=torch.Generator().manual_seed(0)),
+                                        R.Remask("confidence", threshold=0.5))
+    assert taken == 0 and (x == 1).all() and calls == 8
+
+
+def test_take_back_chooses_the_lowest_recorded_confidence_below_the_threshold():
+    x = torch.tensor([[3, 4, 11, 6]])
+    written = torch.tensor([[True, True, False, False]])  # position 3 is fixed: never taken back
+    conf = torch.tensor([[0.9, 0.2, float("inf"), 0.01]])
+    back = R.take_back(x, written, conf, R.Remask("confidence", threshold=0.5), None, None)
+    assert back.tolist() == [[False, True, False, False]]
+    assert not R.take_back(x, written, conf, R.Remask("confidence", threshold=0.1), None, None).any()
+
+
+def test_remdm_sigma_never_exceeds_its_bound_and_is_0_at_the_last_step():
+    alpha_t, alpha_s = torch.tensor([[0.5], [0.9]]), torch.tensor([[0.6], [1.0]])
+    bound = (1 - alpha_s) / alpha_t  # 0.8, 0.0
+    assert torch.allclose(R.sigma("cap", 0.9, alpha_t, alpha_s), torch.tensor([[0.8], [0.0]]))
+    assert torch.allclose(R.sigma("cap", 0.1, alpha_t, alpha_s), torch.tensor([[0.1], [0.0]]))
+    assert torch.allclose(R.sigma("rescale", 0.5, alpha_t, alpha_s), 0.5 * bound)
 
 
 def test_conflicts_marks_repeated_digits_but_never_a_given():
@@ -62,11 +120,12 @@ def test_conflicts_marks_repeated_digits_but_never_a_given():
 
 
 def test_the_sudoku_repair_only_changes_grids_that_break_a_rule():
-    model = S.load_solver("dllm", None, use_pretrained=True, log=lambda s: None)
+    model = S.load_solver("dllm", None, use_pretrained=True)
     pairs = lesson("sudoku_puzzles").make_split(6, (17, 27), random.Random(5), set())
     x = torch.tensor([p + s for p, s in pairs])
     greedy, _ = S.solve_dllm(model, x[:, :81], "margin")
-    fixed, calls, _ = R.solve_remask(model, x[:, :81], rounds=3, generator=torch.Generator().manual_seed(0))
+    fixed, calls, _ = R.solve_remask(model, x[:, :81], 3, D.Sampling(order="margin",
+                                                                     generator=torch.Generator().manual_seed(0)))
     fine = ~R.conflicts(greedy, x[:, :81]).any(1)
     assert torch.equal(fixed[fine], greedy[fine])  # a grid with no conflict is left as it was
     assert (S.solved(fixed, x) | ~S.solved(greedy, x)).all()  # so nothing solved is lost
@@ -75,14 +134,14 @@ def test_the_sudoku_repair_only_changes_grids_that_break_a_rule():
 
 def test_the_command_line_generates_and_refuses_what_it_does_not_use(dllm_run, capsys):
     run = str(dllm_run[0] / "dllm")
-    texts = R.main(["--generate", "--checkpoint", run, "--len", "24", "--steps", "6", "--schedule", "cap",
+    texts = R.main(["generate", "--checkpoint", run, "--len", "24", "--steps", "6", "--schedule", "cap",
                     "--eta", "0.2"])
     err = capsys.readouterr().err
     assert len(texts[0]) == 24 and "_" not in texts[0] and "tokens taken back" in err and "6 model calls" in err
-    assert "--loop-steps is the loop schedule's" in cli_error(R.main, ["--generate", "--checkpoint", run,
+    assert "--loop-steps is the loop schedule's" in cli_error(R.main, ["generate", "--checkpoint", run,
                                                                      "--loop-steps", "3"], capsys)
-    assert "--eta does nothing in the demo" in cli_error(R.main, ["--eta", "0.1"], capsys)
-    assert "must be in (0, 1]" in cli_error(R.main, ["--generate", "--threshold", "2"], capsys)
+    assert "error" in cli_error(R.main, ["--eta", "0.1"], capsys)  # the demo has no --eta: one line, exit 2
+    assert "must be in (0, 1]" in cli_error(R.main, ["generate", "--threshold", "2"], capsys)
 
 
 def test_the_first_command_benchmark_judges_every_row_and_names_a_winner(dllm_run, gpt_run, tmp_path, capsys):
@@ -93,7 +152,7 @@ def test_the_first_command_benchmark_judges_every_row_and_names_a_winner(dllm_ru
     sys.path.insert(0, str(ROOT / "bench"))
     bench = lesson("first_command")
     d, corpus, _ = dllm_run
-    rows = ["confidence", "random", "confidence, noise 2", "random + low-confidence 0.05", "random + cap 0.02",
+    rows = ["confidence", "random", "confidence, noise 2", "random + confidence 0.05", "random + cap 0.02",
             "random + loop 0.02 (+10 calls)", "random + loop 0.02 (inside the calls)"]
     table, best, plain = bench.main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--data", str(corpus),
                                      "--steps", "12", "--num-samples", "2", "--only", *rows,

@@ -31,7 +31,7 @@ class Slow(torch.nn.Module):
 def test_the_race_gives_each_call_to_the_model_whose_clock_is_behind_and_ends_its_threads():
     model = tiny()
     canvas = torch.full((1, 16), 11)
-    run = lambda m, cb: D.generate(m, canvas, 11, steps=16, callback=cb)[0]  # noqa: E731
+    run = lambda m, cb: D.generate(m, canvas, 16, callback=cb)[0]  # noqa: E731
     before = threading.active_count()
     lanes = [A.Lane(Slow(model, 0.001), run), A.Lane(Slow(model, 0.02), run)]
     order = []
@@ -50,7 +50,7 @@ def test_the_race_gives_each_call_to_the_model_whose_clock_is_behind_and_ends_it
 
 @pytest.mark.parametrize("settings", [dict(order="confidence", noise=0.0, block=0, schedule="none"),
                                       dict(order="margin", noise=2.0, block=8, schedule="none"),
-                                      dict(order="confidence", noise=0.0, block=0, schedule="low-confidence",
+                                      dict(order="confidence", noise=0.0, block=0, schedule="confidence",
                                            threshold=0.5)])
 def test_the_page_shows_exactly_what_the_lessons_samplers_write(settings):
     """The canvas streamed by text_frames ends with the tokens lesson 04/10/13's sampler writes for that seed (the
@@ -63,16 +63,16 @@ def test_the_page_shows_exactly_what_the_lessons_samplers_write(settings):
     for frame in A.text_frames(model, gpt_model, tok, canvas, s):
         seen.append((frame[0].masked(), frame[3]))
     left, right, lanes, _ = frame
-    run = A.dllm_sampler(canvas, s["steps"], s["top_k"], s["temperature"], s["order"], s["noise"], s["block"],
-                         s["schedule"], s["seed"], threshold=s.get("threshold", 0.05))
+    run = A.dllm_sampler(canvas, s)
     direct, taken = run(model, None)
     assert left.ids == direct[0].tolist() and seen[0][0] == 21 and left.masked() == 0
     assert len({m for m, new in seen if new}) >= 3 and lanes["dllm"].calls == 8
-    gpt_direct = G.generate_gpt(gpt_model, canvas[:3][None], 21, 0.0, 3, generator=torch.Generator().manual_seed(5))
+    greedy = D.Sampling(0.0, 3, generator=torch.Generator().manual_seed(5))
+    gpt_direct = G.generate_gpt(gpt_model, canvas[:3][None], 21, greedy)
     assert right.ids == gpt_direct[0].tolist() and lanes["gpt"].calls == 21
     line = A.lanes_text(lanes, left, right)
     assert line["dllm"].startswith("8 calls · 21 chars") and line["gpt"].startswith("21 calls · 21 chars")
-    if settings["schedule"] == "low-confidence":  # greedy: written again alike, so the sampler's count says it
+    if settings["schedule"] == "confidence":  # greedy: written again alike, so the sampler's count says it
         assert taken > 0 and line["dllm"].endswith(f"{taken} taken back")
 
 

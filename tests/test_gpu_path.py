@@ -115,7 +115,7 @@ def test_the_sampler_loop_has_no_host_sync_unless_a_callback_asks(monkeypatch):
     per_steps = []
     for steps in (4, 16):
         calls.clear()
-        D.generate(m, torch.full((2, 16), 11), 11, steps=steps, generator=torch.Generator().manual_seed(0))
+        D.generate(m, torch.full((2, 16), 11), steps, D.Sampling(generator=torch.Generator().manual_seed(0)))
         per_steps.append(len(calls))
     assert per_steps[0] == per_steps[1] <= 2  # a count before the loop, none per model call
 

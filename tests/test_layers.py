@@ -34,7 +34,7 @@ def test_support_imports_no_lesson_by_any_mechanism():
 
 def test_one_training_loop_with_one_small_interface():
     train = lesson("05_train")
-    assert list(inspect.signature(train.train).parameters) == ["args", "objective", "data"]
+    assert list(inspect.signature(train.train).parameters) == ["args", "objective", "data", "init"]  # init: 14
     objective_members = ["kind", "name", "model_overrides", "loss", "val_bits", "score", "sample"]
     data_members = ["tokenizer", "unit", "chars_per_token", "describe", "batch", "val_batch", "to"]
     objectives = [train.DiffusionObjective(), lesson("07_train_gpt").NextTokenObjective(),

@@ -20,7 +20,7 @@ SHIPPED = sorted(p for p in pretrained.PRETRAINED.iterdir() if p.is_dir()) if pr
 
 def load_any(kind, path):
     """Any model: lesson 06's loader, with every tokenizer a checkpoint may name (09's graphemes too)."""
-    return gen.load(kind, path, tokenizers=T09.TOKENIZERS)
+    return gen.load(path, kind, tokenizers=T09.TOKENIZERS)
 
 
 def test_the_three_text_models_are_shipped():

@@ -74,3 +74,69 @@ def test_check_refuses_a_wrong_solution_in_one_line(tmp_path, capsys):
     assert "p.txt:2: the digits break the rules" in cli_error(S.main, ["--check", str(f)], capsys)
     f.write_text(S.to_line(puzzle, solution) + "\n" + S.to_line(puzzle, other) + "\n")
     assert "lines [2] do not have exactly their given solution" in cli_error(S.main, ["--check", str(f)], capsys)
+
+
+# ---------------------------------------------------------------- the fast solver against plain Python rules
+def count_plain(grid, limit=2):
+    """A reference written apart from the module: plain backtracking on the first blank, no propagation."""
+    grid, found = list(grid), []
+
+    def legal(i, d):
+        r, c = divmod(i, 9)
+        box = [(r // 3 * 3 + a) * 9 + c // 3 * 3 + b for a in range(3) for b in range(3)]
+        return all(grid[j] != d for j in [r * 9 + k for k in range(9)] + [k * 9 + c for k in range(9)] + box)
+
+    def dfs():
+        if 0 not in grid:
+            found.append(list(grid))
+            return len(found) >= limit
+        i = grid.index(0)
+        for d in range(1, 10):
+            if legal(i, d):
+                grid[i] = d
+                if dfs():
+                    return True
+        grid[i] = 0
+        return False
+
+    dfs()
+    return found
+
+
+def test_the_bitmask_solver_agrees_with_plain_backtracking():
+    rng = random.Random(11)
+    for puzzle, solution in S.make_split(4, (30, 40), rng, set()):
+        assert S.solve(puzzle) == count_plain(puzzle) == [solution]
+        holes = list(puzzle)
+        for i in [i for i in range(81) if holes[i]][:6]:  # fewer givens: now several solutions
+            holes[i] = 0
+        assert len(S.solve(holes)) == len(count_plain(holes))
+        assert S.other_solution(holes, holes.index(0), solution[holes.index(0)]) == (len(count_plain(holes)) > 1)
+    contradiction = [1, 1] + [0] * 79
+    assert S.solve(contradiction) == [] and S.propagate(contradiction) is None
+
+
+def test_the_rating_counts_the_plain_solvers_guesses():
+    rng = random.Random(4)
+    easy, _ = S.make_split(1, (45, 50), rng, set())[0]
+    assert S.rate(easy) == 0 and S.propagate(easy).count(0) == 0  # the rules alone finish it
+    hard = S.make_hard(2, S.HARD, rng, set())
+    assert all(S.rate(p) >= S.HARD and S.solve(p) == [s] for p, s in hard)
+    assert all(S.propagate(p).count(0) > 0 for p, _ in hard)  # the rules stop short: it needs guesses
+
+
+def test_a_large_split_on_two_processes_is_the_same_every_time_and_shares_no_grid():
+    a = S.make_many(40, (17, 50), 3, 2, set())
+    b = S.make_many(40, (17, 50), 3, 2, set())
+    assert a == b and len(a) == 40
+    assert len({S.canonical(s) for _, s in a}) == 40 and all(S.solve(p) == [s] for p, s in a[:10])
+
+
+def test_the_default_files_are_the_first_generators_own():
+    """The fast solver draws the same grids and keeps the same cells as the old one did: the same seed makes the
+    same puzzles (these lines are the first generator's, seed 0)."""
+    rng = random.Random(0)
+    grid = S.random_grid(rng)
+    assert S.valid_solution(grid)
+    old = [8, 7, 2, 5, 9, 3, 1, 4, 6]  # the first row of the first grid the first generator drew with seed 0
+    assert grid[:9] == old

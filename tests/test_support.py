@@ -104,8 +104,8 @@ def test_export_holds_the_hub_layout_and_loads_with_identical_logits(dllm_run):
     assert "github.com" not in card  # the card links to nothing it cannot name
     assert json.loads((hf / "tokenizer.json").read_text())["kind"] == "char"
     gen = lesson("06_generate")  # support's loader, with lesson 06's model builder and tokenizers passed in
-    a, tok_a, info_a = checkpoints.load_model(run / "best.pt", gen.build_model, gen.TOKENIZERS, "dllm")
-    b, tok_b, info_b = checkpoints.load_model(hf, gen.build_model, gen.TOKENIZERS, "dllm")
+    a, tok_a, info_a = gen.load(run / "best.pt", "dllm")
+    b, tok_b, info_b = gen.load(hf, "dllm")
     idx = torch.randint(0, a.config.n_input_tokens, (2, 16))
     assert torch.equal(a(idx), b(idx)) and tok_a.tokens == tok_b.tokens
     assert b.lm_head.weight is b.tok_emb.weight  # still tied after the round trip
@@ -183,7 +183,7 @@ def test_legacy_checkpoint_converts_and_generates(tmp_path, capsys):
     loaded = checkpoints.load_checkpoint(path, kind="dllm")  # weights_only=True inside
     assert "converted an upstream tiny-dllm checkpoint" in capsys.readouterr().err
     gen = lesson("06_generate")
-    model, tok, info = checkpoints.load_model(path, gen.build_model, gen.TOKENIZERS, "dllm")
+    model, tok, info = gen.load(path, "dllm")
     assert loaded["config"]["rope"] is False and info["objective"] == "dllm"
     assert {type(b).__name__ for b in model.blocks} == {"LegacyBlock"}
     assert not model.config.rope and model.config.block_size == 16
