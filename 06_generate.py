@@ -26,7 +26,8 @@ tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
 TOKENIZERS = {"char": diff.CharTokenizer}  # the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
-NOISE = 12.0  # the default Gumbel noise on the order, chosen by a rule stated in RESULTS.md (bench/first_command.py)
+ORDER = "random"  # 06's default order, by the rule RESULTS.md section 9.3 states (bench/default_order.py)
+NOISE = 12.0  # Gumbel noise on a confidence order when one is asked for (--order confidence)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ def print_texts(texts):
 # ---------------------------------------------------------------------------------------------------------
 # The command line (shared with 09, 10, 11 and 13): the flags live in support/generate_args.py
 # ---------------------------------------------------------------------------------------------------------
-add_generate_args = partial(generate_args.add_generate_args, orders=diff.ORDERS, noise=NOISE)
+add_generate_args = partial(generate_args.add_generate_args, orders=diff.ORDERS, order=ORDER, noise=NOISE)
 add_model_args = generate_args.add_model_args
 
 
@@ -140,7 +141,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     Ctrl-C stops at once: the canvas so far is printed ([MASK] as _) and the exit status is 130."""
     generate_args.check_canvas_args(args)
     if "noise" in getattr(args, "given", ()) and args.order == "random":
-        raise UsageError("--noise perturbs an order by confidence: --order random has no confidence to perturb")
+        raise UsageError("--noise perturbs an order by confidence: --order random (the default) has no confidence "
+                         "to perturb; add --order confidence")
     notes = []  # which model is used: said after the text, so that a bad input gets its error line alone
     model, tokenizer, info = load(pretrained.from_flags(args, notes.append), "dllm", args.device, tokenizers)
     if info["objective"] != objective:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)

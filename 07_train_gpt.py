@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from support import checkpoints, generate_args, metrics, pretrained, runtime
-from support.cli import UsageError, encode_or_fail, parse_args_given, positive_int, run_cli
+from support.cli import UsageError, encode_or_fail, parse_args_given, positive_int, run_cli, subcommands
 from support.files import atomic_write, read_text
 
 tfm = import_module("03_transformer")
@@ -167,12 +167,10 @@ def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: train (05's flags), or the subcommands generate and compare
 # ---------------------------------------------------------------------------------------------------------
-def parser():
+def gpt_parser():
     """The flags of 05 (training, the default mode), and two subcommands with their own flags."""
     p = train.training_parser(__doc__, train.ROOT / "checkpoints" / "gpt")
-    sub = p.add_subparsers(dest="command", metavar="{generate,compare}")
-    sub_parser = lambda name, help: sub.add_parser(name, help=help, description=__doc__,  # noqa: E731
-                                                   formatter_class=p.formatter_class)
+    sub_parser = subcommands(p, ["generate", "compare"])
     g = sub_parser("generate", "sample from a trained GPT, with its KV cache")
     gen.add_model_args(g, train.ROOT / "checkpoints" / "gpt", "shakespeare-gpt")
     g.add_argument("--prompt", default="\n", help="text to continue")
@@ -213,7 +211,7 @@ def generate_main(args):
 
 
 def main(argv=None):
-    p = parser()
+    p = gpt_parser()
     args = parse_args_given(p, argv)
     if args.command == "generate":
         return generate_main(args)

@@ -32,6 +32,7 @@ from support.cli import (
     positive_int,
     probability,
     run_cli,
+    subcommands,
 )
 
 tfm = import_module("03_transformer")
@@ -192,16 +193,15 @@ def rule_of(args):
     return None
 
 
-def parser():
+def fast_parser():
     p = ArgumentParser(description=__doc__)
     p.add_argument("--train-steps", type=non_negative_int, default=300, help="steps to fit 04's tiny model")
     gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False)
     p.add_argument("--len", type=positive_int, help="characters to decode (default: the model's context)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
-    sub = p.add_subparsers(dest="command", metavar="{generate}")
-    g = gen.add_generate_args(sub.add_parser("generate", help="generate with 06's flags and this lesson's",
-                                             description=__doc__, formatter_class=p.formatter_class),
+    add = subcommands(p, ["generate"])
+    g = gen.add_generate_args(add("generate", "generate with 06's flags and this lesson's"),
                               ROOT / "checkpoints" / "dllm")
     t = g.add_argument_group("this lesson")
     add_rule_args(t)
@@ -228,7 +228,7 @@ def decoders(L):
             ("  + dual cache", dict(rule=t9, block_size=blocks, cache="dual"))]
 
 
-def demo(args):
+def demo_decoders(args):
     """Decode one canvas greedily every way; count the calls; compare each text with one token per call."""
     torch.manual_seed(args.seed)
     if args.checkpoint or args.pretrained:  # a trained model; else one fitted here in seconds
@@ -257,12 +257,12 @@ def demo(args):
 
 
 def main(argv=None):
-    args = parse_args_given(parser(), argv)
+    args = parse_args_given(fast_parser(), argv)
     if args.command == "generate":
         if args.cache != "none" and args.block_size is None:
             raise UsageError(f"--cache {args.cache} is refreshed at each block: give --block-size too (e.g. 32)")
         return gen.generate_cli(args, sampler=sample_fast)
-    return demo(args)
+    return demo_decoders(args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, non_negative_int, parse_args_given, positive_int, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_int,
+    parse_args_given,
+    positive_int,
+    run_cli,
+    subcommands,
+)
 from support.files import read_text
 
 tfm = import_module("03_transformer")
@@ -174,13 +182,11 @@ def sample_blocks(model, tokenizer, args, callback=None):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: the demo, `train` (05's flags) or `generate` (06's and 10's)
 # ---------------------------------------------------------------------------------------------------------
-def parser():
+def block_parser():
     p = ArgumentParser(description=__doc__)
     p.add_argument("--train-steps", type=non_negative_int, default=300, help="demo: steps to fit a tiny model")
     p.add_argument("--seed", type=int, default=0, help="demo: random seed")
-    sub = p.add_subparsers(dest="command", metavar="{train,generate}")
-    sub_parser = lambda name, help: sub.add_parser(name, help=help, description=__doc__,  # noqa: E731
-                                                   formatter_class=p.formatter_class)
+    sub_parser = subcommands(p, ["train", "generate"])
     t = train.training_parser(None, ROOT / "checkpoints" / "dllm_bd4", parser=sub_parser(
         "train", "train a block-diffusion model through lesson 05's loop"))
     g = t.add_argument_group("block diffusion")
@@ -196,7 +202,7 @@ def parser():
 
 
 def main(argv=None):
-    args = parse_args_given(parser(), argv)
+    args = parse_args_given(block_parser(), argv)
     if args.command == "train":
         args = train.resolve(args, default_out=lambda a: ROOT / "checkpoints" / f"dllm_bd{a.block_diffusion}")
         if args.block_diffusion > args.seq_len:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from support import pretrained, runtime
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli, subcommands
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -348,7 +348,7 @@ def show_order(dllm, model_gpt, pair, args):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: the demo, `train` (05's flags) or `solve FILE`
 # ---------------------------------------------------------------------------------------------------------
-def parser():
+def sudoku_parser():
     p = ArgumentParser(description=__doc__)
     p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="fresh puzzles per band")
     p.add_argument("--show-steps", action="store_true", help="print the order each model fills one grid")
@@ -356,9 +356,7 @@ def parser():
     p.add_argument("--pretrained", action="store_true", help="use the shipped models even if you trained your own")
     p.add_argument("--seed", type=int, default=0, help="random seed: the demo's puzzles")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
-    sub = p.add_subparsers(dest="command", metavar="{train,solve}")
-    sub_parser = lambda name, help: sub.add_parser(name, help=help, description=__doc__,  # noqa: E731
-                                                   formatter_class=p.formatter_class)
+    sub_parser = subcommands(p, ["train", "solve"])
     t = train.training_parser(None, ROOT / "checkpoints" / "sudoku-dllm", presets=PRESETS, parser=sub_parser(
         "train", "train through lesson 05's loop (its flags; --data is --puzzles here)"))
     t.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains")
@@ -380,7 +378,7 @@ def parser():
 
 
 def main(argv=None):
-    args = parse_args_given(parser(), argv)
+    args = parse_args_given(sudoku_parser(), argv)
     if args.command == "solve":
         if args.search and args.model == "gpt":
             raise UsageError("--search is the dLLM's: it asks for every blank's digits at once, which a GPT "

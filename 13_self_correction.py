@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from support import pretrained
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, probability, run_cli
+from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, probability, run_cli, subcommands
 
 diff = import_module("04_diffusion")
 gen = import_module("06_generate")
@@ -222,16 +222,15 @@ def demo_sudoku(args):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: the demo, or `generate` (06's flags plus a remasking schedule)
 # ---------------------------------------------------------------------------------------------------------
-def parser():
+def remask_parser():
     p = ArgumentParser(description=__doc__)
     gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False)
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threshold", type=probability, default=0.05, help="the text demo's confidence threshold")
     p.add_argument("--puzzles", type=positive_int, default=8, help="hard puzzles made for the Sudoku part")
-    sub = p.add_subparsers(dest="command", metavar="{generate}")
-    g = gen.add_generate_args(sub.add_parser("generate", help="generate text with a remasking schedule (06's "
-                                             "flags)", description=__doc__, formatter_class=p.formatter_class),
+    add = subcommands(p, ["generate"])
+    g = gen.add_generate_args(add("generate", "generate text with a remasking schedule (06's flags)"),
                               ROOT / "checkpoints" / "dllm")
     t = g.add_argument_group("this lesson")
     t.add_argument("--schedule", choices=SCHEDULES, default="confidence", help="what to take back (see above)")
@@ -251,7 +250,7 @@ def sample_remask(model, tokenizer, args, callback=None):
 
 
 def main(argv=None):
-    args = parse_args_given(parser(), argv)
+    args = parse_args_given(remask_parser(), argv)
     if args.command == "generate":
         uses = {"eta": ("cap", "rescale", "loop"), "threshold": ("confidence",), "loop_steps": ("loop",)}
         for flag, schedules in uses.items():  # a schedule's own settings, typed for another schedule

@@ -31,7 +31,15 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, non_negative_int, parse_args_given, positive_int, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_int,
+    parse_args_given,
+    positive_int,
+    run_cli,
+    subcommands,
+)
 from support.files import read_text
 
 tfm = import_module("03_transformer")
@@ -94,7 +102,14 @@ def load_gpt(path, tokenizer, shift=True):
 # ---------------------------------------------------------------------------------------------------------
 # The demo: the shipped GPT adapted for a few hundred steps, beside a dLLM trained from scratch as long
 # ---------------------------------------------------------------------------------------------------------
-def demo(args):
+def write(model, tokenizer, seed):
+    """128 characters in 64 calls, lesson 04's sampler with 06's order and top-k 5."""
+    canvas = torch.full((1, 128), model.config.mask_id)
+    s = diff.Sampling(top_k=5, order=gen.ORDER, generator=torch.Generator().manual_seed(seed))
+    return tokenizer.decode(diff.generate(model.eval(), canvas, 64, s)[0][0].tolist())
+
+
+def demo_adapt(args):
     """Two runs of lesson 05's loop on the cpu preset, the same steps, windows and seed: one from the shipped GPT
     (shift + annealing), one from random weights; their bounds side by side, then a sample of each."""
     text = train.shakespeare()
@@ -102,7 +117,7 @@ def demo(args):
     gpt_path = ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"
     runs = {"from the GPT": (AdaptObjective(args.steps // 2, (0.1, 0.9)), load_gpt(gpt_path, data.tokenizer)),
             "from scratch": (train.DiffusionObjective((0.1, 0.9)), None)}
-    curves, samples = {}, {}
+    curves, samples = {}, {"from the GPT, before any step": write(runs["from the GPT"][1], data.tokenizer, args.seed)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (objective, init) in runs.items():
             print(f"\n== a dLLM {name}: {args.steps} steps of lesson 05's loop ==")
@@ -112,11 +127,7 @@ def demo(args):
                     "--sample-len", "0", "--no-plot", "--dtype", "fp32", "--out", str(out)]
             rows = train.train(train.parse_args(train.training_parser(__doc__, out), argv), objective, data, init)
             curves[name] = [r["val_bpc"] for r in rows]
-            model, tok, _ = gen.load(out / "latest.pt", "dllm")
-            canvas = torch.full((1, 128), model.config.mask_id)
-            g = torch.Generator().manual_seed(args.seed)
-            x, _ = diff.generate(model, canvas, 64, diff.Sampling(top_k=5, noise=gen.NOISE, generator=g))
-            samples[name] = tok.decode(x[0].tolist())
+            samples[name] = write(gen.load(out / "latest.pt", "dllm")[0], data.tokenizer, args.seed)
     print("\n== validation bits/char (NELBO, an upper bound, on the same 16 windows) ==")
     print(f"{'step':>6} {'from the GPT':>13} {'from scratch':>13}")
     for i, (a, b) in enumerate(zip(*curves.values())):
@@ -128,14 +139,13 @@ def demo(args):
 # ---------------------------------------------------------------------------------------------------------
 # The command line: the demo, or `train` (05's flags plus this lesson's)
 # ---------------------------------------------------------------------------------------------------------
-def parser():
+def adapt_parser():
     p = ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=positive_int, default=400, help="demo: training steps of each of the two runs")
     p.add_argument("--seed", type=int, default=0, help="demo: random seed of the samples")
-    sub = p.add_subparsers(dest="command", metavar="{train}")
+    add = subcommands(p, ["train"])
     t = train.training_parser(None, ROOT / "checkpoints" / "dllm_from_gpt",
-                              parser=sub.add_parser("train", help="adapt a GPT through lesson 05's loop",
-                                                    description=__doc__, formatter_class=p.formatter_class))
+                              parser=add("train", "adapt a GPT through lesson 05's loop"))
     g = t.add_argument_group("this lesson")
     g.add_argument("--gpt", default=str(ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"),
                    help="the GPT to start from: a run directory, checkpoint or Hub export (07's run: checkpoints/gpt)")
@@ -148,9 +158,9 @@ def parser():
 
 
 def main(argv=None):
-    args = parse_args_given(parser(), argv)
+    args = parse_args_given(adapt_parser(), argv)
     if args.command != "train":
-        return demo(args)
+        return demo_adapt(args)
     args = train.resolve(args)
     text = read_text(args.data) if args.data else train.shakespeare()
     data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)

@@ -566,8 +566,9 @@ def build_app(models, pace=0.04):
                     with gr.Row():
                         top_k = gr.Number(5, label="top-k (0 = all)", precision=0, minimum=0, elem_id="topk")
                         temperature = gr.Number(1.0, label="temperature", minimum=0, elem_id="temperature")
-                    order = gr.Dropdown(list(diff.ORDERS), value="confidence", label="unmasking order")
-                    noise = gr.Slider(0, 20, gen.NOISE, label="Gumbel noise on the confidence (0 = surest first)")
+                    order = gr.Dropdown(list(diff.ORDERS), value=gen.ORDER, label="unmasking order")
+                    noise = gr.Slider(0, 20, gen.NOISE, label="Gumbel noise on a confidence order (0 = surest "
+                                      "first; random order has none)")
                     block = gr.Slider(0, 256, 0, step=1, label="block size (0 = whole canvas; lesson 10)")
                     schedule = gr.Dropdown(list(remask.SCHEDULES), value="none",
                                            label="remasking schedule (lesson 13)", elem_id="schedule")

@@ -349,6 +349,20 @@ def make_hard(n, min_rating, rng, seen):
     return pairs
 
 
+def rating_table(pairs):
+    """How hard the puzzles are: for each band of givens, the share the plain solver finishes with 0, 1-2 and 3+
+    guesses after the rules' propagation (rate)."""
+    rows = {}
+    for puzzle, _ in pairs:
+        givens = sum(v != 0 for v in puzzle)
+        band = next((name for name, (lo, hi) in BANDS.items() if lo <= givens <= hi), "under 17")
+        guesses = rate(puzzle)
+        rows.setdefault(band, []).append(next(n for n, (lo, hi) in RATINGS.items() if lo <= guesses <= hi))
+    head = "| givens | puzzles | " + " | ".join(RATINGS) + " |\n|---|---|" + "---|" * len(RATINGS) + "\n"
+    return head + "".join(f"| {band} | {len(r)} | " + " | ".join(f"{r.count(n) / len(r):.1%}" for n in RATINGS)
+                          + " |\n" for band, r in rows.items())
+
+
 def to_line(puzzle, solution):
     return "".join(map(str, puzzle)) + "," + "".join(map(str, solution))
 
@@ -423,6 +437,7 @@ def main(argv=None):
         pairs = read_pairs(args.check)
         wrong = [n for n, (pz, sol) in enumerate(pairs, 1) if solve(pz) != [sol]]
         print(f"{args.check}: {len(pairs)} puzzles, {len(pairs) - len(wrong)} with exactly one solution, the one given")
+        print(rating_table(pairs))
         if wrong:
             raise UsageError(f"{args.check}: lines {wrong[:10]} do not have exactly their given solution")
         return pairs

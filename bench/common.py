@@ -65,6 +65,12 @@ def sampler_args(kw, generator=None):
     return sampling, fast.Rule(*rules[0]) if rules else None, r, kw
 
 
+def shown(path):
+    """A path as a result file names it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def load_run(kind, path, device="cpu"):
     """(model, tokenizer, info) of any run or export here, English or Tamil: lesson 06's loader, with every
     tokenizer a checkpoint may name (09 adds Tamil's graphemes)."""

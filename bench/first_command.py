@@ -49,8 +49,10 @@ def samplers():
             rows[f"{base} + cap {eta:g}"] = dict(kw, schedule="cap", eta=eta)
         rows[f"{base} + loop 0.02 (+10 calls)"] = dict(kw, schedule="loop", eta=0.02, loop_steps=10)
     # near the frontier of the rows above: more noise, remasking on margin order, the loop inside 50 calls
-    for noise in (8.0, 12.0):
+    for noise in (8.0, 12.0, 20.0):
         rows[f"confidence, noise {noise:g}"] = dict(remasking="confidence", noise=noise)
+    for eta in (0.1, 0.5):  # ReMDM's rescaled schedule: eta x sigma_max (lesson 13)
+        rows[f"random + rescale {eta:g}"] = dict(remasking="random", schedule="rescale", eta=eta)
     for eta in (0.02, 0.05):
         rows[f"confidence, noise 5 + cap {eta:g}"] = dict(remasking="confidence", noise=5.0, schedule="cap", eta=eta)
     rows["random + confidence 0.01"] = dict(remasking="random", schedule="confidence", threshold=0.01)
@@ -130,7 +132,8 @@ def main(argv=None):
     # the winner: within the target on both counts if any is (then the most plausible), else the nearest to it
     best = min(both, key=lambda r: r["gen_bpc"]) if both else min(fair, key=shortfall)
     plain = [r for r in fair if not rows_kw[r["sampler"]].get("schedule")]  # what 06 can run: no remasking
-    best_plain = min([r for r in plain if r in both] or plain, key=lambda r: (shortfall(r), r["gen_bpc"]))
+    best_plain = min([r for r in plain if r in both] or plain, key=lambda r: (shortfall(r), r["gen_bpc"]),
+                     default=None)  # None when --only names remasking rows alone
     out = Path(args.out_dir)
     write_csv(out / "first_command.csv", table, list(table[0]))
     lines = ["| sampler | model calls | taken back per sample | distinct 4-grams | gen bits/char | repeated |",
@@ -141,10 +144,12 @@ def main(argv=None):
                      f"shortfall {shortfall(r):.3f})")
     verdict = (f"target: distinct 4-grams >= {TARGET['distinct4']} and generative bits/char <= {TARGET['gen_bpc']}, "
                + (f"reached by {len(both)} samplers" if both else "NOT reached by any sampler")
-               + f"\nbest at {args.steps} calls: {say(best)}\nbest without remasking (what 06 runs): {say(best_plain)}")
+               + f"\nbest at {args.steps} calls: {say(best)}"
+               + (f"\nbest without remasking (what 06 runs): {say(best_plain)}" if best_plain else ""))
     head = (f"machine: {machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads\n"
             f"command: python bench/first_command.py {' '.join(sys.argv[1:] if argv is None else argv)}\n"
-            f"dLLM {args.dllm}, judge {args.gpt}; {args.num_samples} samples x {L} characters, {args.steps} calls, "
+            f"dLLM {common.shown(args.dllm)}, judge {common.shown(args.gpt)}; {args.num_samples} samples x {L} "
+            f"characters, {args.steps} calls, "
             f"top-k {args.topk}, seed {args.seed}\n\n")
     write_text(out / "first_command.txt", head + "\n".join(lines) + "\n\n" + verdict + "\n")
     print("\n" + verdict)

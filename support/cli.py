@@ -32,6 +32,14 @@ class Subcommands(argparse._SubParsersAction):
         super().__call__(parser, namespace, values, option_string)
 
 
+def subcommands(parser, names):
+    """parser's subcommands, each with its own flags: -> add(name, help), which returns the new parser (it shows
+    the script's docstring in --help, as the script does)."""
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(names) + "}")
+    return lambda name, help: sub.add_parser(name, help=help, description=parser.description,
+                                             formatter_class=parser.formatter_class)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)

@@ -32,18 +32,19 @@ def add_model_args(p, default_run, shipped="shakespeare-dllm", hub=True):
     return p
 
 
-def add_generate_args(p, default_run, shipped="shakespeare-dllm", orders=(), noise=0.0):
+def add_generate_args(p, default_run, shipped="shakespeare-dllm", orders=(), order="confidence", noise=0.0):
     """The flags of 06's sampler; 09, 10, 11 and 13 take them too (with their own run and shipped model).
-    orders: the unmasking orders of lesson 04 (--order); noise: 06's default Gumbel noise on the order."""
+    orders: the unmasking orders of lesson 04 (--order); order, noise: 06's defaults."""
     add_model_args(p, default_run, shipped)
     p.add_argument("--steps", type=positive_int, help="model calls in all (default: 64; lesson 11: one per character)")
     p.add_argument("--len", type=positive_int, help="characters to generate (default: the model's context)")
     add_sampling_args(p)
-    p.add_argument("--order", "--remasking", dest="order", default="confidence", choices=orders,
-                   help="which masked positions to commit first (LLaDA's 'remasking strategy')")
-    p.add_argument("--noise", type=non_negative_float, default=noise, help="Gumbel noise on the log confidence of "
-                   "the order (MaskGIT's choice temperature): 0 commits strictly the surest first, which loops "
-                   "('I am a do do'); larger is nearer random order (RESULTS.md: how the default was chosen)")
+    p.add_argument("--order", "--remasking", dest="order", default=order, choices=orders,
+                   help="which masked positions to commit first (LLaDA's 'remasking strategy'); random: each "
+                   "call commits positions drawn at random (how the default was chosen: RESULTS.md)")
+    p.add_argument("--noise", type=non_negative_float, default=noise, help="with --order confidence, margin or "
+                   "entropy: Gumbel noise on the log confidence of the order (MaskGIT's choice temperature); 0 "
+                   "commits strictly the surest first, which loops ('I am a do do'), larger is nearer random")
     p.add_argument("--prompt", default="", help="text fixed at the beginning")
     p.add_argument("--suffix", default="", help="text fixed at the end")
     p.add_argument("--template", help="fixed text with gaps to fill, e.g. 'To be, or ____ to be'")

@@ -165,3 +165,26 @@ def test_the_first_command_benchmark_judges_every_row_and_names_a_winner(dllm_ru
     assert plain["sampler"] in ("confidence", "random", "confidence, noise 2") and best in table[1:]
     assert bench.shortfall(dict(distinct4=0.6, gen_bpc=2.7)) == 0 and bench.repeated_rate(["abcdefghabcdefgh"]) == 0.5
     assert "best without remasking (what 06 runs)" in (tmp_path / "first_command.txt").read_text()
+
+
+def test_the_default_order_rule_keeps_random_order_unless_another_wins_on_both_counts(tmp_path):
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    rule = lesson("default_order")
+
+    def seeds(rows):  # rows: sampler -> [(distinct4, gen_bpc) per seed]
+        for k in range(3):
+            d = tmp_path / f"seed{k}"
+            d.mkdir(exist_ok=True)
+            lines = ["sampler,distinct4,gen_bpc"] + [f'"{n}",{v[k][0]},{v[k][1]}' for n, v in rows.items()]
+            (d / "first_command.csv").write_text("\n".join(lines) + "\n")
+
+    random_order = [(0.58, 2.64), (0.57, 2.66), (0.59, 2.65)]
+    seeds({"random": random_order, "confidence, noise 12": [(0.57, 2.55), (0.58, 2.59), (0.58, 2.65)]})
+    assert rule.main(["--dir", str(tmp_path)]) == "random"  # more plausible, not more varied: a tie
+    seeds({"random": random_order, "confidence, noise 12": [(0.63, 2.50), (0.62, 2.52), (0.64, 2.51)]})
+    assert rule.main(["--dir", str(tmp_path)]) == "confidence, noise 12"  # better on both, beyond the noise
+    assert "06's default order by the rule" in (tmp_path / "default_order.txt").read_text()

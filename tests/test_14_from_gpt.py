@@ -109,7 +109,7 @@ def test_a_gpt_of_another_vocabulary_is_refused(dllm_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, needle", [(["train", "--anneal-steps", "-1"], "must be >= 0"),
                                           (["--steps", "0"], "must be >= 1")])
-def test_bad_flags_are_one_line(argv, needle, capsys):
+def test_bad_lesson_14_flags_are_one_line(argv, needle, capsys):
     from conftest import cli_error
 
     assert needle in cli_error(A.main, argv, capsys)

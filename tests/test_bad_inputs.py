@@ -286,6 +286,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("app", ["--pace", "inf"], "finite"),
     ("first_command", ["--steps", "0"], "must be >= 1"),
     ("parallel_rules", ["--len", "0"], "must be >= 1"),
+    ("default_order", ["--dir", "{w}/norun"], "needs first_command.csv"),
     ("parallel_rules", ["--dllm", "{w}/gpt", "--out-dir", "{out}"], "holds a gpt model"),
     ("block_sweep", ["--steps", "0"], "must be >= 1"),
 ]
@@ -307,7 +308,7 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
     ("files that are not what they claim", [
         "no such", "is a directory", "not UTF-8", "is empty", "not a readable checkpoint", "not a tiny-dllm export",
         "81 cells", "only digits", "break the rules", "expected puzzle", "not the Thirukkural JSON", "no checkpoint",
-        "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt"]),
+        "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
         "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif"]),
@@ -356,6 +357,30 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     assert "the training loss is not finite by step" in err and "lr 3000" in err and "Lower --lr" in err
     ckpt = torch.load(out / "latest.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())  # the last good state, never a NaN model
+
+
+def test_weights_that_diverge_after_the_last_finite_loss_stop_before_any_sample(world, tmp_path, capsys):
+    """The loss of the step before an evaluation is finite, but that step's update left NaN weights: the run must
+    stop at the evaluation with one line, before a sample draws from NaN probabilities (torch.multinomial)."""
+    train = lesson("05_train")
+
+    class Diverges(train.DiffusionObjective):
+        def loss(self, model, x, config):
+            loss = super().loss(model, x, config)
+            if self.step == 3:  # a finite loss whose gradient is NaN: the update makes every weight NaN
+                loss.register_hook(lambda grad: grad * float("nan"))
+            return loss
+
+    out = tmp_path / "run"
+    args = TINY + ["--data", str(world / "corpus.txt"), "--out", str(out), "--steps", "8", "--eval-every", "4",
+                   "--sample-len", "16"]
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda argv: train.main(argv, objective=Diverges), args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err and "multinomial" not in err
+    assert "the validation loss is not finite by step 4" in err and "keeps step 0" in err
+    ckpt = torch.load(out / "latest.pt", weights_only=True)
+    assert ckpt["step"] == 0 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
 def test_resuming_a_finished_run_says_so_and_trains_nothing(world, tmp_path, capsys):

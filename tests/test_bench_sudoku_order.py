@@ -125,7 +125,8 @@ def test_it_trains_through_lesson_05s_loop_and_joins_the_table(run, tmp_path):
                         "--order-gpt", str(d / "run"), "--test", str(d / "puzzles" / "test.txt"),
                         "--out-dir", str(tmp_path)])
     order_rows = [r for r in table if "solver's order" in r["decoder"]]
-    assert len(order_rows) == 4 and all(r["calls"] == pytest.approx(2 * r["blanks"]) for r in order_rows)
+    by_givens = [r for r in order_rows if r["band"] in P.BANDS]  # then the same puzzles by the solver's guesses
+    assert len(by_givens) == 4 and all(r["calls"] == pytest.approx(2 * r["blanks"]) for r in order_rows)
 
 
 def test_bad_flags_and_the_wrong_model_are_one_line(run, tmp_path, capsys):
