@@ -27,18 +27,21 @@ def main(argv=None):
     p.add_argument("--dllm", nargs="+", required=True, help="dLLM runs or exports to score")
     p.add_argument("--gpt", nargs="*", default=[], help="GPT runs or exports to score on the same windows")
     p.add_argument("--K", type=positive_int, default=32, help="noise levels per window for the dLLM's NELBO")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to score (fp32 either way)")
     args = p.parse_args(argv)
     text = train.shakespeare()
-    print(f"# python bench/full_val.py --dllm {' '.join(args.dllm)} --gpt {' '.join(args.gpt)} --K {args.K}\n"
-          f"# machine: {machine_name('cpu')}, {torch.get_num_threads()} threads, fp32")
+    where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
+    print(f"# python bench/full_val.py --dllm {' '.join(args.dllm)} --gpt {' '.join(args.gpt)} --K {args.K}"
+          f"{' --device cuda' if args.device == 'cuda' else ''}\n# machine: {machine_name(args.device)}, "
+          f"{where}, fp32")
     for kind, paths in (("dllm", args.dllm), ("gpt", args.gpt)):
         for path in paths:
-            model, tok, info = common.load_run(kind, path)
+            model, tok, info = common.load_run(kind, path, args.device)
             if tok.to_dict()["tokens"] != sorted(set(text)):
                 raise UsageError(f"{path} was not trained on TinyShakespeare's characters")
             _, val, _ = train.split_corpus(text, tok)
             L = model.config.block_size
-            windows = train.eval_windows(val, len(val), L + 1)  # every non-overlapping window of L + 1
+            windows = train.eval_windows(val, len(val), L + 1).to(args.device)  # every non-overlapping L + 1
             t0 = time.perf_counter()
             with torch.no_grad():
                 bits = (train.DiffusionObjective().val_bits(model, windows, args.K, model.config) if kind == "dllm"

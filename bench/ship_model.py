@@ -38,6 +38,7 @@ def val_bits(model, tokenizer, ckpt, objective):
     text = read_text(a["data"]) if a.get("data") else tamil_corpus() if tamil else train.shakespeare()
     _, val, chars_per_token = train.split_corpus(text, tokenizer, a.get("split", "tail"))
     windows = train.eval_windows(val, a["eval_windows"], model.config.block_size + 1)
+    windows = windows.to(next(model.parameters()).device)
     with torch.no_grad():
         return objective.val_bits(model, windows, a["eval_k"], model.config) / chars_per_token
 
@@ -95,10 +96,15 @@ def card(name, ckpt, rows, bits32, bits16, model, command, machine, tokenizer):
     tamil = tokenizer.kind == "grapheme"
     data = Path(a["data"]).name if a.get("data") else "TinyShakespeare (data/tinyshakespeare.txt)"
     what = "masked diffusion LM" if kind == "dllm" else "GPT"
-    lesson = "lesson 08" if tamil else "lesson 05" if kind == "dllm" else "lesson 07"
+    lesson = ("lesson 08" if tamil else "lesson 14, adapted from a GPT" if a.get("gpt") else "lesson 05"
+              if kind == "dllm" else "lesson 07")
     c = model.config
     started = (f"\n| started from | the weights of `{Path(a['init_from']).name}` (`--init-from`: a fresh optimizer and "
                "schedule; its own training is not counted above) |") if a.get("init_from") else ""
+    if a.get("gpt"):  # lesson 14: the GPT's weights, the shift, attention annealed from causal
+        started = (f"\n| started from | the GPT `{Path(a['gpt']).name}` (lesson 14: shift {'on' if a['shift'] else 'off'}"
+                   f", attention annealed over {a['anneal_steps']:,} steps; the GPT's own training is not counted "
+                   "above) |")
     return f"""# {name}
 
 A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
@@ -108,7 +114,7 @@ A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
 |---|---|
 | data | {data}, `--split {a.get('split', 'tail')}`: trained on the training split only |
 | steps | best validation at step {best['step']:,} (schedule {a['steps']:,} steps, batch {a['batch_size']} x {L}) |
-| tokens seen | {tokens:,}{' in this run' if a.get('init_from') else ''} |{started}
+| tokens seen | {tokens:,}{' in this run' if started else ''} |{started}
 | training time | {best['elapsed_s'] / 3600:.2f} h to that step (training only, evaluation excluded) |
 | machine | {machine} |
 | validation bits/char ({unit}) | {bits16:.4f} with these fp16 weights ({bits32:.4f} in fp32) |
@@ -167,7 +173,8 @@ def main(argv=None):
     p.add_argument("--command", help="the command that trained the run, for the card")
     p.add_argument("--resample", action="store_true", help="only write into the shipped --name's card the sample its "
                    "command prints now (after a lesson's sampling defaults change)")
-    p.add_argument("--machine", default=f"{machine_name('cpu')}", help="where it trained, for the card")
+    p.add_argument("--machine", help="where it trained, for the card (default: this machine's --device)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to score it (fp32 either way)")
     p.add_argument("--out-root", default=str(pretrained.PRETRAINED), help="where shipped models go")
     p.add_argument("--force", action="store_true", help="replace a shipped model of the same --name")
     args = parse_args_given(p, argv)
@@ -183,12 +190,13 @@ def main(argv=None):
     out = pretrained.ship_dir(args.out_root, args.name, args.force)  # a plain folder name; never replaced silently
     ckpt = checkpoints.load_checkpoint(Path(args.run) / "best.pt")
     rows = read_metrics(args.run)
-    model, tokenizer, _ = common.load_run(ckpt["kind"], Path(args.run) / "best.pt")
+    model, tokenizer, _ = common.load_run(ckpt["kind"], Path(args.run) / "best.pt", args.device)
+    args.machine = args.machine or machine_name(args.device)
     objective = import_module("07_train_gpt").NextTokenObjective() if ckpt["kind"] == "gpt" else (
         train.DiffusionObjective())
     if ckpt["objective"] not in ("dllm", "gpt", "sudoku-dllm", "sudoku-gpt"):
         raise UsageError(f"{ckpt['objective']} runs are not shipped yet")
-    rounded = type(model)(model.config)
+    rounded = type(model)(model.config).to(args.device)
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     if "puzzles" in ckpt["args"]:  # a Sudoku model (lesson 12): its card counts puzzles solved
         scores = sudoku_scores(model, rounded, ckpt)

@@ -2,7 +2,6 @@
 states, the run's arguments and its objective. Written atomically, loaded with weights_only=True: a checkpoint from
 the internet never runs code. read_model reads what a file, a run directory or a Hub export holds; lesson 06 builds
 the model from it (support imports no lesson)."""
-import json
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -98,13 +97,11 @@ def tokenizer_of(tok, tokenizers, path):
 def init_weights(model, path, tokenizer):
     """--init-from: a new run starts from the weights of a run, a checkpoint or a Hub export (nanoGPT's init_from).
     Only the weights: a fresh optimizer and LR schedule. Refused unless shapes and vocabulary are the same."""
-    from safetensors.torch import load_model
-
     path = Path(path)
     try:
         if hub.is_export(path):
-            tok = json.loads((path / "tokenizer.json").read_text())
-            load = lambda: load_model(model, path / "model.safetensors", device="cpu")  # noqa: E731 (tied weights)
+            state, _, tok = hub.read_export(path)  # one weights file or its shards; tied weights restored
+            load = lambda: model.load_state_dict(state)  # noqa: E731
         else:
             ckpt = load_checkpoint(path)
             tok, load = ckpt["tokenizer"], lambda: model.load_state_dict(ckpt["model"])

@@ -36,9 +36,35 @@ Load it with the tutorial's scripts: `{{ load_command }}`, or in Python:
 """
 
 
+SHARD_BYTES = 16_000_000  # weights files larger than this are split, the Hub way (`save_torch_state_dict`)
+INDEX = "model.safetensors.index.json"  # a sharded export's {"weight_map": {tensor name: shard file}}
+
+
 def is_export(path):
     path = Path(path)
-    return path.is_dir() and (path / "config.json").exists() and (path / "model.safetensors").exists()
+    return path.is_dir() and (path / "config.json").exists() and any(
+        (path / name).exists() for name in ("model.safetensors", INDEX))
+
+
+def weight_files(path):
+    """The safetensors files of an export: model.safetensors, or the shards its index names."""
+    path = Path(path)
+    if (path / "model.safetensors").exists() or not (path / INDEX).exists():
+        return [path / "model.safetensors"]
+    names = json.loads((path / INDEX).read_text())["weight_map"].values()
+    if any(Path(n).name != n for n in names):  # a shard name is a plain file name beside the index
+        raise ValueError(f"{INDEX} names a file outside its folder")
+    return [path / n for n in sorted(set(names))]
+
+
+def save_weights(model, folder, max_bytes=SHARD_BYTES):
+    """model's weights into folder as model.safetensors, or, over max_bytes, as model-0000i-of-0000n.safetensors
+    + model.safetensors.index.json (huggingface_hub's own writer: what the Hub and transformers read)."""
+    from huggingface_hub import save_torch_state_dict
+
+    for f in [Path(folder) / "model.safetensors", *Path(folder).glob("model-*-of-*.safetensors")]:
+        f.unlink(missing_ok=True)  # save_pretrained's single file, replaced by shards when they are needed
+    save_torch_state_dict(model.state_dict(), folder, max_shard_size=max_bytes)
 
 
 def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
@@ -80,7 +106,9 @@ def read_export(path):
         config = json.loads((path / "config.json").read_text())
         tok = (json.loads((path / "tokenizer.json").read_text()) if (path / "tokenizer.json").exists()
                else config.pop("tokenizer", None))  # exports before tokenizer.json kept it in config.json
-        state = load_file(path / "model.safetensors")  # tensors only; fp16 weights are cast when loaded
+        state = {}
+        for f in weight_files(path):  # one file, or the shards of a model over 16 MB
+            state.update(load_file(f))  # tensors only; fp16 weights are cast when loaded
     except Exception as e:  # unreadable JSON, a truncated or foreign safetensors file (SafetensorError)
         raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): "
                          f"{type(e).__name__}: {short(' '.join(str(e).split()))}") from None

@@ -70,6 +70,8 @@ def ship(model, tokenizer, out_dir, card):
         half = type(model)(model.config)
         half.load_state_dict(model.state_dict())
         half.half().save_pretrained(tmp)  # config.json + model.safetensors (fp16)
+        if (tmp / "model.safetensors").stat().st_size > hub.SHARD_BYTES:
+            hub.save_weights(half, tmp)  # over 16 MB: shards + index, as the Hub stores large models
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
         (tmp / "README.md").write_text(card, encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp makes 0700: give the folder and its files the usual permissions
@@ -86,8 +88,11 @@ def ship(model, tokenizer, out_dir, card):
 
 
 def weights_dtype(path):
-    """The dtype of every tensor in a shipped model.safetensors (read from its header, no unpickling)."""
+    """The dtype of every tensor in a shipped model's safetensors files (read from their headers, no unpickling)."""
     from safetensors import safe_open
 
-    with safe_open(Path(path) / "model.safetensors", framework="pt") as f:
-        return {f.get_tensor(k).dtype for k in f.keys()}
+    dtypes = set()
+    for name in hub.weight_files(path):
+        with safe_open(name, framework="pt") as f:
+            dtypes |= {f.get_tensor(k).dtype for k in f.keys()}
+    return dtypes
