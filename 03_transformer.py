@@ -13,6 +13,7 @@ import argparse
 import math
 from dataclasses import asdict, dataclass
 from importlib import import_module
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -179,6 +180,17 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
 
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # a tied Parameter is counted once
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id, **kwargs):
+        """The mixin reads one model.safetensors; a folder of shards (a model over 16 MB) is read here."""
+        from support import hub  # plumbing: the shards and their index
+
+        if not (Path(model_id).is_dir() and not (Path(model_id) / "model.safetensors").exists()):
+            return super()._from_pretrained(model_id=model_id, **kwargs)
+        model = cls(kwargs["config"])
+        model.load_state_dict(hub.read_export(model_id)[0])
+        return model.to(kwargs.get("map_location", "cpu")).eval()
 
     def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None):
         """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).

@@ -47,13 +47,18 @@ def tamil_corpus():
     return import_module("tamil_dataset").load_corpus()
 
 
-def sample_command(kind, tokenizer):
-    """The command whose output the card shows: 06's quick start, or 07's with a prompt the vocabulary has."""
+DEFAULTS = {"shakespeare-dllm", "shakespeare-gpt", "thirukkural-dllm"}  # what --pretrained loads
+
+
+def sample_command(kind, tokenizer, name):
+    """The command whose output the card shows: 06's quick start, or 07's with a prompt the vocabulary has;
+    --pretrained for the model that flag loads, else --checkpoint with the shipped folder."""
+    model = "--pretrained" if name in DEFAULTS else f"--checkpoint checkpoints/pretrained/{name}"
     if kind == "dllm":
         lesson = "09_generate_tamil" if tokenizer.kind == "grapheme" else "06_generate"
-        return f"python {lesson}.py --pretrained --steps 50 --topk 5"
+        return f"python {lesson}.py {model} --steps 50 --topk 5"
     prompt = '--prompt "ROMEO:" ' if not tokenizer.unknown("ROMEO:") else ""  # else 07's default, a newline
-    return f"python 07_train_gpt.py generate --pretrained {prompt}--tokens 200"
+    return f"python 07_train_gpt.py generate {model} {prompt}--tokens 200"
 
 
 SAMPLE = re.compile(r"Sample, as `(?P<cmd>[^`]+)` prints it[^\n]*:\n\n```\n.*?\n```", re.S)
@@ -63,6 +68,9 @@ def command_output(command, model_dir):
     """What `command` (a lesson's, with --pretrained) prints on this machine when its model is `model_dir`: the lesson
     itself, run in-process, its stdout kept (so the sampler, flags, seed and precision are the command's own)."""
     script, *argv = shlex.split(command)[1:]
+    if "--checkpoint" in argv:  # the shipped folder's name in the card, this folder here
+        i = argv.index("--checkpoint")
+        del argv[i : i + 2]
     argv = [a for a in argv if a != "--pretrained"] + ["--checkpoint", str(model_dir)]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
@@ -102,7 +110,8 @@ def card(name, ckpt, rows, bits32, bits16, model, command, machine, tokenizer):
     started = (f"\n| started from | the weights of `{Path(a['init_from']).name}` (`--init-from`: a fresh optimizer and "
                "schedule; its own training is not counted above) |") if a.get("init_from") else ""
     if a.get("gpt"):  # lesson 14: the GPT's weights, the shift, attention annealed from causal
-        started = (f"\n| started from | the GPT `{Path(a['gpt']).name}` (lesson 14: shift {'on' if a['shift'] else 'off'}"
+        shift = "on" if a["shift"] else "off"
+        started = (f"\n| started from | the GPT `{Path(a['gpt']).name}` (lesson 14: shift {shift}"
                    f", attention annealed over {a['anneal_steps']:,} steps; the GPT's own training is not counted "
                    "above) |")
     return f"""# {name}
@@ -120,7 +129,7 @@ A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
 | validation bits/char ({unit}) | {bits16:.4f} with these fp16 weights ({bits32:.4f} in fp32) |
 | the command that trained it | `{command}` |
 
-Sample, as `{sample_command(kind, tokenizer)}` prints it:
+Sample, as `{sample_command(kind, tokenizer, name)}` prints it:
 
 ```
 (written by resample() once the model is in place)

@@ -57,7 +57,7 @@ def weight_files(path):
     return [path / n for n in sorted(set(names))]
 
 
-def save_weights(model, folder, max_bytes=SHARD_BYTES):
+def save_weights(model, folder, max_bytes):
     """model's weights into folder as model.safetensors, or, over max_bytes, as model-0000i-of-0000n.safetensors
     + model.safetensors.index.json (huggingface_hub's own writer: what the Hub and transformers read)."""
     from huggingface_hub import save_torch_state_dict

@@ -71,7 +71,7 @@ def ship(model, tokenizer, out_dir, card):
         half.load_state_dict(model.state_dict())
         half.half().save_pretrained(tmp)  # config.json + model.safetensors (fp16)
         if (tmp / "model.safetensors").stat().st_size > hub.SHARD_BYTES:
-            hub.save_weights(half, tmp)  # over 16 MB: shards + index, as the Hub stores large models
+            hub.save_weights(half, tmp, hub.SHARD_BYTES)  # over 16 MB: shards + index, the Hub way
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1))
         (tmp / "README.md").write_text(card, encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp makes 0700: give the folder and its files the usual permissions

@@ -1,13 +1,14 @@
 """The models shipped in checkpoints/pretrained/: they load (with the repository's loader and with
 Transformer.from_pretrained), match their cards, are safetensors only, generate offline; a generator uses the
 learner's own run when there is one and otherwise the shipped model, and says which."""
+import json
 import re
 import shutil
 
 import pytest
 import torch
 
-from support import pretrained
+from support import hub, pretrained
 from support.cli import run_cli
 
 from conftest import TINY, cli_error, lesson
@@ -30,8 +31,11 @@ def test_the_three_text_models_are_shipped():
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_model_loads_matches_its_card_and_is_safetensors_only(path):
-    assert sorted(f.name for f in path.iterdir()) == ["README.md", "config.json", "model.safetensors",
-                                                      "tokenizer.json"]  # no pickle anywhere
+    files = sorted(f.name for f in path.iterdir())  # no pickle anywhere; over 16 MB, shards the Hub's way
+    n = len(files) - 4
+    shards = [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)] + ["model.safetensors.index.json"]
+    assert files == ["README.md", "config.json", *(shards if n > 0 else ["model.safetensors"]), "tokenizer.json"]
+    assert all(f.stat().st_size <= hub.SHARD_BYTES for f in path.iterdir())
     assert pretrained.weights_dtype(path) == {torch.float16}
     model, tok, info = load_any(None, path)
     direct = T.Transformer.from_pretrained(path)
@@ -88,6 +92,25 @@ def test_missing_or_corrupt_shipped_model_is_one_line(tmp_path, monkeypatch, cap
     assert e.value.code == 2 and "not a tiny-dllm export" in error and "\n" not in error
 
 
+def test_a_model_over_the_shard_size_is_shipped_in_shards_and_read_back(tmp_path, monkeypatch, capsys):
+    model, tok, _ = load_any("dllm", REAL / "shakespeare-dllm")
+    monkeypatch.setattr(hub, "SHARD_BYTES", 600_000)  # the 0.8M model in fp16 is 1.6 MB: three shards
+    out = pretrained.ship(model, tok, tmp_path / "m", "card")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    assert not (out / "model.safetensors").exists() and pretrained.weights_dtype(out) == {torch.float16}
+    for loaded in (load_any("dllm", out)[0], T.Transformer.from_pretrained(out)):
+        assert loaded.lm_head.weight is loaded.tok_emb.weight  # the tie survives the shards
+        assert all(torch.equal(a.half().float(), b) for a, b in zip(model.state_dict().values(),
+                                                                   loaded.state_dict().values()))
+    shard = out / "model-00002-of-00003.safetensors"
+    shard.write_bytes(shard.read_bytes()[:500])  # a truncated shard: one line, exit 2
+    assert "not a tiny-dllm export" in cli_error(gen.main, ["--checkpoint", str(out), "--steps", "4"], capsys)
+    index["weight_map"]["ln_f.weight"] = "../elsewhere.safetensors"  # an index naming a file outside its folder
+    (out / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert "not a tiny-dllm export" in cli_error(gen.main, ["--checkpoint", str(out), "--steps", "4"], capsys)
+
+
 def test_shipped_dllm_nelbo_is_finite_and_far_below_an_untrained_model():
     """The real figure comes from bench/ship_model.py (in the card); here: a few validation windows."""
     model, tok, _ = load_any("dllm", pretrained.PRETRAINED / "shakespeare-dllm")
@@ -119,4 +142,7 @@ def test_ship_model_exports_a_run_with_a_true_card(dllm_run, gpt_run, tmp_path):
         assert f"A {model.num_params():,}-parameter" in card
         assert pretrained.weights_dtype(tmp_path / name) == {torch.float16}
     tamil = lesson("08_train_tamil").GraphemeTokenizer.from_text("அகர முதல")
-    assert ship.sample_command("dllm", tamil).startswith("python 09_generate_tamil.py --pretrained")
+    command = ship.sample_command("dllm", tamil, "thirukkural-dllm")
+    assert command.startswith("python 09_generate_tamil.py --pretrained")
+    assert ship.sample_command("gpt", tamil, "x-10m").startswith(
+        "python 07_train_gpt.py generate --checkpoint checkpoints/pretrained/x-10m")
