@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU session: every `gpu` preset figure in RESULTS.md section 12 comes from this script, run once in the
+# The GPU session: every `gpu` preset figure in RESULTS.md section 4.1 comes from this script, run once in the
 # repository root of a CUDA machine (it needs nothing from the network):
 #
 #     bash bench/gpu_session.sh RUNS OUT          # e.g. bash bench/gpu_session.sh /tmp/runs /tmp/out
@@ -8,16 +8,18 @@
 # 2. The dLLM (05) and the GPT (07), the gpu preset's 10,000 steps each, side by side: one 10.7M model keeps the
 #    card far from busy, so two share it; their wall times are therefore not solo times (gpu_check's are).
 # 3. When the GPT is done: lesson 14 from its best checkpoint, with shift + annealing and the two ablations
-#    (--no-shift, --anneal-steps 0), side by side, ADAPT_STEPS each (default 5,000: half the scratch run).
+#    (--no-shift, --anneal-steps 0), side by side, ADAPT_STEPS each (default 10,000: the scratch run's schedule;
+#    the session of RESULTS 4.1 ran this script with ADAPT_STEPS=5000, then the three at 10,000 by hand).
 # 4. Every model over every validation window (bench/full_val.py), then the three models we ship
 #    (bench/ship_model.py: fp16, sharded over 16 MB) into OUT/ship.
-# A test runs it on a CPU in seconds: PRESET=tiny EXTRA="--steps 20 --device cpu" ADAPT_STEPS=10 DEVICE=cpu.
+# To check the script on a CPU (about 5 minutes on 2 cores):
+#     PRESET=tiny EXTRA="--steps 20 --device cpu" ADAPT_STEPS=10 DEVICE=cpu bash bench/gpu_session.sh RUNS OUT
 set -u
 RUNS=$1
 OUT=$2
 PRESET=${PRESET:-gpu}
 EXTRA=${EXTRA:-}
-ADAPT_STEPS=${ADAPT_STEPS:-5000}
+ADAPT_STEPS=${ADAPT_STEPS:-10000}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30  # progress bars in the logs, not thousands of them
@@ -60,8 +62,8 @@ $PY bench/full_val.py --device "$DEVICE" --dllm "$RUNS/dllm" "$RUNS/adapt" "$RUN
     "$RUNS/adapt_noanneal" --gpt "$RUNS/gpt" > "$OUT/full_val.txt" 2>&1
 for spec in "dllm shakespeare-dllm-10m python 05_train.py --preset gpu" \
             "gpt shakespeare-gpt-10m python 07_train_gpt.py --preset gpu" \
-            "adapt shakespeare-dllm-from-gpt-10m python 14_from_gpt.py train --preset gpu --steps $ADAPT_STEPS \
---gpt checkpoints/gpt"; do
+            "adapt shakespeare-dllm-from-gpt-10m python 14_from_gpt.py train --preset gpu --gpt checkpoints/gpt \
+--steps $ADAPT_STEPS"; do
     read -r run name command <<< "$spec"
     $PY bench/ship_model.py --device "$DEVICE" --run "$RUNS/$run" --name "$name" --out-root "$OUT/ship" \
         --command "$command" >> "$OUT/ship.log" 2>&1
