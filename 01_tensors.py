@@ -13,11 +13,12 @@ import torch.nn as nn
 
 
 def shapes_and_broadcasting():
-    """Tensors are n-dimensional arrays with a shape; broadcasting stretches size-1 dims to match."""
+    """Tensors are n-dimensional arrays with a shape; broadcasting stretches size-1 dims."""
     x = torch.arange(6.0).reshape(2, 3)  # (2, 3): 2 rows, 3 columns
     row = torch.tensor([10.0, 20.0, 30.0])  # (3,)  -> broadcast as (1, 3) -> (2, 3)
     col = torch.tensor([[1.0], [2.0]])  # (2, 1) -> broadcast to (2, 3)
-    # A language model's activations have shape (B, T, C): batch, time (sequence position), channels.
+    # A language model's activations have shape (B, T, C): batch, time
+    # (sequence position), channels.
     acts = torch.randn(4, 8, 16)  # (B, T, C)
     w = torch.randn(16, 32)  # (C, C')
     out = acts @ w  # matmul acts on the last dim, batch dims broadcast: (B, T, C')
@@ -71,7 +72,8 @@ def fit_sine(steps=300, seed=0, log_every=50):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=300, help="training steps for the sine-fitting demo")
+    p.add_argument("--steps", type=int, default=300,
+                   help="training steps for the sine-fitting demo")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")

@@ -1,13 +1,14 @@
 """Lesson 02: scaled dot-product attention, written out, multi-head, causal vs bidirectional masks.
 
-Attention (Vaswani et al. 2017, "Attention Is All You Need"): every position asks a question (query),
-every position offers a key and a value; the answer is the value average weighted by softmax(q.k / sqrt(d)).
+Attention (Vaswani et al. 2017, "Attention Is All You Need"): every position asks a question
+(query), every position offers a key and a value; the answer is the value average weighted by
+softmax(q.k / sqrt(d)).
 
     python 02_attention.py                  # proofs printed
     python 02_attention.py --plot attention.png   # heatmap of both masks, written where you say
 
-The one line that separates a GPT from a diffusion LM is here: a GPT uses the causal mask (position i sees
-only positions <= i); a masked diffusion LM sees the whole sequence in both directions.
+The one line that separates a GPT from a diffusion LM is here: a GPT uses the causal mask (position
+i sees only positions <= i); a masked diffusion LM sees the whole sequence in both directions.
 """
 import argparse
 import math
@@ -22,15 +23,16 @@ def attention(q, k, v, mask=None, dropout_p=0.0):
     """Scaled dot-product attention, step by step.
 
     q: (B, H, Tq, D), k and v: (B, H, Tk, D); mask: bool (Tq, Tk), True = may attend, or None.
-    dropout_p: attention dropout in training (zero some weights, as F.scaled_dot_product_attention's dropout_p).
-    Returns the output (B, H, Tq, D) and the attention weights (B, H, Tq, Tk).
+    dropout_p: attention dropout in training (zero some weights, as F.scaled_dot_product_attention's
+    dropout_p). Returns the output (B, H, Tq, D) and the attention weights (B, H, Tq, Tk).
     """
     scores = q @ k.transpose(-2, -1)  # (B, H, Tq, Tk): how well each query matches each key
     scores = scores / math.sqrt(q.size(-1))  # keep the variance ~1 so softmax does not saturate
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # forbidden pairs get zero weight
     weights = torch.softmax(scores, dim=-1)  # each row sums to 1
-    if dropout_p > 0:  # regularisation (Vaswani et al. 2017): drop some weights, scale the rest by 1/(1-p)
+    # regularisation (Vaswani et al. 2017): drop some weights, scale the rest by 1/(1-p)
+    if dropout_p > 0:
         weights = F.dropout(weights, dropout_p)
     return weights @ v, weights  # (B, H, Tq, D): weighted sum of values
 
@@ -110,7 +112,8 @@ def plot_weights(path, seed=0, T=12, C=16):
         ax.set_ylabel("query position i")
     fig.suptitle("attention weights softmax(q·k/√d), random inputs")
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"  # write then rename: an interrupted save never leaves half a PNG at `path`
+    # write then rename: an interrupted save never leaves half a PNG at `path`
+    tmp = f"{path}.tmp.png"
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
@@ -119,7 +122,8 @@ def plot_weights(path, seed=0, T=12, C=16):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--plot", metavar="FILE", help="write a PNG heatmap of the attention weights for both masks to FILE")
+    p.add_argument("--plot", metavar="FILE",
+                   help="write a PNG heatmap of the attention weights for both masks to FILE")
     args = p.parse_args(argv)
 
     print("== from-scratch attention vs torch.nn.functional.scaled_dot_product_attention ==")
@@ -135,7 +139,8 @@ def main(argv=None):
         try:
             plot_weights(args.plot)
         except OSError as e:
-            print(f"02_attention.py: error: cannot write {args.plot}: {e.strerror}", file=sys.stderr)
+            print(f"02_attention.py: error: cannot write {args.plot}: {e.strerror}",
+                  file=sys.stderr)
             sys.exit(2)
         print(f"\nwrote {args.plot}")
 

@@ -2,10 +2,10 @@
 
 One `ModelConfig` and one `Transformer`. The only architectural difference between the two models is
 `causal` (marked `# GPT vs dLLM` below); the dLLM also has one extra input embedding row for [MASK].
-Structure follows GPT-2 / karpathy's nanoGPT: token embeddings, positions by rotary embedding (RoPE, the
-default; `rope=False` gives GPT-2's learned position table), pre-norm blocks
-(x + attn(ln(x)), then x + mlp(ln(x))), GELU MLP, final LayerNorm, output head tied to the token embedding.
-After the model, under its own heading: the KV cache that makes generation cheap.
+Structure follows GPT-2 / karpathy's nanoGPT: token embeddings, positions by rotary embedding (RoPE,
+the default; `rope=False` gives GPT-2's learned position table), pre-norm blocks (x + attn(ln(x)),
+then x + mlp(ln(x))), GELU MLP, final LayerNorm, output head tied to the token embedding. After the
+model, under its own heading: the KV cache that makes generation cheap.
 
     python 03_transformer.py    # parameter count of every preset and one forward pass's shapes
 """
@@ -31,14 +31,21 @@ class ModelConfig:
     n_embd: int = 384
     block_size: int = 256  # context length: the longest sequence the position embedding covers
     dropout: float = 0.0
-    causal: bool = False  # GPT vs dLLM: True = GPT (left-to-right), False = masked diffusion (bidirectional)
-    mask_token: bool = True  # GPT vs dLLM: the dLLM has one extra input row for [MASK] (id = vocab_size)
+    # GPT vs dLLM: True = GPT (left-to-right), False = masked diffusion (bidirectional)
+    causal: bool = False
+    # GPT vs dLLM: the dLLM has one extra input row for [MASK] (id = vocab_size)
+    mask_token: bool = True
     tie_weights: bool = True  # output head shares the token embedding (Press & Wolf 2017)
-    manual_attention: bool = False  # teaching switch: use lesson 02's written-out attention instead of SDPA
-    rope: bool = True  # rotary position embedding (Su et al. 2021) instead of a learned position table
-    block_len: int = 0  # GPT vs dLLM: > 0 = block diffusion (BD3-LM, lesson 04): causal over blocks of this many
-    sentinels: int = 0  # input-only tokens after the real ones: the fill-in-the-middle GPT's <PRE> <SUF> <MID> (07)
-    shift: bool = False  # GPT vs dLLM: a dLLM adapted from a GPT (lesson 14) predicts x[i] at the hidden state of i-1
+    # teaching switch: use lesson 02's written-out attention instead of SDPA
+    manual_attention: bool = False
+    # rotary position embedding (Su et al. 2021) instead of a learned position table
+    rope: bool = True
+    # GPT vs dLLM: > 0 = block diffusion (BD3-LM, lesson 04): causal over blocks of this many
+    block_len: int = 0
+    # input-only tokens after the real ones: the fill-in-the-middle GPT's <PRE> <SUF> <MID> (07)
+    sentinels: int = 0
+    # GPT vs dLLM: a dLLM adapted from a GPT (lesson 14) predicts x[i] at the hidden state of i-1
+    shift: bool = False
 
     @property
     def n_input_tokens(self):
@@ -68,35 +75,41 @@ def build_config(preset="gpu", **overrides):
 def rope_tables(config, pos, base=10000.0):
     """cos, sin (T, D/2) for the positions pos (T,): pair i rotates by angle pos * base^(-2i/D)."""
     D = config.n_embd // config.n_head
-    inv_freq = base ** (-torch.arange(0, D, 2, device=pos.device, dtype=torch.float32) / D)  # (D/2,)
+    inv_freq = base ** (-torch.arange(0, D, 2, device=pos.device).float() / D)  # (D/2,)
     angles = pos.float()[:, None] * inv_freq
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x, cos, sin):
-    """Rotate (x1, x2) pairs of x (B, H, T, D) by position: q.k then depends only on the offset i - j."""
+    """Rotate (x1, x2) pairs of x (B, H, T, D) by position: q.k then depends only on the offset
+    i - j."""
     x1, x2 = x.float().chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
 def attention_mask(config, pos, key_pos, cached=False):
-    """Which keys each query may see: a (T, Tk) bool tensor, True = may attend, for queries at positions pos (T,)
-    and keys at key_pos (Tk,). None where no tensor is needed: the dLLM sees every key, and a GPT's pass over a
-    whole sequence (no cache) uses SDPA's built-in causal mask (is_causal: FlashAttention on a GPU)."""
-    if config.causal:  # GPT vs dLLM: the causal mask is the whole difference; a token sees itself and the past
+    """Which keys each query may see: a (T, Tk) bool tensor, True = may attend, for queries at
+    positions pos (T,) and keys at key_pos (Tk,). None where no tensor is needed: the dLLM sees
+    every key, and a GPT's pass over a whole sequence (no cache) uses SDPA's built-in causal mask
+    (is_causal: FlashAttention on a GPU)."""
+    # GPT vs dLLM: the causal mask is the whole difference; a token sees itself and the past
+    if config.causal:
         if not cached and not config.manual_attention:
             return None
         return key_pos[None, :] <= pos[:, None]
-    if 0 < config.block_len < config.block_size:  # GPT vs dLLM: block diffusion (lesson 11) sees its own block
-        return key_pos[None, :] // config.block_len <= pos[:, None] // config.block_len  # and earlier ones
+    # GPT vs dLLM: block diffusion (lesson 11) sees its own block
+    if 0 < config.block_len < config.block_size:
+        return key_pos[None, :] // config.block_len <= pos[:, None] // config.block_len  # & before
     return None
 
 
 def additive_mask(mask, device_type):
-    """(T, Tk) bool -> float, 0 where attention may look and -inf where not, in autocast's dtype when it is on."""
+    """(T, Tk) bool -> float, 0 where attention may look and -inf where not, in autocast's dtype
+    when it is on."""
     on = torch.is_autocast_enabled(device_type)
     dtype = torch.get_autocast_dtype(device_type) if on else torch.get_default_dtype()
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    zeros = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return zeros.masked_fill(~mask, float("-inf"))
 
 
 class SelfAttention(nn.Module):
@@ -108,10 +121,12 @@ class SelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(config.dropout)
 
     def forward(self, x, rope, mask=None, cache=None, start=0):
-        """x (B, T, C) at positions [start, start+T); rope: (cos, sin) or None; mask from attention_mask()."""
+        """x (B, T, C) at positions [start, start+T); rope: (cos, sin) or None;
+        mask from attention_mask()."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
-        q, k, v = (attn_lesson.split_heads(t, self.config.n_head) for t in (q, k, v))  # (B, H, T, D)
+        # (B, H, T, D)
+        q, k, v = (attn_lesson.split_heads(t, self.config.n_head) for t in (q, k, v))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:  # store this call's keys/values, attend to every valid one
@@ -121,7 +136,8 @@ class SelfAttention(nn.Module):
             y, _ = attn_lesson.attention(q, k, v, mask, dropout_p=p)  # lesson 02, written out
         else:  # fused kernel (FlashAttention on GPU); same math
             causal = mask is None and self.config.causal
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                               dropout_p=p)
         return self.resid_drop(self.proj(attn_lesson.merge_heads(y)))  # (B, T, C)
 
 
@@ -147,27 +163,31 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x, rope, mask=None, cache=None, start=0):
-        x = x + self.attn(self.ln1(x), rope, mask, cache, start)  # (B, T, C): tokens exchange information
+        # (B, T, C): tokens exchange information
+        x = x + self.attn(self.ln1(x), rope, mask, cache, start)
         return x + self.mlp(self.ln2(x))  # (B, T, C): each token thinks on its own
 
 
-# PyTorchModelHubMixin (huggingface_hub) adds save_pretrained / from_pretrained / push_to_hub: the ModelConfig
-# goes to config.json and the weights to model.safetensors, the Hub's conventions. Nothing else changes.
+# PyTorchModelHubMixin (huggingface_hub) adds save_pretrained / from_pretrained / push_to_hub: the
+# ModelConfig goes to config.json and the weights to model.safetensors, the Hub's conventions.
+# Nothing else changes.
 class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=["tiny-dllm"]):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.n_input_tokens, config.n_embd)
-        self.pos_emb = None if config.rope else nn.Embedding(config.block_size + config.shift, config.n_embd)
+        self.pos_emb = None if config.rope else nn.Embedding(config.block_size + config.shift,
+                                                             config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens if config.tie_weights else config.vocab_size,
-                                 bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens if config.tie_weights
+                                 else config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.tok_emb.weight  # one Parameter, two uses
         self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
+        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
+        for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
@@ -183,7 +203,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
 
     @classmethod
     def _from_pretrained(cls, *, model_id, **kwargs):
-        """The mixin reads one model.safetensors; a folder of shards (a model over 16 MB) is read here."""
+        """The mixin reads one model.safetensors; a folder of shards (a model over 16 MB)
+        is read here."""
         from support import hub  # plumbing: the shards and their index
 
         if not (Path(model_id).is_dir() and not (Path(model_id) / "model.safetensors").exists()):
@@ -195,25 +216,32 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
     def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None):
         """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).
 
-        The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot predict it.
-        pos (T,) and attn_mask (T, T) override the positions and the mask: block diffusion trains on
-        [x_t ; x_0], two copies of the same positions, in one pass (lesson 11).
+        The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot
+        predict it. pos (T,) and attn_mask (T, T) override the positions and the mask: block
+        diffusion trains on [x_t ; x_0], two copies of the same positions, in one pass (lesson 11).
         """
         B, T = idx.shape
         if pos is None and start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
-        if self.config.shift:  # GPT vs dLLM: lesson 14, the token before each position goes in first
+            raise ValueError(f"sequence of {start + T} positions exceeds "
+                             f"block_size {self.config.block_size}")
+        # GPT vs dLLM: lesson 14, the token before each position goes in first
+        if self.config.shift:
             idx, attn_mask = self.shift_in(idx, cache, start, attn_mask)
         if pos is None:
             pos = torch.arange(start, start + idx.size(1), device=idx.device)
         end = start + idx.size(1)
-        key_pos = torch.arange(max(cache.filled, end), device=idx.device) if cache is not None else pos
-        mask = attn_mask if attn_mask is not None else attention_mask(self.config, pos, key_pos, cache is not None)
-        if self.config.shift:  # no position attends to the [MASK] slot: it only reads, to predict x_0
+        key_pos = torch.arange(max(cache.filled, end),
+                               device=idx.device) if cache is not None else pos
+        mask = attn_mask if attn_mask is not None else attention_mask(self.config, pos, key_pos,
+                                                                      cache is not None)
+        # no position attends to the [MASK] slot: it only reads, to predict x_0
+        if self.config.shift:
             keep = (key_pos[None, :] != 0) | (pos[:, None] == 0)  # (T+1, Tk)
             mask = keep if mask is None else mask & keep
-        if mask is not None and not self.config.manual_attention:  # once, not in every layer: the additive form
-            mask = additive_mask(mask, idx.device.type)  # SDPA works with, in the dtype it computes in
+        # once, not in every layer: the additive form
+        if mask is not None and not self.config.manual_attention:
+            # SDPA works with, in the dtype it computes in
+            mask = additive_mask(mask, idx.device.type)
         rope = rope_tables(self.config, pos) if self.config.rope else None  # once for all layers
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
@@ -223,51 +251,62 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
             x = block(x, rope, mask, cache, start)
         if cache is not None:
             cache.filled = max(cache.filled, end)
-        x = self.ln_f(x[:, :T])  # shift: the last hidden state would predict the token after the canvas
+        # shift: the last hidden state would predict the token after the canvas
+        x = self.ln_f(x[:, :T])
         return F.linear(x, self.lm_head.weight[: self.config.vocab_size])  # (B, T, V)
 
     def shift_in(self, idx, cache, start, attn_mask):
-        """The shift of DiffuGPT / Dream (lesson 14): the model reads [token before x_0] + x, so that the output at
-        x[i] comes from the hidden state at x[i-1], where the GPT's head learned to predict "the next token". Before
-        x_0 there is nothing: a [MASK] slot stands there, which sees the canvas but which no position looks at, so
-        with the GPT's causal mask the adapted model computes exactly what the GPT did. A cached call starting at
-        `start` > 0 reads the token before it from the cache. Positions move one on: (B, T) -> (B, T+1)."""
+        """The shift of DiffuGPT / Dream (lesson 14): the model reads [token before x_0] + x, so
+        that the output at x[i] comes from the hidden state at x[i-1], where the GPT's head learned
+        to predict "the next token". Before x_0 there is nothing: a [MASK] slot stands there, which
+        sees the canvas but which no position looks at, so with the GPT's causal mask the adapted
+        model computes exactly what the GPT did. A cached call starting at `start` > 0 reads the
+        token before it from the cache. Positions move one on: (B, T) -> (B, T+1)."""
         if cache is not None and start > 0:
-            before = cache.ids[:, start : start + 1]  # (B, 1) the token at the position before `start`
+            # (B, 1) the token at the position before `start`
+            before = cache.ids[:, start : start + 1]
         elif start == 0:
-            before = idx.new_full((idx.size(0), 1), self.config.mask_id)  # the [MASK] slot before x_0
+            # the [MASK] slot before x_0
+            before = idx.new_full((idx.size(0), 1), self.config.mask_id)
         else:
             raise ValueError("a shifted model needs a KV cache to start after position 0")
         idx = torch.cat([before, idx], 1)  # (B, T+1)
         if cache is not None:
             cache.ids[:, start + 1 : start + idx.size(1)] = idx[:, 1:]
-        if attn_mask is not None:  # (T, T) -> (T+1, T+1): the slot sees what x_0 sees (forward() hides the slot)
+        # (T, T) -> (T+1, T+1): the slot sees what x_0 sees (forward() hides the slot)
+        if attn_mask is not None:
             attn_mask = torch.cat([torch.cat([attn_mask[:1, :1], attn_mask[:1]], 1),
                                    torch.cat([attn_mask[:, :1], attn_mask], 1)], 0)
         return idx, attn_mask
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Inference: the KV cache (the GPT's sampler in 07, Fast-dLLM's cache in 10, block diffusion's in 11)
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
+# Inference: the KV cache (the GPT's sampler in 07, Fast-dLLM's cache in 10, block
+# diffusion's in 11)
+# ----------------------------------------------------------------------------------------------
 class KVCache:
     """Keys and values of every layer for a canvas of up to `max_len` positions.
 
-    GPT: filled left to right, so each new token costs one position of compute.
-    dLLM (Fast-dLLM, Wu et al. 2025): filled by one full pass at the start of a block, then a pass over just
-    the block (and, for the prefix cache, the suffix) overwrites those positions and attends to the rest.
+    GPT: filled left to right, so each new token costs one position of compute. dLLM (Fast-dLLM, Wu
+    et al. 2025): filled by one full pass at the start of a block, then a pass over just the block
+    (and, for the prefix cache, the suffix) overwrites those positions and attends to the rest.
     """
 
     def __init__(self, config, batch_size, max_len, device=None):
-        max_len += config.shift  # lesson 14's shifted model reads one position more: the slot before x_0
-        self.shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
-        self.k = self.v = None  # allocated at the first update, on the device and in the dtype of the keys
+        # lesson 14's shifted model reads one position more: the slot before x_0
+        max_len += config.shift
+        D = config.n_embd // config.n_head
+        self.shape = (config.n_layer, batch_size, config.n_head, max_len, D)
+        # allocated at the first update, on the device and in the dtype of the keys
+        self.k = self.v = None
         self.filled = 0  # positions [0, filled) hold valid keys and values
-        self.ids = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # the tokens read there
+        # the tokens read there
+        self.ids = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)
 
     def update(self, layer, k, v, start):
         """Write k, v (B, H, T, D) at [start, start+T) and return every valid key and value."""
-        if self.k is None:  # under autocast the keys are bf16/fp16: the cache holds them as they are
+        # under autocast the keys are bf16/fp16: the cache holds them as they are
+        if self.k is None:
             self.k = torch.zeros(self.shape, device=k.device, dtype=k.dtype)
             self.v = torch.zeros(self.shape, device=v.device, dtype=v.dtype)
         end = start + k.size(2)
@@ -280,8 +319,10 @@ class KVCache:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", choices=list(PRESETS), default="gpu", help="which preset to run forward")
-    p.add_argument("--vocab-size", type=int, default=65, help="number of real tokens (65 = TinyShakespeare)")
+    p.add_argument("--preset", choices=list(PRESETS), default="gpu",
+                   help="which preset to run forward")
+    p.add_argument("--vocab-size", type=int, default=65,
+                   help="number of real tokens (65 = TinyShakespeare)")
     args = p.parse_args(argv)
     if args.vocab_size < 1:
         p.error("--vocab-size must be >= 1")
@@ -289,10 +330,11 @@ def main(argv=None):
     print("== presets: real parameter counts (dLLM with [MASK] row / GPT) ==")
     for name in PRESETS:
         d = Transformer(build_config(name, vocab_size=args.vocab_size))
-        g = Transformer(build_config(name, vocab_size=args.vocab_size, causal=True, mask_token=False))
+        gpt = dict(causal=True, mask_token=False)
+        g = Transformer(build_config(name, vocab_size=args.vocab_size, **gpt))
         c = d.config
-        print(f"{name:>5}: {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, context {c.block_size}: "
-              f"{d.num_params():,} / {g.num_params():,} parameters")
+        print(f"{name:>5}: {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, "
+              f"context {c.block_size}: {d.num_params():,} / {g.num_params():,} parameters")
 
     torch.manual_seed(0)
     cfg = build_config(args.preset, vocab_size=args.vocab_size)
@@ -304,10 +346,13 @@ def main(argv=None):
     with torch.no_grad():
         x = model.tok_emb(idx)  # positions enter later, inside attention (RoPE rotates q and k)
         print(f"embeddings       {tuple(x.shape)}  (B, T, C)")
-        q = model.blocks[0].attn.qkv(model.blocks[0].ln1(x)).split(cfg.n_embd, dim=2)[0]  # (B, T, C)
-        print(f"layer-0 queries  {tuple(attn_lesson.split_heads(q, cfg.n_head).shape)}  (B, H, T, C/H)")
+        # (B, T, C)
+        q = model.blocks[0].attn.qkv(model.blocks[0].ln1(x)).split(cfg.n_embd, dim=2)[0]
+        heads = attn_lesson.split_heads(q, cfg.n_head)
+        print(f"layer-0 queries  {tuple(heads.shape)}  (B, H, T, C/H)")
         logits = model(idx)
-    print(f"logits           {tuple(logits.shape)}  (B, T, V): no output for [MASK] (id {cfg.mask_id})")
+    print(f"logits           {tuple(logits.shape)}  (B, T, V): no output for [MASK] "
+          f"(id {cfg.mask_id})")
     print(f"head tied to embedding: {model.lm_head.weight is model.tok_emb.weight}")
 
 

@@ -5,10 +5,10 @@
     python 06_generate.py --template "To be, or ____ to be: that is the ________."
     python 06_generate.py --gif denoise.gif
 
-The canvas starts as [MASK] everywhere except the characters you fix (prompt, suffix, template); those are
-never changed, and the model sees them on both sides of every gap: infilling comes for free. Each model call
-commits the surest predictions (lesson 04's sampler). Lesson 10 decodes faster; lesson 11's block-diffusion
-models write left to right, block by block.
+The canvas starts as [MASK] everywhere except the characters you fix (prompt, suffix, template);
+those are never changed, and the model sees them on both sides of every gap: infilling comes for
+free. Each model call commits the surest predictions (lesson 04's sampler). Lesson 10 decodes
+faster; lesson 11's block-diffusion models write left to right, block by block.
 """
 import dataclasses
 import sys
@@ -25,36 +25,44 @@ from support.gif import write_gif
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
-TOKENIZERS = {"char": diff.CharTokenizer}  # the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
-ORDER = "random"  # 06's default order, by the rule RESULTS.md section 9.3 states (bench/default_order.py)
+# the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
+TOKENIZERS = {"char": diff.CharTokenizer}
+# 06's default order, by the rule RESULTS.md section 9.3 states (bench/default_order.py)
+ORDER = "random"
 NOISE = 12.0  # Gumbel noise on a confidence order when one is asked for (--order confidence)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Loading a model: lesson 03's Transformer with a file's weights (every script here loads through this)
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
+# Loading a model: lesson 03's Transformer with a file's weights (every script here
+# loads through this)
+# ----------------------------------------------------------------------------------------------
 def load(path, kind=None, device="auto", tokenizers=TOKENIZERS):
-    """(model in eval mode, tokenizer, info) from a run directory, a .pt checkpoint or a Hub export.
-    kind 'dllm' or 'gpt' refuses the other family with one clear line; tokenizers None: no tokenizer (None)."""
-    state, config, tok, info = checkpoints.read_model(path, kind)  # tensors and JSON only, nothing unpickled
+    """(model in eval mode, tokenizer, info) from a run directory, a .pt checkpoint or a Hub
+    export. kind 'dllm' or 'gpt' refuses the other family with one clear line; tokenizers None:
+    no tokenizer (None)."""
+    # tensors and JSON only, nothing unpickled
+    state, config, tok, info = checkpoints.read_model(path, kind)
     fields = {f.name for f in dataclasses.fields(tfm.ModelConfig)}
     model = tfm.Transformer(tfm.ModelConfig(**{k: v for k, v in config.items() if k in fields}))
-    if info["legacy"]:  # the upstream tiny-dllm checkpoint (--from-hub sutharsan311/tiny-dllm) wires its blocks
+    # the upstream tiny-dllm checkpoint (--from-hub sutharsan311/tiny-dllm) wires its blocks
+    if info["legacy"]:
         block = hub.legacy_block(tfm.Block)  # another way: y = x + MLP(LN2(x + Attn(LN1(x))))
-        model.blocks = torch.nn.ModuleList(block(model.config, i) for i in range(model.config.n_layer))
+        model.blocks = torch.nn.ModuleList(block(model.config, i) for i
+                                           in range(model.config.n_layer))
     checkpoints.load_weights(model, state, info["path"])
     tokenizer = checkpoints.tokenizer_of(tok, tokenizers, info["path"]) if tokenizers else None
     return model.to(runtime.resolve_device(device)).eval(), tokenizer, info
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The lesson: a canvas with [MASK] where the model writes, lesson 04's sampler, the text
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def build_canvas(tokenizer, mask_id, context, args):
     """(L,) token ids: [MASK] where the model writes, known ids where the flags fix text.
 
-    --prompt + [MASK] * n + --suffix, or a --template whose --fill-char characters are the gaps: the sampler
-    treats both alike, since it never changes a known token and sees every one of them from every gap."""
+    --prompt + [MASK] * n + --suffix, or a --template whose --fill-char characters are the gaps:
+    the sampler treats both alike, since it never changes a known token and sees every one of them
+    from every gap."""
     if args.template is not None:
         fill = args.fill_char
         if len(tokenizer.split(fill)) != 1:
@@ -69,8 +77,8 @@ def build_canvas(tokenizer, mask_id, context, args):
         pre = encode_or_fail(tokenizer, args.prompt, "--prompt")
         suf = encode_or_fail(tokenizer, args.suffix, "--suffix")
         if len(pre) + len(suf) >= length:
-            raise UsageError(f"--prompt and --suffix fill {len(pre) + len(suf)} of {length} positions: "
-                             "nothing left to generate")
+            raise UsageError(f"--prompt and --suffix fill {len(pre) + len(suf)} of {length} "
+                             "positions: nothing left to generate")
         ids = pre + [mask_id] * (length - len(pre) - len(suf)) + suf
     if len(ids) > context:
         raise UsageError(f"the canvas has {len(ids)} positions; this model's context is {context}")
@@ -78,26 +86,30 @@ def build_canvas(tokenizer, mask_id, context, args):
 
 
 def canvases(model, tokenizer, args):
-    """(N, L) the canvas the flags describe, once per sample, on the model's device: all samples in one batch."""
+    """(N, L) the canvas the flags describe, once per sample, on the model's device: all samples
+    in one batch."""
     canvas = build_canvas(tokenizer, model.config.mask_id, model.config.block_size, args)
     return canvas.to(next(model.parameters()).device)[None].repeat(args.num_samples, 1)
 
 
 def sampling(model, args):
-    """Lesson 04's Sampling from the flags: how each token is drawn and in which order positions are committed."""
-    g = torch.Generator(next(model.parameters()).device).manual_seed(args.seed)  # on the model's device: no copies
+    """Lesson 04's Sampling from the flags: how each token is drawn and in which order
+    positions are committed."""
+    # on the model's device: no copies
+    g = torch.Generator(next(model.parameters()).device).manual_seed(args.seed)
     return diff.Sampling(args.temp, args.topk, args.top_p, args.order, args.noise, g)
 
 
 def sample(model, tokenizer, args, callback=None):
-    """Lesson 04's sampler on the canvas: `--steps` model calls, the first in --order committed in each.
-    Returns (x (N, L) token ids, model calls)."""
+    """Lesson 04's sampler on the canvas: `--steps` model calls, the first in --order committed in
+    each. Returns (x (N, L) token ids, model calls)."""
     x = canvases(model, tokenizer, args)
     return diff.generate(model, x, args.steps or 64, sampling(model, args), callback=callback)
 
 
 def find_stop(ids, stops, start=0):
-    """The end of the first of the token sequences `stops` in the list `ids` (from `start`), or None."""
+    """The end of the first of the token sequences `stops` in the list `ids` (from
+    `start`), or None."""
     for i in range(start, len(ids)):
         for s in stops:
             if ids[i : i + len(s)] == s:
@@ -113,11 +125,12 @@ def stop_ids(tokenizer, stop):
 
 
 def to_texts(x, tokenizer, args):
-    """(N, L) ids -> N strings, each ended after the first --stop string written after the prompt."""
+    """(N, L) ids -> N strings, each cut after the first --stop string written after the prompt."""
     stop = stop_ids(tokenizer, args.stop)
     start = len(tokenizer.encode(args.prompt)) if args.template is None else 0
     rows = x.tolist()
-    return [tokenizer.decode(row[: find_stop(row, [stop], start) if stop else None]) for row in rows]
+    return [tokenizer.decode(row[: find_stop(row, [stop], start) if stop else None]) for row
+            in rows]
 
 
 def print_texts(texts):
@@ -128,29 +141,36 @@ def print_texts(texts):
         print(t)
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The command line (shared with 09, 10, 11 and 13): the flags live in support/generate_args.py
-# ---------------------------------------------------------------------------------------------------------
-add_generate_args = partial(generate_args.add_generate_args, orders=diff.ORDERS, order=ORDER, noise=NOISE)
+# ----------------------------------------------------------------------------------------------
+add_generate_args = partial(generate_args.add_generate_args, orders=diff.ORDERS, order=ORDER,
+                            noise=NOISE)
 add_model_args = generate_args.add_model_args
 
 
 def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=TOKENIZERS):
-    """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10 and 11 call it
-    with their own parser's args; 10 and 11 with their own sampler; 11 for its block-diffusion models.
-    Ctrl-C stops at once: the canvas so far is printed ([MASK] as _) and the exit status is 130."""
+    """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10
+    and 11 call it with their own parser's args; 10 and 11 with their own sampler; 11 for its
+    block-diffusion models. Ctrl-C stops at once: the canvas so far is printed ([MASK] as _) and the
+    exit status is 130."""
     generate_args.check_canvas_args(args)
     if "noise" in getattr(args, "given", ()) and args.order == "random":
-        raise UsageError("--noise perturbs an order by confidence: --order random (the default) has no confidence "
-                         "to perturb; add --order confidence")
-    notes = []  # which model is used: said after the text, so that a bad input gets its error line alone
-    model, tokenizer, info = load(pretrained.from_flags(args, notes.append), "dllm", args.device, tokenizers)
-    if info["objective"] != objective:  # GPT vs dLLM: block diffusion writes left to right (lesson 11)
-        use = {"block-diffusion": "11_block_diffusion.py generate", "sudoku-dllm": "12_sudoku.py solve"}
-        raise UsageError(f"{info['path']} is a {info['objective']} model: generate with "
-                         f"{use.get(info['objective'], '06_generate.py or 10_fast_decoding.py generate')}")
+        raise UsageError("--noise perturbs an order by confidence: --order random (the default) "
+                         "has no confidence to perturb; add --order confidence")
+    # which model is used: said after the text, so that a bad input gets its error line alone
+    notes = []
+    model, tokenizer, info = load(pretrained.from_flags(args, notes.append), "dllm", args.device,
+                                  tokenizers)
+    # GPT vs dLLM: block diffusion writes left to right (lesson 11)
+    if info["objective"] != objective:
+        use = {"block-diffusion": "11_block_diffusion.py generate",
+               "sudoku-dllm": "12_sudoku.py solve"}
+        other = use.get(info["objective"], "06_generate.py or 10_fast_decoding.py generate")
+        raise UsageError(f"{info['path']} is a {info['objective']} model: generate with {other}")
 
-    frames, last = [], {}  # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
+    # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
+    frames, last = [], {}
 
     def show(calls, x):
         last["x"] = x
@@ -160,17 +180,21 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
             print(f"[{calls:3d}] {tokenizer.decode(frames[-1])!r}")
 
     device = next(model.parameters()).device.type
-    so_far = lambda: print_texts(to_texts(last.get("x", canvases(model, tokenizer, args)), tokenizer, args))
-    with runtime.stop_cleanly(so_far), runtime.autocast(device, runtime.resolve_dtype("auto", device)):
+    so_far = lambda: print_texts(to_texts(last.get("x", canvases(model, tokenizer, args)),
+                                          tokenizer, args))
+    dtype = runtime.resolve_dtype("auto", device)
+    with runtime.stop_cleanly(so_far), runtime.autocast(device, dtype):
         x, calls = sampler(model, tokenizer, args, show)  # bf16/fp16 on GPUs, as training evaluates
     texts = to_texts(x, tokenizer, args)
     print_texts(texts)
     step = f", step {info['step']}" if info["step"] is not None else ""
     for note in notes:
         print(note, file=sys.stderr)
-    print(f"({info['path']}{step}, {model.num_params():,} parameters: {calls} model calls)", file=sys.stderr)
+    print(f"({info['path']}{step}, {model.num_params():,} parameters: {calls} model calls)",
+          file=sys.stderr)
     if args.gif:
-        start = tokenizer.encode(args.prompt) if objective != "dllm" else canvases(model, tokenizer, args)[0].tolist()
+        start = tokenizer.encode(args.prompt) if objective != "dllm" else canvases(model, tokenizer,
+                                                                                   args)[0].tolist()
         write_gif(args.gif, [tokenizer.decode(f) for f in [start] + frames], font=font)
         print(f"wrote {args.gif} ({len(frames) + 1} frames)", file=sys.stderr)
     return texts

@@ -29,7 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from support import pretrained, runtime
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, run_cli, subcommands
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    parse_args_given,
+    positive_int,
+    run_cli,
+    subcommands,
+)
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")

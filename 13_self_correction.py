@@ -1,25 +1,29 @@
-"""Lesson 13: self-correction. A GPT can never take back a token it wrote; a masked diffusion LM can.
+"""Lesson 13: self-correction. A GPT can never take back a token it wrote; a masked
+diffusion LM can.
 
-Lesson 04's sampler commits a token and never looks at it again. But every call sees the whole canvas, so a
-token committed early can be masked again (remasked) and predicted anew by a later call, with more context. Each
-call is then one step z_t -> z_s of ReMDM (Wang et al. 2025): commit some masked positions, take back some
-tokens written BEFORE the step. What to take back:
+Lesson 04's sampler commits a token and never looks at it again. But every call sees the whole
+canvas, so a token committed early can be masked again (remasked) and predicted anew by a later
+call, with more context. Each call is then one step z_t -> z_s of ReMDM (Wang et al. 2025): commit
+some masked positions, take back some tokens written BEFORE the step. What to take back:
 
-  cap, rescale  ReMDM: every written token with probability sigma_t: min(eta, sigma_max) ("max-capped") or
-                eta * sigma_max ("rescaled"), sigma_max = min(1, (1 - alpha_s) / alpha_t), so 0 at the last step.
-  loop          ReMDM's "loop": the plain schedule until a fraction t_on of the canvas is still masked, then
-                --loop-steps extra calls that hold it, each taking back with probability eta and committing as
-                many; then the rest of the schedule.
-  confidence    ReMDM's idea as ReMDM-LLaDA applies it: take back the written token with the lowest confidence
-                RECORDED WHEN IT WAS WRITTEN, if below --threshold (one per row per call). Not its probability at
-                its visible position now: the masked-only loss never trained those outputs (LLaDA's own
-                low-confidence rule only chooses which masked positions to commit; it never revisits one).
+  cap, rescale  ReMDM: every written token with probability sigma_t: min(eta, sigma_max)
+                ("max-capped") or eta * sigma_max ("rescaled"), where
+                sigma_max = min(1, (1 - alpha_s) / alpha_t), so 0 at the last step.
+  loop          ReMDM's "loop": the plain schedule until a fraction t_on of the canvas is still
+                masked, then --loop-steps extra calls that hold it, each taking back with
+                probability eta and committing as many; then the rest of the schedule.
+  confidence    ReMDM's idea as ReMDM-LLaDA applies it: take back the written token with the lowest
+                confidence RECORDED WHEN IT WAS WRITTEN, if below --threshold (one per row per
+                call). Not its probability at its visible position now: the masked-only loss never
+                trained those outputs (LLaDA's own low-confidence rule only chooses which masked
+                positions to commit; it never revisits one).
 
-Remasking nothing is lesson 04's sampler exactly (the same tokens for the same seed). What it costs: a remasked
-token must be predicted again, so for the same number of calls each call commits more; `loop` adds calls.
-On Sudoku the rules say which digits are wrong: a digit that repeats in a row, column or box is masked again.
+Remasking nothing is lesson 04's sampler exactly (the same tokens for the same seed). What it costs:
+a remasked token must be predicted again, so for the same number of calls each call commits more;
+`loop` adds calls. On Sudoku the rules say which digits are wrong: a digit that repeats in a row,
+column or box is masked again.
 
-    python 13_self_correction.py                      # demo: characters taken back; Sudoku digits replaced
+    python 13_self_correction.py          # demo: characters taken back; Sudoku digits replaced
     python 13_self_correction.py generate --schedule confidence --threshold 0.05 --steps 50 --topk 5
 """
 import sys
@@ -30,7 +34,15 @@ from pathlib import Path
 import torch
 
 from support import pretrained
-from support.cli import ArgumentParser, UsageError, parse_args_given, positive_int, probability, run_cli, subcommands
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    parse_args_given,
+    positive_int,
+    probability,
+    run_cli,
+    subcommands,
+)
 
 diff = import_module("04_diffusion")
 gen = import_module("06_generate")
@@ -40,14 +52,15 @@ ROOT = Path(__file__).resolve().parent
 SCHEDULES = ("none", "cap", "rescale", "loop", "confidence")
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The sampler: lesson 04's, plus taking tokens back
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 @dataclass
 class Remask:
-    """What to take back, and when. schedule: none, cap, rescale, loop (ReMDM, Wang et al. 2025) or confidence
-    (ReMDM-LLaDA's recorded confidence). eta: ReMDM's eta (cap, rescale, loop); threshold: the confidence rule's;
-    loop_steps, t_on: the loop's extra calls, and the fraction still masked when it starts."""
+    """What to take back, and when. schedule: none, cap, rescale, loop (ReMDM, Wang et al. 2025) or
+    confidence (ReMDM-LLaDA's recorded confidence). eta: ReMDM's eta (cap, rescale, loop);
+    threshold: the confidence rule's; loop_steps, t_on: the loop's extra calls, and the fraction
+    still masked when it starts."""
 
     schedule: str = "none"
     eta: float = 0.02
@@ -57,69 +70,88 @@ class Remask:
 
 
 NO_REMASK = Remask()  # lesson 04's sampler
-REFILL = diff.Sampling(order="margin")  # the Sudoku repair's refill: drawn at temperature 1, margin order
+# the Sudoku repair's refill: drawn at temperature 1, margin order
+REFILL = diff.Sampling(order="margin")
 
 
 def sigma(schedule, eta, alpha_t, alpha_s):
-    """ReMDM's remasking probability for one step t -> s, for every token decoded before it. It can never exceed
-    sigma_max = min(1, (1 - alpha_s) / alpha_t), or the step could not end at alpha_s; 0 at the last step."""
+    """ReMDM's remasking probability for one step t -> s, for every token decoded before it. It can
+    never exceed sigma_max = min(1, (1 - alpha_s) / alpha_t), or the step could not end at alpha_s;
+    0 at the last step."""
     sigma_max = torch.clamp((1 - alpha_s) / alpha_t.clamp_min(1e-9), max=1.0)  # (B, 1)
-    return torch.clamp(sigma_max, max=eta) if schedule == "cap" else eta * sigma_max  # cap / rescale
+    # cap / rescale
+    return torch.clamp(sigma_max, max=eta) if schedule == "cap" else eta * sigma_max
 
 
 def take_back(x, written, conf, r, sig, generator):
     """(B, L) bool: which written tokens (decoded before this call) to mask again at the end of it.
 
-    cap / rescale / loop: each with probability sig (B, 1) (ReMDM). confidence: the one with the lowest confidence
-    recorded WHEN IT WAS WRITTEN, if below r.threshold (ReMDM-LLaDA). Never the logits at a visible position: the
-    masked-only loss never trained the model's outputs there (it copies visible tokens through)."""
+    cap / rescale / loop: each with probability sig (B, 1) (ReMDM). confidence: the one with the
+    lowest confidence recorded WHEN IT WAS WRITTEN, if below r.threshold (ReMDM-LLaDA). Never the
+    logits at a visible position: the masked-only loss never trained the model's outputs there (it
+    copies visible tokens through)."""
     if r.schedule == "confidence":
         c = conf.masked_fill(~written, float("inf"))
         worst = torch.zeros_like(written).scatter_(1, c.argmin(1, keepdim=True), True)
         return worst & (c < r.threshold)
-    u = torch.rand(x.shape, generator=generator, device=diff.rng_device(generator, x.device)).to(x.device)
+    u = torch.rand(x.shape, generator=generator,
+                   device=diff.rng_device(generator, x.device)).to(x.device)
     return written & (u < sig)
 
 
 @torch.no_grad()
-def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_REMASK, callback=None):
-    """Lesson 04's generate(), with a remasking schedule. Returns (x, model calls, tokens taken back).
+def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_REMASK,
+                    callback=None):
+    """Lesson 04's generate(), with a remasking schedule. Returns (x, model calls,
+    tokens taken back).
 
-    Each call is one ReMDM step z_t -> z_s: (1) choose what to take back among the tokens decoded BEFORE the call
-    (never fixed ones, never at the last call); (2) commit enough masked positions, the first in sampling.order,
-    that after (3) masking the chosen ones again the canvas holds as many masks as 04's schedule says (the loop
-    holds that number for loop_steps extra calls). A token taken back is predicted again from [MASK] by a later
-    call. Taking nothing back is lesson 04's sampler exactly, draw for draw."""
+    Each call is one ReMDM step z_t -> z_s: (1) choose what to take back among the tokens decoded
+    BEFORE the call (never fixed ones, never at the last call); (2) commit enough masked positions,
+    the first in sampling.order, that after (3) masking the chosen ones again the canvas holds as
+    many masks as 04's schedule says (the loop holds that number for loop_steps extra calls). A
+    token taken back is predicted again from [MASK] by a later call. Taking nothing back is lesson
+    04's sampler exactly, draw for draw."""
     mask_id = model.config.mask_id
     x = canvas.clone()
-    free = canvas == mask_id  # the positions the sampler writes; prompt, suffix, template never change
+    # the positions the sampler writes; prompt, suffix, template never change
+    free = canvas == mask_id
     n_free = free.sum(1, keepdim=True)  # (B, 1)
     if n_free.max() == 0:
         return x, 0, 0
     plain = min(steps, int(n_free.max()))  # as 04: never more calls than masks
-    cum = diff.commit_counts(n_free[:, 0], plain).cumsum(1)  # (B, plain): committed after each plain call
+    # (B, plain): committed after each plain call
+    cum = diff.commit_counts(n_free[:, 0], plain).cumsum(1)
     loop = remask.loop_steps if remask.schedule == "loop" else 0
     on = round((1 - remask.t_on) * plain)  # the loop comes after this many plain calls
-    conf = torch.full(x.shape, float("inf"), device=x.device)  # the confidence each token was written with
+    # the confidence each token was written with
+    conf = torch.full(x.shape, float("inf"), device=x.device)
     taken = 0
     for i in range(plain + loop):
-        j = i if i < on else max(on, i - loop)  # the plain call this one plays (the loop repeats call `on`)
+        # the plain call this one plays (the loop repeats call `on`)
+        j = i if i < on else max(on, i - loop)
         in_loop = on <= i < on + loop
-        written = free & (x != mask_id)  # decoded before this call: the only tokens ReMDM may take back
-        alpha_t = cum[:, j - 1 : j] / n_free if j > 0 else torch.zeros_like(n_free, dtype=torch.float)
-        alpha_s = alpha_t if in_loop else cum[:, j : j + 1] / n_free  # the loop holds alpha constant
+        # decoded before this call: the only tokens ReMDM may take back
+        written = free & (x != mask_id)
+        alpha_t = cum[:, j - 1 : j] / n_free if j > 0 else torch.zeros_like(n_free,
+                                                                            dtype=torch.float)
+        # the loop holds alpha constant
+        alpha_s = alpha_t if in_loop else cum[:, j : j + 1] / n_free
         back = torch.zeros_like(free)
         last = i == plain + loop - 1
-        if remask.schedule in ("cap", "rescale", "loop") and remask.eta > 0 and written.any() and not last:
+        if remask.schedule in ("cap", "rescale",
+                               "loop") and remask.eta > 0 and written.any() and not last:
             if remask.schedule != "loop" or in_loop:
-                sig = remask.eta if in_loop else sigma(remask.schedule, remask.eta, alpha_t, alpha_s)
+                sig = remask.eta if in_loop else sigma(remask.schedule, remask.eta, alpha_t,
+                                                       alpha_s)
                 back = take_back(x, written, conf, remask, sig, sampling.generator)
         elif remask.schedule == "confidence" and not last:
             back = take_back(x, written, conf, remask, None, None)
         logits = model(x)  # (B, L, V)
         masked = x == mask_id
-        target = n_free - (cum[:, on - 1 : on] if in_loop and on > 0 else cum[:, j : j + 1])  # masks after
-        count = masked.sum(1, keepdim=True) + back.sum(1, keepdim=True) - target  # (B, 1) to commit now
+        # masks after
+        target = n_free - (cum[:, on - 1 : on] if in_loop and on > 0 else cum[:, j : j + 1])
+        # (B, 1) to commit now
+        count = masked.sum(1, keepdim=True) + back.sum(1, keepdim=True) - target
         proposal, prob, ranks = diff.propose(logits, masked, sampling)
         commit = (ranks < count) & masked
         x, conf = torch.where(commit, proposal, x), torch.where(commit, prob, conf)
@@ -129,14 +161,15 @@ def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_RE
     return x, plain + loop, taken
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Sudoku: the rules say which digits are wrong
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def conflicts(grid, puzzle):
     """(B, 81) bool: cells not given whose digit repeats in one of their row, column or box."""
     units = sudoku.UNITS.to(grid.device)  # (27, 9)
     vals = grid[:, units]  # (B, 27, 9)
-    dup = (vals[..., :, None] == vals[..., None, :]).sum(-1) > 1  # (B, 27, 9): this cell's digit is repeated
+    # (B, 27, 9): this cell's digit is repeated
+    dup = (vals[..., :, None] == vals[..., None, :]).sum(-1) > 1
     bad = torch.zeros_like(grid, dtype=torch.bool)
     for u in range(units.size(0)):  # 27 units: a cell is bad if it repeats in any of its three
         bad[:, units[u]] |= dup[:, u]
@@ -145,12 +178,14 @@ def conflicts(grid, puzzle):
 
 @torch.no_grad()
 def solve_remask(model, puzzle, rounds=8, sampling=REFILL, callback=None):
-    """12's greedy solver, then up to `rounds` repairs: every digit that breaks a rule is masked again and the
-    holes refilled with `sampling` (default: drawn at temperature 1, margin order: a greedy refill in the same context
-    would write the same digits again). -> (grids (B, 81), model calls per puzzle (B,), digits taken back)."""
+    """12's greedy solver, then up to `rounds` repairs: every digit that breaks a rule is masked
+    again and the holes refilled with `sampling` (default: drawn at temperature 1, margin order: a
+    greedy refill in the same context would write the same digits again). -> (grids (B, 81), model
+    calls per puzzle (B,), digits taken back)."""
     mask_id = model.config.mask_id
     grid, _ = sudoku.solve_dllm(model, puzzle, "margin", callback=callback)
-    per = (puzzle == 0).sum(1)  # a puzzle's own calls: one per cell it fills (a batch runs as long as its longest)
+    # a puzzle's own calls: one per cell it fills (a batch runs as long as its longest)
+    per = (puzzle == 0).sum(1)
     taken = 0
     for _ in range(rounds):
         bad = conflicts(grid, puzzle)
@@ -164,11 +199,12 @@ def solve_remask(model, puzzle, rounds=8, sampling=REFILL, callback=None):
     return grid, per, taken
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The demo: characters taken back, a digit replaced
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def demo_text(args):
-    path = pretrained.choose(args.checkpoint, ROOT / "checkpoints" / "dllm", "shakespeare-dllm", args.pretrained)
+    path = pretrained.choose(args.checkpoint, ROOT / "checkpoints" / "dllm", "shakespeare-dllm",
+                             args.pretrained)
     model, tok, info = gen.load(path, "dllm", args.device)
     mask_id = model.config.mask_id
     canvas = torch.full((1, min(96, model.config.block_size)), mask_id)
@@ -177,16 +213,19 @@ def demo_text(args):
     r = Remask("confidence", threshold=args.threshold)
     x, calls, taken = generate_remask(model, canvas, 32, diff.Sampling(top_k=5, generator=g), r,
                                       callback=lambda i, x: frames.append(x[0].clone()))
-    print(f"\n== {canvas.size(1)} characters in {calls} calls; the written character with the lowest recorded "
-          f"confidence is taken back when below {args.threshold}: {taken} taken back ==")
+    print(f"\n== {canvas.size(1)} characters in {calls} calls; the written character with the "
+          f"lowest recorded confidence is taken back when below {args.threshold}: {taken} taken "
+          "back ==")
     shown = 0
     for i in range(1, len(frames)):
         back = (frames[i - 1] != mask_id) & (frames[i] == mask_id)
         for pos in back.nonzero().flatten().tolist()[:1]:
             later = next((int(f[pos]) for f in frames[i:] if f[pos] != mask_id), None)
-            print(f"call {i + 1:>2}: {tok.decode([int(frames[i - 1][pos])])!r} at position {pos} taken back, "
-                  f"written again as {tok.decode([later]) if later is not None else '?'!r}")
-            print(f"   before  {tok.decode(frames[i - 1].tolist())!r}\n   after   {tok.decode(frames[i].tolist())!r}")
+            print(f"call {i + 1:>2}: {tok.decode([int(frames[i - 1][pos])])!r} at position {pos} "
+                  "taken back, written again "
+                  f"as {tok.decode([later]) if later is not None else '?'!r}")
+            print(f"   before  {tok.decode(frames[i - 1].tolist())!r}\n   after  "
+                  f" {tok.decode(frames[i].tolist())!r}")
             shown += 1
         if shown == 3:
             break
@@ -197,54 +236,69 @@ def demo_sudoku(args):
     import random
 
     model = sudoku.load_solver("dllm", None, args.pretrained, args.device)
-    pairs = puzzles.make_split(args.puzzles, (17, 27), random.Random(args.seed), set())  # the hardest it makes
+    # the hardest it makes
+    pairs = puzzles.make_split(args.puzzles, (17, 27), random.Random(args.seed), set())
     x = torch.tensor([p + s for p, s in pairs])
     greedy, _ = sudoku.solve_dllm(model, x[:, :81], "margin")
     g = torch.Generator().manual_seed(args.seed)
-    fixed, calls, taken = solve_remask(model, x[:, :81], 8, diff.Sampling(order="margin", generator=g))
+    fixed, calls, taken = solve_remask(model, x[:, :81], 8,
+                                       diff.Sampling(order="margin", generator=g))
     ok0, ok1 = sudoku.solved(greedy, x), sudoku.solved(fixed, x)
     print(f"\n== {len(x)} of the hardest puzzles ({min(sum(v > 0 for v in p) for p, _ in pairs)}-"
-          f"{max(sum(v > 0 for v in p) for p, _ in pairs)} givens): margin order alone solves {int(ok0.sum())}; "
+          f"{max(sum(v > 0 for v in p) for p, _ in pairs)} givens): margin order alone solves "
+          f"{int(ok0.sum())}; "
           f"with up to 8 rounds of taking back rule-breaking digits, {int(ok1.sum())} ==")
-    print(f"{taken} digits taken back; model calls per puzzle {calls.float().mean():.1f} (81 - givens alone: "
-          f"{(x[:, :81] == 0).sum(1).float().mean():.1f})")
-    order = sorted(range(len(x)), key=lambda b: not (ok1[b] and not ok0[b]))  # a repaired one first, if any
+    print(f"{taken} digits taken back; model calls per puzzle {calls.float().mean():.1f} (81 - "
+          f"givens alone: {(x[:, :81] == 0).sum(1).float().mean():.1f})")
+    # a repaired one first, if any
+    order = sorted(range(len(x)), key=lambda b: not (ok1[b] and not ok0[b]))
     for b in order:
         bad = conflicts(greedy[b : b + 1], x[b : b + 1, :81])[0]
         if bad.any():
-            marked = [10 if bad[c] else v for c, v in enumerate(greedy[b].tolist())]  # 10 shows as '.'
-            print(f"\npuzzle {b + 1}: the digits that break a rule (.) are masked again and refilled:")
-            print(puzzles.show(marked, fixed[b].tolist(), titles=("margin order", "after taking back")))
+            # 10 shows as '.'
+            marked = [10 if bad[c] else v for c, v in enumerate(greedy[b].tolist())]
+            print(f"\npuzzle {b + 1}: the digits that break a rule (.) are masked again and "
+                  "refilled:")
+            print(puzzles.show(marked, fixed[b].tolist(), titles=("margin order", "after taking "
+                                                                                  "back")))
             print("solved" if ok1[b] else "still not solved")
             break
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The command line: the demo, or `generate` (06's flags plus a remasking schedule)
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def remask_parser():
     p = ArgumentParser(description=__doc__)
     gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False)
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                   help="where to run")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threshold", type=probability, default=0.05, help="the text demo's confidence threshold")
-    p.add_argument("--puzzles", type=positive_int, default=8, help="hard puzzles made for the Sudoku part")
+    p.add_argument("--threshold", type=probability, default=0.05,
+                   help="the text demo's confidence threshold")
+    p.add_argument("--puzzles", type=positive_int, default=8,
+                   help="hard puzzles made for the Sudoku part")
     add = subcommands(p, ["generate"])
-    g = gen.add_generate_args(add("generate", "generate text with a remasking schedule (06's flags)"),
+    g = gen.add_generate_args(add("generate", "generate with a remasking schedule (06's flags)"),
                               ROOT / "checkpoints" / "dllm")
     t = g.add_argument_group("this lesson")
-    t.add_argument("--schedule", choices=SCHEDULES, default="confidence", help="what to take back (see above)")
+    t.add_argument("--schedule", choices=SCHEDULES, default="confidence",
+                   help="what to take back (see above)")
     t.add_argument("--eta", type=probability, default=0.02, help="cap, rescale, loop: ReMDM's eta")
-    t.add_argument("--threshold", type=probability, default=0.05, help="confidence: take back below this")
-    t.add_argument("--loop-steps", type=positive_int, default=10, help="loop: extra calls at a constant mask rate")
+    t.add_argument("--threshold", type=probability, default=0.05,
+                   help="confidence: take back below this")
+    t.add_argument("--loop-steps", type=positive_int, default=10,
+                   help="loop: extra calls at a constant mask rate")
     return p
 
 
 def sample_remask(model, tokenizer, args, callback=None):
-    """06's canvas, decoded by generate_remask with this lesson's flags. Returns (x (N, L), model calls)."""
+    """06's canvas, decoded by generate_remask with this lesson's flags. Returns (x (N,
+    L), model calls)."""
     x = gen.canvases(model, tokenizer, args)
     r = Remask(args.schedule, args.eta, args.threshold, args.loop_steps)
-    x, calls, taken = generate_remask(model, x, args.steps or 64, gen.sampling(model, args), r, callback=callback)
+    x, calls, taken = generate_remask(model, x, args.steps or 64, gen.sampling(model, args), r,
+                                      callback=callback)
     print(f"({taken} tokens taken back and written again)", file=sys.stderr)
     return x, calls
 
@@ -252,11 +306,13 @@ def sample_remask(model, tokenizer, args, callback=None):
 def main(argv=None):
     args = parse_args_given(remask_parser(), argv)
     if args.command == "generate":
-        uses = {"eta": ("cap", "rescale", "loop"), "threshold": ("confidence",), "loop_steps": ("loop",)}
-        for flag, schedules in uses.items():  # a schedule's own settings, typed for another schedule
+        uses = {"eta": ("cap", "rescale", "loop"), "threshold": ("confidence",),
+                "loop_steps": ("loop",)}
+        # a schedule's own settings, typed for another schedule
+        for flag, schedules in uses.items():
             if flag in args.given and args.schedule not in schedules:
-                raise UsageError(f"--{flag.replace('_', '-')} is the {' and '.join(schedules)} schedule's: add "
-                                 f"--schedule {schedules[0]}")
+                raise UsageError(f"--{flag.replace('_', '-')} is the {' and '.join(schedules)} "
+                                 f"schedule's: add --schedule {schedules[0]}")
         return gen.generate_cli(args, sampler=sample_remask)
     demo_text(args)
     demo_sudoku(args)

@@ -1,26 +1,32 @@
-"""Lesson 14: from GPT to dLLM. Start the diffusion model from a trained GPT, as today's large dLLMs are made.
+"""Lesson 14: from GPT to dLLM. Start the diffusion model from a trained GPT, as today's large
+dLLMs are made.
 
-Lessons 05-07 trained the dLLM from random weights; the GPT of the same size, trained the same way, writes better
-text. Most large dLLMs of 2024-2026 were not trained from scratch: DiffuGPT and DiffuLLaMA (Gong et al., ICLR
-2025), Dream 7B (from Qwen2.5) and the dllm library's A2D recipe start from an autoregressive model and go on
-training it with lesson 04's masked-diffusion loss. A GPT already knows the language; what it lacks is seeing
-both sides and filling a masked position. Two tricks make the move gentle (Gong et al. 2025):
+Lessons 05-07 trained the dLLM from random weights; the GPT of the same size, trained the same way,
+writes better text. Most large dLLMs of 2024-2026 were not trained from scratch: DiffuGPT and
+DiffuLLaMA (Gong et al., ICLR 2025), Dream 7B (from Qwen2.5) and the dllm library's A2D recipe start
+from an autoregressive model and go on training it with lesson 04's masked-diffusion loss. A GPT
+already knows the language; what it lacks is seeing both sides and filling a masked position. Two
+tricks make the move gentle (Gong et al. 2025):
 
-  1. The shift. The GPT's output at position i means "the token at i+1". Keep that meaning: the dLLM predicts a
-     masked x[i] at the hidden state of position i-1, so the GPT's head is reused as it is. Lesson 03 does this
-     inside the model (ModelConfig.shift), so model(x)[:, i] still predicts x[:, i] and every sampler, likelihood
-     and the playground work unchanged. Before x[0] there is nothing: a [MASK] slot stands there, so x[0] is
-     predicted from a position that says "unknown", and the model reads one position more.
-  2. Attention annealing. The GPT has only ever looked left. Switching to full attention at once changes every
-     layer's input; instead, begin causal and let each query see each later key with a probability that rises
-     linearly from 0 to 1 over the first --anneal-steps steps.
+  1. The shift. The GPT's output at position i means "the token at i+1". Keep that meaning: the dLLM
+  predicts a
+     masked x[i] at the hidden state of position i-1, so the GPT's head is reused as it is. Lesson
+     03 does this inside the model (ModelConfig.shift), so model(x)[:, i] still predicts x[:, i] and
+     every sampler, likelihood and the playground work unchanged. Before x[0] there is nothing: a
+     [MASK] slot stands there, so x[0] is predicted from a position that says "unknown", and the
+     model reads one position more.
+  2. Attention annealing. The GPT has only ever looked left. Switching to full attention at once
+  changes every
+     layer's input; instead, begin causal and let each query see each later key with a probability
+     that rises linearly from 0 to 1 over the first --anneal-steps steps.
 
-Then lesson 04's NELBO through lesson 05's loop, unchanged: only the starting weights and the warm-up mask differ.
+Then lesson 04's NELBO through lesson 05's loop, unchanged: only the starting weights and the
+warm-up mask differ.
 
-    python 14_from_gpt.py                            # demo: adapt the shipped GPT, beside a dLLM from scratch
-    python 14_from_gpt.py train                      # 05's loop from the GPT -> checkpoints/dllm_from_gpt
-    python 14_from_gpt.py train --no-shift --out checkpoints/noshift      # the ablations: without the shift,
-    python 14_from_gpt.py train --anneal-steps 0 --out checkpoints/noanneal   # or without the annealing
+    python 14_from_gpt.py               # demo: adapt the shipped GPT, beside a dLLM from scratch
+    python 14_from_gpt.py train         # 05's loop from the GPT -> checkpoints/dllm_from_gpt
+    python 14_from_gpt.py train --no-shift --out checkpoints/noshift         # ablation: no shift
+    python 14_from_gpt.py train --anneal-steps 0 --out checkpoints/noanneal  # ablation: no anneal
 """
 import argparse
 import dataclasses
@@ -50,26 +56,31 @@ ROOT = Path(__file__).resolve().parent
 
 
 def adapt(gpt, shift=True):
-    """A dLLM holding the GPT's weights: the same Transformer, bidirectional, with a [MASK] input row (the mean of
-    the GPT's token embeddings: an average character) and, with `shift`, the GPT's head reused as it is."""
-    config = dataclasses.replace(gpt.config, causal=False, mask_token=True, shift=shift)  # GPT vs dLLM
+    """A dLLM holding the GPT's weights: the same Transformer, bidirectional, with a [MASK] input
+    row (the mean of the GPT's token embeddings: an average character) and, with `shift`, the GPT's
+    head reused as it is."""
+    # GPT vs dLLM
+    config = dataclasses.replace(gpt.config, causal=False, mask_token=True, shift=shift)
     model = tfm.Transformer(config)
     state = gpt.state_dict()
     emb = state["tok_emb.weight"]  # (V, C); the tied head is the same tensor
-    state["tok_emb.weight"] = state["lm_head.weight"] = torch.cat([emb, emb.mean(0, keepdim=True)])  # + [MASK]
+    # + [MASK]
+    state["tok_emb.weight"] = state["lm_head.weight"] = torch.cat([emb, emb.mean(0, keepdim=True)])
     model.load_state_dict(state)
     return model
 
 
 def annealed_mask(T, share, generator=None, device=None):
-    """(T, T) bool, True = may attend: the causal mask, plus each later key with probability `share`
-    (DiffuLLaMA's get_anneal_attn_mask: one draw per batch). share 0 is the GPT's mask, 1 the dLLM's."""
+    """(T, T) bool, True = may attend: the causal mask, plus each later key with probability
+    `share` (DiffuLLaMA's get_anneal_attn_mask: one draw per batch). share 0 is the GPT's mask,
+    1 the dLLM's."""
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     return (causal | (torch.rand(T, T, generator=generator) < share)).to(device)
 
 
 class AdaptObjective(train.DiffusionObjective):
-    """05's dLLM objective, with attention annealed from causal to bidirectional over the first steps."""
+    """05's dLLM objective, with attention annealed from causal to bidirectional over
+    the first steps."""
 
     trainer = "14_from_gpt.py train"
 
@@ -78,12 +89,14 @@ class AdaptObjective(train.DiffusionObjective):
         self.anneal_steps, self.step = anneal_steps, 0  # 05's loop sets step before every update
 
     def share(self):
-        """The fraction of later keys a query sees at this step: 0 -> 1 over anneal_steps (0: full at once)."""
+        """The fraction of later keys a query sees at this step: 0 -> 1 over anneal_steps (0:
+        full at once)."""
         return min(1.0, (self.step + 1) / self.anneal_steps) if self.anneal_steps else 1.0
 
     def loss(self, model, x, config):  # x: (B, L+1); the dLLM uses the first L tokens
         L = x.size(1) - 1
-        if self.share() < 1:  # GPT vs dLLM: part causal, part bidirectional while the model gets used to it
+        # GPT vs dLLM: part causal, part bidirectional while the model gets used to it
+        if self.share() < 1:
             mask = annealed_mask(L, self.share(), device=x.device)
             model = functools.partial(model, attn_mask=mask)
         return diff.diffusion_loss(model, x[:, :-1], config.mask_id, t_range=self.t_range)
@@ -99,9 +112,10 @@ def load_gpt(path, tokenizer, shift=True):
     return adapt(gpt, shift)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The demo: the shipped GPT adapted for a few hundred steps, beside a dLLM trained from scratch as long
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
+# The demo: the shipped GPT adapted for a few hundred steps, beside a dLLM trained from
+# scratch as long
+# ----------------------------------------------------------------------------------------------
 def write(model, tokenizer, seed):
     """128 characters in 64 calls, lesson 04's sampler with 06's order and top-k 5."""
     canvas = torch.full((1, 128), model.config.mask_id)
@@ -110,22 +124,29 @@ def write(model, tokenizer, seed):
 
 
 def demo_adapt(args):
-    """Two runs of lesson 05's loop on the cpu preset, the same steps, windows and seed: one from the shipped GPT
-    (shift + annealing), one from random weights; their bounds side by side, then a sample of each."""
+    """Two runs of lesson 05's loop on the cpu preset, the same steps, windows and seed: one from
+    the shipped GPT (shift + annealing), one from random weights; their bounds side by side, then a
+    sample of each."""
     text = train.shakespeare()
     data = train.TextData(text, diff.CharTokenizer.from_text(text))
     gpt_path = ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"
-    runs = {"from the GPT": (AdaptObjective(args.steps // 2, (0.1, 0.9)), load_gpt(gpt_path, data.tokenizer)),
+    runs = {
+            "from the GPT": (AdaptObjective(args.steps // 2, (0.1, 0.9)),
+                             load_gpt(gpt_path, data.tokenizer)),
             "from scratch": (train.DiffusionObjective((0.1, 0.9)), None)}
-    curves, samples = {}, {"from the GPT, before any step": write(runs["from the GPT"][1], data.tokenizer, args.seed)}
+    curves, samples = {}, {
+                           "from the GPT, before any step": write(runs["from the GPT"][1],
+                                                                  data.tokenizer, args.seed)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (objective, init) in runs.items():
             print(f"\n== a dLLM {name}: {args.steps} steps of lesson 05's loop ==")
             out = Path(tmp) / name.replace(" ", "_")
-            argv = ["--preset", "cpu", "--steps", str(args.steps), "--eval-every", str(args.steps // 4),
+            argv = ["--preset", "cpu", "--steps", str(args.steps), "--eval-every",
+                    str(args.steps // 4),
                     "--warmup", str(args.steps // 10), "--eval-windows", "16", "--eval-k", "8",
                     "--sample-len", "0", "--no-plot", "--dtype", "fp32", "--out", str(out)]
-            rows = train.train(train.parse_args(train.training_parser(__doc__, out), argv), objective, data, init)
+            rows = train.train(train.parse_args(train.training_parser(__doc__, out), argv),
+                               objective, data, init)
             curves[name] = [r["val_bpc"] for r in rows]
             samples[name] = write(gen.load(out / "latest.pt", "dllm")[0], data.tokenizer, args.seed)
     print("\n== validation bits/char (NELBO, an upper bound, on the same 16 windows) ==")
@@ -136,21 +157,24 @@ def demo_adapt(args):
         print(f"\n== 128 characters {name}, 64 calls ==\n{text}")
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The command line: the demo, or `train` (05's flags plus this lesson's)
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def adapt_parser():
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--steps", type=positive_int, default=400, help="demo: training steps of each of the two runs")
+    p.add_argument("--steps", type=positive_int, default=400,
+                   help="demo: training steps of each of the two runs")
     p.add_argument("--seed", type=int, default=0, help="demo: random seed of the samples")
     add = subcommands(p, ["train"])
     t = train.training_parser(None, ROOT / "checkpoints" / "dllm_from_gpt",
                               parser=add("train", "adapt a GPT through lesson 05's loop"))
     g = t.add_argument_group("this lesson")
     g.add_argument("--gpt", default=str(ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"),
-                   help="the GPT to start from: a run directory, checkpoint or Hub export (07's run: checkpoints/gpt)")
-    g.add_argument("--shift", action=argparse.BooleanOptionalAction, default=True, help="predict x[i] at position "
-                   "i-1, as the GPT did; --no-shift, the ablation: at i itself (the head must learn a new meaning)")
+                   help="the GPT to start from: a run directory, checkpoint or Hub export (07's "
+                        "run: checkpoints/gpt)")
+    g.add_argument("--shift", action=argparse.BooleanOptionalAction, default=True,
+                   help="predict x[i] at position i-1, as the GPT did; --no-shift, the ablation: "
+                   "at i itself (the head must learn a new meaning)")
     g.add_argument("--anneal-steps", type=non_negative_int, default=1000,
                    help="steps over which attention goes from causal to bidirectional (0: at once)")
     train.add_mask_rate_arg(g, default=train.CLIPPED)

@@ -1,17 +1,20 @@
-"""The playground: watch the dLLM denoise, in the browser, on the shipped models (and your own runs).
+"""The playground: watch the dLLM denoise, in the browser, on the shipped models (and
+    your own runs).
 
     pip install gradio       # once: an optional extra, not one of the lessons' requirements
-    python app.py            # then open http://127.0.0.1:7860 (offline: nothing is fetched from the internet)
+    python app.py            # then open http://127.0.0.1:7860 (offline: nothing is fetched)
 
-Text: the canvas fills in call by call (lesson 04's sampler, lesson 10's blocks, lesson 13's remasking), each
-character coloured by the confidence it was written with, the ones taken back marked; the GPT of the same size
-writes the same length beside it. Sudoku: the grid fills in the dLLM's own order (lesson 12), each cell with the
-call that filled it; lesson 13's repair and the search mode too; the answer is checked against the rules.
+Text: the canvas fills in call by call (lesson 04's sampler, lesson 10's blocks, lesson 13's
+remasking), each character coloured by the confidence it was written with, the ones taken back
+marked; the GPT of the same size writes the same length beside it. Sudoku: the grid fills in the
+dLLM's own order (lesson 12), each cell with the call that filled it; lesson 13's repair and the
+search mode too; the answer is checked against the rules.
 
-Fair race: each model runs in a thread of its own, one model call at a time, and the next call always goes to the
-model whose clock is behind, as if each had the machine to itself. Its clock counts its own work only (model calls
-and its sampler's bookkeeping), so chars/s compare. The functions that make the frames (race, text_frames,
-sudoku_frames) need no browser: tests/test_app.py runs them; tests/test_app_browser.py drives the page.
+Fair race: each model runs in a thread of its own, one model call at a time, and the next call
+always goes to the model whose clock is behind, as if each had the machine to itself. Its clock
+counts its own work only (model calls and its sampler's bookkeeping), so chars/s compare. The
+functions that make the frames (race, text_frames, sudoku_frames) need no browser: tests/test_app.py
+runs them; tests/test_app_browser.py drives the page.
 """
 import html
 import os
@@ -37,27 +40,30 @@ sudoku = import_module("12_sudoku")
 remask = import_module("13_self_correction")
 puzzles = import_module("sudoku_puzzles")
 ROOT = Path(__file__).resolve().parent
-PROMPTS = {"char": "ROMEO:", "grapheme": "அகர முதல"}  # a first prompt per tokenizer (Tamil: the first kural)
+# a first prompt per tokenizer (Tamil: the first kural)
+PROMPTS = {"char": "ROMEO:", "grapheme": "அகர முதல"}
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The race: two samplers, one model call at a time, the one behind goes next
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 class Stopped(BaseException):
-    """Raised inside a lane's thread at its next model call once the page has gone (BaseException: no sampler
-    catches it by accident)."""
+    """Raised inside a lane's thread at its next model call once the page has gone (BaseException:
+    no sampler catches it by accident)."""
 
 
 class Lane:
-    """One model's sampler in a thread of its own. run(model, callback) is any sampler of the lessons, given a
-    stand-in for the model that waits for its turn at every call: the sampler itself is unchanged."""
+    """One model's sampler in a thread of its own. run(model, callback) is any sampler of the
+    lessons, given a stand-in for the model that waits for its turn at every call: the sampler
+    itself is unchanged."""
 
     def __init__(self, model, run):
         self.model, self.clock, self.calls = model, 0.0, 0
         self.x = self.inputs = self.logits = self.result = self.error = None
         self.done = self.stopped = False
         self._turn, self._back, self._t0 = threading.Semaphore(0), threading.Semaphore(0), 0.0
-        self.thread = threading.Thread(target=self._main, args=(run,), daemon=True)  # started by the first step:
+        # started by the first step:
+        self.thread = threading.Thread(target=self._main, args=(run,), daemon=True)
         # a page that stops reading before the race begins leaves no thread waiting for a turn
 
     def _main(self, run):
@@ -82,7 +88,8 @@ class Lane:
         self.x = x
 
     def forward(self, *args, **kw):
-        if self.calls:  # a new model call is a new turn: hand the machine back until the race says go
+        # a new model call is a new turn: hand the machine back until the race says go
+        if self.calls:
             self.clock += time.perf_counter() - self._t0
             self._back.release()
             self._wait()
@@ -91,7 +98,8 @@ class Lane:
         return self.logits
 
     def step(self):
-        """Let the sampler run one model call and what follows it (commit, callback), up to its next call."""
+        """Let the sampler run one model call and what follows it (commit, callback), up to
+        its next call."""
         if self.thread.ident is None:
             self.thread.start()
         self._turn.release()
@@ -100,13 +108,15 @@ class Lane:
             raise self.error
 
     def stop(self):
-        if not self.done and self.thread.ident is not None:  # a thread that was started waits for its turn
+        # a thread that was started waits for its turn
+        if not self.done and self.thread.ident is not None:
             self.stopped = True
             self._turn.release()
 
 
 class Standin:
-    """What a sampler sees as its model: calls go through the lane; config, parameters() are the model's own."""
+    """What a sampler sees as its model: calls go through the lane; config, parameters() are
+    the model's own."""
 
     def __init__(self, lane):
         self._lane = lane
@@ -119,8 +129,8 @@ class Standin:
 
 
 def race(lanes):
-    """Yield the lane that just made a call, each time giving the next call to the lane whose clock is behind.
-    The lanes' threads end with the race, also when the page stops reading it."""
+    """Yield the lane that just made a call, each time giving the next call to the lane whose clock
+    is behind. The lanes' threads end with the race, also when the page stops reading it."""
     try:
         while running := [lane for lane in lanes if not lane.done]:
             lane = min(running, key=lambda lane: lane.clock)
@@ -131,21 +141,24 @@ def race(lanes):
             lane.stop()
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Text: the frames
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 class Canvas:
-    """What the page draws of one text: each position's token, the probability it was written with, the call that
-    wrote it and how often it was taken back. fixed: positions the user typed (never changed)."""
+    """What the page draws of one text: each position's token, the probability it was written
+    with, the call that wrote it and how often it was taken back. fixed: positions the user
+    typed (never changed)."""
 
     def __init__(self, ids, mask_id, fixed):
         self.ids, self.mask_id, self.fixed = list(ids), mask_id, list(fixed)
         self.conf, self.step, self.back = [None] * len(ids), [0] * len(ids), [0] * len(ids)
 
     def update(self, x, probs, calls):
-        """x (L,): the canvas after call `calls`; probs (L, V): that call's probabilities (None: not known)."""
+        """x (L,): the canvas after call `calls`; probs (L, V): that call's probabilities
+        (None: not known)."""
         x = x.tolist()
-        p = probs.cpu()[torch.arange(len(x)), torch.tensor(x).clamp_max(probs.size(-1) - 1)].tolist() \
+        p = probs.cpu()[torch.arange(len(x)),
+                        torch.tensor(x).clamp_max(probs.size(-1) - 1)].tolist() \
             if probs is not None else [None] * len(x)
         for i, (old, new) in enumerate(zip(self.ids, x)):
             if old != new:
@@ -172,10 +185,12 @@ class Canvas:
 def text_canvas(tokenizer, mask_id, context, mode, prompt, length):
     """(L,) the canvas the page's inputs describe, or UsageError with a message for the page."""
     if not prompt:
-        raise UsageError("type a prompt first (or, in 'fill the blanks', a text with _ where the model writes)")
+        raise UsageError("type a prompt first (or, in 'fill the blanks', a text with _ where the "
+                         "model writes)")
     if mode == "fill":
         if "_" not in prompt:
-            raise UsageError("'fill the blanks' needs _ where the model writes, e.g. To be, or ___ to be")
+            raise UsageError("'fill the blanks' needs _ where the model writes, e.g. To be, or "
+                             "___ to be")
         text, length = prompt, len(tokenizer.split(prompt))
     else:
         text = prompt
@@ -183,10 +198,12 @@ def text_canvas(tokenizer, mask_id, context, mode, prompt, length):
             raise UsageError(f"length must be 1 to {context} (this model's context), not {length}")
     unknown = tokenizer.unknown(text.replace("_", ""))
     if unknown:
-        raise UsageError(f"this model does not know {' '.join(map(repr, unknown))}: its vocabulary is "
-                         f"{tokenizer.vocab_size} {'graphemes' if tokenizer.kind == 'grapheme' else 'characters'}")
+        units = "graphemes" if tokenizer.kind == "grapheme" else "characters"
+        raise UsageError(f"this model does not know {' '.join(map(repr, unknown))}: its vocabulary "
+                         f"is {tokenizer.vocab_size} {units}")
     if mode != "fill" and len(tokenizer.split(prompt)) >= length:
-        raise UsageError(f"the prompt is {len(tokenizer.split(prompt))} long: make the length larger than that")
+        raise UsageError(f"the prompt is {len(tokenizer.split(prompt))} long: make the length "
+                         "larger than that")
     if length > context:
         raise UsageError(f"the text is {length} long; this model's context is {context}")
     flags = SimpleNamespace(template=prompt if mode == "fill" else None, fill_char="_", len=length,
@@ -195,25 +212,30 @@ def text_canvas(tokenizer, mask_id, context, mode, prompt, length):
 
 
 def dllm_sampler(canvas, s):
-    """run(model, callback) for a Lane: lesson 04's sampler, 10's blocks or 13's remasking on one canvas.
-    s: the page's settings: steps, top_k, temperature, order, noise, block, schedule, seed; eta and threshold
-    (13's defaults if absent)."""
+    """run(model, callback) for a Lane: lesson 04's sampler, 10's blocks or 13's remasking on one
+    canvas. s: the page's settings: steps, top_k, temperature, order, noise, block, schedule, seed;
+    eta and threshold (13's defaults if absent)."""
     steps, block, schedule = s["steps"], s["block"], s["schedule"]
     g = torch.Generator().manual_seed(s["seed"])
     sampling = diff.Sampling(s["temperature"], s["top_k"], 1.0, s["order"], s["noise"], g)
     if schedule != "none" and block:
-        raise UsageError("lesson 13's remasking works on the whole canvas: set block size 0, or schedule none")
+        raise UsageError("lesson 13's remasking works on the whole canvas: set block size 0, or "
+                         "schedule none")
     if block and len(range(0, canvas.numel(), block)) > steps:
         raise UsageError(f"{-(-canvas.numel() // block)} blocks need at least as many steps")
 
     def run(model, callback):
         x = canvas[None].to(next(model.parameters()).device)
-        if schedule != "none":  # -> (x, tokens taken back): one taken back and written again alike in the
-            r = remask.Remask(schedule, s.get("eta", 0.02), s.get("threshold", 0.05), max(1, steps // 5))
-            x, _, taken = remask.generate_remask(model, x, steps, sampling, r, callback)  # same call leaves the
+        # -> (x, tokens taken back): one taken back and written again alike in the
+        if schedule != "none":
+            r = remask.Remask(schedule, s.get("eta", 0.02), s.get("threshold", 0.05),
+                              max(1, steps // 5))
+            # same call leaves the
+            x, _, taken = remask.generate_remask(model, x, steps, sampling, r, callback)
             return x, taken  # canvas as it was: only this counts it
         if block:
-            return fast.generate_fast(model, x, sampling, steps, block_size=block, callback=callback)[0], 0
+            return fast.generate_fast(model, x, sampling, steps, block_size=block,
+                                      callback=callback)[0], 0
         return diff.generate(model, x, steps, sampling, callback)[0], 0
 
     return run
@@ -229,9 +251,10 @@ def gpt_sampler(prompt_ids, n_new, top_k, temperature, seed):
 
 
 def text_frames(dllm, gpt_model, tokenizer, canvas, settings, max_fps=30):
-    """The text tab's stream, no browser needed: yields (dLLM Canvas, GPT Canvas or None, stats dict, new_call) once
-    before any call (the masked canvas) and after each model call (GPT calls at most max_fps a second).
-    settings: steps, top_k, temperature, order, noise, block, schedule, seed."""
+    """The text tab's stream, no browser needed: yields (dLLM Canvas, GPT Canvas or None,
+    stats dict, new_call) once before any call (the masked canvas) and after each model call
+    (GPT calls at most max_fps a second). settings: steps, top_k, temperature, order, noise,
+    block, schedule, seed."""
     s = settings
     mask_id = dllm.config.mask_id
     fixed = (canvas != mask_id).tolist()
@@ -239,10 +262,12 @@ def text_frames(dllm, gpt_model, tokenizer, canvas, settings, max_fps=30):
     prompt = canvas[: fixed.index(False)].tolist() if False in fixed else canvas.tolist()
     lanes = [Lane(dllm, dllm_sampler(canvas, s))]
     right = None
-    if gpt_model is not None and all(fixed[: len(prompt)]) and not any(fixed[len(prompt):]):  # a prompt, no blanks
+    # a prompt, no blanks
+    if gpt_model is not None and all(fixed[: len(prompt)]) and not any(fixed[len(prompt):]):
         right = Canvas(prompt, mask_id, [True] * len(prompt))
-        lanes.append(Lane(gpt_model, gpt_sampler(prompt, len(fixed) - len(prompt), s["top_k"], s["temperature"],
-                                                 s["seed"])))
+        n_new = len(fixed) - len(prompt)
+        sampler = gpt_sampler(prompt, n_new, s["top_k"], s["temperature"], s["seed"])
+        lanes.append(Lane(gpt_model, sampler))
     stats = {"dllm": lanes[0], "gpt": lanes[1] if right else None}
     yield left, right, stats, True
     last = time.perf_counter()
@@ -266,17 +291,18 @@ def speed(lane, written, unit="chars"):
     return f"{lane.calls} calls · {written} {unit} · {lane.clock:.2f} s · {rate:,.0f} {unit}/s"
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Text: drawing
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def colour(p):
     """Red (unsure) through yellow to green (sure)."""
     return f"hsl({120 * p:.0f}, 75%, 80%)"
 
 
 def render(tokenizer, snap, title):
-    """A canvas as HTML: masks as grey boxes, typed text plain, written tokens coloured by confidence, the ones
-    taken back underlined in red (hover: the call, the probability, how often taken back)."""
+    """A canvas as HTML: masks as grey boxes, typed text plain, written tokens coloured by
+    confidence, the ones taken back underlined in red (hover: the call, the probability, how
+    often taken back)."""
     ids, conf, step, back, fixed = snap
     out = []
     for t, c, s, b, f in zip(ids, conf, step, back, fixed):
@@ -289,32 +315,36 @@ def render(tokenizer, snap, title):
             out.append(f'<span class="f">{shown}</span>')
             continue
         tip = f"call {s}, p = {c:.2f}" + (f", taken back {b}x" if b else "")
-        out.append(f'<span class="w{" b" if b else ""}" style="background:{colour(c)}" title="{tip}">{shown}</span>')
+        out.append(f'<span class="w{" b" if b else ""}" style="background:{colour(c)}" '
+                   f'title="{tip}">{shown}</span>')
     return f'<div class="title">{title}</div><div class="canvas">{"".join(out)}</div>'
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Sudoku: the frames
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 SUDOKU_MODES = {"margin order (pure model)": "margin", "surest first (pure model)": "confidence",
                 "taking back rule-breakers (lesson 13)": "repair", "search: rules + dLLM": "search"}
 
 
 def read_puzzle(text):
-    """The page's puzzle box: 81 cells (digits, '.' or '0' blank; spaces, lines and | + - ignored) -> (81,)."""
+    """The page's puzzle box: 81 cells (digits, '.' or '0' blank; spaces, lines and | + -
+    ignored) -> (81,)."""
     cells = "".join(c for c in text if c not in " \t\r\n|+-")
     if not cells:
         raise UsageError("paste a puzzle (81 cells: digits, '.' or 0 for a blank), or draw one")
     grid = puzzles.parse_puzzle(cells, "the puzzle")
     if sum(v > 0 for v in grid) < 17:
-        raise UsageError(f"the puzzle has {sum(v > 0 for v in grid)} givens: fewer than 17 never has one solution")
+        raise UsageError(f"the puzzle has {sum(v > 0 for v in grid)} givens: fewer than 17 never "
+                         "has one solution")
     return torch.tensor(grid)
 
 
 def draw_puzzle(band, seed=None):
     """A new puzzle with givens in `band` (sudoku_puzzles.BANDS), as 9 lines of 9 ('.' blank)."""
     (puzzle, _), = puzzles.make_split(1, puzzles.BANDS[band], random.Random(seed), set())
-    return "\n".join("".join(str(v) if v else "." for v in puzzle[r * 9:r * 9 + 9]) for r in range(9))
+    return "\n".join("".join(str(v) if v else "." for v in puzzle[r * 9:r * 9 + 9]) for r
+                     in range(9))
 
 
 def sudoku_sampler(puzzle, mode):
@@ -331,9 +361,9 @@ def sudoku_sampler(puzzle, mode):
 
 
 def sudoku_frames(dllm, gpt_model, puzzle, mode, max_fps=30):
-    """The Sudoku tab's stream: yields (dLLM Canvas, GPT Canvas or None, lanes) before any call and after each dLLM
-    call (the GPT's at most max_fps a second). A cell holds 0..9 or the mask id; in search mode the frames are the
-    grids the search asks the model about."""
+    """The Sudoku tab's stream: yields (dLLM Canvas, GPT Canvas or None, lanes) before any call and
+    after each dLLM call (the GPT's at most max_fps a second). A cell holds 0..9 or the mask id; in
+    search mode the frames are the grids the search asks the model about."""
     mask_id = dllm.config.mask_id
     start = puzzle.masked_fill(puzzle == 0, mask_id)
     left, right = Canvas(start.tolist(), mask_id, (puzzle > 0).tolist()), None
@@ -341,21 +371,25 @@ def sudoku_frames(dllm, gpt_model, puzzle, mode, max_fps=30):
     if gpt_model is not None:
         right = Canvas(start.tolist(), mask_id, (puzzle > 0).tolist())
         on = puzzle.to(next(gpt_model.parameters()).device)
-        lanes.append(Lane(gpt_model, lambda model, cb: sudoku.solve_gpt(model, on[None], callback=cb)[0]))
+        solve = lambda model, cb: sudoku.solve_gpt(model, on[None], callback=cb)[0]
+        lanes.append(Lane(gpt_model, solve))
     yield left, right, lanes
     last = time.perf_counter()
     for lane in race(lanes):
         mine = lane is lanes[0]
         canvas, seen, probs = left if mine else right, lane.x, None
         if mine and mode == "search":
-            seen = lane.inputs  # the grid the search asks the model about: its own placements, no probabilities
-        elif seen is not None:  # the dLLM: this call's probabilities; the GPT: its last position's, for the new cell
+            # the grid the search asks the model about: its own placements, no probabilities
+            seen = lane.inputs
+        # the dLLM: this call's probabilities; the GPT: its last position's, for the new cell
+        elif seen is not None:
             logits = lane.logits[0] if mine else lane.logits[0, -1].expand(81, -1)
             probs = logits.float().softmax(-1)
         if seen is not None:
             canvas.update(seen[0].masked_fill(seen[0] == 0, mask_id), probs, lane.calls)
         if lane.done:
-            canvas.update(lane.result[0].masked_fill(lane.result[0] == 0, mask_id), None, lane.calls)
+            canvas.update(lane.result[0].masked_fill(lane.result[0] == 0, mask_id), None,
+                          lane.calls)
         if mine or lane.done or time.perf_counter() - last >= 1 / max_fps:
             last = time.perf_counter()
             yield left, right, lanes
@@ -365,7 +399,8 @@ def verdict(snap, puzzle, mask_id):
     """(message, grid text): the answer checked against the rules and the givens."""
     ids = snap[0]
     if any(t == mask_id or t == 0 for t in ids):
-        return "not finished: blanks are left (the search gave up at its call limit)", sudoku.NO_ANSWER
+        why = "not finished: blanks are left (the search gave up at its call limit)"
+        return why, sudoku.NO_ANSWER
     grid = torch.tensor(ids)[None]
     bad = int(remask.conflicts(grid, puzzle[None]).sum())
     if bool(sudoku.valid(grid, puzzle[None])):
@@ -375,11 +410,12 @@ def verdict(snap, puzzle, mask_id):
 
 
 def render_grid(snap, title):
-    """A grid as an HTML table: givens bold, written digits coloured by confidence with their call, rule-breakers
-    framed in red."""
+    """A grid as an HTML table: givens bold, written digits coloured by confidence with their call,
+    rule-breakers framed in red."""
     ids, conf, step, back, fixed = snap
     grid = torch.tensor([t if t < 10 else 0 for t in ids])
-    bad = remask.conflicts(grid[None], torch.tensor([t if f else 0 for t, f in zip(ids, fixed)])[None])[0].tolist()
+    givens = torch.tensor([t if f else 0 for t, f in zip(ids, fixed)])
+    bad = remask.conflicts(grid[None], givens[None])[0].tolist()
     rows = []
     for r in range(9):
         cells = []
@@ -392,17 +428,18 @@ def render_grid(snap, title):
                 cells.append(f'<td class="{cls}e"></td>')
             else:
                 bg = colour(conf[i]) if conf[i] is not None else "#ddd"
-                cells.append(f'<td class="{cls}w" style="background:{bg}" title="call {step[i]}, p = '
-                             f'{conf[i] or 0:.2f}">{t}<sub>{step[i]}</sub></td>')
+                cells.append(f'<td class="{cls}w" style="background:{bg}" title="call {step[i]}, '
+                             f'p = {conf[i] or 0:.2f}">{t}<sub>{step[i]}</sub></td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<div class="title">{title}</div><table class="sudoku">{"".join(rows)}</table>'
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The models the page offers: the shipped ones, then your own runs once they exist
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def find_models(root=ROOT):
-    """{label: path} of text dLLMs and text GPTs; the shipped exports first, then every run under checkpoints/."""
+    """{label: path} of text dLLMs and text GPTs; the shipped exports first, then every
+    run under checkpoints/."""
     found = {"dllm": {}, "gpt": {}}
     for name in ("shakespeare-dllm", "thirukkural-dllm", "shakespeare-gpt"):
         path = root / "checkpoints" / "pretrained" / name
@@ -411,7 +448,8 @@ def find_models(root=ROOT):
     for path in sorted((root / "checkpoints").glob("**/")):
         if "pretrained" not in path.parts and pretrained.has_run(path):
             try:
-                info = checkpoints.load_checkpoint(path)["objective"]  # older files: inferred from what they hold
+                # older files: inferred from what they hold
+                info = checkpoints.load_checkpoint(path)["objective"]
             except UsageError:  # a torn file is not offered
                 continue
             if info in found:
@@ -433,7 +471,8 @@ class Models:
             return self.cache[path]
 
     def gpt_for(self, tokenizer, label):
-        """The GPT with the same vocabulary, your own if the dLLM is yours, else the shipped one; or None."""
+        """The GPT with the same vocabulary, your own if the dLLM is yours, else the shipped
+        one; or None."""
         mine = label.startswith("your run")
         for want_mine in (mine, not mine):
             for name, path in self.found["gpt"].items():
@@ -450,66 +489,72 @@ class Models:
             return self.cache[kind]
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The page
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 CSS = """
-.canvas {font-family: ui-monospace, monospace; font-size: 15px; line-height: 1.7; white-space: pre-wrap;
+.canvas {font-family: ui-monospace, monospace; font-size: 15px; line-height: 1.7; white-space:
+pre-wrap;
          word-break: break-all; min-height: 4em}
-.canvas span.m {background: #9aa3ad; border-radius: 2px; display: inline-block; width: .62em; margin: 0 1px 0 0}
-.canvas span.f {font-weight: bold}
-.canvas span.b {text-decoration: underline wavy #c00; text-decoration-thickness: 2px}
-.canvas span.r {background: #c66}
-.title {font-weight: bold; margin: .3em 0}
-table.sudoku {border-collapse: collapse; font: 20px ui-monospace, monospace; margin: .3em 0}
-table.sudoku td {width: 1.8em; height: 1.8em; text-align: center; border: 1px solid #bbb; position: relative}
-table.sudoku tr:nth-child(3n) td {border-bottom: 3px solid #333}
-table.sudoku tr:first-child td {border-top: 3px solid #333}
-table.sudoku td:nth-child(3n) {border-right: 3px solid #333}
-table.sudoku td:first-child {border-left: 3px solid #333}
-table.sudoku td.g {font-weight: bold}
-table.sudoku td.bad {outline: 3px solid #c00; outline-offset: -3px}
-table.sudoku sub {font-size: 9px; color: #555; position: absolute; right: 2px; bottom: 0}
+.canvas span.m {background: #9aa3ad; border-radius: 2px; display: inline-block; width: .62em;
+margin: 0 1px 0 0} .canvas span.f {font-weight: bold} .canvas span.b {text-decoration: underline
+wavy #c00; text-decoration-thickness: 2px} .canvas span.r {background: #c66} .title {font-weight:
+bold; margin: .3em 0} table.sudoku {border-collapse: collapse; font: 20px ui-monospace, monospace;
+margin: .3em 0} table.sudoku td {width: 1.8em; height: 1.8em; text-align: center; border: 1px solid
+#bbb; position: relative} table.sudoku tr:nth-child(3n) td {border-bottom: 3px solid #333}
+table.sudoku tr:first-child td {border-top: 3px solid #333} table.sudoku td:nth-child(3n)
+{border-right: 3px solid #333} table.sudoku td:first-child {border-left: 3px solid #333}
+table.sudoku td.g {font-weight: bold} table.sudoku td.bad {outline: 3px solid #c00; outline-offset:
+-3px} table.sudoku sub {font-size: 9px; color: #555; position: absolute; right: 2px; bottom: 0}
 """
-LEGEND = ("Grey: still masked (red: masked again). **Bold**: your text. Colour: the probability the model gave "
-          "the token when it wrote it (red unsure, green sure). Red wavy underline: taken back at least once "
-          "(lesson 13); hover a token for its call. chars/s counts each model's own compute: the two take turns, "
-          "the one behind first.")
+LEGEND = ("Grey: still masked (red: masked again). **Bold**: your text. Colour: the probability "
+          "the model gave the token when it wrote it (red unsure, green sure). Red wavy "
+          "underline: taken back at least once (lesson 13); hover a token for its call. chars/s "
+          "counts each model's own compute: the two take turns, the one behind first.")
 
 
 def build_app(models, pace=0.04):
-    """The Gradio page. pace: the least time between two dLLM calls shown (slow motion where the machine is fast
-    enough to need it: on 2 CPU cores the stream itself is slower; never counted in chars/s)."""
+    """The Gradio page. pace: the least time between two dLLM calls shown (slow motion where
+    the machine is fast enough to need it: on 2 CPU cores the stream itself is slower; never
+    counted in chars/s)."""
     import gradio as gr
 
     labels = list(models.found["dllm"])
     first = labels[0] if labels else None
 
-    def pick(label):  # a model was chosen: its context bounds the length; a prompt in its own script
+    # a model was chosen: its context bounds the length; a prompt in its own script
+    def pick(label):
         model, tok = models.get("dllm", models.found["dllm"][label])
         ctx = model.config.block_size
-        return (gr.update(maximum=ctx, value=min(ctx, 256)), gr.update(value=PROMPTS.get(tok.kind, "")),
+        return (gr.update(maximum=ctx, value=min(ctx, 256)),
+                gr.update(value=PROMPTS.get(tok.kind, "")),
                 gr.update(maximum=ctx, value=min(ctx, 50)))
 
-    def generate(label, mode, prompt, length, steps, top_k, temperature, order, noise, block, schedule, eta,
-                 threshold, seed):
+    def generate(label, mode, prompt, length, steps, top_k, temperature, order, noise, block,
+                 schedule, eta, threshold, seed):
         """Stream the race into the page; keep every dLLM call's frame for the replay slider."""
         try:
             if label not in models.found["dllm"]:
                 raise UsageError("choose a dLLM first")
             model, tok = models.get("dllm", models.found["dllm"][label])
             canvas = text_canvas(tok, model.config.mask_id, model.config.block_size,
-                                 "fill" if mode.startswith("fill") else "continue", prompt, int(length or 0))
+                                 "fill" if mode.startswith("fill") else "continue", prompt,
+                                 int(length or 0))
             gpt_model = models.gpt_for(tok, label)
             unit = "graphemes" if tok.kind == "grapheme" else "chars"
-            settings = dict(steps=int(steps), top_k=int(top_k or 0), temperature=float(temperature or 0),
-                            order=order, noise=float(noise), block=int(block), schedule=schedule, eta=float(eta),
-                            threshold=float(threshold), seed=int(seed or 0))
-            kept, why = [], None if gpt_model else "no GPT with this vocabulary: train one (07, or 08 --model gpt)"
+            settings = dict(steps=int(steps), top_k=int(top_k or 0),
+                            temperature=float(temperature or 0),
+                            order=order, noise=float(noise), block=int(block), schedule=schedule,
+                            eta=float(eta), threshold=float(threshold), seed=int(seed or 0))
+            no_gpt = "no GPT with this vocabulary: train one (07, or 08 --model gpt)"
+            kept, why = [], None if gpt_model else no_gpt
             shown = 0.0  # when the last dLLM call was shown
-            for left, right, lanes, new_call in text_frames(model, gpt_model, tok, canvas, settings):
-                why = why or (None if right else "a GPT writes left to right only: it cannot fill blanks")
-                frame = (left.snapshot(), right.snapshot() if right else why, lanes_text(lanes, left, right, unit))
+            for left, right, lanes, new_call in text_frames(model, gpt_model, tok, canvas,
+                                                            settings):
+                why = why or (None if right
+                              else "a GPT writes left to right only: it cannot fill blanks")
+                frame = (left.snapshot(), right.snapshot() if right else why,
+                         lanes_text(lanes, left, right, unit))
                 if new_call:
                     kept.append(frame)
                 yield *draw(tok, *frame), "", gr.skip(), gr.skip()
@@ -517,7 +562,8 @@ def build_app(models, pace=0.04):
                     time.sleep(max(0.0, shown + pace - time.perf_counter()))
                     shown = time.perf_counter()
             last = len(kept) - 1
-            yield gr.skip(), gr.skip(), "", gr.update(maximum=last, value=last, interactive=True), kept
+            yield gr.skip(), gr.skip(), "", gr.update(maximum=last, value=last,
+                                                      interactive=True), kept
         except UsageError as e:  # bad input: one line in the page
             yield gr.skip(), gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip()
 
@@ -530,7 +576,8 @@ def build_app(models, pace=0.04):
     def replay(i, kept, label):
         if not kept or label not in models.found["dllm"]:
             return gr.skip(), gr.skip()
-        return draw(models.get("dllm", models.found["dllm"][label])[1], *kept[min(int(i), len(kept) - 1)])
+        return draw(models.get("dllm", models.found["dllm"][label])[1],
+                    *kept[min(int(i), len(kept) - 1)])
 
     def solve(text, how):
         yield gr.skip(), gr.skip(), "solving…", ""  # the old answer goes at once
@@ -543,77 +590,95 @@ def build_app(models, pace=0.04):
         blanks = int((puzzle == 0).sum())
         for left, right, lanes in sudoku_frames(dllm, gpt_model, puzzle, SUDOKU_MODES[how]):
             yield (render_grid(left.snapshot(), f"dLLM · {speed(lanes[0], blanks, 'cells')}"),
-                   render_grid(right.snapshot(), f"GPT · {speed(lanes[1], blanks, 'cells')}"), "solving…", "")
+                   render_grid(right.snapshot(), f"GPT · {speed(lanes[1], blanks, 'cells')}"),
+                   "solving…", "")
         mine, grid = verdict(left.snapshot(), puzzle, dllm.config.mask_id)
         theirs, _ = verdict(right.snapshot(), puzzle, dllm.config.mask_id)
         yield gr.skip(), gr.skip(), f"**dLLM ({how}):** {mine}  \n**GPT:** {theirs}", grid
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])  # system fonts: nothing fetched
+                              font_mono=["ui-monospace",
+                                         "monospace"])  # system fonts: nothing fetched
     with gr.Blocks(title="tiny-dllm playground", analytics_enabled=False) as demo:
-        gr.Markdown("# tiny-dllm playground\nA masked diffusion LM fills a canvas of masks, surest first; a GPT "
-                    "of the same size writes left to right beside it. Lessons 04, 06, 10, 12 and 13.")
+        gr.Markdown("# tiny-dllm playground\nA masked diffusion LM fills a canvas of masks, "
+                    "surest first; a GPT of the same size writes left to right beside it. Lessons "
+                    "04, 06, 10, 12 and 13.")
         with gr.Tab("Text"):
             with gr.Row():
                 with gr.Column(scale=1):
                     label = gr.Dropdown(labels, value=first, label="dLLM", elem_id="model")
-                    mode = gr.Radio(["continue the prompt", "fill the blanks (_)"], value="continue the prompt",
-                                    label="mode", elem_id="mode")
-                    prompt = gr.Textbox(PROMPTS["char"], label="prompt (or a text with _ blanks)", lines=2,
-                                        elem_id="prompt")
-                    length = gr.Slider(1, 256, 256, step=1, label="length (tokens)", elem_id="length")
-                    steps = gr.Slider(1, 256, 50, step=1, label="steps (model calls)", elem_id="steps")
+                    mode = gr.Radio(["continue the prompt", "fill the blanks (_)"],
+                                    value="continue the prompt", label="mode", elem_id="mode")
+                    prompt = gr.Textbox(PROMPTS["char"], label="prompt (or a text with _ blanks)",
+                                        lines=2, elem_id="prompt")
+                    length = gr.Slider(1, 256, 256, step=1, label="length (tokens)",
+                                       elem_id="length")
+                    steps = gr.Slider(1, 256, 50, step=1, label="steps (model calls)",
+                                      elem_id="steps")
                     with gr.Row():
-                        top_k = gr.Number(5, label="top-k (0 = all)", precision=0, minimum=0, elem_id="topk")
-                        temperature = gr.Number(1.0, label="temperature", minimum=0, elem_id="temperature")
+                        top_k = gr.Number(5, label="top-k (0 = all)", precision=0, minimum=0,
+                                          elem_id="topk")
+                        temperature = gr.Number(1.0, label="temperature", minimum=0,
+                                                elem_id="temperature")
                     order = gr.Dropdown(list(diff.ORDERS), value=gen.ORDER, label="unmasking order")
-                    noise = gr.Slider(0, 20, gen.NOISE, label="Gumbel noise on a confidence order (0 = surest "
+                    noise = gr.Slider(0, 20, gen.NOISE,
+                                      label="Gumbel noise on a confidence order (0 = surest "
                                       "first; random order has none)")
-                    block = gr.Slider(0, 256, 0, step=1, label="block size (0 = whole canvas; lesson 10)")
+                    block = gr.Slider(0, 256, 0, step=1,
+                                      label="block size (0 = whole canvas; lesson 10)")
                     schedule = gr.Dropdown(list(remask.SCHEDULES), value="none",
-                                           label="remasking schedule (lesson 13)", elem_id="schedule")
+                                           label="remasking schedule (lesson 13)",
+                                           elem_id="schedule")
                     with gr.Accordion("remasking settings", open=False):
-                        eta = gr.Slider(0, 0.5, 0.02, label="eta: ReMDM's (cap, rescale, loop); loop adds steps/5 "
+                        eta = gr.Slider(0, 0.5, 0.02,
+                                        label="eta: ReMDM's (cap, rescale, loop); loop adds "
+                                              "steps/5 "
                                         "calls")
-                        threshold = gr.Slider(0, 1, 0.05, label="threshold: confidence takes back the written token "
-                                              "with the lowest confidence it was written with, if below this")
+                        threshold = gr.Slider(0, 1, 0.05,
+                                              label="threshold: confidence takes back the written "
+                                                    "token "
+                                              "with the lowest confidence it was written with, if "
+                                              "below this")
                     seed = gr.Number(0, label="seed", precision=0, elem_id="seed")
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):
                     message = gr.Markdown(elem_id="message")
                     canvas = gr.HTML(elem_id="canvas")
                     gpt_canvas = gr.HTML(elem_id="gpt-canvas")
-                    replay_at = gr.Slider(0, 1, 0, step=1, label="replay: dLLM call", interactive=False,
-                                          elem_id="replay")
+                    replay_at = gr.Slider(0, 1, 0, step=1, label="replay: dLLM call",
+                                          interactive=False, elem_id="replay")
                     gr.Markdown(LEGEND)
             frames = gr.State([])
-            inputs = [label, mode, prompt, length, steps, top_k, temperature, order, noise, block, schedule, eta,
-                      threshold, seed]
+            inputs = [label, mode, prompt, length, steps, top_k, temperature, order, noise, block,
+                      schedule, eta, threshold, seed]
             go.click(generate, inputs, [canvas, gpt_canvas, message, replay_at, frames])
             replay_at.input(replay, [replay_at, frames, label], [canvas, gpt_canvas])
             label.change(pick, label, [length, prompt, steps])
         with gr.Tab("Sudoku"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    puzzle = gr.Textbox(draw_puzzle("28-35", 0), label="puzzle: 81 cells, '.' or 0 blank", lines=9,
+                    puzzle = gr.Textbox(draw_puzzle("28-35", 0),
+                                        label="puzzle: 81 cells, '.' or 0 blank", lines=9,
                                         elem_id="puzzle")
                     with gr.Row():
-                        band = gr.Dropdown(list(puzzles.BANDS), value="28-35", label="givens", elem_id="band")
+                        band = gr.Dropdown(list(puzzles.BANDS), value="28-35", label="givens",
+                                           elem_id="band")
                         new = gr.Button("Draw a puzzle", elem_id="draw")
-                    how = gr.Radio(list(SUDOKU_MODES), value=next(iter(SUDOKU_MODES)), label="how the dLLM solves",
-                                   elem_id="sudoku-mode")
+                    how = gr.Radio(list(SUDOKU_MODES), value=next(iter(SUDOKU_MODES)),
+                                   label="how the dLLM solves", elem_id="sudoku-mode")
                     go2 = gr.Button("Solve", variant="primary", elem_id="solve")
                 with gr.Column(scale=2):
                     sudoku_message = gr.Markdown(elem_id="sudoku-message")
                     with gr.Row():
                         left_grid = gr.HTML(elem_id="dllm-grid")
                         right_grid = gr.HTML(elem_id="gpt-grid")
-                    grid = gr.Textbox(label="the dLLM's answer (9 lines of 9 digits, once checked)", lines=9,
-                                      elem_id="grid", interactive=False)
-                    gr.Markdown("Bold: the givens. Colour: the probability of the digit when it was written; the "
-                                "small number: the call that wrote it. Red frame: the digit breaks a rule. Search: "
-                                "the rules fill what they force, the dLLM picks at each branch point, a "
-                                "contradiction sends it back (grey cells: placed by the search).")
+                    grid = gr.Textbox(label="the dLLM's answer (9 lines of 9 digits, once checked)",
+                                      lines=9, elem_id="grid", interactive=False)
+                    gr.Markdown("Bold: the givens. Colour: the probability of the digit when it "
+                                "was written; the small number: the call that wrote it. Red "
+                                "frame: the digit breaks a rule. Search: the rules fill what they "
+                                "force, the dLLM picks at each branch point, a contradiction "
+                                "sends it back (grey cells: placed by the search).")
             new.click(lambda b: draw_puzzle(b), band, puzzle)
             go2.click(solve, [puzzle, how], [left_grid, right_grid, sudoku_message, grid])
     return demo, theme
@@ -623,7 +688,8 @@ def lanes_text(lanes, left, right, unit="chars"):
     """The lines above the two canvases: what each model has written so far, at what cost."""
     written = sum(1 for f, t in zip(left.fixed, left.ids) if not f and t != left.mask_id)
     d = lanes["dllm"]
-    taken = d.result[1] if d.done and d.result else sum(left.back)  # at the end, the sampler's own count
+    # at the end, the sampler's own count
+    taken = d.result[1] if d.done and d.result else sum(left.back)
     out = {"dllm": speed(d, written, unit) + (f" · {taken} taken back" if taken else "")}
     if right is not None:
         out["gpt"] = speed(lanes["gpt"], sum(1 for f in right.fixed if not f), unit)
@@ -632,13 +698,16 @@ def lanes_text(lanes, left, right, unit="chars"):
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every machine that can "
-                   "reach this one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (0.0.0.0: every machine that can " "reach this one)")
     p.add_argument("--port", type=positive_int, default=7860, help="port to serve on")
-    p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
+    p.add_argument("--share", action="store_true",
+                   help="also a public gradio.live link (needs the internet)")
     p.add_argument("--pace", type=non_negative_float, default=0.04,
-                   help="the least seconds between two dLLM calls shown (slow motion on fast machines; 0 = none)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cuda", "mps", "cpu"], help="where the models run")
+                   help="the least seconds between two dLLM calls shown (slow motion on fast "
+                        "machines; 0 = none)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cuda", "mps", "cpu"],
+                   help="where the models run")
     args = p.parse_args(argv)
     if not 1 <= args.port <= 65535:
         raise UsageError(f"--port must be 1 to 65535, got {args.port}")
@@ -653,12 +722,15 @@ def main(argv=None):
             raise UsageError("the playground needs Gradio: pip install gradio") from None
         models = Models(device=args.device)
         if not models.found["dllm"]:
-            raise UsageError("no text dLLM: checkpoints/pretrained/ lacks its models and there is no run of yours")
-        for label in list(models.found["dllm"])[:1]:  # the first models loaded before the page opens
+            raise UsageError("no text dLLM: checkpoints/pretrained/ lacks its models and there is "
+                             "no run of yours")
+        # the first models loaded before the page opens
+        for label in list(models.found["dllm"])[:1]:
             models.gpt_for(models.get("dllm", models.found["dllm"][label])[1], label)
         demo, theme = build_app(models, args.pace)
         demo.queue(default_concurrency_limit=4)  # several browsers at once
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme, css=CSS,
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme,
+                    css=CSS,
                     ssr_mode=False, footer_links=[], show_error=False, prevent_thread_lock=True)
         print("Ctrl-C stops it", flush=True)
         while True:  # the server runs in its own threads

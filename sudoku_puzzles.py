@@ -1,22 +1,24 @@
-"""Sudoku puzzles, made offline: random solution grids, puzzles with exactly one solution, Sudoku's symmetries, and
-a rating of how hard each is for a solver.
+"""Sudoku puzzles, made offline: random solution grids, puzzles with exactly one solution, Sudoku's
+symmetries, and a rating of how hard each is for a solver.
 
-    python sudoku_puzzles.py                          # data/sudoku/{train,val,test}.txt, about 2 minutes
+    python sudoku_puzzles.py                  # data/sudoku/{train,val,test}.txt, about 2 minutes
     python sudoku_puzzles.py --train 200 --val 20 --test 20 --out /tmp/sudoku   # seconds
-    python sudoku_puzzles.py --check data/sudoku/test.txt                     # solve every line, report
-    python sudoku_puzzles.py --train 100000 --train-givens 17 50 --hard 1000 --workers 2 --out data/sudoku-100k
+    python sudoku_puzzles.py --check data/sudoku/test.txt          # solve every line, report
+    python sudoku_puzzles.py --train 100000 --train-givens 17 50 --hard 1000 --workers 2 \\
+        --out data/sudoku-100k
 
-A grid is 81 digits read row by row; 0 is a blank. Each line of a file is `puzzle,solution`. The solver keeps each
-cell's legal digits as a 9-bit mask, fills in what the rules force (a cell with one legal digit, a digit with one
-place left in a row, column or box) before any guess, and guesses on the cell with the fewest digits; a removal is
-kept only if no solution has another digit there. About 30 ms a puzzle on one core, so 10^5 puzzles take half an
-hour on two. A puzzle's rating is the number of guesses that solver needs (0: the rules alone solve it), as
-Sudoku-Extreme rates puzzles by a solver's backtracks: few givens do not make a puzzle hard.
-Every batch turns the training puzzles into new ones with Sudoku's symmetries (relabel the digits, permute rows
-inside a band and the bands, the same for columns, transpose): each maps a valid grid to a valid grid and a unique
-puzzle to a unique puzzle. Train, validation and test puzzles never share a solution grid: each puzzle is cut from a
-grid of its own, and a grid drawn twice (also with its digits relabelled) is skipped. A repeat under another
-symmetry is as unlikely as drawing one of 6.7e21 grids twice.
+A grid is 81 digits read row by row; 0 is a blank. Each line of a file is `puzzle,solution`. The
+solver keeps each cell's legal digits as a 9-bit mask, fills in what the rules force (a cell with
+one legal digit, a digit with one place left in a row, column or box) before any guess, and guesses
+on the cell with the fewest digits; a removal is kept only if no solution has another digit there.
+About 30 ms a puzzle on one core, so 10^5 puzzles take half an hour on two. A puzzle's rating is the
+number of guesses that solver needs (0: the rules alone solve it), as Sudoku-Extreme rates puzzles
+by a solver's backtracks: few givens do not make a puzzle hard. Every batch turns the training
+puzzles into new ones with Sudoku's symmetries (relabel the digits, permute rows inside a band and
+the bands, the same for columns, transpose): each maps a valid grid to a valid grid and a unique
+puzzle to a unique puzzle. Train, validation and test puzzles never share a solution grid: each
+puzzle is cut from a grid of its own, and a grid drawn twice (also with its digits relabelled) is
+skipped. A repeat under another symmetry is as unlikely as drawing one of 6.7e21 grids twice.
 """
 import random
 import time
@@ -27,11 +29,15 @@ from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
 TRAIN_GIVENS = (28, 50)  # training and validation puzzles: the two middle bands and the easy one
-BANDS = {"45+": (45, 81), "36-44": (36, 44), "28-35": (28, 35), "17-27": (17, 27)}  # difficulty = givens
-RATINGS = {"0 guesses": (0, 0), "1-2 guesses": (1, 2), "3+ guesses": (3, 10**9)}  # difficulty = rate()
+# difficulty = givens
+BANDS = {"45+": (45, 81), "36-44": (36, 44), "28-35": (28, 35), "17-27": (17, 27)}
+# difficulty = rate()
+RATINGS = {"0 guesses": (0, 0), "1-2 guesses": (1, 2), "3+ guesses": (3, 10**9)}
 HARD = 3  # guesses that make a puzzle need real search (test_hard.txt)
-UNITS = ([[r * 9 + c for c in range(9)] for r in range(9)] + [[r * 9 + c for r in range(9)] for c in range(9)]
-         + [[(br + r) * 9 + bc + c for r in range(3) for c in range(3)] for br in (0, 3, 6) for bc in (0, 3, 6)])
+UNITS = ([[r * 9 + c for c in range(9)] for r in range(9)]
+         + [[r * 9 + c for r in range(9)] for c in range(9)]
+         + [[(br + r) * 9 + bc + c for r in range(3) for c in range(3)] for br in (0, 3, 6) for bc
+            in (0, 3, 6)])
 PEERS = [sorted({p for u in UNITS if i in u for p in u} - {i}) for i in range(81)]
 
 
@@ -40,16 +46,18 @@ def candidates(grid, i):
     return {1, 2, 3, 4, 5, 6, 7, 8, 9} - {grid[p] for p in PEERS[i]}
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The solver: each cell's legal digits as a 9-bit mask (bit d-1 = digit d), the rules' propagation, search
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
+# The solver: each cell's legal digits as a 9-bit mask (bit d-1 = digit d), the
+# rules' propagation, search
+# ----------------------------------------------------------------------------------------------
 ALL = 0x1FF  # every digit legal
 POP = [bin(m).count("1") for m in range(512)]  # digits in a mask
 DIGIT = {1 << d: d + 1 for d in range(9)}  # a single-digit mask -> its digit
 
 
 def masks_of(grid):
-    """The masks of a grid (0 = blank) after the naked singles its givens force, or None if they contradict."""
+    """The masks of a grid (0 = blank) after the naked singles its givens force, or None
+    if they contradict."""
     m = [ALL] * 81
     for i, v in enumerate(grid):
         if v and not (m[i] >> (v - 1) & 1 and place(m, i, 1 << (v - 1))):
@@ -58,8 +66,8 @@ def masks_of(grid):
 
 
 def place(m, i, bit):
-    """Cell i holds the digit `bit`: strike it from every peer, and place any peer left with one digit (a naked
-    single) the same way. False when a peer is left with none."""
+    """Cell i holds the digit `bit`: strike it from every peer, and place any peer left with one
+    digit (a naked single) the same way. False when a peer is left with none."""
     todo = [(i, bit)]
     while todo:
         i, bit = todo.pop()
@@ -75,8 +83,8 @@ def place(m, i, bit):
 
 
 def fill_forced(m):
-    """Naked and hidden singles (a digit with one place left in a row, column or box) until nothing is forced.
-    False on a contradiction (a cell with no digit, a digit with no place)."""
+    """Naked and hidden singles (a digit with one place left in a row, column or box) until nothing
+    is forced. False on a contradiction (a cell with no digit, a digit with no place)."""
     changed = True
     while changed:
         changed = False
@@ -97,7 +105,8 @@ def fill_forced(m):
 
 
 def fewest(m):
-    """The undecided cell with the fewest legal digits (the first of them), or -1 when every cell is decided."""
+    """The undecided cell with the fewest legal digits (the first of them), or -1 when every
+    cell is decided."""
     best, n = -1, 10
     for i in range(81):
         if 1 < POP[m[i]] < n:
@@ -110,8 +119,9 @@ def grid_of(m):
 
 
 def solve(grid, limit=2, rng=None):
-    """Up to `limit` solutions of `grid` (a list of 81 ints, 0 = blank): propagation, then search on the cell
-    with the fewest digits. rng: random full grids, drawn as the first solution of an empty grid (random_grid)."""
+    """Up to `limit` solutions of `grid` (a list of 81 ints, 0 = blank): propagation, then search
+    on the cell with the fewest digits. rng: random full grids, drawn as the first solution of an
+    empty grid (random_grid)."""
     if rng is not None:
         return [random_fill(grid, rng)]
     found = []
@@ -136,9 +146,9 @@ def solve(grid, limit=2, rng=None):
 
 
 def random_fill(grid, rng):
-    """A random completion of grid: backtracking on the blank with the fewest candidates (the first of them), its
-    digits in an order rng shuffles. The draws are those of the repository's first generator, so a seed makes
-    the same puzzle files as it always did."""
+    """A random completion of grid: backtracking on the blank with the fewest candidates (the first
+    of them), its digits in an order rng shuffles. The draws are those of the repository's first
+    generator, so a seed makes the same puzzle files as it always did."""
     grid = list(grid)
     rows, cols, boxes = [0] * 9, [0] * 9, [0] * 9
     for i, v in enumerate(grid):
@@ -179,17 +189,18 @@ def random_fill(grid, rng):
 
 
 def propagate(grid):
-    """Fill in what the rules force: a blank with one legal digit (a naked single), or a digit with one legal place
-    in a row, column or box (a hidden single), until nothing is forced.
-    -> the grid, or None when the rules are contradicted (a blank with no digit, a digit with no place)."""
+    """Fill in what the rules force: a blank with one legal digit (a naked single), or a digit with
+    one legal place in a row, column or box (a hidden single), until nothing is forced. -> the grid,
+    or None when the rules are contradicted (a blank with no digit, a digit with no place)."""
     m = masks_of(grid)
     return grid_of(m) if m is not None and fill_forced(m) else None
 
 
 def search(grid, guide=None, max_nodes=10_000):
-    """Depth-first search with propagation. At each branch point guide(grid, cands) -> (cell, digits in the order to
-    try) decides; the default is the plain solver: the blank with the fewest candidates, digits ascending.
-    -> (the solution or None, branch points visited). Gives up (None) after max_nodes branch points."""
+    """Depth-first search with propagation. At each branch point guide(grid, cands) -> (cell, digits
+    in the order to try) decides; the default is the plain solver: the blank with the fewest
+    candidates, digits ascending. -> (the solution or None, branch points visited). Gives up (None)
+    after max_nodes branch points."""
     nodes = 0
 
     def dfs(m):
@@ -215,14 +226,16 @@ def search(grid, guide=None, max_nodes=10_000):
 
 
 def rate(puzzle):
-    """How hard a puzzle is for a solver: the guesses (branch points) the plain solver needs after the rules'
-    propagation, as Sudoku-Extreme rates by a solver's backtracks. 0: the rules alone solve it."""
+    """How hard a puzzle is for a solver: the guesses (branch points) the plain solver needs
+    after the rules' propagation, as Sudoku-Extreme rates by a solver's backtracks. 0: the rules
+    alone solve it."""
     return search(puzzle)[1]
 
 
 def other_solution(puzzle, i, digit):
-    """Has `puzzle` a solution whose cell i (blank) is not `digit`? The uniqueness test of one removal: cheaper
-    than counting solutions, since most wrong digits are refuted by propagation at once."""
+    """Has `puzzle` a solution whose cell i (blank) is not `digit`? The uniqueness test of one
+    removal: cheaper than counting solutions, since most wrong digits are refuted by
+    propagation at once."""
     m = masks_of(puzzle)
     if m is None or not m[i] & ~(1 << (digit - 1)):
         return False
@@ -257,8 +270,9 @@ def random_grid(rng):
 
 
 def make_puzzle(solution, givens, rng):
-    """Blank cells of `solution` in random order, each kept blank only if the puzzle still has one solution, until
-    `givens` remain or no cell can go (one pass seldom gets below about 22 givens). -> the puzzle reached."""
+    """Blank cells of `solution` in random order, each kept blank only if the puzzle still has one
+    solution, until `givens` remain or no cell can go (one pass seldom gets below about 22 givens).
+    -> the puzzle reached."""
     puzzle, left = list(solution), 81
     for i in rng.sample(range(81), 81):
         if left <= givens:
@@ -272,8 +286,8 @@ def make_puzzle(solution, givens, rng):
 
 
 def canonical(grid):
-    """A key shared by a grid and every copy of it with the digits relabelled: digits renamed 1, 2, ... in order of
-    first appearance."""
+    """A key shared by a grid and every copy of it with the digits relabelled: digits renamed 1, 2,
+    ... in order of first appearance."""
     first = {}
     for v in grid:
         first.setdefault(v, len(first) + 1)
@@ -281,8 +295,9 @@ def canonical(grid):
 
 
 def symmetric(grid, rng_state):
-    """One of Sudoku's symmetries, chosen by rng_state: relabel digits, permute bands and rows inside them, the same
-    for columns, maybe transpose. Applied with the same state to a puzzle and its solution, it keeps them paired."""
+    """One of Sudoku's symmetries, chosen by rng_state: relabel digits, permute bands and rows
+    inside them, the same for columns, maybe transpose. Applied with the same state to a puzzle and
+    its solution, it keeps them paired."""
     rng = random.Random(rng_state)
     relabel = [0] + rng.sample(range(1, 10), 9)  # 0 (blank) stays 0
     rows = [b * 3 + r for b in rng.sample(range(3), 3) for r in rng.sample(range(3), 3)]
@@ -293,8 +308,9 @@ def symmetric(grid, rng_state):
 
 
 def make_split(n, givens_range, rng, seen):
-    """n (puzzle, solution) pairs with givens in givens_range (lo, hi), each from a new solution grid (not in
-    `seen`, which it extends). A target below what removal reaches makes the hardest puzzles it can."""
+    """n (puzzle, solution) pairs with givens in givens_range (lo, hi), each from a new solution
+    grid (not in `seen`, which it extends). A target below what removal reaches makes the hardest
+    puzzles it can."""
     lo, hi = givens_range
     pairs = []
     while len(pairs) < n:
@@ -310,15 +326,17 @@ def make_split(n, givens_range, rng, seen):
 
 
 def make_part(job):
-    """One worker's share of a large split: (n, givens_range, seed) -> pairs, its own rng (make_many)."""
+    """One worker's share of a large split: (n, givens_range, seed) -> pairs, its
+    own rng (make_many)."""
     n, givens_range, seed = job
     return make_split(n, givens_range, random.Random(seed), set())
 
 
 def make_many(n, givens_range, seed, workers, seen):
-    """make_split for n puzzles on `workers` processes: part k of the split is drawn with its own seed, so the same
-    seed and worker count make the same files. Grids drawn in two parts (never seen in 10^5 draws of 6.7e21) are
-    dropped and made again, so no two puzzles and no two splits share a solution grid."""
+    """make_split for n puzzles on `workers` processes: part k of the split is drawn with its own
+    seed, so the same seed and worker count make the same files. Grids drawn in two parts (never
+    seen in 10^5 draws of 6.7e21) are dropped and made again, so no two puzzles and no two splits
+    share a solution grid."""
     from multiprocessing import Pool
 
     from tqdm import tqdm
@@ -328,7 +346,8 @@ def make_many(n, givens_range, seed, workers, seen):
     jobs = [(min(500, sizes[k] - 500 * c), givens_range, f"{seed}-{k}-{c}") for _, k, c in chunks]
     pairs = []
     with Pool(workers) as pool:
-        for part in tqdm(pool.imap(make_part, jobs), total=len(jobs), desc=f"{n:,} puzzles", unit="chunk"):
+        for part in tqdm(pool.imap(make_part, jobs), total=len(jobs), desc=f"{n:,} puzzles",
+                         unit="chunk"):
             for puzzle, solution in part:
                 key = canonical(solution)
                 if key not in seen:
@@ -339,8 +358,8 @@ def make_many(n, givens_range, seed, workers, seen):
 
 
 def make_hard(n, min_rating, rng, seen):
-    """n puzzles the plain solver needs at least min_rating guesses for (rate()): drawn as make_split's hardest,
-    and kept only when that hard. About one puzzle in ten needs 3 or more."""
+    """n puzzles the plain solver needs at least min_rating guesses for (rate()): drawn as
+    make_split's hardest, and kept only when that hard. About one puzzle in ten needs 3 or more."""
     pairs = []
     while len(pairs) < n:
         (puzzle, solution), = make_split(1, (17, 27), rng, seen)
@@ -350,16 +369,18 @@ def make_hard(n, min_rating, rng, seen):
 
 
 def rating_table(pairs):
-    """How hard the puzzles are: for each band of givens, the share the plain solver finishes with 0, 1-2 and 3+
-    guesses after the rules' propagation (rate)."""
+    """How hard the puzzles are: for each band of givens, the share the plain solver finishes with
+    0, 1-2 and 3+ guesses after the rules' propagation (rate)."""
     rows = {}
     for puzzle, _ in pairs:
         givens = sum(v != 0 for v in puzzle)
         band = next((name for name, (lo, hi) in BANDS.items() if lo <= givens <= hi), "under 17")
         guesses = rate(puzzle)
-        rows.setdefault(band, []).append(next(n for n, (lo, hi) in RATINGS.items() if lo <= guesses <= hi))
-    head = "| givens | puzzles | " + " | ".join(RATINGS) + " |\n|---|---|" + "---|" * len(RATINGS) + "\n"
-    return head + "".join(f"| {band} | {len(r)} | " + " | ".join(f"{r.count(n) / len(r):.1%}" for n in RATINGS)
+        rating = next(n for n, (lo, hi) in RATINGS.items() if lo <= guesses <= hi)
+        rows.setdefault(band, []).append(rating)
+    head = f"| givens | puzzles | {' | '.join(RATINGS)} |\n|---|---|{'---|' * len(RATINGS)}\n"
+    return head + "".join(f"| {band} | {len(r)} | "
+                          + " | ".join(f"{r.count(n) / len(r):.1%}" for n in RATINGS)
                           + " |\n" for band, r in rows.items())
 
 
@@ -368,18 +389,21 @@ def to_line(puzzle, solution):
 
 
 def parse_puzzle(line, where="line"):
-    """81 characters, digits 1-9 with '.' or '0' for a blank, no given breaking the rules -> list of 81 ints."""
+    """81 characters, digits 1-9 with '.' or '0' for a blank, no given breaking the rules -> list
+    of 81 ints."""
     s = line.strip()
     if len(s) != 81:
         raise UsageError(f"{where}: a puzzle has 81 cells, this one {len(s)}")
     bad = sorted({c for c in s if c not in "0123456789."})
     if bad:
-        raise UsageError(f"{where}: only digits and '.' make a puzzle, not {' '.join(map(repr, bad))}")
+        shown = " ".join(map(repr, bad))
+        raise UsageError(f"{where}: only digits and '.' make a puzzle, not {shown}")
     grid = [0 if c == "." else int(c) for c in s]
     for u in UNITS:
         seen = [grid[i] for i in u if grid[i]]
         if len(seen) != len(set(seen)):
-            raise UsageError(f"{where}: the digits break the rules (one twice in a row, column or box)")
+            raise UsageError(f"{where}: the digits break the rules (one twice in a row, column or "
+                             "box)")
     return grid
 
 
@@ -395,7 +419,8 @@ def read_pairs(path):
 
 
 def read_puzzles(path):
-    """Puzzles from a file, one per line (81 cells, '.' or '0' blank; `puzzle,solution` lines are read too)."""
+    """Puzzles from a file, one per line (81 cells, '.' or '0' blank; `puzzle,solution` lines
+    are read too)."""
     rows = [parse_puzzle(line.split(",")[0], f"{path}:{n}")
             for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
     if not rows:
@@ -406,40 +431,52 @@ def read_puzzles(path):
 def show(*grids, titles=()):
     """Grids (lists of 81 ints, 0 or the mask id > 9 shown as '.') side by side, with box lines."""
     out = ["      ".join(f"{t:<21}" for t in titles)] if titles else []
+    cell = lambda v: str(v) if 0 < v < 10 else "."
+    row = lambda g, r: " | ".join(" ".join(cell(v) for v in g[r * 9 + c : r * 9 + c + 3])
+                                  for c in (0, 3, 6))  # row r of grid g, in three boxes
     for r in range(9):
         if r in (3, 6):
             out.append("      ".join(["------+-------+------"] * len(grids)))
-        cell = lambda v: str(v) if 0 < v < 10 else "."
-        out.append("      ".join(" | ".join(" ".join(cell(v) for v in g[r * 9 + c : r * 9 + c + 3]) for c in (0, 3, 6))
-                                 for g in grids))
+        out.append("      ".join(row(g, r) for g in grids))
     return "\n".join(out)
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--out", default=str(ROOT / "data" / "sudoku"), help="folder for train.txt, val.txt, test.txt")
+    p.add_argument("--out", default=str(ROOT / "data" / "sudoku"),
+                   help="folder for train.txt, val.txt, test.txt")
     p.add_argument("--train", type=int, default=3000, help="training puzzles")
-    p.add_argument("--val", type=int, default=200, help="validation puzzles (givens as --train-givens)")
-    p.add_argument("--train-givens", type=int, nargs=2, metavar=("LO", "HI"), default=list(TRAIN_GIVENS),
-                   help="givens of the training and validation puzzles: each puzzle's target drawn in [LO, HI]; a "
-                   "target below what one removal pass reaches (about 22-26) gives the hardest puzzle it can")
-    p.add_argument("--force", action="store_true", help="replace puzzle files already in --out (default: refuse)")
+    p.add_argument("--val", type=int, default=200,
+                   help="validation puzzles (givens as --train-givens)")
+    p.add_argument("--train-givens", type=int, nargs=2, metavar=("LO", "HI"),
+                   default=list(TRAIN_GIVENS),
+                   help="givens of the training and validation puzzles: each puzzle's target "
+                        "drawn in [LO, HI]; a "
+                   "target below what one removal pass reaches (about 22-26) gives the hardest "
+                   "puzzle it can")
+    p.add_argument("--force", action="store_true",
+                   help="replace puzzle files already in --out (default: refuse)")
     p.add_argument("--test", type=int, default=1000, help="test puzzles per difficulty band")
-    p.add_argument("--hard", type=non_negative_int, default=0, help="also test_hard.txt: this many puzzles that "
-                   f"need at least {HARD} guesses of a plain solver after the rules' propagation (real search)")
-    p.add_argument("--workers", type=positive_int, default=1, help="processes making the training puzzles (the same "
-                   "--seed and --workers make the same files)")
+    p.add_argument("--hard", type=non_negative_int, default=0,
+                   help=f"also test_hard.txt: this many puzzles that need at least {HARD} guesses "
+                   "of a plain solver after the rules' propagation (real search)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="processes making the training puzzles (the same --seed and --workers "
+                   "make the same files)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
-    p.add_argument("--check", metavar="FILE", help="only check FILE: every line parses, has one solution, and "
-                   "matches it (writes nothing)")
+    p.add_argument("--check", metavar="FILE",
+                   help="only check FILE: every line parses, has one solution, and matches it "
+                   "(writes nothing)")
     args = p.parse_args(argv)
     if args.check:
         pairs = read_pairs(args.check)
         wrong = [n for n, (pz, sol) in enumerate(pairs, 1) if solve(pz) != [sol]]
-        print(f"{args.check}: {len(pairs)} puzzles, {len(pairs) - len(wrong)} with exactly one solution, the one given")
+        print(f"{args.check}: {len(pairs)} puzzles, {len(pairs) - len(wrong)} with exactly one "
+              "solution, the one given")
         print(rating_table(pairs))
         if wrong:
-            raise UsageError(f"{args.check}: lines {wrong[:10]} do not have exactly their given solution")
+            raise UsageError(f"{args.check}: lines {wrong[:10]} do not have exactly their given "
+                             "solution")
         return pairs
     if min(args.train, args.val, args.test) < 1:
         raise UsageError("--train, --val and --test must be >= 1")
@@ -449,13 +486,15 @@ def main(argv=None):
     out = Path(args.out)
     found = [n for n in ("train.txt", "val.txt", "test.txt", "test_hard.txt") if (out / n).exists()]
     if found and not args.force:
-        raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or choose another --out")
+        raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or "
+                         "choose another --out")
     rng, seen = random.Random(args.seed), set()
     t0 = time.perf_counter()
     train = (make_split(args.train, (lo, hi), rng, seen) if args.workers == 1
              else make_many(args.train, (lo, hi), args.seed, args.workers, seen))
     splits = {"train": train, "val": make_split(args.val, (lo, hi), rng, seen),
-              "test": [pair for lo, hi in BANDS.values() for pair in make_split(args.test, (lo, min(hi, 50)), rng,
+              "test": [pair for lo, hi in BANDS.values() for pair
+                       in make_split(args.test, (lo, min(hi, 50)), rng,
                                                                                   seen)]}
     if args.hard:
         splits["test_hard"] = make_hard(args.hard, HARD, rng, seen)

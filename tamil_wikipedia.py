@@ -1,13 +1,16 @@
-"""Modern Tamil from Tamil Wikipedia, for the Tamil corpus: random articles via the API, or the full dump.
+"""Modern Tamil from Tamil Wikipedia, for the Tamil corpus: random articles via the API, or
+    the full dump.
 
-    python tamil_wikipedia.py --api --limit 200 --merge      # ~200 random articles, then rebuild the corpus
-    python tamil_wikipedia.py --dump --merge                 # the whole pages-articles dump (large)
+    python tamil_wikipedia.py --api --limit 200 --merge   # ~200 random articles, then the corpus
+    python tamil_wikipedia.py --dump --merge              # the whole pages-articles dump (large)
 
---api: MediaWiki's generator=random + prop=extracts&explaintext (a full extract comes one page per request),
-  sequential requests with a descriptive User-Agent, maxlag=5, and backoff on rate limits and errors.
-  Articles are appended to data/tamil/wikipedia_api.jsonl; a rerun skips page ids already saved.
---dump: downloads tawiki-latest-pages-articles.xml.bz2 (HTTP Range resume), checks the published sha1
-  when the sums file is reachable, and extracts text with wikiextractor (>= 3.0.8, run as a tool).
+--api: MediaWiki's generator=random + prop=extracts&explaintext (a full extract comes one page per
+  request), sequential requests with a descriptive User-Agent, maxlag=5, and backoff on rate limits
+  and errors. Articles are appended to data/tamil/wikipedia_api.jsonl; a rerun skips page ids
+  already saved.
+--dump: downloads tawiki-latest-pages-articles.xml.bz2 (HTTP Range resume), checks the published
+  sha1 when the sums file is reachable, and extracts text with wikiextractor (>= 3.0.8, run as a
+  tool).
 --merge: cleans the saved text into data/tamil/wikipedia.txt and rebuilds data/tamil/corpus.txt.
 """
 import hashlib
@@ -40,13 +43,14 @@ def http_get(url, user_agent=USER_AGENT, timeout=30, headers=None):
     return urllib.request.urlopen(req, timeout=timeout)
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # API
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def api_random_article(api_url, user_agent, timeout, retries=5, backoff=2.0, sleep=time.sleep):
-    """One random main-namespace article {pageid, title, text}, retrying rate limits and server errors."""
-    params = dict(action="query", format="json", formatversion="2", generator="random", grnnamespace="0",
-                  grnlimit="1", prop="extracts", explaintext="1", maxlag="5")
+    """One random main-namespace article {pageid, title, text}, retrying rate limits
+    and server errors."""
+    params = dict(action="query", format="json", formatversion="2", generator="random",
+                  grnnamespace="0", grnlimit="1", prop="extracts", explaintext="1", maxlag="5")
     url = f"{api_url}?{urllib.parse.urlencode(params)}"
     for attempt in range(retries + 1):
         wait = backoff * 2**attempt
@@ -55,18 +59,22 @@ def api_random_article(api_url, user_agent, timeout, retries=5, backoff=2.0, sle
                 data = json.loads(r.read().decode("utf-8"))
             if "error" in data:  # maxlag and ratelimited come back as API errors
                 if data["error"].get("code") not in ("maxlag", "ratelimited"):
-                    raise UsageError(f"Wikipedia API error: {data['error'].get('info', data['error'])}")
+                    why = data["error"].get("info", data["error"])
+                    raise UsageError(f"Wikipedia API error: {why}")
             else:
                 page = data["query"]["pages"][0]
-                return {"pageid": int(page["pageid"]), "title": page["title"], "text": page.get("extract", "")}
+                return {"pageid": int(page["pageid"]), "title": page["title"],
+                        "text": page.get("extract", "")}
         except urllib.error.HTTPError as e:
             if e.code not in (429, 500, 502, 503, 504):
                 raise UsageError(f"Wikipedia API: HTTP {e.code} from {api_url}") from None
             wait = float(e.headers.get("Retry-After") or wait)
         except (urllib.error.URLError, OSError) as e:
             offline = isinstance(getattr(e, "reason", e), (socket.gaierror, ConnectionRefusedError))
-            if attempt == retries or offline:  # no network or no server: waiting cannot help, so say so at once
-                raise UsageError(f"cannot reach the Wikipedia API at {api_url} ({getattr(e, 'reason', e)})") from None
+            # no network or no server: waiting cannot help, so say so at once
+            if attempt == retries or offline:
+                why = getattr(e, "reason", e)
+                raise UsageError(f"cannot reach the Wikipedia API at {api_url} ({why})") from None
         except (ValueError, KeyError, IndexError, TypeError):
             raise UsageError(f"Wikipedia API: unexpected response from {api_url}") from None
         if attempt < retries:
@@ -87,13 +95,15 @@ def saved_articles(path):
     return out
 
 
-def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, max_requests=None, **kw):
+def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, max_requests=None,
+              **kw):
     """Save `limit` new random articles to the JSONL log at `path`, one line each, resumably."""
     from tqdm import tqdm
 
     have = saved_articles(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if Path(path).exists():  # drop a torn last line (a crash mid-write) so the next article starts a fresh line
+    # drop a torn last line (a crash mid-write) so the next article starts a fresh line
+    if Path(path).exists():
         raw = Path(path).read_bytes()
         if raw and not raw.endswith(b"\n"):
             with open(path, "r+b") as f:
@@ -116,9 +126,9 @@ def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, m
     return new
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Dump
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def download_resumable(url, dest, user_agent=USER_AGENT, timeout=60):
     """Download to dest, resuming a previous dest.part with an HTTP Range request."""
     from tqdm import tqdm
@@ -133,7 +143,8 @@ def download_resumable(url, dest, user_agent=USER_AGENT, timeout=60):
                 have = 0
             total = int(r.headers.get("Content-Length") or 0) + have or None
             with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B",
-                                                               unit_scale=True, desc=dest.name) as bar:
+                                                               unit_scale=True,
+                                                               desc=dest.name) as bar:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
                     bar.update(len(chunk))
@@ -141,15 +152,18 @@ def download_resumable(url, dest, user_agent=USER_AGENT, timeout=60):
         if e.code == 416 and have:  # range past the end: the .part is already complete
             pass
         else:
-            raise UsageError(f"cannot download {url} (HTTP {e.code}); {part} kept for resuming") from None
+            msg = f"cannot download {url} (HTTP {e.code}); {part} kept for resuming"
+            raise UsageError(msg) from None
     except (urllib.error.URLError, OSError) as e:
-        raise UsageError(f"cannot download {url} ({getattr(e, 'reason', e)}); rerun to resume") from None
+        why = getattr(e, "reason", e)
+        raise UsageError(f"cannot download {url} ({why}); rerun to resume") from None
     return part
 
 
 def published_sha1(sums_url, filename, user_agent=USER_AGENT, timeout=30):
     """The sha1 the dump site publishes for filename, or None when the sums file cannot be had."""
-    suffix = filename.split("-latest", 1)[-1]  # the sums name dated files: tawiki-20261101-pages-articles...
+    # the sums name dated files: tawiki-20261101-pages-articles...
+    suffix = filename.split("-latest", 1)[-1]
     try:
         with http_get(sums_url, user_agent, timeout) as r:
             for line in r.read().decode("utf-8", "replace").splitlines():
@@ -172,7 +186,8 @@ def fetch_dump(url, sums_url, dest_dir, user_agent=USER_AGENT):
                 h.update(chunk)
         if h.hexdigest() != expected:
             part.unlink()
-            raise UsageError(f"{url}: sha1 {h.hexdigest()} does not match the published {expected}; deleted")
+            raise UsageError(f"{url}: sha1 {h.hexdigest()} does not match the "
+                             f"published {expected}; deleted")
         print(f"sha1 verified against {sums_url}")
     else:
         print(f"no published checksum found at {sums_url}: not verified", file=sys.stderr)
@@ -181,16 +196,20 @@ def fetch_dump(url, sums_url, dest_dir, user_agent=USER_AGENT):
 
 
 def extract_dump(dump, out_jsonl):
-    """wikiextractor (a tool, in its own process) -> one JSON article per line in out_jsonl, streamed.
+    """wikiextractor (a tool, in its own process) -> one JSON article per line
+    in out_jsonl, streamed.
 
-    Its JSON goes to stdout (`-o -`): wikiextractor 3.0.8 leaves its per-directory output files empty."""
-    cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", "-", "-q"]
+    Its JSON goes to stdout (`-o -`): wikiextractor 3.0.8 leaves its per-directory
+    output files empty."""
+    cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", "-",
+           "-q"]
     count = 0
 
     def write(tmp):
         nonlocal count
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    encoding="utf-8")
         except OSError as e:
             raise UsageError(f"cannot run wikiextractor ({e})") from None
         with open(tmp, "w", encoding="utf-8") as f:
@@ -211,11 +230,12 @@ def extract_dump(dump, out_jsonl):
     return saved_articles(out_jsonl)
 
 
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Cleaning and merging
-# ---------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 def clean_article(text):
-    """NFC, entities unescaped, section headings and lines without Tamil dropped, whitespace collapsed."""
+    """NFC, entities unescaped, section headings and lines without Tamil
+    dropped, whitespace collapsed."""
     lines = []
     for line in html.unescape(tamil.nfc(text)).splitlines():
         line = " ".join(line.split())
@@ -230,7 +250,8 @@ def merge(data_dir):
     for name in ("wikipedia_api.jsonl", "wikipedia_dump.jsonl"):
         articles.update(saved_articles(Path(data_dir) / name))
     if not articles:
-        raise UsageError(f"no Wikipedia articles saved in {data_dir}: run with --api or --dump first")
+        raise UsageError(f"no Wikipedia articles saved in {data_dir}: run with --api or --dump "
+                         "first")
     texts = [t for t in (clean_article(a["text"]) for _, a in sorted(articles.items())) if t]
     tamil.write_source(Path(data_dir) / "wikipedia.txt", "\n\n".join(texts) + "\n")
     return tamil.combine(data_dir)
@@ -238,25 +259,32 @@ def merge(data_dir):
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--api", action="store_true", help="fetch random articles through the MediaWiki API")
+    p.add_argument("--api", action="store_true",
+                   help="fetch random articles through the MediaWiki API")
     p.add_argument("--limit", type=positive_int, default=100, help="--api: new articles to fetch")
-    p.add_argument("--dump", action="store_true", help="download and extract the pages-articles dump")
-    p.add_argument("--merge", action="store_true", help="add the saved articles to the Tamil training corpus")
+    p.add_argument("--dump", action="store_true",
+                   help="download and extract the pages-articles dump")
+    p.add_argument("--merge", action="store_true",
+                   help="add the saved articles to the Tamil training corpus")
     p.add_argument("--api-url", default=API_URL, help="MediaWiki API endpoint")
     p.add_argument("--dump-url", default=DUMP_URL, help="pages-articles .xml.bz2 URL")
     p.add_argument("--sums-url", default=SUMS_URL, help="the dump's published sha1 sums")
-    p.add_argument("--user-agent", default=USER_AGENT, help="User-Agent header (Wikimedia asks for a descriptive one)")
+    p.add_argument("--user-agent", default=USER_AGENT,
+                   help="User-Agent header (Wikimedia asks for a descriptive one)")
     p.add_argument("--timeout", type=positive_float, default=30, help="network timeout in seconds")
     p.add_argument("--out-dir", default=str(tamil.DATA_DIR), help="where to write")
     args = p.parse_args(argv)
     if not (args.api or args.dump or args.merge):
         p.error("say what to do: --api, --dump and/or --merge")
-    for flag, url in (("--api-url", args.api_url), ("--dump-url", args.dump_url), ("--sums-url", args.sums_url)):
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):  # file:, ftp:, a typo: no retrying a minute
+    for flag, url in (("--api-url", args.api_url), ("--dump-url", args.dump_url),
+                      ("--sums-url", args.sums_url)):
+        # file:, ftp:, a typo: no retrying a minute
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise UsageError(f"{flag} must be an http(s) URL, got {url!r}")
     out = Path(args.out_dir)
     if args.api:
-        fetch_api(args.limit, out / "wikipedia_api.jsonl", args.api_url, args.user_agent, args.timeout)
+        fetch_api(args.limit, out / "wikipedia_api.jsonl", args.api_url, args.user_agent,
+                  args.timeout)
     if args.dump:
         dump = fetch_dump(args.dump_url, args.sums_url, out, args.user_agent)
         extract_dump(dump, out / "wikipedia_dump.jsonl")
