@@ -307,6 +307,28 @@ def symmetric(grid, rng_state):
     return [out[c * 9 + r] for r in range(9) for c in range(9)] if transpose else out
 
 
+def symmetric_batch(data, batch_size, generator=None):
+    """symmetric() on tensors, for lesson 12's training batches: batch_size rows of data (N, 162),
+    puzzle + solution token ids, each made new by its own random symmetry -> (B, 162)."""
+    import torch  # the generator itself needs no torch
+
+    B = batch_size
+    pick = torch.randint(len(data), (B,), generator=generator)
+    relabel = torch.cat([torch.zeros(B, 1, dtype=torch.long),  # 0 (blank) stays 0
+                         torch.rand(B, 9, generator=generator).argsort(1) + 1], 1)  # (B, 10)
+
+    def lines():  # (B, 9): 3 bands in random order, the 3 lines inside each in random order
+        bands = torch.rand(B, 3, generator=generator).argsort(1)[:, :, None] * 3  # (B, 3, 1)
+        return (bands + torch.rand(B, 3, 3, generator=generator).argsort(2)).flatten(1)
+
+    cell = lines()[:, :, None] * 9 + lines()[:, None, :]  # (B, 9, 9): the old cell at each new one
+    flip = torch.rand(B, generator=generator) < 0.5
+    cell = torch.where(flip[:, None, None], cell.transpose(1, 2), cell).flatten(1)  # (B, 81)
+    x = data[pick.to(data.device)].view(B, 2, 81)  # (B, 2, 81): puzzle, solution
+    x = x.gather(2, cell.to(data.device)[:, None, :].expand(B, 2, 81))
+    return relabel.to(data.device).gather(1, x.flatten(1))  # (B, 162)
+
+
 def make_split(n, givens_range, rng, seen):
     """n (puzzle, solution) pairs with givens in givens_range (lo, hi), each from a new solution
     grid (not in `seen`, which it extends). A target below what removal reaches makes the hardest
@@ -451,9 +473,8 @@ def main(argv=None):
     p.add_argument("--train-givens", type=int, nargs=2, metavar=("LO", "HI"),
                    default=list(TRAIN_GIVENS),
                    help="givens of the training and validation puzzles: each puzzle's target "
-                        "drawn in [LO, HI]; a "
-                   "target below what one removal pass reaches (about 22-26) gives the hardest "
-                   "puzzle it can")
+                        "drawn in [LO, HI]; a target below what one removal pass reaches (about "
+                        "22-26) gives the hardest puzzle it can")
     p.add_argument("--force", action="store_true",
                    help="replace puzzle files already in --out (default: refuse)")
     p.add_argument("--test", type=int, default=1000, help="test puzzles per difficulty band")
@@ -493,9 +514,8 @@ def main(argv=None):
     train = (make_split(args.train, (lo, hi), rng, seen) if args.workers == 1
              else make_many(args.train, (lo, hi), args.seed, args.workers, seen))
     splits = {"train": train, "val": make_split(args.val, (lo, hi), rng, seen),
-              "test": [pair for lo, hi in BANDS.values() for pair
-                       in make_split(args.test, (lo, min(hi, 50)), rng,
-                                                                                  seen)]}
+              "test": [pair for lo, hi in BANDS.values()
+                       for pair in make_split(args.test, (lo, min(hi, 50)), rng, seen)]}
     if args.hard:
         splits["test_hard"] = make_hard(args.hard, HARD, rng, seen)
     for name, pairs in splits.items():

@@ -3,13 +3,15 @@ states, the run's arguments and its objective. Written atomically, loaded with w
 the internet never runs code. read_model reads what a file, a run directory or a Hub export holds; lesson 06 builds
 the model from it (support imports no lesson)."""
 import shutil
+import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from support import hub
+from support import hub, runtime
 from support.cli import UsageError
 from support.files import atomic_write
 
@@ -212,3 +214,34 @@ def restore_training_state(ckpt, model, optimizer, scheduler, scaler, data_gen, 
     if device == "cuda" and ckpt["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     return ckpt["step"], ckpt["elapsed_s"], ckpt["best_val_bpc"]
+
+
+def save_run(run, name):
+    """<out>/<name>: everything of a training run (lesson 05's namespace) that --resume needs."""
+    save_checkpoint(run.out / name, training_state(
+        run.objective, run.model, run.data.tokenizer, run.optimizer, run.scheduler, run.scaler,
+        run.data_gen, run.step, run.elapsed, run.best, run.rows, run.args, run.args.device))
+
+
+def finish_run(run, stop, t0):
+    """After lesson 05's loop: a stopped run saves latest.pt and exits 130 (continue with --resume);
+    a finished one reports, pushes to the Hub if asked, and returns its metrics rows."""
+    log = print if run.rank == 0 else (lambda *a, **k: None)
+    if run.world > 1:
+        del run.fwd  # the DDP wrapper must go before the process group: see runtime.finish_ddp
+        runtime.finish_ddp(run.model, run.world, log)
+    if stop.requested or (run.world > 1 and run.step < run.args.steps):
+        if run.rank == 0:
+            run.elapsed += time.perf_counter() - t0  # the steps since the last evaluation
+            save_run(run, "latest.pt")
+        log(f"\ninterrupted at step {run.step}: saved {run.out / 'latest.pt'}; continue with --resume",
+            file=sys.stderr)
+        runtime.leave_process(130, run.world)
+    log(f"done: {run.step} steps in {run.elapsed:.0f} s of training; best val {run.best:.4f} {run.data.unit}"
+        f"{' (upper bound)' if run.objective.kind == 'dllm' else ''}; checkpoints in {run.out}, Hub export in "
+        f"{run.out / 'hf'}")
+    if run.args.push_to_hub and run.rank == 0:
+        hub.push_to_hub(run.out / "hf", run.args.push_to_hub)
+    if run.world > 1:
+        runtime.leave_process(0, run.world)
+    return run.rows
