@@ -1,7 +1,7 @@
 """Sudoku puzzles, made offline: random solution grids, puzzles with exactly one solution, Sudoku's
 symmetries, and a rating of how hard each is for a solver.
 
-    python sudoku_puzzles.py                  # data/sudoku/{train,val,test}.txt, about 2 minutes
+    python sudoku_puzzles.py                  # data/sudoku/{train,val,test}.txt, under a minute
     python sudoku_puzzles.py --train 200 --val 20 --test 20 --out /tmp/sudoku   # seconds
     python sudoku_puzzles.py --check data/sudoku/test.txt          # solve every line, report
     python sudoku_puzzles.py --train 100000 --train-givens 17 50 --hard 1000 --workers 2 \\
@@ -11,14 +11,15 @@ A grid is 81 digits read row by row; 0 is a blank. Each line of a file is `puzzl
 solver keeps each cell's legal digits as a 9-bit mask, fills in what the rules force (a cell with
 one legal digit, a digit with one place left in a row, column or box) before any guess, and guesses
 on the cell with the fewest digits; a removal is kept only if no solution has another digit there.
-About 30 ms a puzzle on one core, so 10^5 puzzles take half an hour on two. A puzzle's rating is the
-number of guesses that solver needs (0: the rules alone solve it), as Sudoku-Extreme rates puzzles
-by a solver's backtracks: few givens do not make a puzzle hard. Every batch turns the training
-puzzles into new ones with Sudoku's symmetries (relabel the digits, permute rows inside a band and
-the bands, the same for columns, transpose): each maps a valid grid to a valid grid and a unique
-puzzle to a unique puzzle. Train, validation and test puzzles never share a solution grid: each
-puzzle is cut from a grid of its own, and a grid drawn twice (also with its digits relabelled) is
-skipped. A repeat under another symmetry is as unlikely as drawing one of 6.7e21 grids twice.
+About 10-20 ms a puzzle on one core: 10^5 puzzles take 7-14 minutes on two (RESULTS.md 7.4). A
+puzzle's rating is the number of guesses that solver needs (0: the rules alone solve it), as
+Sudoku-Extreme rates puzzles by a solver's backtracks: few givens do not make a puzzle hard. Every
+batch turns the training puzzles into new ones with Sudoku's symmetries (relabel the digits,
+permute rows inside a band and the bands, the same for columns, transpose): each maps a valid grid
+to a valid grid and a unique puzzle to a unique puzzle. Train, validation and test puzzles never
+share a solution grid: each puzzle is cut from a grid of its own, and a grid drawn twice (also with
+its digits relabelled) is skipped. A repeat under another symmetry is as unlikely as drawing one of
+6.7e21 grids twice.
 """
 import random
 import time
