@@ -55,7 +55,7 @@ symmetric_batch = puzzles.symmetric_batch  # a batch of puzzles made new by Sudo
 # values chosen on validation puzzles (RESULTS.md, Sudoku)
 DECODERS = {"confidence": ("confidence", None), "margin": ("margin", None),
             "random": ("random", None), "threshold": ("confidence", fast.Rule("threshold", 0.97)),
-            "eb": ("entropy", fast.Rule("eb", 0.1))}
+            "eb": ("entropy", fast.Rule("eb", 0.01))}
 # This lesson's preset for 05's flags (Ye et al.'s 6M model is bigger; 0.8M is enough here)
 PRESETS = {"sudoku": dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, rope=False,
                           dropout=0.0, batch_size=128, lr=1e-3, warmup=100, steps=2400,

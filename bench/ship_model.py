@@ -144,6 +144,8 @@ def sudoku_card(name, ckpt, rows, scores, model, command, machine):
     folder = Path(a["puzzles"]).resolve()
     folder = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
     decoding = "surest cell first, one cell per call" if ckpt["kind"] == "dllm" else "greedy, left to right"
+    givens = [81 - p.count(0) for p, _ in import_module("sudoku_puzzles").read_pairs(Path(a["puzzles"]) / "train.txt")]
+    data = f"{len(givens):,} unique puzzles with {min(givens)}-{max(givens)} givens"
     return f"""# {name}
 
 A {model.num_params():,}-parameter {'masked diffusion LM' if ckpt['kind'] == 'dllm' else 'GPT'} that solves Sudoku,
@@ -152,8 +154,8 @@ vocabulary {c.vocab_size} (the digits, 0 = blank); fp16 safetensors.
 
 | | |
 |---|---|
-| data | `python sudoku_puzzles.py` (seed 0): {folder}/train.txt, unique puzzles with 28-50 givens, each batch
-turned into new ones by Sudoku's symmetries; validation puzzles share no solution grid with them |
+| data | `sudoku_puzzles.py` (seed 0): {folder}/train.txt, {data},
+each batch turned into new ones by Sudoku's symmetries; validation puzzles share no solution grid with them |
 | steps | best validation at step {best['step']:,} (schedule {a['steps']:,} steps, batch {a['batch_size']} puzzles) |
 | training time | {best['elapsed_s'] / 60:.1f} min to that step (training only, evaluation excluded) |
 | machine | {machine} |
@@ -162,7 +164,7 @@ turned into new ones by Sudoku's symmetries; validation puzzles share no solutio
 | the command that trained it | `{command}` |
 
 Use it: `python 12_sudoku.py --pretrained` (the demo), `python 12_sudoku.py solve FILE --model {ckpt['kind']}`.
-""".replace("\nturned", " turned").replace("\n(", " (")
+""".replace("givens,\neach", "givens, each").replace("\n(", " (")
 
 
 def sudoku_scores(model, rounded, ckpt):

@@ -163,8 +163,8 @@ def main(argv=None):
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
     p.add_argument("--thresholds", type=probability, nargs="+", default=[0.97],
                    help="dLLM parallel decoding thresholds (0.97: chosen on the validation puzzles)")
-    p.add_argument("--budgets", type=non_negative_float, nargs="+", default=[0.1],
-                   help="EB-Sampler entropy budgets in nats (0.1: chosen on the validation puzzles)")
+    p.add_argument("--budgets", type=non_negative_float, nargs="+", default=[0.01],
+                   help="EB-Sampler entropy budgets in nats (0.01: chosen on the validation puzzles)")
     p.add_argument("--search", action="store_true", help="also the plain solver and the dLLM-guided search (12 "
                    "--search), one puzzle at a time; reported apart from the pure model's rows")
     p.add_argument("--repair-rounds", type=non_negative_int, default=0, help="also lesson 13's repair: rounds of "
@@ -211,7 +211,8 @@ def main(argv=None):
     for band in [*P.BANDS, *P.RATINGS]:  # by givens, then by how many guesses a plain solver needs
         if band not in by_band:
             continue
-        x = torch.tensor(by_band[band][: args.per_band])
+        step = max(1, len(by_band[band]) // args.per_band)  # evenly spaced: a rating band spans every givens band
+        x = torch.tensor(by_band[band][::step][: args.per_band])
         for name, (kind, kw) in decoders.items():
             rows.append(row(band, x, name, *run_decoder(solver(kind, kw), x, args.batch)))
         extra = searchers(models["dllm"]) if args.search and "dllm" in models else {}
