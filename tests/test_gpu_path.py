@@ -102,7 +102,7 @@ def count_host_syncs(monkeypatch, skip=()):
 def test_no_host_sync_in_the_training_steps(tiny_text, tmp_path, monkeypatch):
     """Steps between evaluations read nothing back from the device: the loss is summed there and read at the
     evaluation, which may sync (and does, so its tokens/s is true)."""
-    calls = count_host_syncs(monkeypatch, skip=[(train, "evaluate"), (train, "setup"), (train, "finish")])
+    calls = count_host_syncs(monkeypatch, skip=[(train, "evaluate"), (train, "setup"), (checkpoints, "finish_run")])
     train.main(TINY + ["--data", str(tiny_text), "--out", str(tmp_path / "r"), "--steps", "12", "--eval-every", "6",
                        "--grad-accum", "2"])
     assert calls == []
