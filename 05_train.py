@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import torch
 
 from support import checkpoints, cli, hub, metrics, runtime, train_args
-from support.cli import UsageError, parse_args_given
+from support.cli import UsageError
 from support.files import checked_text, read_text
 
 tfm = import_module("03_transformer")
@@ -389,9 +389,9 @@ training_parser = partial(train_args.training_parser, presets=TRAIN_PRESETS)  # 
 
 
 def parse_args(p, argv=None, presets=TRAIN_PRESETS, default_out=None, default_data=SHAKESPEARE):
-    """Flags -> args: values checked, then <out>, then a resumed run's own settings, then the
-    preset's values."""
-    return train_args.resolve(parse_args_given(p, argv), presets, default_out, default_data)
+    """support's parse_args with this lesson's presets and corpus: values checked, then <out>, then
+    a resumed run's own settings, then the preset's values."""
+    return train_args.parse_args(p, argv, presets, default_out, default_data)
 
 
 # parse_args after parsing
