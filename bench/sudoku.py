@@ -55,6 +55,13 @@ def band_of(givens):
 
 
 @torch.no_grad()
+def evenly_spaced(items, k):
+    """At most k of items, evenly spaced over all of them (a band's first k would be one end of the file:
+    the puzzles of one givens band, or only those from test.txt and none from test_hard.txt)."""
+    n = len(items)
+    return [items[i * n // k] for i in range(k)] if n > k else list(items)
+
+
 def run_decoder(solve, x, batch):
     """solve(puzzle, callback) over x (N, 162) in batches -> (solved (N,), valid (N,), calls (N,), seconds)."""
     out, calls = [], []
@@ -159,6 +166,8 @@ def main(argv=None):
     p.add_argument("--one-cell", nargs="+", default=["confidence", "margin", "random"],
                    choices=["confidence", "margin", "random"], help="dLLM orders decoded one cell per call")
     p.add_argument("--test", default=str(ROOT / "data" / "sudoku" / "test.txt"), help="puzzle,solution lines")
+    p.add_argument("--bands", nargs="+", choices=[*P.BANDS, *P.RATINGS], default=[*P.BANDS, *P.RATINGS],
+                   help="which bands: by givens, then by the plain solver's guesses (default: all)")
     p.add_argument("--per-band", type=positive_int, default=1000, help="test puzzles per band (at most)")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
     p.add_argument("--thresholds", type=probability, nargs="+", default=[0.97],
@@ -209,12 +218,9 @@ def main(argv=None):
     decoders = {k: v for k, v in decoders.items() if v[0] in models}
     rows = []
     for band in [*P.BANDS, *P.RATINGS]:  # by givens, then by how many guesses a plain solver needs
-        if band not in by_band:
+        if band not in by_band or band not in args.bands:
             continue
-        # every k-th puzzle (k = size // per_band), then the first per_band of those: not quite even (a band of
-        # 3,378 keeps the first 3,000's thirds), but no longer the first per_band alone (all from 45+ givens)
-        step = max(1, len(by_band[band]) // args.per_band)
-        x = torch.tensor(by_band[band][::step][: args.per_band])
+        x = torch.tensor(evenly_spaced(by_band[band], args.per_band))
         for name, (kind, kw) in decoders.items():
             rows.append(row(band, x, name, *run_decoder(solver(kind, kw), x, args.batch)))
         extra = searchers(models["dllm"]) if args.search and "dllm" in models else {}

@@ -127,6 +127,9 @@ def test_it_trains_through_lesson_05s_loop_and_joins_the_table(run, tmp_path):
     order_rows = [r for r in table if "solver's order" in r["decoder"]]
     by_givens = [r for r in order_rows if r["band"] in P.BANDS]  # then the same puzzles by the solver's guesses
     assert len(by_givens) == 4 and all(r["calls"] == pytest.approx(2 * r["blanks"]) for r in order_rows)
+    some = bench.main(["--models", "gpt", "--gpt", str(ROOT / "checkpoints" / "pretrained" / "sudoku-gpt"),
+                       "--test", str(d / "puzzles" / "test.txt"), "--bands", "45+", "--out-dir", str(tmp_path)])
+    assert {r["band"] for r in some} == {"45+"} and {r["band"] for r in table} > {"45+"}
 
 
 def test_bad_flags_and_the_wrong_model_are_one_line(run, tmp_path, capsys):
@@ -148,3 +151,11 @@ def test_the_diagnosis_scores_a_model_that_knows_as_right_every_time(x):
     seq = SO.to_sequence(x)
     shares = SO.diagnose(Knows(seq, None), seq)
     assert shares["solver_cell"] == shares["digit"] == 1.0 and 0.5 < shares["cell_is_a_single"] <= 1.0
+
+
+def test_a_band_is_drawn_evenly_from_all_of_its_puzzles():
+    draw = lesson("sudoku").evenly_spaced
+    picked = draw(list(range(3378)), 1000)  # the "0 guesses" band of 7.5: every third of the first 3,000 before
+    assert len(set(picked)) == 1000 and picked == sorted(picked) and picked[0] == 0 and picked[-1] > 3370
+    assert max(b - a for a, b in zip(picked, picked[1:])) <= 4
+    assert draw(list(range(7)), 1000) == list(range(7)) and draw(list(range(10)), 3) == [0, 3, 6]
