@@ -54,7 +54,6 @@ def band_of(givens):
     return next(name for name, (lo, hi) in P.BANDS.items() if lo <= givens <= hi)
 
 
-@torch.no_grad()
 def evenly_spaced(items, k):
     """At most k of items, evenly spaced over all of them (a band's first k would be one end of the file:
     the puzzles of one givens band, or only those from test.txt and none from test_hard.txt)."""
@@ -62,6 +61,7 @@ def evenly_spaced(items, k):
     return [items[i * n // k] for i in range(k)] if n > k else list(items)
 
 
+@torch.no_grad()
 def run_decoder(solve, x, batch):
     """solve(puzzle, callback) over x (N, 162) in batches -> (solved (N,), valid (N,), calls (N,), seconds)."""
     out, calls = [], []
