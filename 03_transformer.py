@@ -281,8 +281,7 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
 
 
 # ----------------------------------------------------------------------------------------------
-# Inference: the KV cache (the GPT's sampler in 07, Fast-dLLM's cache in 10, block
-# diffusion's in 11)
+# Inference: the KV cache (07's GPT sampler, 10's Fast-dLLM cache, 11's block diffusion)
 # ----------------------------------------------------------------------------------------------
 class KVCache:
     """Keys and values of every layer for a canvas of up to `max_len` positions.

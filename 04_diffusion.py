@@ -71,10 +71,10 @@ class CharTokenizer:
 
 # --------------------------------------------------------------------------------------------------
 # Noise schedule alpha_t = P(token still clean at time t); ELBO weight w(t) = -alpha'/(1 - alpha)
-# (another schedule changes the loss's variance, not its value: bonus/04_nelbo_asides.py)
 # --------------------------------------------------------------------------------------------------
 def alpha(t):
-    """Linear schedule (MDLM, LLaDA): a token is still clean at time t with probability 1 - t."""
+    """Linear schedule (MDLM, LLaDA): a token is still clean at time t with probability 1 - t.
+    Another schedule changes the loss's variance, not its value (bonus/04_nelbo_asides.py)."""
     return 1 - t
 
 
@@ -219,7 +219,9 @@ class Sampling:
     """How every sampler here draws each token and orders its commits: one object, passed whole.
 
     temperature, top_k, top_p: the draw (temperature 0 = argmax). order: which masked positions to
-    commit first (LLaDA's and Dream's "remasking strategy"). noise: Gumbel noise of this scale on
+    commit first (LLaDA's and Dream's "remasking strategy"); the default, random, is the one every
+    sampler here starts from, chosen by a rule stated before measuring (RESULTS.md 9.3): strictly
+    surest first loops ("I am a do do"). noise: Gumbel noise of this scale on
     the log confidence of the ORDER, MaskGIT's "choice temperature" (Chang et al. 2022): 0 commits
     strictly the surest first, larger is closer to random order; it never changes the token drawn,
     nor a probability a rule compares with a threshold (lesson 10). generator: the random stream."""
@@ -227,7 +229,7 @@ class Sampling:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
-    order: str = "confidence"
+    order: str = "random"
     noise: float = 0.0
     generator: torch.Generator | None = None
 
@@ -236,8 +238,8 @@ class Sampling:
             raise ValueError(f"unknown order {self.order!r}; choose from {', '.join(ORDERS)}")
 
 
-DEFAULT = Sampling()  # temperature 1, every token, surest first, no noise
-GREEDY = Sampling(temperature=0)  # argmax tokens, surest first: the demos' and Sudoku's decoding
+DEFAULT = Sampling()  # temperature 1, every token, random order: where every sampler starts
+GREEDY = Sampling(temperature=0, order="confidence")  # argmax, surest first: Sudoku's decoding
 
 
 def sample_tokens(logits, s):
@@ -392,7 +394,7 @@ def main(argv=None):
     L, mask_id = len(data), model.config.mask_id
     bits = nelbo_bits(model, data[None], mask_id, K=16)
     print(f"NELBO of the text: {bits:.3f} bits/char (upper bound)")
-    print(f"\n== denoising {L} characters of [MASK] in {args.steps} steps (surest first, "
+    print(f"\n== denoising {L} characters of [MASK] in {args.steps} steps (random order, "
           "temperature 0.8) ==")
     frames = [torch.full((1, L), mask_id)]
     x, _ = generate(model, frames[0], args.steps, Sampling(temperature=0.8, generator=g),

@@ -27,14 +27,13 @@ diff = import_module("04_diffusion")
 ROOT = Path(__file__).resolve().parent
 # the tokenizers a checkpoint may name (09 adds Tamil's graphemes)
 TOKENIZERS = {"char": diff.CharTokenizer}
-# 06's default order, by the rule RESULTS.md section 9.3 states (bench/default_order.py)
-ORDER = "random"
+# lesson 04's default order, random: the rule of RESULTS.md 9.3 chose it (bench/default_order.py)
+ORDER = diff.DEFAULT.order
 NOISE = 12.0  # Gumbel noise on a confidence order when one is asked for (--order confidence)
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading a model: lesson 03's Transformer with a file's weights (every script here
-# loads through this)
+# Loading a model: lesson 03's Transformer with a file's weights (every script loads this way)
 # ----------------------------------------------------------------------------------------------
 def load(path, kind=None, device="auto", tokenizers=TOKENIZERS):
     """(model in eval mode, tokenizer, info) from a run directory, a .pt checkpoint or a Hub

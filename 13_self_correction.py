@@ -9,9 +9,10 @@ some masked positions, take back some tokens written BEFORE the step. What to ta
   cap, rescale  ReMDM: every written token with probability sigma_t: min(eta, sigma_max)
                 ("max-capped") or eta * sigma_max ("rescaled"), where
                 sigma_max = min(1, (1 - alpha_s) / alpha_t), so 0 at the last step.
-  loop          ReMDM's "loop": the plain schedule until a fraction t_on of the canvas is still
-                masked, then --loop-steps extra calls that hold it, each taking back with
-                probability eta and committing as many; then the rest of the schedule.
+  loop          ReMDM's "loop", within the same calls: from t = 1 to t_on (0.55) the plain
+                schedule decodes a fraction alpha_on (0.9) of the canvas; from t_on to t_off
+                (0.05) it holds there, each call taking back every written token with
+                probability eta and committing as many; the last calls decode the rest.
   confidence    ReMDM's idea as ReMDM-LLaDA applies it: take back the written token with the lowest
                 confidence RECORDED WHEN IT WAS WRITTEN, if below --threshold (one per row per
                 call). Not its probability at its visible position now: the masked-only loss never
@@ -19,9 +20,9 @@ some masked positions, take back some tokens written BEFORE the step. What to ta
                 positions to commit; it never revisits one).
 
 Remasking nothing is lesson 04's sampler exactly (the same tokens for the same seed). What it costs:
-a remasked token must be predicted again, so for the same number of calls each call commits more;
-`loop` adds calls. On Sudoku the rules say which digits are wrong: a digit that repeats in a row,
-column or box is masked again.
+a remasked token must be predicted again, so for the same number of calls each call commits more
+(the loop spends half of its calls rewriting). On Sudoku the rules say which digits are wrong: a
+digit that repeats in a row, column or box is masked again.
 
     python 13_self_correction.py          # demo: characters taken back; Sudoku digits replaced
     python 13_self_correction.py generate --schedule confidence --threshold 0.05 --steps 50 --topk 5
@@ -59,14 +60,15 @@ SCHEDULES = ("none", "cap", "rescale", "loop", "confidence")
 class Remask:
     """What to take back, and when. schedule: none, cap, rescale, loop (ReMDM, Wang et al. 2025) or
     confidence (ReMDM-LLaDA's recorded confidence). eta: ReMDM's eta (cap, rescale, loop);
-    threshold: the confidence rule's; loop_steps, t_on: the loop's extra calls, and the fraction
-    still masked when it starts."""
+    threshold: the confidence rule's; t_on, t_off, alpha_on: the loop's window of time and the
+    fraction decoded it holds (ReMDM's scripts/remdm-loop.sh: 0.55, 0.05, 0.9)."""
 
     schedule: str = "none"
     eta: float = 0.02
     threshold: float = 0.05
-    loop_steps: int = 10
     t_on: float = 0.55
+    t_off: float = 0.05
+    alpha_on: float = 0.9
 
 
 NO_REMASK = Remask()  # lesson 04's sampler
@@ -99,6 +101,25 @@ def take_back(x, written, conf, r, sig, generator):
     return written & (u < sig)
 
 
+def decoded_counts(n_free, steps, r):
+    """(B, steps): how many positions are decoded after each call, and (steps,) bool: the calls
+    inside the loop. n_free (B,) positions to write. Lesson 04's schedule spreads them evenly; the
+    loop (ReMDM) decodes alpha_on of them by t_on, holds that count until t_off, then the rest.
+    Time runs from t = 1 down to 0 in `steps` equal steps."""
+    if r.schedule != "loop":
+        return diff.commit_counts(n_free, steps).cumsum(1), torch.zeros(steps, dtype=torch.bool)
+    first = max(1, round((1 - r.t_on) * steps))  # calls from t = 1 to t_on
+    last = max(1, round(r.t_off * steps))  # calls from t_off to 0
+    if first + last > steps:
+        raise ValueError(f"the loop needs at least {first + last} calls, got {steps}")
+    held = (r.alpha_on * n_free).round().long()  # (B,) decoded while the loop holds
+    cum = torch.cat([diff.commit_counts(held, first).cumsum(1),
+                     held[:, None].expand(-1, steps - first - last),
+                     held[:, None] + diff.commit_counts(n_free - held, last).cumsum(1)], 1)
+    in_loop = torch.arange(steps) >= first
+    return cum, in_loop & (torch.arange(steps) < steps - last)
+
+
 @torch.no_grad()
 def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_REMASK,
                     callback=None):
@@ -108,9 +129,8 @@ def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_RE
     Each call is one ReMDM step z_t -> z_s: (1) choose what to take back among the tokens decoded
     BEFORE the call (never fixed ones, never at the last call); (2) commit enough masked positions,
     the first in sampling.order, that after (3) masking the chosen ones again the canvas holds as
-    many masks as 04's schedule says (the loop holds that number for loop_steps extra calls). A
-    token taken back is predicted again from [MASK] by a later call. Taking nothing back is lesson
-    04's sampler exactly, draw for draw."""
+    many masks as the schedule says (decoded_counts). A token taken back is predicted again from
+    [MASK] by a later call. Taking nothing back is lesson 04's sampler exactly, draw for draw."""
     mask_id = model.config.mask_id
     x = canvas.clone()
     # the positions the sampler writes; prompt, suffix, template never change
@@ -118,47 +138,41 @@ def generate_remask(model, canvas, steps=64, sampling=diff.DEFAULT, remask=NO_RE
     n_free = free.sum(1, keepdim=True)  # (B, 1)
     if n_free.max() == 0:
         return x, 0, 0
-    plain = min(steps, int(n_free.max()))  # as 04: never more calls than masks
-    # (B, plain): committed after each plain call
-    cum = diff.commit_counts(n_free[:, 0], plain).cumsum(1)
-    loop = remask.loop_steps if remask.schedule == "loop" else 0
-    on = round((1 - remask.t_on) * plain)  # the loop comes after this many plain calls
+    # as 04: never more calls than masks (the loop spends its calls rewriting, so it may)
+    calls = steps if remask.schedule == "loop" else min(steps, int(n_free.max()))
+    cum, in_loop = decoded_counts(n_free[:, 0], calls, remask)  # (B, calls), (calls,)
+    cum = cum.to(x.device)
     # the confidence each token was written with
     conf = torch.full(x.shape, float("inf"), device=x.device)
     taken = 0
-    for i in range(plain + loop):
-        # the plain call this one plays (the loop repeats call `on`)
-        j = i if i < on else max(on, i - loop)
-        in_loop = on <= i < on + loop
+    for i in range(calls):
         # decoded before this call: the only tokens ReMDM may take back
         written = free & (x != mask_id)
-        alpha_t = cum[:, j - 1 : j] / n_free if j > 0 else torch.zeros_like(n_free,
-                                                                            dtype=torch.float)
-        # the loop holds alpha constant
-        alpha_s = alpha_t if in_loop else cum[:, j : j + 1] / n_free
+        alpha_t = cum[:, i - 1 : i] / n_free if i > 0 else torch.zeros_like(n_free.float())
+        alpha_s = cum[:, i : i + 1] / n_free  # (B, 1) decoded fractions before and after
         back = torch.zeros_like(free)
-        last = i == plain + loop - 1
-        if remask.schedule in ("cap", "rescale",
-                               "loop") and remask.eta > 0 and written.any() and not last:
-            if remask.schedule != "loop" or in_loop:
-                sig = remask.eta if in_loop else sigma(remask.schedule, remask.eta, alpha_t,
-                                                       alpha_s)
+        if i < calls - 1 and written.any():
+            if remask.schedule in ("cap", "rescale") and remask.eta > 0:
+                sig = sigma(remask.schedule, remask.eta, alpha_t, alpha_s)
                 back = take_back(x, written, conf, remask, sig, sampling.generator)
-        elif remask.schedule == "confidence" and not last:
-            back = take_back(x, written, conf, remask, None, None)
+            elif remask.schedule == "loop" and in_loop[i]:  # outside the window: plain MDLM
+                # alpha held: ReMDM's bound sigma <= (1 - alpha_on) / alpha_on still applies
+                sig = sigma("cap", remask.eta, alpha_t, alpha_s)
+                back = take_back(x, written, conf, remask, sig, sampling.generator)
+            elif remask.schedule == "confidence":
+                back = take_back(x, written, conf, remask, None, None)
         logits = model(x)  # (B, L, V)
         masked = x == mask_id
-        # masks after
-        target = n_free - (cum[:, on - 1 : on] if in_loop and on > 0 else cum[:, j : j + 1])
-        # (B, 1) to commit now
-        count = masked.sum(1, keepdim=True) + back.sum(1, keepdim=True) - target
+        # (B, 1) to commit now: the masks now, plus those taken back, minus the masks after
+        after = n_free - cum[:, i : i + 1]
+        count = masked.sum(1, keepdim=True) + back.sum(1, keepdim=True) - after
         proposal, prob, ranks = diff.propose(logits, masked, sampling)
         commit = (ranks < count) & masked
         x, conf = torch.where(commit, proposal, x), torch.where(commit, prob, conf)
         x, taken = torch.where(back, mask_id, x), taken + int(back.sum())
         if callback is not None:
             callback(i + 1, x)
-    return x, plain + loop, taken
+    return x, calls, taken
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,8 +301,12 @@ def remask_parser():
     t.add_argument("--eta", type=probability, default=0.02, help="cap, rescale, loop: ReMDM's eta")
     t.add_argument("--threshold", type=probability, default=0.05,
                    help="confidence: take back below this")
-    t.add_argument("--loop-steps", type=positive_int, default=10,
-                   help="loop: extra calls at a constant mask rate")
+    t.add_argument("--t-on", type=probability, default=0.55,
+                   help="loop: the time the loop starts (1 = all masked; ReMDM's default)")
+    t.add_argument("--t-off", type=probability, default=0.05,
+                   help="loop: the time it ends (below --t-on)")
+    t.add_argument("--alpha-on", type=probability, default=0.9,
+                   help="loop: the fraction decoded that the loop holds")
     return p
 
 
@@ -296,9 +314,12 @@ def sample_remask(model, tokenizer, args, callback=None):
     """06's canvas, decoded by generate_remask with this lesson's flags. Returns (x (N,
     L), model calls)."""
     x = gen.canvases(model, tokenizer, args)
-    r = Remask(args.schedule, args.eta, args.threshold, args.loop_steps)
-    x, calls, taken = generate_remask(model, x, args.steps or 64, gen.sampling(model, args), r,
-                                      callback=callback)
+    r = Remask(args.schedule, args.eta, args.threshold, args.t_on, args.t_off, args.alpha_on)
+    try:
+        x, calls, taken = generate_remask(model, x, args.steps or 64, gen.sampling(model, args), r,
+                                          callback=callback)
+    except ValueError as e:  # a loop with too few calls
+        raise UsageError(str(e)) from None
     print(f"({taken} tokens taken back and written again)", file=sys.stderr)
     return x, calls
 
@@ -307,12 +328,15 @@ def main(argv=None):
     args = parse_args_given(remask_parser(), argv)
     if args.command == "generate":
         uses = {"eta": ("cap", "rescale", "loop"), "threshold": ("confidence",),
-                "loop_steps": ("loop",)}
+                "t_on": ("loop",), "t_off": ("loop",),
+                "alpha_on": ("loop",)}
         # a schedule's own settings, typed for another schedule
         for flag, schedules in uses.items():
             if flag in args.given and args.schedule not in schedules:
                 raise UsageError(f"--{flag.replace('_', '-')} is the {' and '.join(schedules)} "
                                  f"schedule's: add --schedule {schedules[0]}")
+        if args.t_off >= args.t_on:
+            raise UsageError(f"--t-off ({args.t_off}) must be below --t-on ({args.t_on})")
         return gen.generate_cli(args, sampler=sample_remask)
     demo_text(args)
     demo_sudoku(args)

@@ -8,17 +8,16 @@ from an autoregressive model and go on training it with lesson 04's masked-diffu
 already knows the language; what it lacks is seeing both sides and filling a masked position. Two
 tricks make the move gentle (Gong et al. 2025):
 
-  1. The shift. The GPT's output at position i means "the token at i+1". Keep that meaning: the dLLM
-  predicts a
-     masked x[i] at the hidden state of position i-1, so the GPT's head is reused as it is. Lesson
-     03 does this inside the model (ModelConfig.shift), so model(x)[:, i] still predicts x[:, i] and
-     every sampler, likelihood and the playground work unchanged. Before x[0] there is nothing: a
-     [MASK] slot stands there, so x[0] is predicted from a position that says "unknown", and the
-     model reads one position more.
-  2. Attention annealing. The GPT has only ever looked left. Switching to full attention at once
-  changes every
-     layer's input; instead, begin causal and let each query see each later key with a probability
-     that rises linearly from 0 to 1 over the first --anneal-steps steps.
+  1. The shift (Dream; DiffuGPT). The GPT's output at position i means "the token at i+1". Keep
+     that meaning: the dLLM predicts a masked x[i] at the hidden state of position i-1, so the
+     GPT's head is reused as it is. Lesson 03 does this inside the model (ModelConfig.shift), so
+     model(x)[:, i] still predicts x[:, i] and every sampler, likelihood and the playground work
+     unchanged. Before x[0] there is nothing: a [MASK] slot stands there, so x[0] is predicted
+     from a position that says "unknown", and the model reads one position more.
+  2. Attention annealing (DiffuGPT and DiffuLLaMA). The GPT has only ever looked left. Switching
+     to full attention at once changes every layer's input; instead, begin causal and let each
+     query see each later key with a probability that rises linearly from 0 to 1 over the first
+     --anneal-steps steps.
 
 Then lesson 04's NELBO through lesson 05's loop, unchanged: only the starting weights and the
 warm-up mask differ.
@@ -66,6 +65,11 @@ def adapt(gpt, shift=True):
     emb = state["tok_emb.weight"]  # (V, C); the tied head is the same tensor
     # + [MASK]
     state["tok_emb.weight"] = state["lm_head.weight"] = torch.cat([emb, emb.mean(0, keepdim=True)])
+    if shift and "pos_emb.weight" in state:  # learned positions (07 --no-rope), not RoPE
+        # the shifted model reads the slot before x[0] at position 0, so x[i] at i+1: the GPT's rows
+        # move up by one, and the slot starts as the GPT's first position
+        pos = state["pos_emb.weight"]  # (block_size, C)
+        state["pos_emb.weight"] = torch.cat([pos[:1], pos])  # (block_size + 1, C)
     model.load_state_dict(state)
     return model
 
@@ -113,8 +117,7 @@ def load_gpt(path, tokenizer, shift=True):
 
 
 # ----------------------------------------------------------------------------------------------
-# The demo: the shipped GPT adapted for a few hundred steps, beside a dLLM trained from
-# scratch as long
+# The demo: the shipped GPT adapted for a few hundred steps, beside a dLLM from scratch
 # ----------------------------------------------------------------------------------------------
 def write(model, tokenizer, seed):
     """128 characters in 64 calls, lesson 04's sampler with 06's order and top-k 5."""

@@ -699,7 +699,7 @@ def lanes_text(lanes, left, right, unit="chars"):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to serve on (0.0.0.0: every machine that can " "reach this one)")
+                   help="address to serve on (0.0.0.0: every machine that can reach this one)")
     p.add_argument("--port", type=positive_int, default=7860, help="port to serve on")
     p.add_argument("--share", action="store_true",
                    help="also a public gradio.live link (needs the internet)")

@@ -48,8 +48,7 @@ def candidates(grid, i):
 
 
 # ----------------------------------------------------------------------------------------------
-# The solver: each cell's legal digits as a 9-bit mask (bit d-1 = digit d), the
-# rules' propagation, search
+# The solver: legal digits as 9-bit masks (bit d-1 = digit d), the rules' propagation, search
 # ----------------------------------------------------------------------------------------------
 ALL = 0x1FF  # every digit legal
 POP = [bin(m).count("1") for m in range(512)]  # digits in a mask

@@ -48,20 +48,20 @@ def char_entropy(texts):
 
 def sampler_args(kw, generator=None):
     """A benchmark row's flat keywords (remasking, temperature, top_k, top_p, noise; threshold, factor or
-    entropy_budget; schedule, eta, loop_steps; the rest as they are) -> (lesson 04's Sampling, lesson 10's Rule or
-    None, lesson 13's Remask or None, the remaining keywords): the objects the lessons' samplers take."""
+    entropy_budget; schedule, eta, t_on, t_off, alpha_on; the rest as they are) -> (lesson 04's Sampling, lesson
+    10's Rule or None, lesson 13's Remask or None, the remaining keywords): the objects the lessons' samplers take."""
     from importlib import import_module
 
     diff, fast, remask = (import_module(m) for m in ("04_diffusion", "10_fast_decoding", "13_self_correction"))
     kw = dict(kw)
     sampling = diff.Sampling(kw.pop("temperature", 1.0), kw.pop("top_k", 0), kw.pop("top_p", 1.0),
-                             kw.pop("remasking", "confidence"), kw.pop("noise", 0.0), generator)
+                             kw.pop("remasking", "random"), kw.pop("noise", 0.0), generator)
     rules = [(kind, kw.pop(name)) for name, kind in (("threshold", "threshold"), ("factor", "factor"),
                                                      ("entropy_budget", "eb")) if name in kw]
     r = None
     if "schedule" in kw:
         r = remask.Remask(kw.pop("schedule"), kw.pop("eta", 0.02), rules.pop()[1] if rules else 0.05,
-                          kw.pop("loop_steps", 10))
+                          **{k: kw.pop(k) for k in ("t_on", "t_off", "alpha_on") if k in kw})
     return sampling, fast.Rule(*rules[0]) if rules else None, r, kw
 
 

@@ -47,8 +47,8 @@ def samplers():
             rows[f"{base} + confidence {t:g}"] = dict(kw, schedule="confidence", threshold=t)
         for eta in (0.02, 0.05):
             rows[f"{base} + cap {eta:g}"] = dict(kw, schedule="cap", eta=eta)
-        rows[f"{base} + loop 0.02 (+10 calls)"] = dict(kw, schedule="loop", eta=0.02, loop_steps=10)
-    # near the frontier of the rows above: more noise, remasking on margin order, the loop inside 50 calls
+        rows[f"{base} + loop 0.02"] = dict(kw, schedule="loop", eta=0.02)  # ReMDM's, inside the calls
+    # near the frontier of the rows above: more noise, remasking on margin order
     for noise in (8.0, 12.0, 20.0):
         rows[f"confidence, noise {noise:g}"] = dict(remasking="confidence", noise=noise)
     for eta in (0.1, 0.5):  # ReMDM's rescaled schedule: eta x sigma_max (lesson 13)
@@ -58,8 +58,6 @@ def samplers():
     rows["random + confidence 0.01"] = dict(remasking="random", schedule="confidence", threshold=0.01)
     for t in (0.05, 0.1):
         rows[f"margin + confidence {t:g}"] = dict(remasking="margin", schedule="confidence", threshold=t)
-    rows["random + loop 0.02 (inside the calls)"] = dict(remasking="random", schedule="loop", eta=0.02, loop_steps=10,
-                                                        inside=True)  # --steps 50: 40 plain calls + 10 of the loop
     return rows
 
 
@@ -116,11 +114,8 @@ def main(argv=None):
                 continue
             canvas = torch.full((args.num_samples, L), dllm.config.mask_id)
             g = torch.Generator().manual_seed(args.seed)
-            kw = dict(kw)
-            inside = kw.pop("inside", False)  # the loop's calls come out of --steps, not on top of them
-            steps = max(1, args.steps - kw["loop_steps"]) if inside else args.steps
             sampling, _, r, _ = common.sampler_args(dict(kw, top_k=args.topk), g)
-            x, calls, taken = remask.generate_remask(dllm, canvas, steps, sampling, r or remask.NO_REMASK)
+            x, calls, taken = remask.generate_remask(dllm, canvas, args.steps, sampling, r or remask.NO_REMASK)
             texts = [tok.decode(row.tolist()) for row in x]
             table.append(dict(sampler=name, calls=calls, taken_back=taken / args.num_samples,
                               **judge(texts, gpt, gtok)))

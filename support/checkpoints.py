@@ -96,20 +96,32 @@ def tokenizer_of(tok, tokenizers, path):
     return tokenizers[tok["kind"]](tok["tokens"])
 
 
+# What a weight means depends on these switches as well as on the shapes: a shifted model (lesson 14) predicts x[i]
+# at position i-1, a causal one sees only the left, ... Weights loaded under other switches fit and mean nothing.
+MEANING = ("causal", "shift", "mask_token", "rope", "block_len", "sentinels", "tie_weights")
+
+
 def init_weights(model, path, tokenizer):
     """--init-from: a new run starts from the weights of a run, a checkpoint or a Hub export (nanoGPT's init_from).
-    Only the weights: a fresh optimizer and LR schedule. Refused unless shapes and vocabulary are the same."""
+    Only the weights: a fresh optimizer and LR schedule. Refused unless shapes, vocabulary and meaning are the same
+    (MEANING: the switches that change what a weight does, such as lesson 14's shift)."""
     path = Path(path)
     try:
         if hub.is_export(path):
-            state, _, tok = hub.read_export(path)  # one weights file or its shards; tied weights restored
-            load = lambda: model.load_state_dict(state)  # noqa: E731
+            state, config, tok = hub.read_export(path)  # one weights file or its shards; tied weights restored
         else:
             ckpt = load_checkpoint(path)
-            tok, load = ckpt["tokenizer"], lambda: model.load_state_dict(ckpt["model"])
+            state, config, tok = ckpt["model"], ckpt["config"], ckpt["tokenizer"]
         if tok != tokenizer.to_dict():
             raise UsageError(f"--init-from {path}: its vocabulary differs from this corpus's")
-        load()
+        mine = asdict(model.config)
+        differ = [f"{k} {config.get(k, mine[k])} (this run: {mine[k]})" for k in MEANING
+                  if config.get(k, mine[k]) != mine[k]]
+        if differ:
+            raise UsageError(f"--init-from {path}: its weights mean something else here: {', '.join(differ)}"
+                             + (" (a shifted model from lesson 14: continue it with 14_from_gpt.py train "
+                                "--init-from)" if config.get("shift") else ""))
+        model.load_state_dict(state)
     except UsageError:
         raise
     except Exception as e:  # shapes that differ, an unreadable file

@@ -69,3 +69,15 @@ def test_generate_cli_prints_one_line_not_a_traceback(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "06_generate.py"), "--checkpoint", str(tmp_path / "x.pt")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no checkpoint" in r.stderr
+
+
+def test_one_default_order_everywhere():
+    """Lesson 04's Sampling() default is 06's: random order (RESULTS 9.3), not surest-first without noise, which
+    loops. The library's defaults (04, 10, 11, 13) and in-training samples take it from there."""
+    import inspect
+
+    D, G = lesson("04_diffusion"), lesson("06_generate")
+    assert D.Sampling().order == D.DEFAULT.order == G.ORDER == "random"
+    for name, fn in (("10_fast_decoding", "generate_fast"), ("11_block_diffusion", "generate_blocks"),
+                     ("13_self_correction", "generate_remask")):
+        assert inspect.signature(getattr(lesson(name), fn)).parameters["sampling"].default.order == "random"

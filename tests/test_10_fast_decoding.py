@@ -66,13 +66,29 @@ def test_fast_path_without_options_is_the_plain_sampler():
         assert torch.equal(a, b) and ca == cb
 
 
-def test_threshold_one_equals_one_token_per_step():
+def test_threshold_one_equals_one_token_per_step_surest_first():
     m = tiny()
     canvas = torch.full((2, 24), 11)
-    a, ca = D.generate(m, canvas, 24, D.Sampling(generator=torch.Generator().manual_seed(5)))
-    b, cb = F10.generate_fast(m, canvas, D.Sampling(generator=torch.Generator().manual_seed(5)),
-                              rule=F10.Rule("threshold", 1.0))
+    s = lambda: D.Sampling(order="confidence", generator=torch.Generator().manual_seed(5))
+    a, ca = D.generate(m, canvas, 24, s())
+    b, cb = F10.generate_fast(m, canvas, s(), rule=F10.Rule("threshold", 1.0))
     assert torch.equal(a, b) and ca == cb == 24
+
+
+@pytest.mark.parametrize("rule", [F10.Rule("threshold", 0.99), F10.Rule("factor", 1e-3)])
+def test_when_nothing_passes_the_most_probable_masked_position_is_committed(rule):
+    """Fast-dLLM's code keeps its top-1 always: when no position clears the rule, the one committed is the masked
+    position with the highest probability, not the first in the sampler's order (random by default)."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 10, 6)  # nothing near 0.99
+    masked = torch.ones(3, 10, dtype=torch.bool)
+    masked[:, :2] = False  # known positions: never chosen, however probable
+    prob = logits.softmax(-1).max(-1).values
+    prob[:, :2] = 1.0
+    ranks = torch.stack([torch.randperm(10) for _ in range(3)])  # a random order
+    take = F10.parallel_commit(logits, masked, prob, ranks, rule)
+    assert torch.equal(take.sum(1), torch.ones(3, dtype=torch.long))
+    assert torch.equal(take.float().argmax(1), prob.masked_fill(~masked, -1).argmax(1))
 
 
 class Widths(nn.Module):

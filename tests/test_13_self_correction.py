@@ -37,7 +37,7 @@ class Recorder(torch.nn.Module):
 
 
 @pytest.mark.parametrize("r", [R.Remask("cap", eta=0.3), R.Remask("rescale", eta=0.5),
-                               R.Remask("loop", eta=0.3, loop_steps=5), R.Remask("confidence", threshold=0.5)],
+                               R.Remask("loop", eta=0.3), R.Remask("confidence", threshold=0.5)],
                          ids=["cap", "rescale", "loop", "confidence"])
 def test_each_schedule_takes_back_only_tokens_written_before_the_call_and_ends_full(r):
     """ReMDM remasks only tokens decoded before the step: a token taken back at call i was visible in call i's input
@@ -50,22 +50,32 @@ def test_each_schedule_takes_back_only_tokens_written_before_the_call_and_ends_f
     x, calls, taken = R.generate_remask(model, canvas, 8, D.Sampling(generator=torch.Generator().manual_seed(0)),
                                         r, callback=lambda i, x: seen.append(x.clone()))
     assert taken > 0 and (x != 11).all() and torch.equal(x[:, :3], canvas[:, :3])
-    assert calls == 8 + (r.loop_steps if r.schedule == "loop" else 0) == len(seen) == len(model.inputs)
+    assert calls == 8 == len(seen) == len(model.inputs)  # the loop too: within the same budget
     back = sum(int(((inp != 11) & (out == 11)).sum()) for inp, out in zip(model.inputs, seen))
     assert back == taken  # every token taken back was written before the call that took it back
     assert all(torch.equal(f[:, :3], canvas[:, :3]) for f in seen)
 
 
-def test_the_loop_holds_the_number_of_masks_and_commits_from_its_first_call():
-    """ReMDM's loop keeps alpha fixed: each loop call commits as many as it takes back (the old loop's first call
-    committed nothing and then remasked)."""
+def test_the_loop_follows_remdms_schedule_within_the_same_calls():
+    """ReMDM's reference (kuleshov-group/remdm, sampler remdm-loop; t_on 0.55, t_off 0.05, alpha_on 0.9): time runs
+    1 -> 0 in `steps` equal steps; MDLM decodes alpha_on of the canvas by t_on, the canvas is held at alpha_on decoded
+    from t_on to t_off while tokens are taken back and rewritten, then MDLM decodes the rest. No call is added (the
+    old loop held 44% masked and added calls)."""
     model, seen = tiny(), []
-    r = R.Remask("loop", eta=0.5, loop_steps=6, t_on=0.5)
-    R.generate_remask(model, torch.full((2, 24), 11), 12, D.Sampling(generator=torch.Generator().manual_seed(1)), r,
-                      callback=lambda i, x: seen.append((x == 11).sum(1).tolist()))
-    on = round((1 - r.t_on) * 12)  # the loop's calls come after this many plain ones
-    held = seen[on - 1]
-    assert all(seen[i] == held for i in range(on, on + r.loop_steps)) and held != [0, 0]
+    r = R.Remask("loop", eta=0.2, alpha_on=0.5)
+    x, calls, taken = R.generate_remask(model, torch.full((2, 30), 11), 20,
+                                        D.Sampling(generator=torch.Generator().manual_seed(1)), r,
+                                        callback=lambda i, x: seen.append((x == 11).sum(1).tolist()))
+    assert calls == 20 == len(seen) and taken > 0 and (x != 11).all()
+    first, last = round(0.45 * 20), round(0.05 * 20)  # 9 calls to t_on, 1 call after t_off
+    assert seen[first - 1] == [15, 15]  # alpha_on of the canvas decoded when the loop starts
+    assert all(seen[i] == [15, 15] for i in range(first, 20 - last))  # held through the window
+    assert seen[-1] == [0, 0]
+
+
+def test_the_loop_refuses_a_budget_too_small_for_its_phases():
+    with pytest.raises(ValueError, match="the loop needs at least 2 calls"):
+        R.generate_remask(tiny(), torch.full((1, 8), 11), 1, D.Sampling(), R.Remask("loop"))
 
 
 class SureThenContrary(torch.nn.Module):
@@ -138,8 +148,8 @@ def test_the_command_line_generates_and_refuses_what_it_does_not_use(dllm_run, c
                     "--eta", "0.2"])
     err = capsys.readouterr().err
     assert len(texts[0]) == 24 and "_" not in texts[0] and "tokens taken back" in err and "6 model calls" in err
-    assert "--loop-steps is the loop schedule's" in cli_error(R.main, ["generate", "--checkpoint", run,
-                                                                     "--loop-steps", "3"], capsys)
+    assert "--t-on is the loop schedule's" in cli_error(R.main, ["generate", "--checkpoint", run,
+                                                                     "--t-on", "0.3"], capsys)
     assert "error" in cli_error(R.main, ["--eta", "0.1"], capsys)  # the demo has no --eta: one line, exit 2
     assert "must be in (0, 1]" in cli_error(R.main, ["generate", "--threshold", "2"], capsys)
 
@@ -153,15 +163,14 @@ def test_the_first_command_benchmark_judges_every_row_and_names_a_winner(dllm_ru
     bench = lesson("first_command")
     d, corpus, _ = dllm_run
     rows = ["confidence", "random", "confidence, noise 2", "random + confidence 0.05", "random + cap 0.02",
-            "random + loop 0.02 (+10 calls)", "random + loop 0.02 (inside the calls)"]
+            "random + loop 0.02"]
     table, best, plain = bench.main(["--dllm", str(d / "dllm"), "--gpt", str(gpt_run[0]), "--data", str(corpus),
                                      "--steps", "12", "--num-samples", "2", "--only", *rows,
                                      "--out-dir", str(tmp_path)])
     assert sorted(r["sampler"] for r in table[1:]) == sorted(rows) and table[0]["sampler"] == "held-out real text"
     assert all(0 < r["distinct4"] <= 1 and r["gen_bpc"] > 0 and 0 <= r["repeated"] <= 1 for r in table)
     calls = {r["sampler"]: r["calls"] for r in table[1:]}
-    assert calls["random"] == calls["random + loop 0.02 (inside the calls)"] == 12  # --steps 12
-    assert calls["random + loop 0.02 (+10 calls)"] == 12 + 10
+    assert calls["random"] == calls["random + loop 0.02"] == 12  # --steps 12: ReMDM's loop adds no call
     assert plain["sampler"] in ("confidence", "random", "confidence, noise 2") and best in table[1:]
     assert bench.shortfall(dict(distinct4=0.6, gen_bpc=2.7)) == 0 and bench.repeated_rate(["abcdefghabcdefgh"]) == 0.5
     assert "best without remasking (what 06 runs)" in (tmp_path / "first_command.txt").read_text()

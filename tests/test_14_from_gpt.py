@@ -29,6 +29,16 @@ def test_with_the_causal_mask_the_adapted_model_is_the_gpt_one_place_on():
     assert dllm.config.shift and not dllm.config.causal and dllm.config.mask_id == 11
 
 
+def test_a_gpt_with_learned_positions_adapts_one_place_on_too():
+    """07 --no-rope: a learned position table. The shifted model reads one position more, so the GPT's rows move up
+    by one (x[i] now stands at i+1) and it is still the GPT one place on under the causal mask."""
+    gpt = tiny(causal=True, mask_token=False, rope=False)
+    dllm = A.adapt(gpt).eval()
+    x = torch.randint(0, 11, (2, 20))
+    with torch.no_grad():
+        assert torch.allclose(dllm(x, attn_mask=A.annealed_mask(20, 0.0))[:, 1:], gpt(x)[:, :-1], atol=1e-5)
+
+
 def test_without_the_shift_position_i_is_read_at_i():
     gpt = gpt_model()
     dllm = A.adapt(gpt, shift=False).eval()

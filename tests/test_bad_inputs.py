@@ -57,6 +57,10 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     (w / "not_json.json").write_text("{ not json")
     (w / "tamil_out").mkdir()
     (w / "tamil_out" / "thirukkural.txt").write_text("the learner's corpus, kept\n")
+    shifted = w / "shifted_export"  # what lesson 14 makes: the same shapes, another meaning (x[i] read at i-1)
+    shutil.copytree(w / "dllm" / "hf", shifted)
+    config = json.loads((shifted / "config.json").read_text())
+    (shifted / "config.json").write_text(json.dumps(dict(config, shift=True)))
     (w / "shipped").mkdir()
     shutil.copytree(w / "dllm" / "hf", w / "shipped" / "tiny-dllm")
     return w
@@ -106,6 +110,9 @@ CASES = [  # (script, argv, what the one error line says)
     ("05_train", ["--data", "{w}/tamil.txt", *TINY, *OUT, "--init-from", "{w}/dllm"], "vocabulary differs"),
     ("05_train", ["--data", "{w}/corpus.txt", *TINY, *OUT, "--init-from", "{w}/dllm", "--n-embd", "64"],
      "do not fit this model"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, *OUT, "--init-from", "{w}/shifted_export"],
+     "mean something else here: shift True"),
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY, *OUT, "--init-from", "{w}/gpt"], "causal True"),
     ("05_train", ["--out", "{w}/norun", "--resume"], "nothing to resume"),
     ("05_train", ["--out", "{w}/corrupt_run", "--resume"], "not a readable checkpoint"),
     ("05_train", ["--out", "{w}/dllm", "--resume", "--lr", "0.01"], "conflicts with the run being resumed"),
@@ -214,7 +221,9 @@ CASES = [  # (script, argv, what the one error line says)
     ("13_self_correction", ["generate", "--eta", "1.5"], "must be in (0, 1]"),
     ("13_self_correction", ["generate", "--threshold", "nan"], "must be a finite number"),
     ("13_self_correction", ["generate", "--schedule", "sometimes"], "invalid choice"),
-    ("13_self_correction", ["generate", "--checkpoint", "{w}/dllm", "--loop-steps", "3"], "the loop schedule's"),
+    ("13_self_correction", ["generate", "--checkpoint", "{w}/dllm", "--t-on", "0.3"], "the loop schedule's"),
+    ("13_self_correction", ["generate", "--checkpoint", "{w}/dllm", "--schedule", "loop", "--t-off", "0.6"],
+     "must be below --t-on"),
     ("13_self_correction", ["generate", "--checkpoint", "{w}/dllm", "--puzzles", "3"], "unrecognized arguments"),
     ("13_self_correction", ["generate", "--checkpoint", "{w}/gpt"], "holds a gpt model"),
     ("13_self_correction", ["generate", "--noise", "-1"], "must be >= 0"),
