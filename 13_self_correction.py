@@ -217,7 +217,7 @@ def solve_remask(model, puzzle, rounds=8, sampling=REFILL, callback=None):
 # The demo: characters taken back, a digit replaced
 # ----------------------------------------------------------------------------------------------
 def demo_text(args):
-    path = pretrained.choose(args.checkpoint, ROOT / "checkpoints" / "dllm", "shakespeare-dllm",
+    path = pretrained.choose(args.checkpoint, ROOT / "checkpoints" / "dllm", pretrained.TEXT_DLLM,
                              args.pretrained)
     model, tok, info = gen.load(path, "dllm", args.device)
     mask_id = model.config.mask_id

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from support.cli import UsageError, non_negative_float, non_negative_int, positive_int, probability
+from support.pretrained import TEXT_DLLM
 
 
 def add_sampling_args(p):
@@ -17,13 +18,16 @@ def add_sampling_args(p):
     return p
 
 
-def add_model_args(p, default_run, shipped="shakespeare-dllm", hub=True):
-    """Which model: --checkpoint, --pretrained (and --from-hub, --filename); else the user's run, else the shipped."""
+def add_model_args(p, default_run, shipped=TEXT_DLLM, hub=True):
+    """Which model: --checkpoint, --pretrained [NAME] (and --from-hub, --filename); else the user's run, else the
+    shipped one."""
     p.set_defaults(default_run=str(default_run), shipped=shipped)
     p.add_argument("--checkpoint", help=f"a .pt file, a run directory or a Hub export (default: your run in "
                    f"checkpoints/{Path(default_run).name}/ if there is one, else the shipped model)")
-    p.add_argument("--pretrained", action="store_true", help="use the model shipped in checkpoints/pretrained/"
-                   f"{shipped} even if you have trained your own" if shipped else argparse.SUPPRESS)
+    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="NAME",
+                   help=f"use the model shipped in checkpoints/pretrained/{shipped} even if you have trained your "
+                   "own; with a NAME, that shipped model (shakespeare-dllm: the 0.8M one)" if shipped
+                   else argparse.SUPPRESS)
     if hub:
         p.add_argument("--from-hub", metavar="REPO_ID", help="load from the Hugging Face Hub instead of "
                        "--checkpoint (uses the Hub cache; HF_HUB_OFFLINE=1 works offline)")
@@ -32,7 +36,7 @@ def add_model_args(p, default_run, shipped="shakespeare-dllm", hub=True):
     return p
 
 
-def add_generate_args(p, default_run, shipped="shakespeare-dllm", orders=(), order="confidence", noise=0.0):
+def add_generate_args(p, default_run, shipped=TEXT_DLLM, orders=(), order="confidence", noise=0.0):
     """The flags of 06's sampler; 09, 10, 11 and 13 take them too (with their own run and shipped model).
     orders: the unmasking orders of lesson 04 (--order); order, noise: 06's defaults."""
     add_model_args(p, default_run, shipped)

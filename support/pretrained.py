@@ -10,6 +10,10 @@ from support.cli import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "checkpoints" / "pretrained"
+# The text dLLM a generator falls back on: the best shipped ~10M one (RESULTS 4.1), what a newcomer sees first.
+# The 0.8M model trained on 2 cores stays one flag away: --pretrained shakespeare-dllm.
+TEXT_DLLM = "shakespeare-dllm-from-gpt-10m"
+TEXT_GPT = "shakespeare-gpt-10m"  # the GPT of the same size, beside it in the playground and the benchmarks
 
 
 def has_run(path):
@@ -19,10 +23,15 @@ def has_run(path):
 
 
 def choose(checkpoint, default_run, shipped, pretrained=False, log=print):
-    """The checkpoint a generator loads: --checkpoint if given; with --pretrained the shipped model; else the
-    user's own run in default_run when there is one, otherwise the shipped model. Says which in one line."""
-    if checkpoint is not None and not pretrained:
+    """The checkpoint a generator loads: --checkpoint if given; with --pretrained the shipped model (a name: that
+    shipped model); else the user's own run in default_run when there is one, otherwise the shipped model. Says
+    which in one line."""
+    if checkpoint is not None and pretrained:
+        raise UsageError("--checkpoint and --pretrained each name the model: give one")
+    if checkpoint is not None:
         return checkpoint
+    if isinstance(pretrained, str):  # --pretrained NAME: another shipped model
+        shipped = ship_dir(PRETRAINED, pretrained, force=True).name  # a plain folder name
     if not pretrained and has_run(default_run):
         log(f"using your run {default_run} (--pretrained: the shipped model instead)")
         return str(default_run)
@@ -42,6 +51,8 @@ def from_flags(args, log=print):
     """The model path the flags of a generator name: --from-hub (with --filename), --checkpoint, --pretrained, or
     (none of them) the user's own run in args.default_run, else the shipped model args.shipped."""
     if args.from_hub:
+        if args.checkpoint is not None or args.pretrained:
+            raise UsageError("--from-hub, --checkpoint and --pretrained each name the model: give one")
         return hub.from_hub(args.from_hub, args.filename)
     if args.filename:
         raise UsageError("--filename names a file in a Hub repo: give --from-hub too")
@@ -52,7 +63,7 @@ def ship_dir(root, name, force=False):
     """Where a shipped model named `name` goes: root/name. A plain folder name only (not '', '.', '..' or a path),
     so a name can never point at root itself or outside it; an existing model is replaced only with force."""
     if not name or name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name:
-        raise UsageError(f"--name must be a plain folder name such as shakespeare-dllm, got {name!r}")
+        raise UsageError(f"a shipped model's name is a plain folder name such as shakespeare-dllm, got {name!r}")
     out = Path(root) / name
     if out.exists() and not force:
         raise UsageError(f"{out} already holds a shipped model: --force replaces it, or choose another --name")

@@ -54,7 +54,7 @@ def test_shipped_dllm_generates_offline_and_says_so(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     texts = gen.main(["--steps", "8", "--len", "40", "--seed", "1"])
     err = capsys.readouterr().err
-    assert "using the shipped model checkpoints/pretrained/shakespeare-dllm" in err
+    assert f"using the shipped model checkpoints/pretrained/{pretrained.TEXT_DLLM} " in err
     assert len(texts[0]) == 40 and set(texts[0]) <= set(gen.diff.CharTokenizer.from_text(
         train.shakespeare()).tokens)
 
@@ -76,16 +76,19 @@ def test_the_learners_run_comes_first_and_pretrained_overrides(tmp_path, tiny_te
     gen.main(["--steps", "4", "--len", "16"])
     assert f"using your run {run}" in capsys.readouterr().err
     gen.main(["--steps", "4", "--len", "16", "--pretrained"])
-    assert "using the shipped model" in capsys.readouterr().err
+    assert f"using the shipped model checkpoints/pretrained/{pretrained.TEXT_DLLM}" in capsys.readouterr().err
+    gen.main(["--steps", "4", "--len", "16", "--pretrained", "shakespeare-dllm"])  # the 0.8M: one flag away
+    assert "using the shipped model checkpoints/pretrained/shakespeare-dllm\n" in capsys.readouterr().err
 
 
 def test_missing_or_corrupt_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gen, "ROOT", tmp_path)
     monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path / "pretrained")
     assert "no shipped model" in cli_error(gen.main, ["--steps", "4"], capsys)
-    copy = tmp_path / "pretrained" / "shakespeare-dllm"
-    shutil.copytree(REAL / "shakespeare-dllm", copy)
-    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:5000])
+    copy = tmp_path / "pretrained" / pretrained.TEXT_DLLM
+    shutil.copytree(REAL / pretrained.TEXT_DLLM, copy)
+    first = hub.weight_files(copy)[0]  # one file, or the first shard
+    first.write_bytes(first.read_bytes()[:5000])
     with pytest.raises(SystemExit) as e:
         run_cli(gen.main, ["--steps", "4"])
     error = capsys.readouterr().err.strip()  # the one error line (which model is said only after a success)
