@@ -11,6 +11,8 @@ import argparse
 import torch
 import torch.nn as nn
 
+from support.cli import run_cli
+
 
 def shapes_and_broadcasting():
     """Tensors are n-dimensional arrays with a shape; broadcasting stretches size-1 dims."""
@@ -98,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # Ctrl-C: one line, exit status 130

@@ -10,13 +10,13 @@ softmax(q.k / sqrt(d)).
 The one line that separates a GPT from a diffusion LM is here: a GPT uses the causal mask (position
 i sees only positions <= i); a masked diffusion LM sees the whole sequence in both directions.
 """
-import argparse
 import math
-import os
-import sys
 
 import torch
 import torch.nn.functional as F
+
+from support.cli import ArgumentParser, run_cli
+from support.files import check_output, save_figure
 
 
 def attention(q, k, v, mask=None, dropout_p=0.0):
@@ -112,19 +112,19 @@ def plot_weights(path, seed=0, T=12, C=16):
         ax.set_ylabel("query position i")
     fig.suptitle("attention weights softmax(q·k/√d), random inputs")
     fig.tight_layout()
-    # write then rename: an interrupted save never leaves half a PNG at `path`
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)  # written, then renamed: an interrupted save never leaves half a PNG
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--plot", metavar="FILE",
                    help="write a PNG heatmap of the attention weights for both masks to FILE")
+    p.add_argument("--force", action="store_true",
+                   help="--plot may replace a file that no command here made")
     args = p.parse_args(argv)
+    if args.plot:  # before any work: a .png, a folder we can write, no file of the user's replaced
+        check_output(args.plot, ".png", args.force, "--plot")
 
     print("== from-scratch attention vs torch.nn.functional.scaled_dot_product_attention ==")
     for name, d in compare_with_sdpa().items():
@@ -136,14 +136,9 @@ def main(argv=None):
     print("causal outputs before position 5 do not move; bidirectional outputs all move.")
 
     if args.plot:
-        try:
-            plot_weights(args.plot)
-        except OSError as e:
-            print(f"02_attention.py: error: cannot write {args.plot}: {e.strerror}",
-                  file=sys.stderr)
-            sys.exit(2)
+        plot_weights(args.plot)
         print(f"\nwrote {args.plot}")
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

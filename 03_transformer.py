@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
+from support.cli import run_cli
+
 attn_lesson = import_module("02_attention")
 
 
@@ -202,16 +204,36 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         return sum(p.numel() for p in self.parameters())  # a tied Parameter is counted once
 
     @classmethod
-    def _from_pretrained(cls, *, model_id, **kwargs):
-        """The mixin reads one model.safetensors; a folder of shards (a model over 16 MB)
-        is read here."""
-        from support import hub  # plumbing: the shards and their index
+    def from_state(cls, config, state, block=None):
+        """The one way a saved model is rebuilt (06's load and from_pretrained both come here):
+        the ModelConfig from a saved config dict, each value checked (ValueError if it cannot be
+        one), then the weights (RuntimeError if they do not fit). block: another Block class."""
+        kw = {k: v for k, v in config.items() if k in ModelConfig.__dataclass_fields__}
+        for k, v in kw.items():
+            want = type(getattr(ModelConfig, k))  # int, float or bool, from the defaults
+            ok = isinstance(v, want) and (want is bool or not isinstance(v, bool)) or (
+                want is float and type(v) is int)
+            if not ok or (want is int and v < (k not in ("block_len", "sentinels"))):
+                raise ValueError(f"config {k} = {v!r} is not a valid value")
+        if kw.get("n_embd", 1) % kw.get("n_head", 1) or not 0 <= kw.get("dropout", 0) < 1:
+            raise ValueError("n_embd must divide by n_head, and dropout lie in [0, 1)")
+        model = cls(ModelConfig(**kw))
+        if block is not None:  # the upstream tiny-dllm checkpoint wires its blocks another way
+            n = model.config.n_layer
+            model.blocks = nn.ModuleList(block(model.config, i) for i in range(n))
+        model.load_state_dict(state)
+        return model
 
-        if not (Path(model_id).is_dir() and not (Path(model_id) / "model.safetensors").exists()):
+    @classmethod
+    def _from_pretrained(cls, *, model_id, **kwargs):
+        """A local export (one model.safetensors, or shards for a model over 16 MB) goes through
+        from_state; a Hub repo id through the mixin, which downloads it."""
+        from support import hub  # plumbing: the files, the shards and their index
+
+        if not Path(model_id).is_dir():
             return super()._from_pretrained(model_id=model_id, **kwargs)
-        model = cls(kwargs["config"])
-        model.load_state_dict(hub.read_export(model_id)[0])
-        return model.to(kwargs.get("map_location", "cpu")).eval()
+        state, config, _ = hub.read_export(model_id)
+        return cls.from_state(config, state).to(kwargs.get("map_location", "cpu")).eval()
 
     def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None):
         """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).
@@ -356,4 +378,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # Ctrl-C: one line, exit status 130

@@ -23,6 +23,8 @@ from importlib import import_module
 import torch
 import torch.nn.functional as F
 
+from support.cli import run_cli
+
 tfm = import_module("03_transformer")
 
 EPS = 1e-3  # t is drawn from [EPS, 1]: at t -> 0 nothing is masked and w(t) = 1/t explodes
@@ -407,4 +409,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # Ctrl-C: one line, exit status 130

@@ -213,6 +213,7 @@ def train(args, objective, data, init=None):
     run = setup(args, objective, data, init)  # resume, DDP, model, optimizer: below
     if run.step >= args.steps:  # --resume on a finished run: nothing to do
         print(f"{run.out} is finished: step {run.step} of {args.steps} (--steps N extends it)")
+        checkpoints.unlock_run(run)
         return run.rows
     model, optimizer, scheduler, scaler = run.model, run.optimizer, run.scheduler, run.scaler
     L = run.config.block_size
@@ -371,6 +372,8 @@ def setup(args, objective, data, init=None):
     if world > 1:  # gradients are averaged across ranks inside backward()
         run.fwd = torch.nn.parallel.DistributedDataParallel(run.fwd)
     data.to(args.device)
+    if rank == 0:  # one trainer per run directory, for as long as this process lives
+        run.lock = checkpoints.lock_run(run.out, args.resume, args.force)
     if rank == 0 and args.force:
         checkpoints.clear_run_dir(run.out)
     run.out.mkdir(parents=True, exist_ok=True)

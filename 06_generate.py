@@ -10,7 +10,6 @@ those are never changed, and the model sees them on both sides of every gap: inf
 free. Each model call commits the surest predictions (lesson 04's sampler). Lesson 10 decodes
 faster; lesson 11's block-diffusion models write left to right, block by block.
 """
-import dataclasses
 import sys
 from functools import partial
 from importlib import import_module
@@ -41,14 +40,10 @@ def load(path, kind=None, device="auto", tokenizers=TOKENIZERS):
     no tokenizer (None)."""
     # tensors and JSON only, nothing unpickled
     state, config, tok, info = checkpoints.read_model(path, kind)
-    fields = {f.name for f in dataclasses.fields(tfm.ModelConfig)}
-    model = tfm.Transformer(tfm.ModelConfig(**{k: v for k, v in config.items() if k in fields}))
     # the upstream tiny-dllm checkpoint (--from-hub sutharsan311/tiny-dllm) wires its blocks
-    if info["legacy"]:
-        block = hub.legacy_block(tfm.Block)  # another way: y = x + MLP(LN2(x + Attn(LN1(x))))
-        model.blocks = torch.nn.ModuleList(block(model.config, i) for i
-                                           in range(model.config.n_layer))
-    checkpoints.load_weights(model, state, info["path"])
+    # another way: y = x + MLP(LN2(x + Attn(LN1(x))))
+    block = hub.legacy_block(tfm.Block) if info["legacy"] else None
+    model = checkpoints.build_model(tfm.Transformer, config, state, info["path"], block)
     tokenizer = checkpoints.tokenizer_of(tok, tokenizers, info["path"]) if tokenizers else None
     return model.to(runtime.resolve_device(device)).eval(), tokenizer, info
 

@@ -29,7 +29,7 @@ from support.cli import (
     run_cli,
     subcommands,
 )
-from support.files import atomic_write, read_text
+from support.files import check_output, read_text, save_figure
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -144,9 +144,10 @@ def same_window_bits(dllm, gpt, text, n_windows=16):
     return {k: v / chars_per_token for k, v in bits.items()}, len(w)
 
 
-def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
+def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16, force=False):
     """A figure (val bits/char vs step and vs seconds, from the runs' metrics.csv; default
-    <dllm_dir>/compare.png) and a table.
+    <dllm_dir>/compare.png, beside the runs; a file no command here made is replaced only with
+    force) and a table.
 
     With `text` (the corpus), also the likelihoods of same_window_bits: the bound
     beside exact numbers."""
@@ -155,12 +156,12 @@ def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = check_output(out or Path(dllm_dir) / "compare.png", ".png", force)  # before any work
     runs = [run_summary(dllm_dir, "dllm"), run_summary(gpt_dir, "gpt")]
     # bits of two corpora do not compare
     if runs[0]["ckpt"]["tokenizer"] != runs[1]["ckpt"]["tokenizer"]:
         raise UsageError(f"{dllm_dir} and {gpt_dir} were trained with different vocabularies "
                          "(different corpora or tokenizers): compare two runs on the same text")
-    out = out or Path(dllm_dir) / "compare.png"  # beside the runs, never in the repository's root
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for r in runs:
         label = "dLLM NELBO (upper bound)" if r["kind"] == "dllm" else "GPT exact NLL"
@@ -175,7 +176,7 @@ def compare(dllm_dir, gpt_dir, out=None, text=None, n_windows=16):
         ax.legend()
     fig.suptitle(f"{dllm_dir} vs {gpt_dir}")
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, out)
     plt.close(fig)
     print("| model | preset | params | steps | train s | best val bits/char |")
     print("|---|---|---|---|---|---|")
@@ -207,10 +208,13 @@ def gpt_parser():
     generate_args.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples, --seed: as 06's
     g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")
     c = sub_parser("compare", "two finished runs side by side (with --data: exact likelihoods too)")
-    c.add_argument("runs", nargs=2, metavar=("DLLM_DIR", "GPT_DIR"), help="the two run directories")
+    c.add_argument("runs", nargs=2, metavar="RUN_DIR",
+                   help="the two run directories: the dLLM's, then the GPT's")
     c.add_argument("--data",
                    help="the corpus both trained on: also the likelihoods on the same windows")
-    c.add_argument("--out", help="where the figure goes (default: DLLM_DIR/compare.png)")
+    c.add_argument("--out", help="the figure, a .png (default: the dLLM's run/compare.png)")
+    c.add_argument("--force", action="store_true",
+                   help="--out may replace a file that no command here made")
     c.add_argument("--windows", type=positive_int, default=16,
                    help="validation windows for the exact likelihoods (L model calls each)")
     return p
@@ -251,7 +255,7 @@ def main(argv=None):
     # with --data: also exact likelihoods on the same windows (a minute on a CPU)
     if args.command == "compare":
         return compare(*args.runs, out=args.out, text=read_text(args.data) if args.data else None,
-                       n_windows=args.windows)
+                       n_windows=args.windows, force=args.force)
     args = train.resolve(args)  # no subcommand: train, as 05 does
     text = read_text(args.data) if args.data else train.shakespeare()
     return train.train(args, NextTokenObjective(),

@@ -291,6 +291,9 @@ def demo_decoders(args):
 def main(argv=None):
     args = parse_args_given(fast_parser(), argv)
     if args.command == "generate":
+        if rule_of(args) is not None and "steps" in args.given:
+            raise UsageError("--steps fixes the number of calls; with --threshold, --factor or "
+                             "--entropy-budget the model decides it: drop --steps")
         if args.cache != "none" and args.block_size is None:
             raise UsageError(f"--cache {args.cache} is refreshed at each block: give --block-size "
                              "too (e.g. 32)")

@@ -188,6 +188,11 @@ def main(argv=None):
     args = parse_args_given(adapt_parser(), argv)
     if args.command != "train":
         return demo_adapt(args)
+    # the GPT's shape is the model's: a shape flag would be ignored (a resumed run brings its own)
+    shape = sorted({"seq_len", "n_layer", "n_head", "n_embd", "rope"} & args.given)
+    if shape:
+        flags = " ".join("--" + k.replace("_", "-") for k in shape)
+        raise UsageError(f"{flags}: the model's shape is the GPT's (--gpt); drop them")
     args = train.resolve(args)
     text = read_text(args.data) if args.data else train.shakespeare()
     data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)

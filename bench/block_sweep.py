@@ -19,7 +19,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.files import atomic_write
+from support.files import save_figure
 from support.metrics import read_metrics, write_csv
 from support.runs import archive_run, start_trainer, trainer_command
 from support.runtime import machine_name
@@ -101,7 +101,7 @@ def plot_sweep(rows, machine):
     ax.set_title(f"One family: GPT (B=1) to dLLM (B=256)\ncpu preset, TinyShakespeare; {machine}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(RESULTS / "block_sweep.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    save_figure(fig, RESULTS / "block_sweep.png", dpi=120)
     plt.close(fig)
 
 

@@ -30,7 +30,7 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.files import atomic_write, read_text
+from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
 
@@ -233,7 +233,7 @@ def plot_decoding(rows, machine, out):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
-        atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        save_figure(fig, out / name, dpi=110)
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8.5, 4.8))

@@ -25,7 +25,7 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.files import atomic_write, read_text
+from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
 
@@ -230,7 +230,7 @@ def plot_gaps(rows, out, machine, W):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(out / "infill.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, out / "infill.png", dpi=110)
     plt.close(fig)
 
 

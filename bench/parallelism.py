@@ -18,7 +18,7 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.cli import ArgumentParser, positive_int, run_cli
-from support.files import atomic_write, read_text
+from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
 
@@ -88,7 +88,7 @@ def main(argv=None):
     b.legend(fontsize=8)
     fig.suptitle(f"{Path(args.checkpoint).name}, {args.windows} validation windows; {machine}", fontsize=9)
     fig.tight_layout()
-    atomic_write(out / "parallelism.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, out / "parallelism.png", dpi=110)
     plt.close(fig)
     return rows
 

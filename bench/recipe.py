@@ -38,7 +38,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 # isort: split
 from support import checkpoints
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.files import atomic_write, write_text
+from support.files import save_figure, write_text
 from support.metrics import read_metrics, write_csv
 from support.runtime import machine_name
 
@@ -188,7 +188,7 @@ def plot_curves(curves, path, machine):
     ax.set_title(f"bench/recipe.py: one knob at a time, cpu preset, TinyShakespeare\n{machine}", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):

@@ -34,7 +34,7 @@ import common  # first: the repository on the import path
 # isort: split
 from support.checkpoints import load_checkpoint
 from support.cli import ArgumentParser, UsageError, finite_float, positive_int, run_cli
-from support.files import atomic_write, read_text, write_text
+from support.files import atomic_write, read_text, save_figure, write_text
 from support.metrics import read_metrics, write_csv
 from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command
 
@@ -323,7 +323,7 @@ def plot_passes(rows, out):
     # the runs come from more than one machine (each run's train.log names its own), so the title names none
     fig.suptitle("Repeated data: GPT vs dLLM, same size, data and optimizer\nfp32 on a 2-core CPU", fontsize=9)
     fig.tight_layout()
-    atomic_write(out / "repeated_data.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, out / "repeated_data.png", dpi=110)
     plt.close(fig)
 
 

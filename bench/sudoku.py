@@ -38,7 +38,7 @@ from support.cli import (
     probability,
     run_cli,
 )
-from support.files import atomic_write
+from support.files import atomic_write, save_figure
 
 diff = import_module("04_diffusion")
 F10 = import_module("10_fast_decoding")
@@ -152,7 +152,7 @@ def curves(runs, out):
         ax.legend()
     fig.suptitle("Sudoku, same Transformer shape, same puzzles: dLLM (surest cell first) vs GPT")
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, out, dpi=110)
 
 
 def main(argv=None):

@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lessons, from any folder
 diff = import_module("04_diffusion")
+run_cli = import_module("support.cli").run_cli  # Ctrl-C: one line, exit status 130
 
 
 def alpha_cosine(t):
@@ -45,7 +46,7 @@ def count_masks(strata, inside, generator):
     return ranks < n_mask[:, None], n_span / n_mask.float()
 
 
-def main():
+def main(argv=None):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model, tok, data = diff.demo_model(150, g, log=lambda s: None)  # lesson 04's tiny model, half-trained
@@ -71,4 +72,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -2,6 +2,7 @@
 states, the run's arguments and its objective. Written atomically, loaded with weights_only=True: a checkpoint from
 the internet never runs code. read_model reads what a file, a run directory or a Hub export holds; lesson 06 builds
 the model from it (support imports no lesson)."""
+import os
 import shutil
 import sys
 import tempfile
@@ -42,6 +43,10 @@ def load_checkpoint(path, kind=None, objective=None):
         made = f" ({ckpt['trainer']})" if ckpt.get("trainer") else ""  # the objective says which script trains it
         raise UsageError(f"{path} holds a {ckpt['objective']} run{made}; this trains {objective.name}: resume it "
                          "with its own trainer, or start a new run elsewhere")
+    if objective is not None and ckpt.get("trainer", objective.trainer) != objective.trainer:
+        # the same objective, another trainer: 05 would drop 14's annealing, 14 would restart 05's run
+        raise UsageError(f"{path} was trained by {ckpt['trainer']}: resume it with that script, or start a new run "
+                         "elsewhere")
     return check_kind(ckpt, kind)
 
 
@@ -80,10 +85,13 @@ def read_model(path, kind=None):
     return state, config, tok, check_kind(info, kind)
 
 
-def load_weights(model, state, path):
-    """model.load_state_dict(state), or one line saying the weights do not fit the config."""
+def build_model(transformer, config, state, path, block=None):
+    """Lesson 03's Transformer.from_state, with one clear line for a config.json of impossible values or weights
+    that do not fit it."""
     try:
-        model.load_state_dict(state)
+        return transformer.from_state(config, state, block)
+    except ValueError as e:
+        raise UsageError(f"{path}: its config does not describe a model here ({e})") from None
     except RuntimeError as e:
         raise UsageError(f"{path}: weights do not fit its config ({' '.join(str(e).split())[:200]})") from None
 
@@ -151,6 +159,43 @@ def check_run_dir(out, resume=False, force=False):
     if found and not force:
         raise UsageError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, "
                          "replace it with --force, or choose another --out")
+
+
+def lock_run(out, resume=False, force=False):
+    """Hold <out>/.lock while this process trains there: a second trainer on the same --out is refused in one
+    line instead of both reporting success and one run silently lost. The lock goes with the process (flock),
+    even if it is killed. Once held, the folder is checked again: another run may have been written there since
+    this one's arguments were checked. Returns the open lock file, to keep."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock, as before
+        return None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(out / ".lock").st_ino != os.fstat(f.fileno()).st_ino:  # unlinked by its holder meanwhile
+            raise OSError
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise UsageError(f"{out} is being trained by another process (pid {holder}): wait for it, or choose another "
+                         "--out") from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    check_run_dir(out, resume, force)
+    return f
+
+
+def unlock_run(run):
+    """The run directory is free again (the lock also goes when the process ends, however it ends)."""
+    if getattr(run, "lock", None) is not None:
+        Path(run.lock.name).unlink(missing_ok=True)  # still held: no other trainer is between these lines
+        run.lock.close()
+        run.lock = None
 
 
 def clear_run_dir(out):
@@ -248,10 +293,12 @@ def finish_run(run, stop, t0):
             save_run(run, "latest.pt")
         log(f"\ninterrupted at step {run.step}: saved {run.out / 'latest.pt'}; continue with --resume",
             file=sys.stderr)
+        unlock_run(run)
         runtime.leave_process(130, run.world)
     log(f"done: {run.step} steps in {run.elapsed:.0f} s of training; best val {run.best:.4f} {run.data.unit}"
         f"{' (upper bound)' if run.objective.kind == 'dllm' else ''}; checkpoints in {run.out}, Hub export in "
         f"{run.out / 'hf'}")
+    unlock_run(run)
     if run.args.push_to_hub and run.rank == 0:
         hub.push_to_hub(run.out / "hf", run.args.push_to_hub)
     if run.world > 1:

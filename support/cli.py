@@ -90,12 +90,17 @@ def all_parsers(parser):
 
 
 def run_cli(main, argv=None):
-    """Run main(argv); a UsageError becomes one line on stderr and exit status 2."""
+    """Run main(argv); a UsageError becomes one line on stderr and exit status 2; Ctrl-C anywhere (a demo, a
+    download, loading a model) one line and exit status 130. Training and sampling catch it first, to save their
+    work or print the text so far (support.runtime)."""
     try:
         return main(argv)
     except UsageError as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def encode_or_fail(tokenizer, text, what):
@@ -114,13 +119,6 @@ def refuse_unused(args, uses, mode):
     if unused:
         raise UsageError(f"{' '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing in {mode}: drop "
                          f"{'it' if len(unused) == 1 else 'them'}")
-
-
-def require(checks):
-    """checks: (ok, message) pairs; the first that fails becomes a UsageError."""
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
 
 
 def number(convert, ok, says, name):
@@ -142,4 +140,6 @@ non_negative_float = number(finite_float, lambda v: v >= 0, ">= 0", "non_negativ
 positive_float = number(finite_float, lambda v: v > 0, "> 0", "positive_float")
 probability = number(finite_float, lambda v: 0 < v <= 1, "in (0, 1]", "probability")  # a threshold or a rate
 non_negative_int = number(int, lambda v: v >= 0, ">= 0", "non_negative_int")
+fraction = number(finite_float, lambda v: 0 <= v <= 1, "in [0, 1]", "fraction")  # a share, ends included
+below_one = number(finite_float, lambda v: 0 <= v < 1, "in [0, 1)", "below_one")  # dropout, Adam's beta2
 positive_int = number(int, lambda v: v >= 1, ">= 1", "positive_int")

@@ -35,6 +35,46 @@ def atomic_write(path, write):
             os.unlink(tmp)
 
 
+# What the images written here carry (PNG: the "Software" text chunk; GIF: the comment): a file a command here
+# made. Such a file may be written again; any other file at an output path is replaced only with --force.
+MARK = "tiny-dllm"
+
+
+def made_here(path):
+    """True if the image at `path` was written by a command here (it carries MARK)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return MARK in str(im.info.get("Software", "")) or MARK.encode() in im.info.get("comment", b"")
+    except Exception:  # not an image, unreadable: not ours
+        return False
+
+
+def check_output(path, suffix, force=False, flag="--out"):
+    """An output file, checked before any work starts: its extension, a folder that can be written, and no file
+    there that a command here did not make (unless force). Returns the path."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise UsageError(f"{flag} {path}: needs a file name ending in {suffix}")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory: name a {suffix} file")
+    if path.exists() and not force and not made_here(path):
+        raise UsageError(f"{flag} {path} already exists and was not made here: choose another name, or add "
+                         "--force to replace it")
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+    return path
+
+
+def save_figure(fig, path, dpi=110):
+    """A matplotlib figure as a PNG, atomically, marked as made here."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": MARK}))
+
+
 def write_text(path, text):
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

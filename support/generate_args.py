@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from support.cli import UsageError, non_negative_float, non_negative_int, positive_int, probability
+from support.files import check_output
 from support.pretrained import TEXT_DLLM
 
 
@@ -56,6 +57,7 @@ def add_generate_args(p, default_run, shipped=TEXT_DLLM, orders=(), order="confi
     p.add_argument("--stop", help="end the text at the first occurrence of this string (\\n for a newline)")
     p.add_argument("--show-steps", action="store_true", help="print the canvas after every model call")
     p.add_argument("--gif", metavar="FILE", type=gif_path, help="write an animated GIF of the denoising")
+    p.add_argument("--force", action="store_true", help="--gif may replace a file that no command here made")
     return p
 
 
@@ -66,7 +68,14 @@ def gif_path(s):
 
 
 def check_canvas_args(a):
-    """The flags that describe one canvas together: a template is the whole canvas; --stop ends a text."""
+    """The flags that describe one canvas together: a template is the whole canvas (--len, --prompt and --suffix
+    would be ignored); --stop ends a text. And --gif's file, before any work."""
+    if a.template is not None and a.len is not None:
+        raise UsageError("--template fixes the whole canvas, its length too: drop --len")
+    if a.gif:
+        check_output(a.gif, ".gif", a.force, "--gif")
+    elif a.force:
+        raise UsageError("--force lets --gif replace a file: without --gif it does nothing")
     if a.template is not None and (a.prompt or a.suffix):
         raise UsageError("--template fixes the whole canvas: drop --prompt/--suffix")
     if a.stop is not None and (not a.stop or a.suffix or a.template is not None):

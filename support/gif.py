@@ -2,7 +2,7 @@
 import textwrap
 
 from support.cli import UsageError
-from support.files import atomic_write
+from support.files import MARK, atomic_write
 
 
 def write_gif(path, texts, width=64, font=None, fps=8, dpi=160):
@@ -27,9 +27,14 @@ def write_gif(path, texts, width=64, font=None, fps=8, dpi=160):
         title.set_text(f"step {i}/{len(texts) - 1}")
         return txt, title
 
+    class Marked(PillowWriter):  # the GIF's comment says it was made here (support.files.made_here)
+        def finish(self):
+            self._frames[0].save(self.outfile, save_all=True, append_images=self._frames[1:],
+                                 duration=int(1000 / self.fps), loop=0, comment=MARK.encode())
+
     def save(tmp):  # hold the final text for 4 extra frames
         anim = FuncAnimation(fig, lambda i: draw(min(i, len(texts) - 1)), frames=len(texts) + 4)
-        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
+        anim.save(tmp, writer=Marked(fps=fps), dpi=dpi)
 
     try:
         atomic_write(path, save)

@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 from support.cli import UsageError
-from support.files import atomic_write
+from support.files import atomic_write, save_figure
 
 METRICS = ["step", "train_loss", "val_bpc", "lr", "tokens_per_s", "elapsed_s"]
 
@@ -59,5 +59,5 @@ def plot_metrics(run_dir, title=None, unit="bits/char"):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(Path(run_dir) / "loss.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    save_figure(fig, Path(run_dir) / "loss.png")
     plt.close(fig)

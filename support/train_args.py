@@ -7,11 +7,14 @@ from support import checkpoints, hub, runtime
 from support.cli import (
     ArgumentParser,
     UsageError,
+    below_one,
     finite_float,
+    fraction,
+    non_negative_float,
+    non_negative_int,
     parse_args_given,
     positive_float,
     positive_int,
-    require,
 )
 
 
@@ -58,22 +61,23 @@ def training_parser(description, default_out, presets, parser=None):
                             ("seq-len", positive_int, "context length in tokens"),
                             ("n-layer", positive_int, "transformer blocks"),
                             ("n-head", positive_int, "attention heads"), ("n-embd", positive_int, "model width"),
-                            ("dropout", finite_float, "dropout probability"),
+                            ("dropout", below_one, "dropout probability"),
                             ("lr", positive_float, "peak learning rate"),
-                            ("warmup", int, "linear warmup steps"),
+                            ("warmup", non_negative_int, "linear warmup steps"),
                             ("eval-every", positive_int, "steps between evaluations/checkpoints"),
                             ("eval-windows", positive_int, "fixed validation windows per evaluation"),
                             ("eval-k", positive_int, "dLLM: stratified noise levels per window")]:
         g.add_argument(f"--{flag}", type=typ, help=f"{what} ({in_preset(flag.replace('-', '_'))})")
     g.add_argument("--rope", action=argparse.BooleanOptionalAction, default=None,
                    help="rotary positions or, with --no-rope, a learned position table as in GPT-2 (preset: rope)")
-    g.add_argument("--min-lr-ratio", type=finite_float, default=0.1, help="final LR as a fraction of --lr (cosine)")
-    g.add_argument("--weight-decay", type=finite_float, default=0.1, help="AdamW weight decay on matrices")
-    g.add_argument("--beta2", type=finite_float, default=0.95, help="AdamW beta2 (nanoGPT's char recipe uses 0.99)")
+    g.add_argument("--min-lr-ratio", type=fraction, default=0.1, help="final LR as a fraction of --lr (cosine)")
+    g.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay on matrices")
+    g.add_argument("--beta2", type=below_one, default=0.95, help="AdamW beta2 (nanoGPT's char recipe uses 0.99)")
     g.add_argument("--grad-accum", type=positive_int, default=1, help="forward/backward passes per optimizer step, "
                    "gradients summed: --batch-size 8 --grad-accum 2 is the update of batch 16 in half the memory")
-    g.add_argument("--grad-clip", type=finite_float, default=1.0, help="clip the gradient norm (0 = off)")
-    g.add_argument("--sample-len", type=int, default=128, help="characters of the sample printed at each evaluation")
+    g.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="clip the gradient norm (0 = off)")
+    g.add_argument("--sample-len", type=non_negative_int, default=128,
+                   help="characters of the sample printed at each evaluation")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to train")
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="mixed precision "
                    "(auto: bf16 on CUDA if supported, else fp16; bf16 on CPUs with AVX512-BF16/AMX)")
@@ -99,13 +103,8 @@ def resolve(args, presets, default_out=None, default_data=None):
         args.given.discard("data")
     if default_out is not None and "out" not in args.given:
         args.out = str(default_out(args))
-    require([(args.dropout is None or 0 <= args.dropout < 1, f"--dropout must be in [0, 1), got {args.dropout}"),
-             (0 <= args.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {args.min_lr_ratio}"),
-             (0 <= args.beta2 < 1, f"--beta2 must be in [0, 1), got {args.beta2}"),
-             (all(v is None or v >= 0 for v in (args.warmup, args.grad_clip, args.weight_decay, args.sample_len)),
-              "--warmup, --grad-clip, --weight-decay and --sample-len must be >= 0"),
-             (args.push_to_hub is None or hub.valid_repo_id(args.push_to_hub),
-              f"--push-to-hub needs a repo id USER/NAME, got {args.push_to_hub!r}")])
+    if args.push_to_hub is not None and not hub.valid_repo_id(args.push_to_hub):
+        raise UsageError(f"--push-to-hub needs a repo id USER/NAME, got {args.push_to_hub!r}")
     checkpoints.check_run_dir(args.out, args.resume, args.force)
     if args.resume:
         args = checkpoints.resume_args(args, checkpoints.load_checkpoint(Path(args.out) / "latest.pt")["args"])

@@ -2,6 +2,7 @@
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -197,3 +198,16 @@ def test_interleaved_split_never_leaks_a_paragraph(tmp_path):
                        "--data", str(corpus), "--out", str(tmp_path / "r"), "--split", "interleaved"])
     assert checkpoints.load_checkpoint(tmp_path / "r" / "latest.pt")["args"]["split"] == "interleaved" and rows
 
+
+
+def test_a_run_directory_being_trained_is_locked(tiny_text, tmp_path, capsys):
+    """Two trainers on one --out: the second is refused in one line (the first holds <out>/.lock while it trains),
+    instead of both reporting success and one run lost. The lock goes with the run: the folder is free after."""
+    out = tmp_path / "run"
+    held = checkpoints.lock_run(out)  # as if another process were training there now
+    args = TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "4", "--eval-every", "2"]
+    assert "is being trained by another process" in cli_error(train.main, args, capsys)
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of a second run written
+    checkpoints.unlock_run(SimpleNamespace(lock=held))
+    assert [r["step"] for r in train.main(args)] == [0, 2, 4]
+    assert ".lock" not in [p.name for p in out.iterdir()]

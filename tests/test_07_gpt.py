@@ -334,3 +334,22 @@ def test_infill_bench_scores_every_model_on_the_same_gaps(dllm_run, gpt_run, tmp
     real, filled = examples[0]["real text"], examples[0]["FIM-GPT"]
     assert real.split("[")[0] == filled.split("[")[0] and real.split("]")[1] == filled.split("]")[1]  # both sides kept
     assert {"infill.csv", "infill.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_compare_writes_its_figure_again_but_never_over_a_file_it_did_not_make(dllm_run, gpt_run, tmp_path, capsys):
+    """The PNG compare makes carries a mark (support.files.MARK): running compare again replaces it; any other file
+    at --out is refused in one line, before any work, unless --force."""
+    from support.files import made_here
+
+    d, _, _ = dllm_run
+    out = tmp_path / "c.png"
+    for _ in range(2):  # the second run replaces the figure the first made
+        gpt.main(["compare", str(d / "dllm"), str(gpt_run[0]), "--out", str(out)])
+        assert made_here(out)
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"\x89PNG\r\n\x1a\n not made here")
+    assert "was not made here" in cli_error(gpt.main, ["compare", str(d / "dllm"), str(gpt_run[0]), "--out",
+                                                       str(mine)], capsys)
+    assert mine.read_bytes().endswith(b"not made here")
+    gpt.main(["compare", str(d / "dllm"), str(gpt_run[0]), "--out", str(mine), "--force"])
+    assert made_here(mine)

@@ -61,6 +61,16 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     shutil.copytree(w / "dllm" / "hf", shifted)
     config = json.loads((shifted / "config.json").read_text())
     (shifted / "config.json").write_text(json.dumps(dict(config, shift=True)))
+    for name, change in (("letters", {"n_layer": "two"}), ("zero_heads", {"n_head": 0}),
+                         ("indivisible", {"n_embd": 33}), ("negative", {"block_size": -4})):
+        bad = w / f"config_{name}"  # a config.json edited by hand: values no model can have
+        shutil.copytree(w / "dllm" / "hf", bad)
+        (bad / "config.json").write_text(json.dumps(dict(config, **change)))
+    lesson("14_from_gpt").main(["train", "--gpt", str(w / "gpt"), "--data", str(corpus), "--out", str(w / "adapted"),
+                                "--steps", "4", "--eval-every", "4", "--preset", "tiny", "--dtype", "fp32",
+                                "--sample-len", "0", "--no-plot"])
+    (w / "user.png").write_bytes(b"\x89PNG\r\n\x1a\n the learner's own picture")
+    (w / "user.gif").write_bytes(b"GIF89a the learner's own animation")
     (w / "shipped").mkdir()
     shutil.copytree(w / "dllm" / "hf", w / "shipped" / "tiny-dllm")
     return w
@@ -80,10 +90,10 @@ CASES = [  # (script, argv, what the one error line says)
     ("05_train", ["--lr", "inf", *OUT], "must be a finite number"),
     ("05_train", ["--lr", "nan", *OUT], "must be a finite number"),
     ("05_train", ["--lr", "0", *OUT], "must be > 0"),
-    ("05_train", ["--dropout", "1.5", *OUT], "--dropout must be in [0, 1)"),
+    ("05_train", ["--dropout", "1.5", *OUT], "must be in [0, 1)"),
     ("05_train", ["--dropout", "nan", *OUT], "must be a finite number"),
-    ("05_train", ["--beta2", "1", *OUT], "--beta2 must be in [0, 1)"),
-    ("05_train", ["--min-lr-ratio", "2", *OUT], "--min-lr-ratio must be in [0, 1]"),
+    ("05_train", ["--beta2", "1", *OUT], "must be in [0, 1)"),
+    ("05_train", ["--min-lr-ratio", "2", *OUT], "must be in [0, 1]"),
     ("05_train", ["--warmup", "-1", *OUT], "must be >= 0"),
     ("05_train", ["--grad-clip", "-1", *OUT], "must be >= 0"),
     ("05_train", ["--weight-decay", "-0.1", *OUT], "must be >= 0"),
@@ -114,6 +124,8 @@ CASES = [  # (script, argv, what the one error line says)
      "mean something else here: shift True"),
     ("05_train", ["--data", "{w}/corpus.txt", *TINY, *OUT, "--init-from", "{w}/gpt"], "causal True"),
     ("05_train", ["--out", "{w}/norun", "--resume"], "nothing to resume"),
+    ("05_train", ["--out", "{w}/adapted", "--resume", "--steps", "8"], "was trained by 14_from_gpt.py train"),
+    ("14_from_gpt", ["train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "was trained by 05_train.py"),
     ("05_train", ["--out", "{w}/corrupt_run", "--resume"], "not a readable checkpoint"),
     ("05_train", ["--out", "{w}/dllm", "--resume", "--lr", "0.01"], "conflicts with the run being resumed"),
     ("05_train", ["--out", "{w}/dllm", "--resume", "--data", "{w}/tamil.txt"], "conflicts with the run being resumed"),
@@ -148,6 +160,20 @@ CASES = [  # (script, argv, what the one error line says)
     ("06_generate", ["--checkpoint", "{w}/missing"], "no checkpoint at"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--filename", "dllm_step50000.pt"], "give --from-hub too"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--order", "sideways"], "invalid choice"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--gif", "{w}/user.gif"], "was not made here"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--gif", "{w}/afile/x.gif"], "is a file, not a folder"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--force"], "without --gif it does nothing"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "To __", "--len", "9"], "drop --len"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--pretrained"], "give one"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--from-hub", "a/b"], "give one"),
+    ("06_generate", ["--pretrained", "../dllm"], "plain folder name"),
+    ("06_generate", ["--pretrained", "no-such-model"], "no shipped model"),
+    ("06_generate", ["--checkpoint", "{w}/config_letters"], "its config does not describe a model here"),
+    ("06_generate", ["--checkpoint", "{w}/config_zero_heads"], "its config does not describe a model here"),
+    ("06_generate", ["--checkpoint", "{w}/config_indivisible"], "its config does not describe a model here"),
+    ("06_generate", ["--checkpoint", "{w}/config_negative"], "its config does not describe a model here"),
+    ("02_attention", ["--plot", "{w}/user.png"], "was not made here"),
+    ("02_attention", ["--plot", "{out}/heat.jpg"], "ending in .png"),
     # 07: training, and the subcommands generate and compare, each with its own flags
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--steps", "5"], "unrecognized arguments: --steps"),
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--prompt", ""], "--prompt must be non-empty"),
@@ -164,6 +190,9 @@ CASES = [  # (script, argv, what the one error line says)
     ("07_train_gpt", ["compare", "{w}/tamil", "{w}/gpt", "--out", "{out}/c.png"],
      "different vocabularies"),
     ("07_train_gpt", ["compare", "{w}/dllm", "{w}/gpt", "--tokens", "5"], "unrecognized arguments: --tokens"),
+    ("07_train_gpt", ["compare", "{w}/dllm", "{w}/gpt", "--out", "{w}/user.png"], "was not made here"),
+    ("07_train_gpt", ["compare", "{w}/dllm", "{w}/gpt", "--out", "{w}/dllm/best.pt"], "ending in .png"),
+    ("07_train_gpt", ["compare", "{w}/dllm", "{w}/gpt", "--out", "{w}/norun"], "ending in .png"),
     ("07_train_gpt", ["--prompt", "x", *OUT], "'x' is not a command"),
     ("07_train_gpt", ["--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
     # 08 and 09: Tamil
@@ -186,6 +215,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("10_fast_decoding", ["generate", "--checkpoint", "{w}/dllm", "--cache", "dual"], "give --block-size too"),
     ("10_fast_decoding", ["generate", "--checkpoint", "{w}/dllm", "--block-size", "0"], "must be >= 1"),
     ("10_fast_decoding", ["--train-steps", "-1"], "must be >= 0"),
+    ("10_fast_decoding", ["generate", "--checkpoint", "{w}/dllm", "--threshold", "0.9", "--steps", "8"],
+     "drop --steps"),
     # 11: block diffusion
     ("11_block_diffusion", ["train", "generate"], "unrecognized arguments: generate"),
     ("11_block_diffusion", ["train", "--block-diffusion", "64", "--data", "{w}/corpus.txt", *TINY, *OUT],
@@ -205,6 +236,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("12_sudoku", ["solve", "{w}/puzzle_truncated.txt", "--batch", "0"], "must be >= 1"),
     ("12_sudoku", ["--checkpoint", "{w}/dllm"], "is not a command"),
     ("12_sudoku", ["--puzzles-per-band", "0"], "must be >= 1"),
+    ("12_sudoku", ["--gif", "{out}/order.png"], "ending in .gif"),
+    ("12_sudoku", ["--gif", "{w}/user.gif"], "was not made here"),
     ("12_sudoku", ["train", "--puzzles", "{w}/norun", *OUT], "sudoku_puzzles.py"),
     ("12_sudoku", ["train", "--puzzles", "{w}/bad_puzzles", *OUT], "expected puzzle,solution"),
     ("12_sudoku", ["train", "--puzzles", "{w}/puzzles", "--seq-len", "32", *OUT], "--seq-len 32 is too short"),
@@ -236,6 +269,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("14_from_gpt", ["train", "--gpt", str(SHIPPED / "sudoku-gpt"), *OUT], "not a GPT of text"),
     ("14_from_gpt", ["--steps", "0"], "must be >= 1"),
     ("14_from_gpt", ["train", "--generate"], "unrecognized arguments"),
+    ("14_from_gpt", ["train", "--gpt", "{w}/gpt", "--n-layer", "8", *OUT], "the model's shape is the GPT's"),
     # the data scripts
     ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
     ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),
@@ -307,17 +341,19 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "the loop schedule's", "pick one", "Sudoku reads --puzzles", "cannot fill gaps", "give --block-size too",
         "fixes the whole canvas", "say what to do", "--stop ends the text", "unrecognized arguments",
         "is not a command", "not a flag of", "not allowed with argument", "the pure model's", "is --search's",
-        "has no confidence"]),
+        "has no confidence", "does nothing", "drop --len", "drop --steps", "give one", "shape is the GPT's"]),
     ("a model or run of the wrong kind", [
         "holds a", "model: generate with", "Tamil model", "not a Sudoku", "solve with 12", "not a training run",
         "different vocabularies", "is the dLLM's", "not shipped yet", "conflicts with the run", "nothing to resume",
-        "another vocabulary", "not a GPT of text"]),
+        "another vocabulary", "not a GPT of text", "was trained by"]),
     ("writes that would replace something", [
-        "already holds", "is a file", "plain folder name", "Project Madurai", "names no text"]),
+        "already holds", "is a file", "plain folder name", "Project Madurai", "names no text", "was not made here",
+        "ending in .png"]),
     ("files that are not what they claim", [
         "no such", "is a directory", "not UTF-8", "is empty", "not a readable checkpoint", "not a tiny-dllm export",
         "81 cells", "only digits", "break the rules", "expected puzzle", "not the Thirukkural JSON", "no checkpoint",
-        "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command"]),
+        "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command",
+        "does not describe a model", "no shipped model"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
         "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif"]),
