@@ -7,8 +7,10 @@
 
 The canvas starts as [MASK] everywhere except the characters you fix (prompt, suffix, template);
 those are never changed, and the model sees them on both sides of every gap: infilling comes for
-free. Each model call commits the surest predictions (lesson 04's sampler). Lesson 10 decodes
-faster; lesson 11's block-diffusion models write left to right, block by block.
+free. Each model call predicts every masked position and commits some of them, in random order by
+default (lesson 04's sampler; --order confidence commits the surest first). The model is yours once
+you have trained one (05), else the shipped 10.7M dLLM. Lesson 10 decodes faster; lesson 11's
+block-diffusion models write left to right, block by block.
 """
 import sys
 from functools import partial

@@ -329,12 +329,17 @@ def symmetric_batch(data, batch_size, generator=None):
     return relabel.to(data.device).gather(1, x.flatten(1))  # (B, 162)
 
 
+FEWEST = 22  # one removal pass: 22-28 givens for a target of 17 (3% of grids reach 22; 300 tried)
+MAX_MISSES = 1000  # grids in a row without a puzzle in range before make_split gives up
+
+
 def make_split(n, givens_range, rng, seen):
     """n (puzzle, solution) pairs with givens in givens_range (lo, hi), each from a new solution
     grid (not in `seen`, which it extends). A target below what removal reaches makes the hardest
-    puzzles it can."""
+    puzzles it can; a range that removal (almost) never reaches is a ValueError after MAX_MISSES
+    grids in a row, never an endless search."""
     lo, hi = givens_range
-    pairs = []
+    pairs, misses = [], 0
     while len(pairs) < n:
         solution = random_grid(rng)
         key = canonical(solution)
@@ -344,6 +349,10 @@ def make_split(n, givens_range, rng, seen):
         if lo <= sum(v != 0 for v in puzzle) <= hi:
             seen.add(key)
             pairs.append((puzzle, solution))
+            misses = 0
+        elif (misses := misses + 1) == MAX_MISSES:
+            raise ValueError(f"{MAX_MISSES} grids in a row gave no puzzle with {lo}-{hi} givens: "
+                             f"one removal pass reaches {FEWEST} givens at the fewest")
     return pairs
 
 
@@ -467,17 +476,17 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "sudoku"),
                    help="folder for train.txt, val.txt, test.txt")
-    p.add_argument("--train", type=int, default=3000, help="training puzzles")
-    p.add_argument("--val", type=int, default=200,
+    p.add_argument("--train", type=positive_int, default=3000, help="training puzzles")
+    p.add_argument("--val", type=positive_int, default=200,
                    help="validation puzzles (givens as --train-givens)")
     p.add_argument("--train-givens", type=int, nargs=2, metavar=("LO", "HI"),
                    default=list(TRAIN_GIVENS),
                    help="givens of the training and validation puzzles: each puzzle's target "
-                        "drawn in [LO, HI]; a target below what one removal pass reaches (about "
-                        "22-26) gives the hardest puzzle it can")
+                        f"drawn in [LO, HI]; a target below what one removal pass reaches (about "
+                        f"22-26) gives the hardest puzzle it can, so HI must be >= {FEWEST}")
     p.add_argument("--force", action="store_true",
                    help="replace puzzle files already in --out (default: refuse)")
-    p.add_argument("--test", type=int, default=1000, help="test puzzles per difficulty band")
+    p.add_argument("--test", type=positive_int, default=1000, help="test puzzles per band")
     p.add_argument("--hard", type=non_negative_int, default=0,
                    help=f"also test_hard.txt: this many puzzles that need at least {HARD} guesses "
                    "of a plain solver after the rules' propagation (real search)")
@@ -499,11 +508,12 @@ def main(argv=None):
             raise UsageError(f"{args.check}: lines {wrong[:10]} do not have exactly their given "
                              "solution")
         return pairs
-    if min(args.train, args.val, args.test) < 1:
-        raise UsageError("--train, --val and --test must be >= 1")
     lo, hi = args.train_givens
     if not 17 <= lo <= hi <= 80:
         raise UsageError(f"--train-givens needs 17 <= LO <= HI <= 80, got {lo} {hi}")
+    if hi < FEWEST:  # it would search for ever: removal almost never gets below 22 givens
+        raise UsageError(f"--train-givens {lo} {hi}: one removal pass reaches {FEWEST} givens "
+                         f"at the fewest, so HI must be >= {FEWEST} (a low LO: the hardest it can)")
     out = Path(args.out)
     found = [n for n in ("train.txt", "val.txt", "test.txt", "test_hard.txt") if (out / n).exists()]
     if found and not args.force:

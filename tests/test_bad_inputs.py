@@ -273,6 +273,7 @@ CASES = [  # (script, argv, what the one error line says)
     # the data scripts
     ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
     ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),
+    ("sudoku_puzzles", ["--train-givens", "17", "18", "--out", "{out}/p"], "HI must be >= 22"),
     ("sudoku_puzzles", ["--train", "5", "--out", "{w}/puzzles"], "already holds"),
     ("sudoku_puzzles", ["--check", "{w}/missing.txt"], "no such file"),
     ("sudoku_puzzles", ["--check", "{w}/puzzle_rules.txt"], "expected puzzle,solution"),
@@ -332,6 +333,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("default_order", ["--dir", "{w}/norun"], "needs first_command.csv"),
     ("parallel_rules", ["--dllm", "{w}/gpt", "--out-dir", "{out}"], "holds a gpt model"),
     ("block_sweep", ["--steps", "0"], "must be >= 1"),
+    ("lesson_times", ["--only", "99_flying.py", "--out", "{out}/t.txt"], "unknown lesson '99_flying.py'"),
 ]
 
 

@@ -140,3 +140,11 @@ def test_the_default_files_are_the_first_generators_own():
     assert S.valid_solution(grid)
     old = [8, 7, 2, 5, 9, 3, 1, 4, 6]  # the first row of the first grid the first generator drew with seed 0
     assert grid[:9] == old
+
+
+def test_a_range_of_givens_removal_never_reaches_ends_with_an_error_not_an_endless_search(monkeypatch):
+    """One removal pass almost never gets below 22 givens: asking for 17-18 gives up after MAX_MISSES grids in a row
+    (the command line refuses such a range before starting)."""
+    monkeypatch.setattr(S, "MAX_MISSES", 5)
+    with pytest.raises(ValueError, match="5 grids in a row gave no puzzle with 17-18 givens"):
+        S.make_split(1, (17, 18), random.Random(0), set())
