@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import torch
 
 from support import checkpoints, pretrained
-from support.cli import ArgumentParser, UsageError, non_negative_float, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, finite_float, number, run_cli
 
 diff = import_module("04_diffusion")
 gen = import_module("06_generate")
@@ -441,7 +441,9 @@ def find_models(root=ROOT):
     """{label: path} of text dLLMs and text GPTs; the shipped exports first, then every
     run under checkpoints/."""
     found = {"dllm": {}, "gpt": {}}
-    for name in ("shakespeare-dllm", "thirukkural-dllm", "shakespeare-gpt"):
+    # the quick start's 10.7M dLLM first (the page opens on it), the 0.8M one a click away
+    for name in (pretrained.TEXT_DLLM, "shakespeare-dllm", "thirukkural-dllm", pretrained.TEXT_GPT,
+                 "shakespeare-gpt"):
         path = root / "checkpoints" / "pretrained" / name
         if (path / "config.json").exists():
             found["gpt" if name.endswith("gpt") else "dllm"][f"shipped: {name}"] = path
@@ -470,17 +472,20 @@ class Models:
                 self.cache[path] = gen.load(path, kind, self.device, tamil.TOKENIZERS)[:2]
             return self.cache[path]
 
-    def gpt_for(self, tokenizer, label):
-        """The GPT with the same vocabulary, your own if the dLLM is yours, else the shipped
-        one; or None."""
+    def gpt_for(self, tokenizer, label, dllm=None):
+        """The GPT with the same vocabulary, your own if the dLLM is yours, else a shipped one;
+        of the dLLM's size (layers and width) when there is one: a fair race. None if none fits."""
         mine = label.startswith("your run")
+        fits = []
         for want_mine in (mine, not mine):
             for name, path in self.found["gpt"].items():
                 if name.startswith("your run") == want_mine:
                     model, tok = self.get("gpt", path)
                     if tok.to_dict() == tokenizer.to_dict():
-                        return model
-        return None
+                        fits.append(model)
+        size = lambda m: (m.config.n_layer, m.config.n_embd)
+        same = [m for m in fits if dllm is not None and size(m) == size(dllm)]
+        return (same or fits or [None])[0]
 
     def sudoku(self, kind):
         with self.lock:
@@ -540,7 +545,7 @@ def build_app(models, pace=0.04):
             canvas = text_canvas(tok, model.config.mask_id, model.config.block_size,
                                  "fill" if mode.startswith("fill") else "continue", prompt,
                                  int(length or 0))
-            gpt_model = models.gpt_for(tok, label)
+            gpt_model = models.gpt_for(tok, label, model)
             unit = "graphemes" if tok.kind == "grapheme" else "chars"
             settings = dict(steps=int(steps), top_k=int(top_k or 0),
                             temperature=float(temperature or 0),
@@ -700,19 +705,18 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (0.0.0.0: every machine that can reach this one)")
-    p.add_argument("--port", type=positive_int, default=7860, help="port to serve on")
+    p.add_argument("--port", type=number(int, lambda v: 1 <= v <= 65535, "1 to 65535", "port"),
+                   default=7860, help="port to serve on")
     p.add_argument("--share", action="store_true",
                    help="also a public gradio.live link (needs the internet)")
-    p.add_argument("--pace", type=non_negative_float, default=0.04,
+    pace = number(finite_float, lambda v: 0 <= v <= 5, "0 to 5 seconds", "pace")
+    p.add_argument("--pace", type=pace, default=0.04,
                    help="the least seconds between two dLLM calls shown (slow motion on fast "
                         "machines; 0 = none)")
     p.add_argument("--device", default="cpu", choices=["auto", "cuda", "mps", "cpu"],
                    help="where the models run")
     args = p.parse_args(argv)
-    if not 1 <= args.port <= 65535:
-        raise UsageError(f"--port must be 1 to 65535, got {args.port}")
-    if args.pace > 5:
-        raise UsageError(f"--pace must be at most 5 seconds, got {args.pace}")
+    check_port(args.host, args.port)  # before the models load: a busy port is one line, at once
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
     demo = None
     try:  # Ctrl-C at any point: one line, exit status 130
@@ -726,7 +730,8 @@ def main(argv=None):
                              "no run of yours")
         # the first models loaded before the page opens
         for label in list(models.found["dllm"])[:1]:
-            models.gpt_for(models.get("dllm", models.found["dllm"][label])[1], label)
+            dllm, tok = models.get("dllm", models.found["dllm"][label])
+            models.gpt_for(tok, label, dllm)
         demo, theme = build_app(models, args.pace)
         demo.queue(default_concurrency_limit=4)  # several browsers at once
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme,
@@ -740,6 +745,18 @@ def main(argv=None):
             demo.close()
         print("stopped: the playground is closed", file=sys.stderr)
         sys.exit(130)
+
+def check_port(host, port):
+    """One line, not Gradio's traceback, when another server (another playground) holds the port."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError as e:
+        raise UsageError(f"cannot serve on {host}:{port} ({e.strerror}): another server holds it? "
+                         "choose another --port") from None
+
 
 if __name__ == "__main__":
     run_cli(main)

@@ -65,6 +65,21 @@ def sampler_args(kw, generator=None):
     return sampling, fast.Rule(*rules[0]) if rules else None, r, kw
 
 
+def load_judged(dllm_path, gpt_path, length=None, device="cpu"):
+    """(dLLM, its tokenizer, the GPT that judges its text): one line, not a traceback, when the two do not share a
+    vocabulary (a Tamil model judged by the English GPT) or `length` (--len) is past the dLLM's context."""
+    from support.cli import UsageError
+
+    dllm, tok, _ = load_run("dllm", dllm_path, device)
+    gpt, gtok, _ = load_run("gpt", gpt_path, device)
+    if tok.to_dict() != gtok.to_dict():
+        raise UsageError(f"{dllm_path} and {gpt_path} have different vocabularies: the judge must read the dLLM's "
+                         "tokens")
+    if length is not None and length > dllm.config.block_size:
+        raise UsageError(f"--len {length} is past the dLLM's context ({dllm.config.block_size})")
+    return dllm, tok, gpt
+
+
 def shown(path):
     """A path as a result file names it: relative to the repository when inside it."""
     p = Path(path).resolve()

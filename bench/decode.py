@@ -117,6 +117,8 @@ def main(argv=None):
         raise UsageError("the runs must share a tokenizer (train them on the same corpus)")
     if not all(m.config.block_len for m, _ in bds):
         raise UsageError("--bd takes block-diffusion runs (trained with 11_block_diffusion.py train)")
+    if args.len > min(gpt.config.block_size, dllm.config.block_size):
+        raise UsageError(f"--len {args.len} is past a model's context ({dllm.config.block_size})")
     text = read_text(args.data)
     val = text[int(0.9 * len(text)) :]
     N, L = args.num_samples, args.len

@@ -106,10 +106,8 @@ def main(argv=None):
     rows_kw = samplers()
     if unknown := [n for n in args.only or () if n not in rows_kw]:
         raise UsageError(f"unknown sampler {unknown[0]!r}; choose from: {', '.join(rows_kw)}")
-    dllm, tok, _ = common.load_run("dllm", args.dllm)
-    gpt, gtok, _ = common.load_run("gpt", args.gpt)
-    if tok.tokens != gtok.tokens:
-        raise UsageError("--dllm and --gpt must share a tokenizer")
+    dllm, tok, gpt = common.load_judged(args.dllm, args.gpt)
+    gtok = tok
     L = dllm.config.block_size
     _, val, _ = train.split_corpus(read_text(args.data), tok)
     real = [tok.decode(w.tolist()) for w in train.eval_windows(val, args.num_samples, L)]

@@ -36,8 +36,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out-dir", default=str(common.RESULTS / "parallel_rules"), help="where the table goes")
     args = p.parse_args(argv)
-    dllm, tok, _ = common.load_run("dllm", args.dllm)
-    judge, _, _ = common.load_run("gpt", args.gpt)
+    dllm, tok, judge = common.load_judged(args.dllm, args.gpt, args.len)
     lines = [f"# python bench/parallel_rules.py (machine: {machine_name()}, {torch.get_num_threads()} threads, fp32)",
              f"# {common.shown(args.dllm)}: {args.num_samples} samples x {args.len} characters, top-k 5, seed "
              f"{args.seed}", "",

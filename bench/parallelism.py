@@ -17,7 +17,7 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, positive_int, run_cli
+from support.cli import ArgumentParser, encode_or_fail, positive_int, run_cli
 from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -50,7 +50,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     model, tok, _ = common.load_run("dllm", args.checkpoint)
     text = read_text(args.data)
-    ids = torch.tensor(tok.encode(text[int(0.9 * len(text)) :]))
+    ids = torch.tensor(encode_or_fail(tok, text[int(0.9 * len(text)) :], "--data"))
     L = model.config.block_size
     starts = torch.linspace(0, len(ids) - L - 1, args.windows).long()
     windows = torch.stack([ids[s : s + L] for s in starts])  # (N, L), spread over the validation text

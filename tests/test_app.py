@@ -156,9 +156,9 @@ def test_your_own_runs_join_the_model_list_and_find_their_gpt(tmp_path, dllm_run
     assert models.gpt_for(tok, "your run: checkpoints/mine/dllm").config.causal
 
 
-@pytest.mark.parametrize("argv, message", [(["--port", "0"], "--port"), (["--port", "70000"], "--port must be"),
-                                           (["--pace", "-1"], "--pace: must be >= 0"),
-                                           (["--pace", "9"], "--pace must be at most 5")])
+@pytest.mark.parametrize("argv, message", [(["--port", "0"], "--port"), (["--port", "70000"], "--port: must be"),
+                                           (["--pace", "-1"], "--pace: must be 0 to 5 seconds"),
+                                           (["--pace", "9"], "--pace: must be 0 to 5 seconds")])
 def test_bad_flags_are_one_line(argv, message, capsys):
     assert message in cli_error(A.main, argv, capsys)
 
@@ -185,3 +185,14 @@ def test_ctrl_c_stops_the_server_with_exit_status_130_and_no_traceback():
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in out and "stopped" in out, out
 
+
+
+def test_a_port_already_in_use_is_one_line_before_any_model_loads(capsys):
+    import socket
+
+    with socket.socket() as s:  # another server on the port
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        err = cli_error(A.main, ["--port", str(port)], capsys)
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "another --port" in err

@@ -325,13 +325,21 @@ CASES = [  # (script, argv, what the one error line says)
     ("full_val", ["--dllm", "{w}/missing"], "no checkpoint"),
     ("full_val", ["--dllm", "{w}/dllm", "--K", "0"], "must be >= 1"),
     ("full_val", ["--dllm", "{w}/dllm"], "not trained on TinyShakespeare"),
-    ("app", ["--port", "0"], "must be >= 1"),
-    ("app", ["--port", "70000"], "--port must be 1 to 65535"),
+    ("app", ["--port", "0"], "must be 1 to 65535"),
+    ("app", ["--port", "70000"], "must be 1 to 65535"),
     ("app", ["--pace", "inf"], "finite"),
     ("first_command", ["--steps", "0"], "must be >= 1"),
     ("parallel_rules", ["--len", "0"], "must be >= 1"),
     ("default_order", ["--dir", "{w}/norun"], "needs first_command.csv"),
     ("parallel_rules", ["--dllm", "{w}/gpt", "--out-dir", "{out}"], "holds a gpt model"),
+    ("parallel_rules", ["--dllm", "{w}/tamil", "--gpt", "{w}/gpt", "--out-dir", "{out}"], "different vocabularies"),
+    ("parallel_rules", ["--dllm", "{w}/dllm", "--gpt", "{w}/gpt", "--len", "99", "--out-dir", "{out}"],
+     "past the dLLM's context (32)"),
+    ("first_command", ["--dllm", "{w}/tamil", "--gpt", "{w}/gpt", "--out-dir", "{out}"], "different vocabularies"),
+    ("parallelism", ["--checkpoint", "{w}/tamil", "--data", "{w}/corpus.txt", "--out", "{out}"],
+     "not in the model's vocabulary"),
+    ("decode", ["--gpt", "{w}/gpt", "--dllm", "{w}/dllm", "--bd", "{w}/bd4", "--data", "{w}/corpus.txt", "--len", "99",
+                "--out", "{out}"], "past a model's context"),
     ("block_sweep", ["--steps", "0"], "must be >= 1"),
     ("lesson_times", ["--only", "99_flying.py", "--out", "{out}/t.txt"], "unknown lesson '99_flying.py'"),
 ]
@@ -347,7 +355,7 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
     ("a model or run of the wrong kind", [
         "holds a", "model: generate with", "Tamil model", "not a Sudoku", "solve with 12", "not a training run",
         "different vocabularies", "is the dLLM's", "not shipped yet", "conflicts with the run", "nothing to resume",
-        "another vocabulary", "not a GPT of text", "was trained by"]),
+        "another vocabulary", "not a GPT of text", "was trained by", "different vocabularies"]),
     ("writes that would replace something", [
         "already holds", "is a file", "plain folder name", "Project Madurai", "names no text", "was not made here",
         "ending in .png"]),
@@ -358,7 +366,8 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "does not describe a model", "no shipped model"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
-        "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif"]),
+        "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif",
+        "past the dLLM's context", "past a model's context", "HI must be"]),
 ]
 
 
