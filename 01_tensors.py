@@ -6,12 +6,11 @@ Everything a language model does is built from the five ideas in this file. Run 
 
 Read it top to bottom; each function is one idea, and `main` prints what it shows.
 """
-import argparse
 
 import torch
 import torch.nn as nn
 
-from support.cli import run_cli
+from support.cli import ArgumentParser, positive_int, run_cli
 
 
 def shapes_and_broadcasting():
@@ -72,13 +71,10 @@ def fit_sine(steps=300, seed=0, log_every=50):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=300,
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--steps", type=positive_int, default=300,
                    help="training steps for the sine-fitting demo")
     args = p.parse_args(argv)
-    if args.steps < 1:
-        p.error("--steps must be >= 1")
 
     print("== 1. shapes and broadcasting ==")
     x, plus_row, times_col, acts_shape, out_shape = shapes_and_broadcasting()

@@ -9,7 +9,6 @@ model, under its own heading: the KV cache that makes generation cheap.
 
     python 03_transformer.py    # parameter count of every preset and one forward pass's shapes
 """
-import argparse
 import math
 from dataclasses import asdict, dataclass
 from importlib import import_module
@@ -20,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
-from support.cli import run_cli
+from support.cli import ArgumentParser, positive_int, run_cli
 
 attn_lesson = import_module("02_attention")
 
@@ -338,15 +337,12 @@ class KVCache:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--preset", choices=list(PRESETS), default="gpu",
                    help="which preset to run forward")
-    p.add_argument("--vocab-size", type=int, default=65,
+    p.add_argument("--vocab-size", type=positive_int, default=65,
                    help="number of real tokens (65 = TinyShakespeare)")
     args = p.parse_args(argv)
-    if args.vocab_size < 1:
-        p.error("--vocab-size must be >= 1")
 
     print("== presets: real parameter counts (dLLM with [MASK] row / GPT) ==")
     for name in PRESETS:

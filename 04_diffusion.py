@@ -15,7 +15,6 @@ cosine schedule, LLaDA's count-based estimator) are in bonus/04_nelbo_asides.py.
 
     python 04_diffusion.py
 """
-import argparse
 import math
 from dataclasses import dataclass
 from importlib import import_module
@@ -23,7 +22,7 @@ from importlib import import_module
 import torch
 import torch.nn.functional as F
 
-from support.cli import run_cli
+from support.cli import ArgumentParser, non_negative_int, positive_int, run_cli
 
 tfm = import_module("03_transformer")
 
@@ -375,14 +374,12 @@ def fit(model, loss_fn, steps, log=print, lr=1e-2):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--train-steps", type=int, default=300, help="steps fitting the tiny model")
-    p.add_argument("--steps", type=int, default=16, help="denoising steps of the sampling run")
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--train-steps", type=non_negative_int, default=300,
+                   help="steps fitting the tiny model")
+    p.add_argument("--steps", type=positive_int, default=16, help="denoising steps when sampling")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     args = p.parse_args(argv)
-    if args.train_steps < 0 or args.steps < 1:
-        p.error("--train-steps must be >= 0 and --steps >= 1")
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     tok = CharTokenizer.from_text(DEMO_TEXT)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from support import pretrained
+from support import generate_args, pretrained
 from support.cli import (
     ArgumentParser,
     UsageError,
@@ -284,10 +284,7 @@ def demo_sudoku(args):
 # ----------------------------------------------------------------------------------------------
 def remask_parser():
     p = ArgumentParser(description=__doc__)
-    gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False)
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
-                   help="where to run")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    generate_args.add_run_args(gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False))
     p.add_argument("--threshold", type=probability, default=0.05,
                    help="the text demo's confidence threshold")
     p.add_argument("--puzzles", type=positive_int, default=8,

@@ -14,6 +14,11 @@ def add_sampling_args(p):
     p.add_argument("--topk", type=non_negative_int, default=0, help="sample among the k most likely tokens (0 = all)")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling: smallest set with this mass")
     p.add_argument("--num-samples", type=positive_int, default=1, help="samples, generated together as one batch")
+    return add_run_args(p)
+
+
+def add_run_args(p):
+    """--seed and --device: every sampler's, and the demos' that load a model."""
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
     return p
