@@ -47,13 +47,15 @@ def tamil_corpus():
     return import_module("tamil_dataset").load_corpus()
 
 
-DEFAULTS = {"shakespeare-dllm", "shakespeare-gpt", "thirukkural-dllm"}  # what --pretrained loads
+DEFAULTS = {pretrained.TEXT_DLLM, "shakespeare-gpt", "thirukkural-dllm"}  # what --pretrained alone loads
+NAMED = {"shakespeare-dllm"}  # shipped models a generator reaches with --pretrained NAME
 
 
 def sample_command(kind, tokenizer, name):
     """The command whose output the card shows: 06's quick start, or 07's with a prompt the vocabulary has;
-    --pretrained for the model that flag loads, else --checkpoint with the shipped folder."""
-    model = "--pretrained" if name in DEFAULTS else f"--checkpoint checkpoints/pretrained/{name}"
+    --pretrained (NAME) for the models that flag loads, else --checkpoint with the shipped folder."""
+    model = ("--pretrained" if name in DEFAULTS else f"--pretrained {name}" if name in NAMED
+             else f"--checkpoint checkpoints/pretrained/{name}")
     if kind == "dllm":
         lesson = "09_generate_tamil" if tokenizer.kind == "grapheme" else "06_generate"
         return f"python {lesson}.py {model} --steps 50 --topk 5"
@@ -71,7 +73,10 @@ def command_output(command, model_dir):
     if "--checkpoint" in argv:  # the shipped folder's name in the card, this folder here
         i = argv.index("--checkpoint")
         del argv[i : i + 2]
-    argv = [a for a in argv if a != "--pretrained"] + ["--checkpoint", str(model_dir)]
+    if "--pretrained" in argv:  # --pretrained, or --pretrained NAME
+        i = argv.index("--pretrained")
+        del argv[i : i + (2 if i + 1 < len(argv) and not argv[i + 1].startswith("-") else 1)]
+    argv += ["--checkpoint", str(model_dir)]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         import_module(Path(script).stem).main(argv)
@@ -87,7 +92,8 @@ def resample(model_dir):
     if m is None:
         raise UsageError(f"{path} shows no sample to refresh")
     sample = command_output(m["cmd"], model_dir)
-    block = f"Sample, as `{m['cmd']}` prints it ({machine_name('cpu')}):\n\n```\n{sample}\n```"
+    block = (f"Sample, as `{m['cmd']}` prints it ({machine_name('cpu')}; a CPU samples in fp32: the same text "
+             f"with or without bf16 units):\n\n```\n{sample}\n```")
     write_text(path, text[: m.start()] + block + text[m.end() :])
     return sample
 
