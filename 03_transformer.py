@@ -47,6 +47,8 @@ class ModelConfig:
     sentinels: int = 0
     # GPT vs dLLM: a dLLM adapted from a GPT (lesson 14) predicts x[i] at the hidden state of i-1
     shift: bool = False
+    # GPT vs dLLM: uniform noise (lesson 15) hides its own level, so the model is told t
+    time_input: bool = False
 
     @property
     def n_input_tokens(self):
@@ -180,6 +182,10 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         self.pos_emb = None if config.rope else nn.Embedding(config.block_size + config.shift,
                                                              config.n_embd)
         self.drop = nn.Dropout(config.dropout)
+        # lesson 15: t -> a vector added at every position (a masked canvas shows t: its [MASK]s)
+        C = config.n_embd
+        self.time_mlp = nn.Sequential(nn.Linear(1, C), nn.GELU(),
+                                      nn.Linear(C, C)) if config.time_input else None
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens if config.tie_weights
@@ -234,8 +240,9 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         state, config, _ = hub.read_export(model_id)
         return cls.from_state(config, state).to(kwargs.get("map_location", "cpu")).eval()
 
-    def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None):
+    def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None, t=None):
         """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).
+        t (B,): the noise level, for a model with time_input (lesson 15).
 
         The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot
         predict it. pos (T,) and attn_mask (T, T) override the positions and the mask: block
@@ -267,6 +274,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb(pos)
+        if self.time_mlp is not None:
+            x = x + self.time_mlp(t.view(-1, 1, 1).to(x.dtype))  # (B, 1, C): at every position
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, mask, cache, start)

@@ -84,7 +84,9 @@ def build_canvas(tokenizer, mask_id, context, args):
 def canvases(model, tokenizer, args):
     """(N, L) the canvas the flags describe, once per sample, on the model's device: all samples
     in one batch."""
-    canvas = build_canvas(tokenizer, model.config.mask_id, model.config.block_size, args)
+    # a model without [MASK] (lesson 15's uniform noise): id V marks the positions its sampler fills
+    hole = model.config.mask_id if model.config.mask_token else model.config.vocab_size
+    canvas = build_canvas(tokenizer, hole, model.config.block_size, args)
     return canvas.to(next(model.parameters()).device)[None].repeat(args.num_samples, 1)
 
 
@@ -161,7 +163,7 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     # GPT vs dLLM: block diffusion writes left to right (lesson 11)
     if info["objective"] != objective:
         use = {"block-diffusion": "11_block_diffusion.py generate",
-               "sudoku-dllm": "12_sudoku.py solve"}
+               "sudoku-dllm": "12_sudoku.py solve", "uniform": "15_uniform_noise.py generate"}
         other = use.get(info["objective"], "06_generate.py or 10_fast_decoding.py generate")
         raise UsageError(f"{info['path']} is a {info['objective']} model: generate with {other}")
 

@@ -56,6 +56,8 @@ def objective_of(kind, config, tokenizer):
         return f"sudoku-{kind}"
     if config.get("block_len"):
         return "block-diffusion"
+    if config.get("time_input"):
+        return "uniform"
     return "fim-gpt" if config.get("sentinels") else kind
 
 
@@ -106,7 +108,7 @@ def tokenizer_of(tok, tokenizers, path):
 
 # What a weight means depends on these switches as well as on the shapes: a shifted model (lesson 14) predicts x[i]
 # at position i-1, a causal one sees only the left, ... Weights loaded under other switches fit and mean nothing.
-MEANING = ("causal", "shift", "mask_token", "rope", "block_len", "sentinels", "tie_weights")
+MEANING = ("causal", "shift", "mask_token", "rope", "block_len", "sentinels", "tie_weights", "time_input")
 
 
 def init_weights(model, path, tokenizer):

@@ -270,6 +270,12 @@ CASES = [  # (script, argv, what the one error line says)
     ("14_from_gpt", ["--steps", "0"], "must be >= 1"),
     ("14_from_gpt", ["train", "--generate"], "unrecognized arguments"),
     ("14_from_gpt", ["train", "--gpt", "{w}/gpt", "--n-layer", "8", *OUT], "the model's shape is the GPT's"),
+    # 15: uniform noise
+    ("15_uniform_noise", ["generate", "--checkpoint", "{w}/dllm", "--order", "confidence"], "drop them"),
+    ("15_uniform_noise", ["generate", "--checkpoint", "{w}/dllm"], "is a dllm model: generate with 06"),
+    ("15_uniform_noise", ["generate", "--checkpoint", "{w}/missing"], "no checkpoint at"),
+    ("15_uniform_noise", ["train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
+    ("15_uniform_noise", ["--train-steps", "-1"], "must be >= 0"),
     # the data scripts
     ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
     ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),

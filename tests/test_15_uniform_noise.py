@@ -1,0 +1,131 @@
+"""Lesson 15: uniform-state diffusion. The NELBO in its two forms and as the limit of the per-step KL, the posterior
+by Bayes' rule, a perfect model at 0, the sampler keeping what the user fixed, training through 05's loop, and the
+command line."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import TINY, cli_error, lesson, tiny
+
+D, U, gen = lesson("04_diffusion"), lesson("15_uniform_noise"), lesson("06_generate")
+K = 7
+
+
+def udlm_form(x_theta, x0, z_t, a):
+    """UDLM's written form of the integrand (its diffusion.py, the uniform branch), alpha' = -1, float64: the
+    reference the lesson's closed form (Duo's) must equal."""
+    x = F.one_hot(torch.tensor(x0), K).double()
+    xbar, xbar_th = K * a * x + 1 - a, K * a * x_theta + 1 - a
+    i = z_t
+    ratio = xbar / xbar[i]
+    log_ratio = (xbar_th[i] * xbar / (xbar_th * xbar[i])).log()
+    return -1 / (K * a) * (K / xbar[i] - K / xbar_th[i] - (ratio * log_ratio).sum())
+
+
+@pytest.mark.parametrize("t", [0.01, 0.37, 0.9])
+def test_the_two_nelbo_forms_agree_and_equal_the_limit_of_the_per_step_kl(t):
+    torch.manual_seed(0)
+    logits = torch.randn(1, K, K, dtype=torch.float64)  # K positions, one per noisy token z
+    x0 = torch.full((1, K), 2)
+    z = torch.arange(K)[None]  # every noisy token: kept (z = 2) and replaced (the others)
+    mine = U.nelbo_terms(logits, z, x0, torch.tensor([t], dtype=torch.float64))[0].double()
+    x_theta = logits[0].softmax(-1)
+    a, dt = 1 - t, 1e-6
+    for j in range(K):
+        ref = udlm_form(x_theta[j], 2, j, a)
+        q = U.posterior(F.one_hot(torch.tensor(2), K).double(), torch.tensor(j), a, a + dt)  # true step t -> t - dt
+        p = U.posterior(x_theta[j], torch.tensor(j), a, a + dt)  # the model's
+        kl = (q * (q / p).log()).sum() / dt
+        assert mine[j].item() == pytest.approx(ref.item(), rel=1e-4)
+        assert mine[j].item() == pytest.approx(kl.item(), rel=1e-3)
+        assert mine[j] > 0
+
+
+def test_a_perfect_model_scores_zero_and_a_uniform_guess_does_not():
+    x0 = torch.randint(K, (3, 10))
+    t = torch.tensor([0.05, 0.5, 0.95])
+    z = U.forward_process(x0, t, K, torch.Generator().manual_seed(0))
+    perfect = F.one_hot(x0, K).float() * 1e4  # certain of the clean token everywhere
+    assert U.nelbo_terms(perfect, z, x0, t).abs().max() < 1e-3
+    assert (U.nelbo_terms(torch.zeros(3, 10, K), z, x0, t) > 0).all()
+
+
+def test_the_posterior_is_bayes_rule():
+    a_t, a_s = 0.4, 0.7  # s < t: more survives at s
+    for x in range(K):
+        for z in range(K):
+            prior = a_s * F.one_hot(torch.tensor(x), K).double() + (1 - a_s) / K  # q(z_s | x)
+            step = a_t / a_s * (torch.arange(K) == z).double() + (1 - a_t / a_s) / K  # q(z_t = z | z_s), each z_s
+            bayes = prior * step / (prior * step).sum()
+            ours = U.posterior(F.one_hot(torch.tensor(x), K).double(), torch.tensor(z), a_t, a_s)
+            assert torch.allclose(ours, bayes, atol=1e-12)
+
+
+def test_the_forward_process_replaces_the_share_the_schedule_says():
+    x0 = torch.zeros(4, 20000, dtype=torch.long)
+    t = torch.tensor([0.0, 0.3, 0.6, 1.0])
+    z = U.forward_process(x0, t, K, torch.Generator().manual_seed(1))
+    changed = (z != 0).float().mean(1)
+    assert torch.allclose(changed, t * (1 - 1 / K), atol=0.01)  # a replacement may draw the token itself
+
+
+def uniform_model(**kw):
+    return tiny(mask_token=False, time_input=True, **kw)
+
+
+def test_the_sampler_never_changes_what_is_fixed_and_ends_on_the_greedy_guess():
+    model = uniform_model()
+    canvas = torch.full((2, 24), 11)
+    canvas[:, :4] = torch.tensor([1, 2, 3, 4])  # a prompt
+    canvas[:, -3:] = torch.tensor([5, 6, 7])  # a suffix
+    seen = []
+    x, calls = U.generate_uniform(model, canvas, 6, D.Sampling(generator=torch.Generator().manual_seed(0)),
+                                  callback=lambda i, x: seen.append(x.clone()))
+    assert calls == 6 == len(seen) and (x < 11).all()
+    assert all(torch.equal(f[:, :4], canvas[:, :4]) and torch.equal(f[:, -3:], canvas[:, -3:]) for f in seen)
+    t_last = torch.full((2,), 1 / 6 * (1 - U.EPS))  # the last call's t
+    with torch.no_grad():
+        greedy = model(seen[-2], t=t_last).argmax(-1)
+    assert torch.equal(x[:, 4:-3], greedy[:, 4:-3])
+
+
+def test_the_model_is_told_t():
+    model = uniform_model()
+    x = torch.randint(11, (1, 16))
+    with torch.no_grad():
+        assert not torch.allclose(model(x, t=torch.tensor([0.1])), model(x, t=torch.tensor([0.9])))
+
+
+def test_the_loss_stays_finite_near_both_ends_under_bf16_autocast():
+    model = uniform_model()
+    x0 = torch.randint(11, (4, 32))
+    for t in (U.EPS, 1 - U.EPS):
+        z = U.forward_process(x0, torch.full((4,), t), 11)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            terms = U.nelbo_terms(model(z, t=torch.full((4,), t)), z, x0, torch.full((4,), t))
+        assert terms.dtype == torch.float32 and torch.isfinite(terms).all()
+
+
+def test_trains_through_lesson_05s_loop_then_generates_with_06s_flags(tiny_text, tmp_path, capsys):
+    out = tmp_path / "uniform"
+    rows = U.main(["train", *TINY, "--data", str(tiny_text), "--out", str(out), "--steps", "30", "--eval-every", "15"])
+    assert [r["step"] for r in rows] == [0, 15, 30] and rows[-1]["val_bpc"] < rows[0]["val_bpc"]
+    capsys.readouterr()
+    texts = U.main(["generate", "--checkpoint", str(out), "--steps", "8", "--prompt", "To be", "--num-samples", "2",
+                    "--len", "24"])
+    captured = capsys.readouterr()
+    assert len(texts) == 2 and all(t.startswith("To be") and len(t) == 24 for t in texts)
+    assert "--- sample 2 ---" in captured.out and "8 model calls" in captured.err
+    assert "15_uniform_noise.py generate" in cli_error(gen.main, ["--checkpoint", str(out)], capsys)
+    err = cli_error(lesson("05_train").main, ["--out", str(out), "--resume", "--steps", "40"], capsys)
+    assert "holds a uniform run (15_uniform_noise.py train)" in err
+    export = lesson("03_transformer").Transformer.from_pretrained(out / "hf")
+    assert export.config.time_input and not export.config.mask_token
+
+
+@pytest.mark.parametrize("argv, says", [(["generate", "--order", "confidence"], "drop them"),
+                                        (["generate", "--noise", "2"], "drop them"),
+                                        (["--steps", "0"], "must be >= 1"),
+                                        (["train", "--mask-rate", "0.1", "0.9"], "unrecognized arguments")])
+def test_bad_input_is_one_line(argv, says, capsys):
+    assert says in cli_error(U.main, argv, capsys)
