@@ -129,3 +129,23 @@ def test_trains_through_lesson_05s_loop_then_generates_with_06s_flags(tiny_text,
                                         (["train", "--mask-rate", "0.1", "0.9"], "unrecognized arguments")])
 def test_bad_input_is_one_line(argv, says, capsys):
     assert says in cli_error(U.main, argv, capsys)
+
+
+def test_the_equal_compute_benchmark_judges_both_models_and_the_gpt(dllm_run, gpt_run, tmp_path):
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    bench = lesson("uniform")
+    d, corpus, _ = dllm_run
+    U.main(["train", *TINY, "--data", str(corpus), "--out", str(tmp_path / "u"), "--steps", "20",
+            "--eval-every", "10"])
+    rows, bounds = bench.main(["--masked", str(d / "dllm"), "--uniform", str(tmp_path / "u"), "--gpt",
+                               str(gpt_run[0]), "--data", str(corpus), "--calls", "2", "4", "--num-samples", "2",
+                               "--out-dir", str(tmp_path / "out")])
+    assert [(r["model"], r["calls"]) for r in rows[1:]] == [("masked", 2), ("masked", 4), ("uniform", 2),
+                                                             ("uniform", 4), ("gpt", 31)]
+    assert all(0 < r["distinct4"] <= 1 and r["gen_bpc"] > 0 for r in rows)
+    assert all(r["chars_per_s"] > 0 for r in rows[1:]) and set(bounds) == {"masked", "uniform"}
+    assert "gap" in (tmp_path / "out" / "uniform.txt").read_text()

@@ -1,0 +1,117 @@
+"""Lesson 15 beside lesson 04 at equal compute: the uniform-noise dLLM and the masked one, the same size, data, steps
+and evaluation windows. Their bounds, their samples at few and many model calls, and their speed beside the GPT's.
+
+    python 05_train.py --preset cpu --dtype fp32 --mask-rate 0.001 1 --out checkpoints/bench/masked
+    python 15_uniform_noise.py train --preset cpu --dtype fp32 --out checkpoints/bench/uniform
+    python bench/uniform.py --masked checkpoints/bench/masked --uniform checkpoints/bench/uniform
+
+The bound: each run's best validation bits/char, read from its metrics.csv (the NELBO of each kind of noise, an
+upper bound on the NLL, on the same 64 windows). Samples: for each model and each number of calls (--calls, for 256
+characters), --num-samples samples per seed, three seeds, at top-k --topk (the quick start's 5); the masked model with
+06's sampler (random order), the uniform one with 15's (every position redrawn, the greedy tail at the last call).
+Each is judged as RESULTS.md section 9 judges: distinct 4-grams (1 = never repeats) and generative bits/char under the
+GPT (--gpt; lower = more plausible), beside held-out text. Speed: characters per second of one batch at each number
+of calls, and of the GPT writing the same batch with its KV cache, on this CPU. Writes bench/results/uniform/.
+"""
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+import math
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import read_text, write_text
+from support.metrics import read_metrics, write_csv
+from support.runtime import machine_name
+
+diff, train = import_module("04_diffusion"), import_module("05_train")
+gpt_lesson, uniform = import_module("07_train_gpt"), import_module("15_uniform_noise")
+SEEDS = (0, 1, 2)
+
+
+def mean_se(values):
+    m = sum(values) / len(values)
+    var = sum((v - m) ** 2 for v in values) / max(1, len(values) - 1)
+    return m, math.sqrt(var / len(values))
+
+
+def write(kind, model, n, calls, sampling, start=0):
+    """n samples of the model's whole context, `calls` model calls, one batch: (token ids (n, L), seconds).
+    start: the GPT's first token (a newline)."""
+    L = model.config.block_size
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        if kind == "masked":
+            x, _ = diff.generate(model, torch.full((n, L), model.config.mask_id), calls, sampling)
+        elif kind == "uniform":
+            x, _ = uniform.generate_uniform(model, torch.full((n, L), model.config.vocab_size), calls, sampling)
+        else:  # the GPT: a newline, then L - 1 characters, one per call with its KV cache
+            x = gpt_lesson.generate_gpt(model, torch.full((n, 1), start), L - 1, sampling)[:, 1:]
+    return x, time.perf_counter() - t0
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--masked", required=True, help="the masked dLLM's run (05)")
+    p.add_argument("--uniform", required=True, help="the uniform dLLM's run (15), same preset and steps")
+    p.add_argument("--gpt", default=str(common.ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"),
+                   help="the judge and the speed reference (default: the shipped GPT of the cpu preset's size)")
+    p.add_argument("--calls", type=positive_int, nargs="+", default=[8, 16, 32, 64, 256],
+                   help="model calls for the whole context")
+    p.add_argument("--num-samples", type=positive_int, default=16, help="samples per seed, one batch")
+    p.add_argument("--topk", type=positive_int, default=5, help="top-k of every sampler (the quick start's)")
+    p.add_argument("--data", default=str(train.SHAKESPEARE), help="the corpus both trained on (held-out text: its "
+                   "last 10%%)")
+    p.add_argument("--out-dir", default=str(common.RESULTS / "uniform"), help="where the table goes")
+    args = p.parse_args(argv)
+    masked, tok, gpt = common.load_judged(args.masked, args.gpt)
+    uni, utok, info = common.load_run("dllm", args.uniform)
+    if info["objective"] != "uniform" or utok.tokens != tok.tokens:
+        raise UsageError(f"{args.uniform} is not a uniform-noise run on the masked run's characters (15 train)")
+    L = masked.config.block_size
+    nl = tok.stoi.get("\n", 0)
+    _, val, _ = train.split_corpus(read_text(args.data), tok)
+    real = [tok.decode(w.tolist()) for w in train.eval_windows(val, args.num_samples, L)]
+    bounds = {k: min(r["val_bpc"] for r in read_metrics(path)) for k, path in (("masked", args.masked),
+                                                                               ("uniform", args.uniform))}
+    rows = [dict(model="held-out text", calls=float("nan"), distinct4=common.distinct_ngrams(real),
+                 distinct4_se=0.0, gen_bpc=common.generative_bpc(gpt, tok, real), gen_bpc_se=0.0,
+                 chars_per_s=float("nan"))]
+    models = {"masked": masked, "uniform": uni, "gpt": gpt}
+    for kind, calls in [(k, c) for k in ("masked", "uniform") for c in args.calls] + [("gpt", L - 1)]:
+        d, b, speed = [], [], []
+        for seed in SEEDS:
+            s = diff.Sampling(top_k=args.topk, generator=torch.Generator().manual_seed(seed))
+            x, seconds = write(kind, models[kind], args.num_samples, calls, s, nl)
+            texts = [tok.decode(row.tolist()) for row in x]
+            d.append(common.distinct_ngrams(texts))
+            b.append(common.generative_bpc(gpt, tok, texts))
+            speed.append(x.numel() / seconds)
+        (dm, dse), (bm, bse) = mean_se(d), mean_se(b)
+        rows.append(dict(model=kind, calls=calls, distinct4=dm, distinct4_se=dse, gen_bpc=bm, gen_bpc_se=bse,
+                         chars_per_s=sorted(speed)[1]))  # the median of three
+        print(f"{kind:<8} {calls:>4} calls  distinct-4 {dm:.3f} ± {dse:.3f}  gen bits/char {bm:.3f} ± {bse:.3f}  "
+              f"{rows[-1]['chars_per_s']:,.0f} chars/s", flush=True)
+    out = Path(args.out_dir)
+    write_csv(out / "uniform.csv", rows, list(rows[0]))
+    lines = [f"# python bench/uniform.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+             f"# machine: {machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
+             f"{args.num_samples} samples x {L} characters per seed, seeds {SEEDS}, top-k {args.topk}; judge "
+             f"{common.shown(args.gpt)}", "",
+             f"best validation bits/char (NELBO, upper bound, the runs' 64 windows): masked {bounds['masked']:.3f}, "
+             f"uniform {bounds['uniform']:.3f} (gap {bounds['uniform'] - bounds['masked']:+.3f})", "",
+             "| model | calls | distinct 4-grams | gen bits/char | chars/s (median of 3) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['calls']} | {r['distinct4']:.3f} ± {r['distinct4_se']:.3f} | "
+              f"{r['gen_bpc']:.3f} ± {r['gen_bpc_se']:.3f} | {r['chars_per_s']:,.0f} |" for r in rows]
+    write_text(out / "uniform.txt", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows, bounds
+
+
+if __name__ == "__main__":
+    run_cli(main)
