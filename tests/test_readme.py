@@ -78,3 +78,13 @@ def test_readme_command_parses(words, monkeypatch):
         assert e.code == 0 and "--help" in argv, f"{' '.join(words)}: exit {e.code}"
     else:
         pytest.fail(f"{' '.join(words)}: main() returned without parsing its arguments")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "RESULTS.md", "bonus/README.md", "checkpoints/README.md"])
+def test_every_link_and_named_result_file_exists(doc):
+    """Every figure has its file: each relative Markdown link, and each bench/results/ path named in backquotes."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    links = [m.group(1) for m in re.finditer(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in m.group(1)]
+    named = [m.group(1) for m in re.finditer(r"`(bench/results/[^`\s*]+)`", text)]
+    missing = [t for t in links if not ((ROOT / doc).parent / t).exists()]
+    assert not missing + [t for t in named if not (ROOT / t).exists()]
