@@ -525,3 +525,22 @@ if __name__ == "__main__":  # python tests/test_bad_inputs.py: the cases counted
     for kind, n in Counter(kind_of(says) for _, _, says in CASES).most_common():
         print(f"{n:>4}  {kind}")
     print(f"{len(CASES):>4}  in all, over {len({s for s, _, _ in CASES})} entry points")
+
+
+@pytest.mark.parametrize("argv", [["04_diffusion.py", "--train-steps", "100000"],
+                                  ["sudoku_puzzles.py", "--train", "100000", "--workers", "2", "--out", "{out}/p"]])
+def test_ctrl_c_in_a_demo_or_data_script_is_one_line_exit_130_and_leaves_nothing(argv, tmp_path):
+    """Ctrl-C anywhere outside training and sampling (which save or print their work first): exit status 130, one
+    line, no traceback (worker processes included), no half-written output."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, *(a.format(out=out) for a in argv)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # well inside the work
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().endswith("interrupted"), err
+    assert not out.exists() or not any(out.rglob("*"))
