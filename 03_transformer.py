@@ -49,6 +49,8 @@ class ModelConfig:
     shift: bool = False
     # GPT vs dLLM: uniform noise (lesson 15) hides its own level, so the model is told t
     time_input: bool = False
+    # lesson 15: self-conditioning, the previous call's prediction fed back in (Chen et al. 2022)
+    self_cond: bool = False
 
     @property
     def n_input_tokens(self):
@@ -186,6 +188,9 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         C = config.n_embd
         self.time_mlp = nn.Sequential(nn.Linear(1, C), nn.GELU(),
                                       nn.Linear(C, C)) if config.time_input else None
+        # no biases, as DiffusionGemma's: no previous prediction (zeros) adds exactly nothing
+        self.sc_mlp = nn.Sequential(nn.RMSNorm(C), nn.Linear(C, C, bias=False), nn.GELU(),
+                                    nn.Linear(C, C, bias=False)) if config.self_cond else None
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.n_input_tokens if config.tie_weights
@@ -240,9 +245,10 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
         state, config, _ = hub.read_export(model_id)
         return cls.from_state(config, state).to(kwargs.get("map_location", "cpu")).eval()
 
-    def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None, t=None):
+    def forward(self, idx, cache=None, start=0, pos=None, attn_mask=None, t=None, prev=None):
         """idx: (B, T) token ids at positions [start, start+T). Returns logits (B, T, vocab_size).
-        t (B,): the noise level, for a model with time_input (lesson 15).
+        t (B,): the noise level, for a model with time_input; prev (B, T, V): the previous call's
+        logits, for a model with self_cond (lesson 15).
 
         The logits never include [MASK]: the head's [MASK] row is dropped, so the model cannot
         predict it. pos (T,) and attn_mask (T, T) override the positions and the mask: block
@@ -276,6 +282,9 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=
             x = x + self.pos_emb(pos)
         if self.time_mlp is not None:
             x = x + self.time_mlp(t.view(-1, 1, 1).to(x.dtype))  # (B, 1, C): at every position
+        if self.sc_mlp is not None and prev is not None:  # the expected embedding of its guess
+            guess = prev.float().softmax(-1) @ self.tok_emb.weight[: self.config.vocab_size].float()
+            x = x + self.sc_mlp(guess.to(x.dtype))  # (B, T, C)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, mask, cache, start)

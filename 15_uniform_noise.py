@@ -18,10 +18,13 @@ What changes from lesson 04, each line marked `# masked vs uniform`:
   4. the sampler: every call redraws every position from the posterior q(z_s | z_t, x_theta), so a
      wrong token can be corrected at any step (the masked sampler needed lesson 13 for that); the
      last call keeps the model's best guess (Duo's greedy tail).
-The price: a looser bound (published: UDLM 31.3 against MDLM 27.0 perplexity on LM1B).
+The price: a looser bound (published: UDLM 31.3 against MDLM 27.0 perplexity on LM1B). Then one
+idea that serves both kinds of noise, self-conditioning (--self-cond): each call also sees the
+previous call's prediction.
 
     python 15_uniform_noise.py                                # demo: random characters settle
     python 15_uniform_noise.py train                          # 05's loop -> checkpoints/uniform
+    python 15_uniform_noise.py train --noise masked --self-cond --out checkpoints/masked_sc
     python 15_uniform_noise.py generate --steps 50 --topk 5   # 06's flags and output
 """
 import math
@@ -136,7 +139,9 @@ def nelbo_bits(model, windows, n_t=32, seed=0, batch_size=64):
         u = torch.rand(x0.size(0) // n_t, 1, generator=g)
         t = EPS + (1 - 2 * EPS) * ((torch.arange(n_t) + u) / n_t).flatten()  # (n * n_t,)
         z = forward_process(x0, t.to(x0.device), model.config.vocab_size, g)
-        terms = nelbo_terms(model(z, t=t.to(x0.device)), z, x0, t.to(x0.device))
+        t = t.to(x0.device)
+        logits = two_passes(model, z, t=t) if model.config.self_cond else model(z, t=t)
+        terms = nelbo_terms(logits, z, x0, t)
         total += terms.sum().item() * (1 - 2 * EPS)  # the integral over [EPS, 1 - EPS]
     return total / (N * n_t * L) / math.log(2)
 
@@ -178,6 +183,44 @@ def generate_uniform(model, canvas, steps=64, sampling=diff.DEFAULT, callback=No
 
 
 # ----------------------------------------------------------------------------------------------
+# Self-conditioning (Chen, Zhang & Hinton 2022; DiffusionGemma): the last guess fed back
+# ----------------------------------------------------------------------------------------------
+class SelfCondition:
+    """The model as training calls it with self-conditioning: half the time a first pass, without
+    gradients, guesses and its logits go into the second pass (ModelConfig.self_cond); the other
+    half nothing goes in, as at a sampler's first call. Only the second pass learns."""
+
+    def __init__(self, model):
+        self.model, self.config = model, model.config
+
+    def __call__(self, z, **kw):
+        if torch.rand(()) < 0.5:
+            with torch.no_grad():
+                prev = self.model(z, **kw)
+            return self.model(z, prev=prev, **kw)
+        return self.model(z, **kw)
+
+
+class FeedBack:
+    """The model as a sampler calls it with self-conditioning: each call gets the last one's
+    logits. A new one per canvas; two calls on one canvas: the two passes the NELBO scores."""
+
+    def __init__(self, model):
+        self.model, self.config, self.prev = model, model.config, None
+
+    def __call__(self, x, **kw):
+        self.prev = self.model(x, prev=self.prev, **kw)
+        return self.prev
+
+
+def two_passes(model, z, **kw):
+    """A self-conditioned model's prediction, as scored: its own first guess fed back once."""
+    feed = FeedBack(model)
+    feed(z, **kw)
+    return feed(z, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
 # Lesson 05's loop trains it: an objective with 05's members
 # ----------------------------------------------------------------------------------------------
 class UniformObjective:
@@ -186,11 +229,15 @@ class UniformObjective:
     kind = "dllm"
     name = "uniform"  # recorded in every checkpoint: 05 or 14 cannot resume it, nor this one theirs
     trainer = "15_uniform_noise.py train"
-    # masked vs uniform: no [MASK] input row; the model is told t
-    model_overrides = dict(causal=False, mask_token=False, time_input=True)
+
+    def __init__(self, self_cond=False):
+        self.self_cond = self_cond
+        # masked vs uniform: no [MASK] input row; the model is told t
+        self.model_overrides = dict(causal=False, mask_token=False, time_input=True,
+                                    self_cond=self_cond)
 
     def loss(self, model, x, config):  # x: (B, L+1); the first L tokens
-        return uniform_loss(model, x[:, :-1])
+        return uniform_loss(SelfCondition(model) if self.self_cond else model, x[:, :-1])
 
     def val_bits(self, model, windows, K, config):  # windows (N, L+1): bits per token
         return nelbo_bits(model, windows[:, :-1], K)
@@ -200,8 +247,36 @@ class UniformObjective:
 
     def sample(self, model, tokenizer, n, generator):  # two characters per call, as 05's
         canvas = torch.full((1, n), model.config.vocab_size, device=next(model.parameters()).device)
-        x, _ = generate_uniform(model, canvas, max(1, n // 2), diff.Sampling(generator=generator))
+        x, _ = generate_uniform(fed(model), canvas, max(1, n // 2),
+                                diff.Sampling(generator=generator))
         return tokenizer.decode(x[0].tolist())
+
+
+class SelfConditionedMasked(train.DiffusionObjective):
+    """Lesson 04's masked diffusion with self-conditioning: the same NELBO, scored with the model's
+    first guess fed back, and the same sampler, each call fed the last one's logits."""
+
+    trainer = "15_uniform_noise.py train --noise masked --self-cond"
+    model_overrides = dict(causal=False, mask_token=True, self_cond=True)
+
+    def loss(self, model, x, config):
+        return diff.diffusion_loss(SelfCondition(model), x[:, :-1], config.mask_id,
+                                   t_range=self.t_range)
+
+    def val_bits(self, model, windows, K, config):
+        return diff.nelbo_bits(model, windows[:, :-1], config.mask_id, K=K,
+                               denoise=lambda z, x0: two_passes(model, z))
+
+    def sample(self, model, tokenizer, n, generator):
+        canvas = torch.full((1, n), model.config.mask_id, device=next(model.parameters()).device)
+        x, _ = diff.generate(FeedBack(model), canvas, max(1, n // 2),
+                             diff.Sampling(generator=generator))
+        return tokenizer.decode(x[0].tolist())
+
+
+def fed(model):
+    """The model as a sampler calls it: fed its last guess if it was trained so, else as it is."""
+    return FeedBack(model) if model.config.self_cond else model
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +320,7 @@ def demo(args):
 # ----------------------------------------------------------------------------------------------
 def sample_uniform(model, tokenizer, args, callback=None):
     """06's canvas (prompt, suffix, template), filled by generate_uniform. -> (x (N, L), calls)."""
-    return generate_uniform(model, gen.canvases(model, tokenizer, args), args.steps or 64,
+    return generate_uniform(fed(model), gen.canvases(model, tokenizer, args), args.steps or 64,
                             gen.sampling(model, args), callback)
 
 
@@ -256,8 +331,13 @@ def uniform_parser():
     p.add_argument("--steps", type=positive_int, default=32, help="demo: model calls when sampling")
     p.add_argument("--seed", type=int, default=0, help="demo: random seed")
     add = subcommands(p, ["train", "generate"])
-    train.training_parser(None, ROOT / "checkpoints" / "uniform",
-                          parser=add("train", "train through lesson 05's loop (its flags)"))
+    t = train.training_parser(None, ROOT / "checkpoints" / "uniform",
+                              parser=add("train", "train through lesson 05's loop (its flags)"))
+    g = t.add_argument_group("this lesson")
+    g.add_argument("--noise", choices=["uniform", "masked"], default="uniform",
+                   help="which noise: this lesson's, or lesson 04's [MASK] (with --self-cond)")
+    g.add_argument("--self-cond", action="store_true",
+                   help="self-conditioning: the model also sees its previous prediction")
     gen.add_generate_args(add("generate", "sample with 06's flags"),
                           ROOT / "checkpoints" / "uniform", shipped=None)
     return p
@@ -266,10 +346,14 @@ def uniform_parser():
 def main(argv=None):
     args = parse_args_given(uniform_parser(), argv)
     if args.command == "train":
+        if args.noise == "masked" and not args.self_cond:
+            raise UsageError("--noise masked without --self-cond is lesson 05's: run 05_train.py")
         args = train.resolve(args)
         text = read_text(args.data) if args.data else train.shakespeare()
         data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)
-        return train.train(args, UniformObjective(), data)
+        objective = (UniformObjective(args.self_cond) if args.noise == "uniform"
+                     else SelfConditionedMasked((diff.EPS, 1.0)))
+        return train.train(args, objective, data)
     if args.command == "generate":
         if {"order", "noise"} & args.given:  # no order to choose: every position is redrawn
             raise UsageError("--order and --noise choose which masked positions to commit: the "

@@ -126,7 +126,8 @@ def test_trains_through_lesson_05s_loop_then_generates_with_06s_flags(tiny_text,
 @pytest.mark.parametrize("argv, says", [(["generate", "--order", "confidence"], "drop them"),
                                         (["generate", "--noise", "2"], "drop them"),
                                         (["--steps", "0"], "must be >= 1"),
-                                        (["train", "--mask-rate", "0.1", "0.9"], "unrecognized arguments")])
+                                        (["train", "--mask-rate", "0.1", "0.9"], "unrecognized arguments"),
+                                        (["train", "--noise", "masked"], "is lesson 05's")])
 def test_bad_input_is_one_line(argv, says, capsys):
     assert says in cli_error(U.main, argv, capsys)
 
@@ -149,3 +150,33 @@ def test_the_equal_compute_benchmark_judges_both_models_and_the_gpt(dllm_run, gp
     assert all(0 < r["distinct4"] <= 1 and r["gen_bpc"] > 0 for r in rows)
     assert all(r["chars_per_s"] > 0 for r in rows[1:]) and set(bounds) == {"masked", "uniform"}
     assert "gap" in (tmp_path / "out" / "uniform.txt").read_text()
+
+
+def test_self_conditioning_feeds_each_call_the_last_ones_logits():
+    """FeedBack: call k sees call k-1's logits (none at the first); a self-conditioned model uses them."""
+    model = tiny(self_cond=True)
+    seen = []
+
+    class Spy(torch.nn.Module):
+        config = model.config
+
+        def forward(self, x, prev=None, **kw):
+            seen.append(prev)
+            return model(x, prev=prev, **kw)
+
+    D.generate(U.FeedBack(Spy()), torch.full((1, 12), 11), 4, D.Sampling(generator=torch.Generator().manual_seed(0)))
+    assert seen[0] is None and all(p is not None for p in seen[1:]) and len(seen) == 4
+    x = torch.randint(11, (1, 12))
+    with torch.no_grad():
+        torch.nn.init.normal_(model.sc_mlp[-1].weight)  # larger than at initialisation: a clear difference
+        assert not torch.allclose(model(x), model(x, prev=torch.randn(1, 12, 11)))
+
+
+@pytest.mark.parametrize("flags", [["--self-cond"], ["--noise", "masked", "--self-cond"]])
+def test_self_conditioned_models_train_through_lesson_05s_loop(flags, tiny_text, tmp_path):
+    out = tmp_path / "run"
+    rows = U.main(["train", *TINY, "--data", str(tiny_text), "--out", str(out), "--steps", "10", "--eval-every", "10",
+                   *flags])
+    model = lesson("06_generate").load(out, "dllm")[0]
+    assert model.config.self_cond and [r["step"] for r in rows] == [0, 10]
+    assert all(0 < r["val_bpc"] < 20 for r in rows)
