@@ -4,6 +4,7 @@ and evaluation windows. Their bounds, their samples at few and many model calls,
     python 05_train.py --preset cpu --dtype fp32 --mask-rate 0.001 1 --out checkpoints/bench/masked
     python 15_uniform_noise.py train --preset cpu --dtype fp32 --out checkpoints/bench/uniform
     python bench/uniform.py --masked checkpoints/bench/masked --uniform checkpoints/bench/uniform
+    python bench/uniform.py ... --masked-sc RUN --uniform-sc RUN    # and each with self-conditioning (15 --self-cond)
 
 The bound: each run's best validation bits/char, read from its metrics.csv (the NELBO of each kind of noise, an
 upper bound on the NLL, on the same 64 windows). Samples: for each model and each number of calls (--calls, for 256
@@ -42,14 +43,15 @@ def mean_se(values):
 
 def write(kind, model, n, calls, sampling, start=0):
     """n samples of the model's whole context, `calls` model calls, one batch: (token ids (n, L), seconds).
-    start: the GPT's first token (a newline)."""
+    start: the GPT's first token (a newline). A self-conditioned model is fed its last call's logits."""
     L = model.config.block_size
     t0 = time.perf_counter()
     with torch.no_grad():
-        if kind == "masked":
-            x, _ = diff.generate(model, torch.full((n, L), model.config.mask_id), calls, sampling)
-        elif kind == "uniform":
-            x, _ = uniform.generate_uniform(model, torch.full((n, L), model.config.vocab_size), calls, sampling)
+        if kind.startswith("masked"):
+            x, _ = diff.generate(uniform.fed(model), torch.full((n, L), model.config.mask_id), calls, sampling)
+        elif kind.startswith("uniform"):
+            x, _ = uniform.generate_uniform(uniform.fed(model), torch.full((n, L), model.config.vocab_size), calls,
+                                            sampling)
         else:  # the GPT: a newline, then L - 1 characters, one per call with its KV cache
             x = gpt_lesson.generate_gpt(model, torch.full((n, 1), start), L - 1, sampling)[:, 1:]
     return x, time.perf_counter() - t0
@@ -59,6 +61,8 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--masked", required=True, help="the masked dLLM's run (05)")
     p.add_argument("--uniform", required=True, help="the uniform dLLM's run (15), same preset and steps")
+    p.add_argument("--masked-sc", help="the masked dLLM trained with self-conditioning (15 --noise masked --self-cond)")
+    p.add_argument("--uniform-sc", help="the uniform dLLM trained with self-conditioning (15 --self-cond)")
     p.add_argument("--gpt", default=str(common.ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"),
                    help="the judge and the speed reference (default: the shipped GPT of the cpu preset's size)")
     p.add_argument("--calls", type=positive_int, nargs="+", default=[8, 16, 32, 64, 256],
@@ -70,20 +74,24 @@ def main(argv=None):
     p.add_argument("--out-dir", default=str(common.RESULTS / "uniform"), help="where the table goes")
     args = p.parse_args(argv)
     masked, tok, gpt = common.load_judged(args.masked, args.gpt)
-    uni, utok, info = common.load_run("dllm", args.uniform)
-    if info["objective"] != "uniform" or utok.tokens != tok.tokens:
-        raise UsageError(f"{args.uniform} is not a uniform-noise run on the masked run's characters (15 train)")
+    runs = {"masked": args.masked, "uniform": args.uniform, "masked-sc": args.masked_sc, "uniform-sc": args.uniform_sc}
+    runs = {k: v for k, v in runs.items() if v}
+    models = {"gpt": gpt}
+    for kind, path in runs.items():
+        model, mtok, info = common.load_run("dllm", path)
+        want = ("uniform" if kind.startswith("uniform") else "dllm", kind.endswith("-sc"))
+        if (info["objective"], model.config.self_cond) != want or mtok.tokens != tok.tokens:
+            raise UsageError(f"{path} is not a {kind} run on the masked run's characters (see --help)")
+        models[kind] = model
     L = masked.config.block_size
     nl = tok.stoi.get("\n", 0)
     _, val, _ = train.split_corpus(read_text(args.data), tok)
     real = [tok.decode(w.tolist()) for w in train.eval_windows(val, args.num_samples, L)]
-    bounds = {k: min(r["val_bpc"] for r in read_metrics(path)) for k, path in (("masked", args.masked),
-                                                                               ("uniform", args.uniform))}
+    bounds = {k: min(r["val_bpc"] for r in read_metrics(path)) for k, path in runs.items()}
     rows = [dict(model="held-out text", calls=float("nan"), distinct4=common.distinct_ngrams(real),
                  distinct4_se=0.0, gen_bpc=common.generative_bpc(gpt, tok, real), gen_bpc_se=0.0,
                  chars_per_s=float("nan"))]
-    models = {"masked": masked, "uniform": uni, "gpt": gpt}
-    for kind, calls in [(k, c) for k in ("masked", "uniform") for c in args.calls] + [("gpt", L - 1)]:
+    for kind, calls in [(k, c) for k in runs for c in args.calls] + [("gpt", L - 1)]:
         d, b, speed = [], [], []
         for seed in SEEDS:
             s = diff.Sampling(top_k=args.topk, generator=torch.Generator().manual_seed(seed))
@@ -103,8 +111,9 @@ def main(argv=None):
              f"# machine: {machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
              f"{args.num_samples} samples x {L} characters per seed, seeds {SEEDS}, top-k {args.topk}; judge "
              f"{common.shown(args.gpt)}", "",
-             f"best validation bits/char (NELBO, upper bound, the runs' 64 windows): masked {bounds['masked']:.3f}, "
-             f"uniform {bounds['uniform']:.3f} (gap {bounds['uniform'] - bounds['masked']:+.3f})", "",
+             "best validation bits/char (NELBO, upper bound, the runs' own windows): "
+             + ", ".join(f"{k} {v:.3f}" for k, v in bounds.items())
+             + f" (uniform - masked: {bounds['uniform'] - bounds['masked']:+.3f})", "",
              "| model | calls | distinct 4-grams | gen bits/char | chars/s (median of 3) |", "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['calls']} | {r['distinct4']:.3f} ± {r['distinct4_se']:.3f} | "
               f"{r['gen_bpc']:.3f} ± {r['gen_bpc_se']:.3f} | {r['chars_per_s']:,.0f} |" for r in rows]

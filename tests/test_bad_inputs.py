@@ -349,7 +349,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("block_sweep", ["--steps", "0"], "must be >= 1"),
     ("lesson_times", ["--only", "99_flying.py", "--out", "{out}/t.txt"], "unknown lesson '99_flying.py'"),
     ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--gpt", "{w}/gpt", "--out-dir", "{out}"],
-     "is not a uniform-noise run"),
+     "is not a uniform run"),
     ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--calls", "0"], "must be >= 1"),
 ]
 
