@@ -1,0 +1,249 @@
+"""The maps lesson 16 plans on: 16 x 16 occupancy grids, a start, a goal, the shortest path.
+
+    python robot_maps.py                              # data/maps/: train, val, test, each map once
+    python robot_maps.py --train 100000               # a large training set (about 30 s)
+    python robot_maps.py --check data/maps/test.txt   # lines parse; every answer a shortest path
+
+A map is 256 characters, row by row from the top: `#` a wall, `.` free, `S` the start, `G` the
+goal. Its answer is the same 256 characters with `*` on the cells the path crosses between S and G
+(4-connected moves). A file holds one `map,answer,kind` line per map. Three kinds of map, as a
+robot's map server might hold:
+
+  blocks   walls scattered cell by cell at a density (10%, 20% or 30% of the cells)
+  rooms    a 4 x 4 floor of rooms, one door in each wall between two, a quarter of the walls gone
+  maze     a perfect maze (recursive backtracker): one way between any two cells, long detours
+
+The path is a breadth-first search's (unit cost per move: optimal on a 4-connected grid), with a
+stated tie-break, since a grid has many shortest paths: walking from S, among the neighbours one
+move nearer to G, keep going straight if that is one of them, else take the first of up, right,
+down, left. Train, validation and test never share a wall layout.
+"""
+import random
+import time
+from collections import deque
+from pathlib import Path
+
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import read_text, write_text
+
+ROOT = Path(__file__).resolve().parent
+SIZE = 16  # a 16 x 16 grid: 256 cells, lesson 05's context
+CELLS = SIZE * SIZE
+MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left: the tie-break's order
+KINDS = ("blocks-10", "blocks-20", "blocks-30", "rooms", "maze")
+MIN_DISTANCE = 6  # start and goal at least this many moves apart: a path worth planning
+
+
+def neighbours(cell):
+    r, c = divmod(cell, SIZE)
+    for dr, dc in MOVES:
+        if 0 <= r + dr < SIZE and 0 <= c + dc < SIZE:
+            yield (r + dr) * SIZE + c + dc
+
+
+def distances(walls, goal):
+    """Moves from every free cell to `goal` (breadth-first, from the goal): {cell: moves}."""
+    dist, queue = {goal: 0}, deque([goal])
+    while queue:
+        cell = queue.popleft()
+        for n in neighbours(cell):
+            if not walls[n] and n not in dist:
+                dist[n] = dist[cell] + 1
+                queue.append(n)
+    return dist
+
+
+def shortest_path(walls, start, goal, dist=None):
+    """The cells from start to goal (both included) of a shortest path, by the stated tie-break;
+    None if the goal cannot be reached."""
+    dist = dist or distances(walls, goal)
+    if start not in dist:
+        return None
+    path, heading = [start], None
+    while path[-1] != goal:
+        cell = path[-1]
+        nearer = [n for n in neighbours(cell) if dist.get(n) == dist[cell] - 1]
+        straight = cell + heading if heading is not None else None  # only a neighbour is nearer
+        nxt = straight if straight in nearer else nearer[0]
+        heading, path = nxt - cell, path + [nxt]
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Three kinds of map
+# ----------------------------------------------------------------------------------------------
+def blocks(density, rng):
+    return [rng.random() < density for _ in range(CELLS)]
+
+
+def rooms(rng):
+    """A 4 x 4 floor of 4 x 4 rooms: walls on every room's top and left edge, one door (a gap of one
+    cell) in each wall between two rooms, and a quarter of those walls left out altogether."""
+    walls = [False] * CELLS
+    for r in range(SIZE):
+        for c in range(SIZE):
+            walls[r * SIZE + c] = (r % 4 == 0 and r > 0) or (c % 4 == 0 and c > 0)
+    for br in range(4):
+        for bc in range(4):
+            top, left = br * 4, bc * 4
+            if br > 0:  # the wall above this room
+                gone = rng.random() < 0.25
+                door = rng.randrange(left + 1 if bc else left, left + 4)
+                for c in range(left + (1 if bc else 0), left + 4):
+                    walls[top * SIZE + c] = walls[top * SIZE + c] and not gone and c != door
+            if bc > 0:  # the wall left of this room
+                gone = rng.random() < 0.25
+                door = rng.randrange(top + 1 if br else top, top + 4)
+                for r in range(top + (1 if br else 0), top + 4):
+                    walls[r * SIZE + left] = walls[r * SIZE + left] and not gone and r != door
+    return walls
+
+
+def maze(rng):
+    """A perfect maze by the recursive backtracker on the 8 x 8 lattice of even cells (walls between
+    them on odd rows and columns; the last row and column walled off as the lattice's edge)."""
+    walls = [True] * CELLS
+    start = (0, 0)
+    walls[0] = False
+    stack, seen = [start], {start}
+    while stack:
+        r, c = stack[-1]
+        options = [(r + 2 * dr, c + 2 * dc) for dr, dc in MOVES]
+        options = [(a, b) for a, b in options
+                   if 0 <= a < SIZE and 0 <= b < SIZE and (a, b) not in seen]
+        if not options:
+            stack.pop()
+            continue
+        nr, nc = rng.choice(options)
+        walls[((r + nr) // 2) * SIZE + (c + nc) // 2] = walls[nr * SIZE + nc] = False
+        seen.add((nr, nc))
+        stack.append((nr, nc))
+    return walls
+
+
+def make_walls(kind, rng):
+    if kind.startswith("blocks"):
+        return blocks(int(kind.split("-")[1]) / 100, rng)
+    return rooms(rng) if kind == "rooms" else maze(rng)
+
+
+def make_map(kind, rng):
+    """(map, answer, kind) strings of one map of this kind, with a start and a goal MIN_DISTANCE or
+    more moves apart, or None when the layout drawn has no such pair (a crowded one)."""
+    walls = make_walls(kind, rng)
+    free = [i for i in range(CELLS) if not walls[i]]
+    for _ in range(20):  # a few tries at a start and a goal
+        if len(free) < 2:
+            return None
+        start, goal = rng.sample(free, 2)
+        dist = distances(walls, goal)
+        if dist.get(start, 0) >= MIN_DISTANCE:
+            path = shortest_path(walls, start, goal, dist)
+            grid = ["#" if w else "." for w in walls]
+            grid[start], grid[goal] = "S", "G"
+            answer = list(grid)
+            for cell in path[1:-1]:
+                answer[cell] = "*"
+            return "".join(grid), "".join(answer), kind
+    return None
+
+
+def make_split(n, rng, seen):
+    """n (map, answer, kind) triples, the kinds taking turns, no wall layout in `seen` (which it
+    extends)."""
+    pairs = []
+    while len(pairs) < n:
+        pair = make_map(KINDS[len(pairs) % len(KINDS)], rng)
+        if pair is None:
+            continue
+        layout = pair[0].replace("S", ".").replace("G", ".")
+        if layout not in seen:
+            seen.add(layout)
+            pairs.append(pair)
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# Files: one `map,answer,kind` per line
+# ----------------------------------------------------------------------------------------------
+def parse_map(line, where):
+    """A map line -> its 256 characters, or one clear line saying what is wrong with it."""
+    line = line.strip()
+    if len(line) != CELLS:
+        raise UsageError(f"{where}: a map has {CELLS} characters (16 rows of 16), not {len(line)}")
+    if other := sorted(set(line) - set("#.SG*")):
+        raise UsageError(f"{where}: a map holds only # . S G, not {other[0]!r}")
+    if line.count("S") != 1 or line.count("G") != 1:
+        raise UsageError(f"{where}: a map has one S and one G")
+    return line
+
+
+def check_answer(grid, answer):
+    """True if `answer` marks a path from S to G in `grid`: its * cells and S, G connected, on free
+    cells only, every * cell on it, and no longer than the shortest."""
+    if len(answer) != CELLS or any(a != g for a, g in zip(answer, grid) if a != "*"):
+        return False
+    walls = [ch == "#" for ch in grid]
+    start, goal = grid.index("S"), grid.index("G")
+    on = {i for i, ch in enumerate(answer) if ch == "*"} | {start, goal}
+    if any(walls[i] for i in on):
+        return False
+    reach, queue = {start}, deque([start])
+    while queue:
+        for n in neighbours(queue.popleft()):
+            if n in on and n not in reach:
+                reach.add(n)
+                queue.append(n)
+    return goal in reach and reach == on and len(on) - 1 == distances(walls, goal)[start]
+
+
+def read_maps(path):
+    """[(map, answer, kind)] of a file this script wrote."""
+    rows = []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if line.strip():
+            parts = line.strip().split(",")
+            if len(parts) != 3 or parts[2] not in KINDS:
+                raise UsageError(f"{path}:{n}: expected map,answer,kind")
+            rows.append((parse_map(parts[0], f"{path}:{n}"), parts[1], parts[2]))
+    return rows
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--out", default=str(ROOT / "data" / "maps"),
+                   help="folder for train.txt, val.txt, test.txt")
+    p.add_argument("--train", type=positive_int, default=20000, help="training maps")
+    p.add_argument("--val", type=positive_int, default=500, help="validation maps")
+    p.add_argument("--test", type=positive_int, default=1000, help="test maps")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
+    p.add_argument("--force", action="store_true",
+                   help="replace map files already in --out (default: refuse)")
+    p.add_argument("--check", metavar="FILE",
+                   help="only check FILE: lines parse, answers are shortest paths")
+    args = p.parse_args(argv)
+    if args.check:
+        pairs = read_maps(args.check)
+        wrong = [n for n, (grid, answer, _) in enumerate(pairs, 1)
+                 if not check_answer(grid, answer)]
+        print(f"{args.check}: {len(pairs)} maps, {len(pairs) - len(wrong)} answers shortest paths")
+        if wrong:
+            raise UsageError(f"{args.check}: lines {wrong[:10]} are no shortest path from S to G")
+        return pairs
+    out = Path(args.out)
+    found = [n for n in ("train.txt", "val.txt", "test.txt") if (out / n).exists()]
+    if found and not args.force:
+        raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or "
+                         "choose another --out")
+    rng, seen, t0 = random.Random(args.seed), set(), time.perf_counter()
+    sizes = (("train", args.train), ("val", args.val), ("test", args.test))
+    splits = {name: make_split(n, rng, seen) for name, n in sizes}
+    for name, pairs in splits.items():  # written only once all are made: never half a set
+        write_text(out / f"{name}.txt", "".join(",".join(row) + "\n" for row in pairs))
+    print(f"{sum(map(len, splits.values())):,} maps in {time.perf_counter() - t0:.0f} s -> {out} "
+          "(no wall layout in two files)")
+    return splits
+
+
+if __name__ == "__main__":
+    run_cli(main)
