@@ -748,14 +748,16 @@ def main(argv=None):
 
 def check_port(host, port):
     """One line, not Gradio's traceback, when another server (another playground) holds the port."""
+    import errno
     import socket
 
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.bind((host, port))
     except OSError as e:
-        raise UsageError(f"cannot serve on {host}:{port} ({e.strerror}): another server holds it? "
-                         "choose another --port") from None
+        in_use = e.errno == errno.EADDRINUSE
+        busy = ": another server holds it; choose another --port" if in_use else ""
+        raise UsageError(f"cannot serve on {host}:{port} ({e.strerror}){busy}") from None
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def read_bytes(path, what="file"):
 def read_text(path):
     raw = read_bytes(path)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark, which some editors write, is not text
     except UnicodeDecodeError as e:
         raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
     if not text:

@@ -145,7 +145,8 @@ class OutOfMemory:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, torch.OutOfMemoryError):
+        cpu = exc_type is RuntimeError and "can't allocate memory" in str(exc)  # the CPU allocator's
+        if exc_type is not None and (issubclass(exc_type, torch.OutOfMemoryError) or cpu):
             print(f"{Path(sys.argv[0]).name}: error: out of memory during a training step at {self.flags}: halve "
                   "--batch-size and double --grad-accum (the same update, half the memory)", file=sys.stderr)
             leave_process(2, self.world)

@@ -108,6 +108,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("05_train", ["--device", "cuda", *OUT], "no CUDA GPU"),
     ("05_train", ["--device", "mps", *OUT], "MPS is not available"),
     ("05_train", ["--n-head", "3", "--data", "{w}/corpus.txt", *TINY, *OUT], "not divisible"),
+    ("05_train", ["--batch-size", "10000000000", "--steps", "1", "--data", "{w}/corpus.txt", *TINY, "--out",
+                  "{out}/../oom"], "out of memory during a training step"),
     ("05_train", ["--data", "{w}/missing.txt", *TINY, *OUT], "no such file"),
     ("05_train", ["--data", "{w}/norun", *TINY, *OUT], "is a directory"),
     ("05_train", ["--data", "{w}/latin1.txt", *TINY, *OUT], "not UTF-8"),
