@@ -140,12 +140,13 @@ def demo_adapt(args):
     curves, samples = {}, {
                            "from the GPT, before any step": write(runs["from the GPT"][1],
                                                                   data.tokenizer, args.seed)}
+    every = max(1, args.steps // 4)  # four evaluations after the untrained one
     with tempfile.TemporaryDirectory() as tmp:
         for name, (objective, init) in runs.items():
             print(f"\n== a dLLM {name}: {args.steps} steps of lesson 05's loop ==")
             out = Path(tmp) / name.replace(" ", "_")
             argv = ["--preset", "cpu", "--steps", str(args.steps), "--eval-every",
-                    str(args.steps // 4),
+                    str(every),
                     "--warmup", str(args.steps // 10), "--eval-windows", "16", "--eval-k", "8",
                     "--sample-len", "0", "--no-plot", "--dtype", "fp32", "--out", str(out)]
             rows = train.train(train.parse_args(train.training_parser(__doc__, out), argv),
@@ -155,7 +156,7 @@ def demo_adapt(args):
     print("\n== validation bits/char (NELBO, an upper bound, on the same 16 windows) ==")
     print(f"{'step':>6} {'from the GPT':>13} {'from scratch':>13}")
     for i, (a, b) in enumerate(zip(*curves.values())):
-        print(f"{i * (args.steps // 4):>6} {a:>13.3f} {b:>13.3f}")
+        print(f"{i * every:>6} {a:>13.3f} {b:>13.3f}")
     for name, text in samples.items():
         print(f"\n== 128 characters {name}, 64 calls ==\n{text}")
 

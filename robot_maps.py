@@ -224,6 +224,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.check:
         pairs = read_maps(args.check)
+        if not pairs:
+            raise UsageError(f"{args.check}: no maps in it")
         wrong = [n for n, (grid, answer, _) in enumerate(pairs, 1)
                  if not check_answer(grid, answer)]
         print(f"{args.check}: {len(pairs)} maps, {len(pairs) - len(wrong)} answers shortest paths")

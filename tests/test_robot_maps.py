@@ -50,10 +50,11 @@ def test_the_splits_share_no_wall_layout_and_the_files_check(tmp_path):
     assert again == splits  # the same seed, the same files
 
 
-@pytest.mark.parametrize("line, says", [("#" * 255, "not 255"), ("x" * 256, "not 'x'"), ("." * 256, "one S and one G")])
+@pytest.mark.parametrize("line, says", [("#" * 255, "not 255"), ("x" * 256, "not 'x'"), ("." * 256, "one S and one G"),
+                                        ("", "no maps in it")])
 def test_a_bad_map_line_is_one_line(line, says, tmp_path, capsys):
     path = tmp_path / "bad.txt"
-    path.write_text(f"{line},{line},maze\n")
+    path.write_text(f"{line},{line},maze\n" if line else "\n\n")
     assert says in cli_error(M.main, ["--check", str(path)], capsys)
 
 
