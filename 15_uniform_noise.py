@@ -294,7 +294,7 @@ def demo(args):
         print(f"t = {t:4.2f}  {tok.decode(z[0].tolist())!r}")
     # lesson 04's tiny demo model, told t and without a [MASK] row
     cfg = tfm.build_config("tiny", vocab_size=K, block_size=L, n_embd=64, n_head=4, rope=False,
-                           **UniformObjective.model_overrides)
+                           **UniformObjective().model_overrides)
     model = tfm.Transformer(cfg)
     batch = data[None].repeat(8, 1)  # (8, L): 8 copies, each its own t and noise
     print(f"\n== fit a {model.num_params():,}-parameter model to the five lines, "

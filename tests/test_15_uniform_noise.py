@@ -180,3 +180,9 @@ def test_self_conditioned_models_train_through_lesson_05s_loop(flags, tiny_text,
     model = lesson("06_generate").load(out, "dllm")[0]
     assert model.config.self_cond and [r["step"] for r in rows] == [0, 10]
     assert all(0 < r["val_bpc"] < 20 for r in rows)
+
+
+def test_the_demo_runs_and_its_noise_settles(capsys):
+    U.main(["--train-steps", "300", "--steps", "16"])
+    out = capsys.readouterr().out
+    assert "the forward process" in out and "settle in 16 calls" in out and "after call 16" in out
