@@ -37,8 +37,7 @@ from support.cli import (
     run_cli,
     subcommands,
 )
-from support.files import check_output
-from support.generate_args import gif_path
+from support.generate_args import check_gif, gif_path
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -309,10 +308,7 @@ def solve_file(args):
 def demo(args):
     import random
 
-    if args.gif:  # before any work: a writable folder, and no file of the user's replaced
-        check_output(args.gif, ".gif", args.force, "--gif")
-    elif args.force:
-        raise UsageError("--force lets --gif replace a file: without --gif it does nothing")
+    check_gif(args)  # before any work: a writable folder, and no file of the user's replaced
     rng, seen = random.Random(args.seed), set()
     print(f"making {args.puzzles_per_band} fresh puzzles per band (seed {args.seed}) ...")
     bands = {name: puzzles.make_split(args.puzzles_per_band, (lo, min(hi, 50)), rng, seen)
@@ -368,8 +364,7 @@ def sudoku_parser():
     p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="puzzles per band")
     p.add_argument("--show-steps", action="store_true", help="print the order of each model")
     p.add_argument("--gif", metavar="PATH", type=gif_path, help="also write it as an animated GIF")
-    p.add_argument("--force", action="store_true",
-                   help="--gif may replace a file that no command here made")
+    p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")
     p.add_argument("--pretrained", action="store_true", help=own)
     p.add_argument("--seed", type=int, default=0, help="random seed: the demo's puzzles")
     p.add_argument("--device", default="auto", choices=devices, help="where to run")

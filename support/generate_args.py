@@ -77,6 +77,12 @@ def check_canvas_args(a):
     would be ignored); --stop ends a text. And --gif's file, before any work."""
     if a.template is not None and a.len is not None:
         raise UsageError("--template fixes the whole canvas, its length too: drop --len")
+    check_gif(a)
+
+
+def check_gif(a):
+    """--gif's file, before any work (a folder that can be written, no file of the user's replaced
+    unless --force); --force alone does nothing."""
     if a.gif:
         check_output(a.gif, ".gif", a.force, "--gif")
     elif a.force:
