@@ -77,6 +77,10 @@ def check_canvas_args(a):
     would be ignored); --stop ends a text. And --gif's file, before any work."""
     if a.template is not None and a.len is not None:
         raise UsageError("--template fixes the whole canvas, its length too: drop --len")
+    if a.template is not None and (a.prompt or a.suffix):
+        raise UsageError("--template fixes the whole canvas: drop --prompt/--suffix")
+    if a.stop is not None and (not a.stop or a.suffix or a.template is not None):
+        raise UsageError("--stop ends the text: give a non-empty string, without --suffix or --template")
     check_gif(a)
 
 
@@ -87,7 +91,3 @@ def check_gif(a):
         check_output(a.gif, ".gif", a.force, "--gif")
     elif a.force:
         raise UsageError("--force lets --gif replace a file: without --gif it does nothing")
-    if a.template is not None and (a.prompt or a.suffix):
-        raise UsageError("--template fixes the whole canvas: drop --prompt/--suffix")
-    if a.stop is not None and (not a.stop or a.suffix or a.template is not None):
-        raise UsageError("--stop ends the text: give a non-empty string, without --suffix or --template")
