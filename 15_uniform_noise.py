@@ -56,14 +56,10 @@ EPS = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------
-# The forward process and its posterior
+# The forward process and its posterior (lesson 04's linear schedule: alpha_t = 1 - t, UDLM's too)
 # ----------------------------------------------------------------------------------------------
-def alpha(t):
-    """Linear schedule (UDLM's): a token is still the clean one with probability 1 - t."""
-    return 1 - t
-
-
-def forward_process(x0, t, K, generator=None):
+alpha = diff.alpha  # a token is still the clean one with probability 1 - t
+def add_noise(x0, t, K, generator=None):
     """Each token of x0 (B, L) replaced with probability 1 - alpha_t (t: (B,)) by one drawn
     uniformly from the K tokens; a replacement may draw the token itself, so (1 - alpha)(1 - 1/K)
     of them change."""
@@ -120,13 +116,13 @@ def uniform_loss(model, x0, generator=None):
     lesson 04), t in [EPS, 1 - EPS]."""
     B, L = x0.shape
     t = diff.sample_times(B, generator, x0.device, EPS, 1 - EPS)  # (B,)
-    z = forward_process(x0, t, model.config.vocab_size, generator)  # (B, L)
+    z = add_noise(x0, t, model.config.vocab_size, generator)  # (B, L)
     # masked vs uniform: the model is told t
     return nelbo_terms(model(z, t=t), z, x0, t).sum() / (B * L)
 
 
 @torch.no_grad()
-def nelbo_bits(model, windows, n_t=32, seed=0, batch_size=64):
+def uniform_bits(model, windows, n_t=32, seed=0, batch_size=64):
     """The NELBO in bits per token over `windows` (N, L), n_t stratified t per window, the same
     draws for the same seed (curves compare). An upper bound on -log2 p(x) up to the two ends the
     clamp leaves out (t < EPS: a reconstruction term near 0; t > 1 - EPS: the prior's)."""
@@ -138,7 +134,7 @@ def nelbo_bits(model, windows, n_t=32, seed=0, batch_size=64):
         x0 = windows[i : i + per].repeat_interleave(n_t, dim=0)  # (n * n_t, L)
         u = torch.rand(x0.size(0) // n_t, 1, generator=g)
         t = EPS + (1 - 2 * EPS) * ((torch.arange(n_t) + u) / n_t).flatten()  # (n * n_t,)
-        z = forward_process(x0, t.to(x0.device), model.config.vocab_size, g)
+        z = add_noise(x0, t.to(x0.device), model.config.vocab_size, g)
         t = t.to(x0.device)
         logits = two_passes(model, z, t=t) if model.config.self_cond else model(z, t=t)
         terms = nelbo_terms(logits, z, x0, t)
@@ -240,7 +236,7 @@ class UniformObjective:
         return uniform_loss(SelfCondition(model) if self.self_cond else model, x[:, :-1])
 
     def val_bits(self, model, windows, K, config):  # windows (N, L+1): bits per token
-        return nelbo_bits(model, windows[:, :-1], K)
+        return uniform_bits(model, windows[:, :-1], K)
 
     def score(self, model, windows):
         return {}
@@ -282,7 +278,7 @@ def fed(model):
 # ----------------------------------------------------------------------------------------------
 # The demo: the five lines of 04's demo, learnt by a uniform-noise model; noise settles
 # ----------------------------------------------------------------------------------------------
-def demo(args):
+def demo_settle(args):
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     tok = diff.CharTokenizer.from_text(diff.DEMO_TEXT)
@@ -290,7 +286,7 @@ def demo(args):
     K, L = tok.vocab_size, len(data)
     print(f"== the forward process: each character random with probability t (K = {K}) ==")
     for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        z = forward_process(data[None, :42], torch.tensor([t]), K, g)
+        z = add_noise(data[None, :42], torch.tensor([t]), K, g)
         print(f"t = {t:4.2f}  {tok.decode(z[0].tolist())!r}")
     # lesson 04's tiny demo model, told t and without a [MASK] row
     cfg = tfm.build_config("tiny", vocab_size=K, block_size=L, n_embd=64, n_head=4, rope=False,
@@ -301,7 +297,7 @@ def demo(args):
           f"{args.train_steps} steps ==")
     diff.fit(model, lambda m: uniform_loss(m, batch, g), args.train_steps)
     model.eval()
-    print(f"NELBO of the text: {nelbo_bits(model, data[None], 16):.3f} bits/char (upper bound)")
+    print(f"NELBO of the text: {uniform_bits(model, data[None], 16):.3f} bits/char (upper bound)")
     print(f"\n== {L} random characters settle in {args.steps} calls (every one may change at "
           "every call) ==")
     frames = []
@@ -359,7 +355,7 @@ def main(argv=None):
             raise UsageError("--order and --noise choose which masked positions to commit: the "
                              "uniform sampler redraws every position at every call; drop them")
         return gen.generate_cli(args, sampler=sample_uniform, objective="uniform")
-    return demo(args)
+    return demo_settle(args)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def make_map(kind, rng):
     return None
 
 
-def make_split(n, rng, seen):
+def make_maps(n, rng, seen):
     """n (map, answer, kind) triples, the kinds taking turns, no wall layout in `seen` (which it
     extends)."""
     pairs = []
@@ -239,7 +239,7 @@ def main(argv=None):
                          "choose another --out")
     rng, seen, t0 = random.Random(args.seed), set(), time.perf_counter()
     sizes = (("train", args.train), ("val", args.val), ("test", args.test))
-    splits = {name: make_split(n, rng, seen) for name, n in sizes}
+    splits = {name: make_maps(n, rng, seen) for name, n in sizes}
     for name, pairs in splits.items():  # written only once all are made: never half a set
         write_text(out / f"{name}.txt", "".join(",".join(row) + "\n" for row in pairs))
     print(f"{sum(map(len, splits.values())):,} maps in {time.perf_counter() - t0:.0f} s -> {out} "

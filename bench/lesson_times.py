@@ -40,7 +40,7 @@ def shown_time(seconds):
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def timed(argv, log):
+def run_timed(argv, log):
     """(seconds, exit status) of `python argv...` run from the repository's root, its output appended to log."""
     t0 = time.perf_counter()
     with open(log, "a") as f:
@@ -62,13 +62,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "log.txt"
         if not args.only or "08_train_tamil.py" in args.only:
-            seconds, rc = timed([a.format(tmp=tmp) for a in TAMIL], log)
+            seconds, rc = run_timed([a.format(tmp=tmp) for a in TAMIL], log)
             rows.append((" ".join(TAMIL).replace("{tmp}", "TMP"), seconds, rc))
         for name, flags in LESSONS:
             if args.only and name not in args.only:
                 continue
             print(f"{name} ...", flush=True)
-            seconds, rc = timed([name, *(a.format(tmp=tmp) for a in flags)], log)
+            seconds, rc = run_timed([name, *(a.format(tmp=tmp) for a in flags)], log)
             rows.append((" ".join([name, *flags]).replace("{tmp}", "TMP"), seconds, rc))
             print(f"  {shown_time(seconds)} (exit {rc})", flush=True)
         output = log.read_text(errors="replace")

@@ -17,7 +17,6 @@ of calls, and of the GPT writing the same batch with its KV cache, on this CPU. 
 import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
-import math
 import sys
 import time
 from importlib import import_module
@@ -30,18 +29,13 @@ from support.files import read_text, write_text
 from support.metrics import read_metrics, write_csv
 from support.runtime import machine_name
 
+mean_se = import_module("default_order").mean_se  # bench/'s mean and standard error
 diff, train = import_module("04_diffusion"), import_module("05_train")
 gpt_lesson, uniform = import_module("07_train_gpt"), import_module("15_uniform_noise")
 SEEDS = (0, 1, 2)
 
 
-def mean_se(values):
-    m = sum(values) / len(values)
-    var = sum((v - m) ** 2 for v in values) / max(1, len(values) - 1)
-    return m, math.sqrt(var / len(values))
-
-
-def write(kind, model, n, calls, sampling, start=0):
+def write_samples(kind, model, n, calls, sampling, start=0):
     """n samples of the model's whole context, `calls` model calls, one batch: (token ids (n, L), seconds).
     start: the GPT's first token (a newline). A self-conditioned model is fed its last call's logits."""
     L = model.config.block_size
@@ -95,7 +89,7 @@ def main(argv=None):
         d, b, speed = [], [], []
         for seed in SEEDS:
             s = diff.Sampling(top_k=args.topk, generator=torch.Generator().manual_seed(seed))
-            x, seconds = write(kind, models[kind], args.num_samples, calls, s, nl)
+            x, seconds = write_samples(kind, models[kind], args.num_samples, calls, s, nl)
             texts = [tok.decode(row.tolist()) for row in x]
             d.append(common.distinct_ngrams(texts))
             b.append(common.generative_bpc(gpt, tok, texts))

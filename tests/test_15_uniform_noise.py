@@ -44,7 +44,7 @@ def test_the_two_nelbo_forms_agree_and_equal_the_limit_of_the_per_step_kl(t):
 def test_a_perfect_model_scores_zero_and_a_uniform_guess_does_not():
     x0 = torch.randint(K, (3, 10))
     t = torch.tensor([0.05, 0.5, 0.95])
-    z = U.forward_process(x0, t, K, torch.Generator().manual_seed(0))
+    z = U.add_noise(x0, t, K, torch.Generator().manual_seed(0))
     perfect = F.one_hot(x0, K).float() * 1e4  # certain of the clean token everywhere
     assert U.nelbo_terms(perfect, z, x0, t).abs().max() < 1e-3
     assert (U.nelbo_terms(torch.zeros(3, 10, K), z, x0, t) > 0).all()
@@ -64,7 +64,7 @@ def test_the_posterior_is_bayes_rule():
 def test_the_forward_process_replaces_the_share_the_schedule_says():
     x0 = torch.zeros(4, 20000, dtype=torch.long)
     t = torch.tensor([0.0, 0.3, 0.6, 1.0])
-    z = U.forward_process(x0, t, K, torch.Generator().manual_seed(1))
+    z = U.add_noise(x0, t, K, torch.Generator().manual_seed(1))
     changed = (z != 0).float().mean(1)
     assert torch.allclose(changed, t * (1 - 1 / K), atol=0.01)  # a replacement may draw the token itself
 
@@ -100,7 +100,7 @@ def test_the_loss_stays_finite_near_both_ends_under_bf16_autocast():
     model = uniform_model()
     x0 = torch.randint(11, (4, 32))
     for t in (U.EPS, 1 - U.EPS):
-        z = U.forward_process(x0, torch.full((4,), t), 11)
+        z = U.add_noise(x0, torch.full((4,), t), 11)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             terms = U.nelbo_terms(model(z, t=torch.full((4,), t)), z, x0, torch.full((4,), t))
         assert terms.dtype == torch.float32 and torch.isfinite(terms).all()
