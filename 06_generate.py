@@ -180,10 +180,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     device = next(model.parameters()).device.type
     so_far = lambda: print_texts(to_texts(last.get("x", canvases(model, tokenizer, args)),
                                           tokenizer, args))
-    # bf16/fp16 on GPUs, as training evaluates; fp32 on a CPU, so the same seed prints the same text
-    # whether or not the CPU has bf16 units (a draw may still flip where two CPUs round differently)
-    dtype = "fp32" if device == "cpu" else runtime.resolve_dtype("auto", device)
-    with runtime.stop_cleanly(so_far), runtime.autocast(device, dtype):
+    # bf16/fp16 on GPUs, as training evaluates; fp32 on a CPU: the same text on every CPU
+    with runtime.stop_cleanly(so_far), runtime.autocast(device, runtime.sampling_dtype(device)):
         x, calls = sampler(model, tokenizer, args, show)
     texts = to_texts(x, tokenizer, args)
     print_texts(texts)

@@ -238,8 +238,7 @@ def generate_main(args):
     sampling = diff.Sampling(args.temp, args.topk, args.top_p, generator=g)
     last = {"x": prompt}
     so_far = lambda: gen.print_texts([tok.decode(row.tolist()) for row in last["x"]])
-    # fp32 on a CPU, as 06: the same text for the same seed on every CPU, bf16 units or not
-    dtype = "fp32" if device.type == "cpu" else runtime.resolve_dtype("auto", device.type)
+    dtype = runtime.sampling_dtype(device.type)  # fp32 on a CPU, as 06: the same text on every CPU
     with runtime.stop_cleanly(so_far), runtime.autocast(device.type, dtype):
         out = generate_gpt(model, prompt, args.tokens, sampling, not args.no_cache,
                            callback=lambda n, x: last.update(x=x))

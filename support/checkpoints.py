@@ -117,11 +117,7 @@ def init_weights(model, path, tokenizer):
     (MEANING: the switches that change what a weight does, such as lesson 14's shift)."""
     path = Path(path)
     try:
-        if hub.is_export(path):
-            state, config, tok = hub.read_export(path)  # one weights file or its shards; tied weights restored
-        else:
-            ckpt = load_checkpoint(path)
-            state, config, tok = ckpt["model"], ckpt["config"], ckpt["tokenizer"]
+        state, config, tok, _ = read_model(path)  # a run, a checkpoint or an export; tied weights restored
         if tok != tokenizer.to_dict():
             raise UsageError(f"--init-from {path}: its vocabulary differs from this corpus's")
         mine = asdict(model.config)

@@ -69,6 +69,12 @@ def resolve_dtype(name, device):
     return "fp32"
 
 
+def sampling_dtype(device):
+    """What a generator samples in: the training precision on a GPU; fp32 on a CPU, so the same seed prints the
+    same text whether or not the CPU has bf16 units (a draw may still flip where two CPUs round differently)."""
+    return "fp32" if device == "cpu" else resolve_dtype("auto", device)
+
+
 def autocast(device, dtype):
     """Mixed precision: matmuls in bf16/fp16, reductions (softmax, norms, losses) stay fp32."""
     if dtype == "fp32":
