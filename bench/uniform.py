@@ -67,17 +67,17 @@ def main(argv=None):
                    "last 10%%)")
     p.add_argument("--out-dir", default=str(common.RESULTS / "uniform"), help="where the table goes")
     args = p.parse_args(argv)
-    masked, tok, gpt = common.load_judged(args.masked, args.gpt)
+    gpt, tok, _ = common.load_run("gpt", args.gpt)
     runs = {"masked": args.masked, "uniform": args.uniform, "masked-sc": args.masked_sc, "uniform-sc": args.uniform_sc}
     runs = {k: v for k, v in runs.items() if v}
     models = {"gpt": gpt}
-    for kind, path in runs.items():
+    for kind, path in runs.items():  # each loaded once, each checked: its kind, and the judge's characters
         model, mtok, info = common.load_run("dllm", path)
         want = ("uniform" if kind.startswith("uniform") else "dllm", kind.endswith("-sc"))
         if (info["objective"], model.config.self_cond) != want or mtok.tokens != tok.tokens:
-            raise UsageError(f"{path} is not a {kind} run on the masked run's characters (see --help)")
+            raise UsageError(f"{path} is not a {kind} run on the judge's characters (see --help)")
         models[kind] = model
-    L = masked.config.block_size
+    L = models["masked"].config.block_size
     nl = tok.stoi.get("\n", 0)
     _, val, _ = train.split_corpus(read_text(args.data), tok)
     real = [tok.decode(w.tolist()) for w in train.eval_windows(val, args.num_samples, L)]
