@@ -476,16 +476,17 @@ class Models:
         """The GPT with the same vocabulary, your own if the dLLM is yours, else a shipped one;
         of the dLLM's size (layers and width) when there is one: a fair race. None if none fits."""
         mine = label.startswith("your run")
-        fits = []
+        size = lambda m: (m.config.n_layer, m.config.n_embd)
+        first = None  # loaded one by one, until one of the dLLM's size turns up
         for want_mine in (mine, not mine):
             for name, path in self.found["gpt"].items():
                 if name.startswith("your run") == want_mine:
                     model, tok = self.get("gpt", path)
                     if tok.to_dict() == tokenizer.to_dict():
-                        fits.append(model)
-        size = lambda m: (m.config.n_layer, m.config.n_embd)
-        same = [m for m in fits if dllm is not None and size(m) == size(dllm)]
-        return (same or fits or [None])[0]
+                        if dllm is None or size(model) == size(dllm):
+                            return model
+                        first = first or model
+        return first
 
     def sudoku(self, kind):
         with self.lock:
