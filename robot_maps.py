@@ -32,6 +32,7 @@ CELLS = SIZE * SIZE
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left: the tie-break's order
 KINDS = ("blocks-10", "blocks-20", "blocks-30", "rooms", "maze")
 MIN_DISTANCE = 6  # start and goal at least this many moves apart: a path worth planning
+MAX_MOVES = 128  # and at most this many: lesson 16's GPT writes the moves after the map
 
 
 def neighbours(cell):
@@ -137,7 +138,7 @@ def make_map(kind, rng):
             return None
         start, goal = rng.sample(free, 2)
         dist = distances(walls, goal)
-        if dist.get(start, 0) >= MIN_DISTANCE:
+        if MIN_DISTANCE <= dist.get(start, 0) <= MAX_MOVES:
             path = shortest_path(walls, start, goal, dist)
             grid = ["#" if w else "." for w in walls]
             grid[start], grid[goal] = "S", "G"
@@ -146,6 +147,13 @@ def make_map(kind, rng):
                 answer[cell] = "*"
             return "".join(grid), "".join(answer), kind
     return None
+
+
+def fresh_map(kind, rng):
+    """(map, answer, kind) of one map of this kind: make_map until a layout has a start and goal."""
+    while (row := make_map(kind, rng)) is None:
+        pass
+    return row
 
 
 def make_maps(n, rng, seen):
@@ -178,23 +186,76 @@ def parse_map(line, where):
     return line
 
 
-def check_answer(grid, answer):
-    """True if `answer` marks a path from S to G in `grid`: its * cells and S, G connected, on free
-    cells only, every * cell on it, and no longer than the shortest."""
-    if len(answer) != CELLS or any(a != g for a, g in zip(answer, grid) if a != "*"):
-        return False
-    walls = [ch == "#" for ch in grid]
+# ----------------------------------------------------------------------------------------------
+# Paths: read off a canvas or a walk, judged. A path: the cells from S to G (a list), or None
+# ----------------------------------------------------------------------------------------------
+STEP = {"U": -SIZE, "R": 1, "D": SIZE, "L": -1}  # a move as a change of cell index
+
+
+def route(grid, marks):
+    """The shortest way from S to G over the cells marked `*` in `marks` (and S, G), or None: a
+    plan read off a dLLM's canvas. Marked cells off that way (strays) are left out."""
     start, goal = grid.index("S"), grid.index("G")
-    on = {i for i, ch in enumerate(answer) if ch == "*"} | {start, goal}
-    if any(walls[i] for i in on):
-        return False
-    reach, queue = {start}, deque([start])
-    while queue:
-        for n in neighbours(queue.popleft()):
-            if n in on and n not in reach:
-                reach.add(n)
+    on = {i for i, ch in enumerate(marks) if ch == "*" and grid[i] != "#"} | {goal}
+    back, queue = {start: None}, deque([start])
+    while queue and goal not in back:
+        cell = queue.popleft()
+        for n in neighbours(cell):
+            if n in on and n not in back:
+                back[n] = cell
                 queue.append(n)
-    return goal in reach and reach == on and len(on) - 1 == distances(walls, goal)[start]
+    if goal not in back:
+        return None
+    path = [goal]
+    while back[path[-1]] is not None:
+        path.append(back[path[-1]])
+    return path[::-1]
+
+
+def walk(grid, moves):
+    """The cells that moves ('RRD...') visit from S until G, or None if they leave the map, hit a
+    wall, or stop (`$` or their end) before G."""
+    cell, path = grid.index("S"), [grid.index("S")]
+    for m in moves:
+        nxt = cell + STEP.get(m, CELLS)
+        if m == "$" or nxt not in neighbours(cell) or grid[nxt] == "#":
+            return None
+        cell = nxt
+        path.append(cell)
+        if grid[cell] == "G":
+            return path
+    return None
+
+
+def moves_of(grid, path):
+    """A path's moves: 'RRDD...'."""
+    return "".join(next(m for m, d in STEP.items() if b - a == d) for a, b in zip(path, path[1:]))
+
+
+def judge(grid, path):
+    """(valid, shortest): the path goes S to G over free cells, each move to a neighbour; and no
+    path is shorter (BFS distance)."""
+    if path is None:
+        return False, False
+    walls = [ch == "#" for ch in grid]
+    ok = (path[0] == grid.index("S") and path[-1] == grid.index("G")
+          and not any(walls[c] for c in path)
+          and all(b in neighbours(a) for a, b in zip(path, path[1:])))
+    return ok, ok and len(path) - 1 == distances(walls, grid.index("G")).get(grid.index("S"))
+
+
+def show(grid, path):
+    """The map with `*` on the path's cells between S and G."""
+    cells = list(grid)
+    for c in (path or [])[1:-1]:
+        cells[c] = "*"
+    return "".join(cells)
+
+
+def check_answer(grid, answer):
+    """True if `answer` is `grid` with `*` on a shortest path from S to G and nowhere else."""
+    path = route(grid, answer)
+    return (len(answer) == CELLS and judge(grid, path)[1] and show(grid, path) == answer)
 
 
 def read_maps(path):
@@ -209,6 +270,26 @@ def read_maps(path):
     return rows
 
 
+def write_ros(args):
+    """--ros: a fresh map of --kind (seed --seed) as map_server files; S and G printed."""
+    from support import ros_map
+
+    if not 0 < args.resolution < 1e6:
+        raise UsageError(f"--resolution {args.resolution:g}: metres per pixel, above 0")
+    grid, _, _ = fresh_map(args.kind, random.Random(args.seed))
+    layout = grid.replace("S", ".").replace("G", ".")
+    rows = [layout[r * SIZE : (r + 1) * SIZE] for r in range(SIZE)]
+    path = ros_map.write_map(args.ros, rows, args.resolution, cell_px=args.cell_px,
+                             force=args.force)
+    side = args.cell_px * args.resolution  # metres per cell; row 0 is the top, y grows upwards
+    centre = lambda i: ((i % SIZE + 0.5) * side, (SIZE - i // SIZE - 0.5) * side)
+    (sx, sy), (gx, gy) = centre(grid.index("S")), centre(grid.index("G"))
+    print(f"wrote {path} and {path.with_suffix('.pgm').name}: {args.kind}, {SIZE * args.cell_px} "
+          f"pixels square, {args.resolution:g} m each; a start and goal: --start {sx:g} {sy:g} "
+          f"--goal {gx:g} {gy:g}")
+    return path
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "maps"),
@@ -221,7 +302,14 @@ def main(argv=None):
                    help="replace map files already in --out (default: refuse)")
     p.add_argument("--check", metavar="FILE",
                    help="only check FILE: lines parse, answers are shortest paths")
+    p.add_argument("--ros", metavar="MAP.yaml",
+                   help="only write one map of --kind as a ROS map_server map (YAML + PGM)")
+    p.add_argument("--kind", choices=KINDS, default="rooms", help="--ros: the kind of map")
+    p.add_argument("--cell-px", type=positive_int, default=5, help="--ros: pixels per cell side")
+    p.add_argument("--resolution", type=float, default=0.1, help="--ros: metres per pixel")
     args = p.parse_args(argv)
+    if args.ros:
+        return write_ros(args)
     if args.check:
         pairs = read_maps(args.check)
         if not pairs:

@@ -54,6 +54,8 @@ def objective_of(kind, config, tokenizer):
     """The objective of a file that does not record it (older checkpoints, Hub exports), from what it holds."""
     if isinstance(tokenizer, dict) and tokenizer.get("tokens") == list("0123456789"):
         return f"sudoku-{kind}"
+    if isinstance(tokenizer, dict) and tokenizer.get("tokens") == list(".*#SGURDL$"):  # lesson 16's
+        return f"paths-{kind}"
     if config.get("block_len"):
         return "block-diffusion"
     if config.get("time_input"):

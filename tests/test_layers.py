@@ -20,7 +20,8 @@ def test_support_imports_no_lesson_by_any_mechanism():
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         allowed = set(sys.stdlib_module_names) | {"support", "torch", "tqdm", "matplotlib", "huggingface_hub", "PIL",
-                                                   "safetensors", "gradio", "selenium", ""}  # the last two: optional
+                                                   "safetensors", "numpy", "yaml", "gradio", "selenium", ""}
+        # gradio, selenium: optional (the playground); numpy comes with matplotlib, yaml with huggingface_hub
         assert {m.split(".")[0] for m in imported} <= allowed, (path.name, imported)
         assert not re.search(r"import_module|__import__|importlib|runpy|exec\(", text), path.name  # no dynamic import
         strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
@@ -39,7 +40,8 @@ def test_one_training_loop_with_one_small_interface():
     data_members = ["tokenizer", "unit", "chars_per_token", "describe", "batch", "val_batch", "to"]
     objectives = [train.DiffusionObjective(), lesson("07_train_gpt").NextTokenObjective(),
                   lesson("11_block_diffusion").BlockDiffusionObjective(4), lesson("12_sudoku").SudokuDiffusion(),
-                  lesson("12_sudoku").SudokuGPT()]
+                  lesson("12_sudoku").SudokuGPT(), lesson("16_robot_paths").PathDiffusion(),
+                  lesson("16_robot_paths").PathGPT()]
     for o in objectives:  # every member present on every objective: the loop asks hasattr of none
         assert all(hasattr(o, m) for m in objective_members), type(o).__name__
     assert len({o.name for o in objectives}) == len(objectives)  # each recorded under its own name

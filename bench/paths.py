@@ -1,0 +1,130 @@
+"""Lesson 16: the path dLLM and the GPT of its size on held-out maps, by kind of map; then smoothing.
+
+    python robot_maps.py                  # data/maps/test.txt: 1,000 test maps, 200 of each kind (once)
+    python bench/paths.py                 # your runs in checkpoints/paths-{dllm,gpt}
+    python bench/paths.py --pretrained    # the shipped models instead
+
+For each kind of map: the share of valid paths (S to G over free cells, each move to a neighbour) and of shortest
+ones (no path shorter: BFS), with binomial standard errors; model calls per map (a batch's calls, the same for
+each of its maps); seconds per map (batched, wall clock). The dLLM fills surest cell first, one cell per call, or
+by lesson 10's threshold rule; --repair adds lesson 13's repair rounds, reported apart; the GPT writes moves
+greedily. Then bonus/16_path_smoothing.py's comparison on jagged paths of the test maps (mazes left out: a maze
+has one way through). Writes bench/results/paths/{paths.txt, paths.csv}.
+"""
+import csv
+import math
+import random
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support import runtime
+from support.cli import ArgumentParser, UsageError, non_negative_int, positive_int, run_cli
+from support.files import atomic_write
+
+L16 = import_module("16_robot_paths")
+maps = import_module("robot_maps")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Counted(torch.nn.Module):
+    """A model that counts its calls."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config, self.calls = model, model.config, 0
+
+    def forward(self, *a, **kw):
+        self.calls += 1
+        return self.model(*a, **kw)
+
+
+def run(method, model, grids, batch):
+    """(paths, calls per map, seconds per map) of one method over grids (N, 256)."""
+    counted, paths, calls, t0 = Counted(model), [], 0, time.perf_counter()
+    for chunk in grids.split(batch):
+        before = counted.calls
+        if method["model"] == "gpt":
+            paths += L16.plan_gpt(counted, chunk)
+        else:
+            paths += L16.plan_dllm(counted, chunk, method["decoder"], method["repair"])
+        calls += (counted.calls - before) * len(chunk)
+    return paths, calls / len(grids), (time.perf_counter() - t0) / len(grids)
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--dllm", default=str(ROOT / "checkpoints" / "paths-dllm"), help="the path dLLM's run or export")
+    p.add_argument("--gpt", default=str(ROOT / "checkpoints" / "paths-gpt"), help="the path GPT's run or export")
+    p.add_argument("--pretrained", action="store_true", help="the shipped models instead of --dllm and --gpt")
+    p.add_argument("--test", default=str(ROOT / "data" / "maps" / "test.txt"), help="robot_maps.py's test file")
+    p.add_argument("--per-kind", type=positive_int, default=200, help="maps of each kind (the first in the file)")
+    p.add_argument("--batch", type=positive_int, default=200, help="maps per model call")
+    p.add_argument("--repair", type=non_negative_int, default=2, help="repair rounds (0: none)")
+    p.add_argument("--smooth", type=non_negative_int, default=400, help="jagged paths to smooth (0: none)")
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "paths"), help="where results go")
+    args = p.parse_args(argv)
+    if args.pretrained:
+        args.dllm, args.gpt = (str(ROOT / "checkpoints" / "pretrained" / f"paths-{k}") for k in ("dllm", "gpt"))
+    rows = maps.read_maps(args.test)
+    by_kind = {k: [r for r in rows if r[2] == k][: args.per_kind] for k in maps.KINDS}
+    if not any(by_kind.values()):
+        raise UsageError(f"{args.test}: no maps in it")
+    models = {k: L16.load_planner(k, path) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
+    methods = [dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),
+               dict(name="dLLM, threshold 0.9", model="dllm", decoder="threshold", repair=0),
+               dict(name="GPT, moves, greedy", model="gpt")]
+    if args.repair:
+        methods.append(dict(name=f"dLLM + {args.repair} repair rounds (apart)", model="dllm",
+                            decoder="confidence", repair=args.repair))
+    out = []
+    with torch.no_grad():
+        for kind, kind_rows in by_kind.items():
+            grids = L16.tensor(g for g, _, _ in kind_rows)
+            for m in methods:
+                paths, calls, secs = run(m, models[m["model"]], grids, args.batch)
+                verdicts = [maps.judge(g, q) for (g, _, _), q in zip(kind_rows, paths)]
+                n = len(verdicts)
+                valid, shortest = (sum(v[k] for v in verdicts) / n for k in (0, 1))
+                se_v, se_s = (math.sqrt(q * (1 - q) / n) for q in (valid, shortest))  # binomial
+                out.append(dict(kind=kind, method=m["name"], maps=n, valid=valid, valid_se=se_v,
+                                shortest=shortest, shortest_se=se_s, calls=calls, s_per_map=secs))
+                print(f"{kind:>10} | {m['name']:<34} | valid {valid:6.1%} ± {se_v:.1%} | shortest "
+                      f"{shortest:6.1%} ± {se_s:.1%} | {calls:6.1f} calls | {secs * 1000:6.1f} ms/map", flush=True)
+    table = ["| kind | method | maps | valid | shortest | calls/map | ms/map |", "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['kind']} | {r['method']} | {r['maps']} | {r['valid']:.1%} ± {r['valid_se']:.1%} | "
+              f"{r['shortest']:.1%} ± {r['shortest_se']:.1%} | {r['calls']:.1f} | {r['s_per_map'] * 1000:.1f} |"
+              for r in out]
+    smooth_lines = []
+    if args.smooth:
+        smooth = import_module("bonus.16_path_smoothing")
+        rng = random.Random(0)
+        jag = smooth.jagged_inputs([r for r in rows if r[2] != "maze"][: args.smooth], rng)
+        smooth_lines, _, _ = smooth.summary(smooth.compare(models["dllm"], jag))
+        print("\n".join(smooth_lines))
+    head = [f"# python bench/paths.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+            f"# machine: {runtime.machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} "
+            f"threads, fp32; models: {args.dllm}, {args.gpt}; maps: {args.test}", ""]
+    folder = Path(args.out_dir)
+    atomic_write(folder / "paths.txt", lambda tmp: Path(tmp).write_text(
+        "\n".join(head + table + ["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines) + "\n"))
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(out[0]))
+            w.writeheader()
+            w.writerows(out)
+
+    atomic_write(folder / "paths.csv", write_csv)
+    print(f"wrote {folder / 'paths.txt'} and paths.csv")
+    return out, smooth_lines
+
+
+if __name__ == "__main__":
+    run_cli(main)
