@@ -73,6 +73,16 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     (w / "user.gif").write_bytes(b"GIF89a the learner's own animation")
     (w / "shipped").mkdir()
     shutil.copytree(w / "dllm" / "hf", w / "shipped" / "tiny-dllm")
+    lesson("robot_maps").main(["--train", "10", "--val", "5", "--test", "5", "--out", str(w / "maps")])
+    grid = (w / "maps" / "test.txt").read_text().splitlines()[0].split(",")[0]
+    bad = {"short": grid[:255], "letters": grid[:255] + "x", "two_starts": grid.replace(".", "S", 1)}
+    for name, line in bad.items():
+        (w / f"map_{name}.txt").write_text(grid + "\n" + line + "\n")
+    lesson("robot_maps").main(["--ros", str(w / "robot.yaml"), "--kind", "rooms", "--seed", "0"])  # 8 x 8 m
+    (w / "split.pgm").write_bytes(b"P5\n4 2\n255\n" + bytes([254, 0, 254, 254, 254, 0, 254, 254]))  # a wall between
+    (w / "split.yaml").write_text("image: split.pgm\nresolution: 1.0\norigin: [0, 0, 0]\nnegate: 0\n"
+                                  "occupied_thresh: 0.65\nfree_thresh: 0.196\n")
+    (w / "user.yaml").write_text("a learner's own file\n")
     return w
 
 
@@ -353,6 +363,42 @@ CASES = [  # (script, argv, what the one error line says)
     ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--gpt", "{w}/gpt", "--out-dir", "{out}"],
      "is not a uniform run"),
     ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--calls", "0"], "must be >= 1"),
+    ("16_robot_paths", ["solve", "{w}/missing.txt"], "no such file"),
+    ("16_robot_paths", ["solve", "{w}/empty.txt"], "is empty"),
+    ("16_robot_paths", ["solve", "{w}/map_short.txt"], "a map has 256 characters"),
+    ("16_robot_paths", ["solve", "{w}/map_letters.txt"], "a map holds only # . S G, not 'x'"),
+    ("16_robot_paths", ["solve", "{w}/map_two_starts.txt"], "a map has one S and one G"),
+    ("16_robot_paths", ["solve", "{w}/map_short.txt", "--batch", "0"], "must be >= 1"),
+    ("16_robot_paths", ["solve", "{w}/maps/test.txt", "--checkpoint", "{w}/dllm"], "not a path model"),
+    ("16_robot_paths", ["solve", "{w}/maps/test.txt", "--model", "gpt", "--repair", "2"], "are the dLLM's"),
+    ("16_robot_paths", ["solve", "{w}/maps/test.txt", "--repair", "9"], "invalid choice"),
+    ("16_robot_paths", ["plan", "{w}/robot.yaml", "--start", "99", "0", "--goal", "1", "1"], "outside the map"),
+    ("16_robot_paths", ["plan", "{w}/robot.yaml", "--start", "nan", "1", "--goal", "1", "1"], "outside the map"),
+    ("16_robot_paths", ["plan", "{w}/robot.yaml", "--start", "4.0", "1.0", "--goal", "1", "1"],
+     "occupied or unknown pixel"),
+    ("16_robot_paths", ["plan", "{w}/split.yaml", "--start", "0.5", "0.5", "--goal", "2.5", "0.5"], "no path exists"),
+    ("16_robot_paths", ["plan", "{w}/corpus.txt", "--start", "1", "1", "--goal", "2", "2"], "is not YAML"),
+    ("16_robot_paths", ["plan", "{w}/short.txt", "--start", "1", "1", "--goal", "2", "2"], "not a map_server map"),
+    ("16_robot_paths", ["plan", "{w}/missing.yaml", "--start", "1", "1", "--goal", "2", "2"], "no such file"),
+    ("16_robot_paths", ["plan", "{w}/robot.yaml", "--start", "1", "1", "--goal", "2", "2", "--out", "{w}/user.yaml"],
+     "was not made here"),
+    ("16_robot_paths", ["plan", "{w}/robot.yaml", "--start", "1", "1", "--goal", "2", "2", "--out", "{out}/p.txt"],
+     "ending in .yaml"),
+    ("16_robot_paths", ["plan", "{w}/robot.yaml", "--start", "1", "--goal", "2", "2"], "expected 2 arguments"),
+    ("16_robot_paths", ["train", "--maps", "{w}/norun", *OUT], "robot_maps.py"),
+    ("16_robot_paths", ["train", "--data", "{w}/corpus.txt", *OUT], "a text model's"),
+    ("16_robot_paths", ["train", "--maps", "{w}/maps", "--seq-len", "32", *OUT], "a map and moves take"),
+    ("16_robot_paths", ["--maps-per-kind", "0"], "must be >= 1"),
+    ("16_robot_paths", ["--gif", "{w}/user.gif"], "was not made here"),
+    ("robot_maps", ["--out", "{w}/maps"], "already holds"),
+    ("robot_maps", ["--check", "{w}/map_short.txt"], "expected map,answer,kind"),
+    ("robot_maps", ["--ros", "{w}/corpus.txt"], "ending in .yaml"),
+    ("robot_maps", ["--ros", "{w}/user.yaml"], "was not made here"),
+    ("robot_maps", ["--ros", "{out}/m.yaml", "--resolution", "0"], "metres per pixel"),
+    ("paths", ["--test", "{w}/missing.txt", "--out-dir", "{out}"], "no such file"),
+    ("paths", ["--dllm", "{w}/dllm", "--gpt", "{w}/gpt", "--test", "{w}/maps/test.txt", "--out-dir", "{out}"],
+     "not a path model"),
+    ("paths", ["--per-kind", "0"], "must be >= 1"),
 ]
 
 
@@ -362,23 +408,26 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "the loop schedule's", "pick one", "Sudoku reads --puzzles", "cannot fill gaps", "give --block-size too",
         "fixes the whole canvas", "say what to do", "--stop ends the text", "unrecognized arguments",
         "is not a command", "not a flag of", "not allowed with argument", "the pure model's", "is --search's",
+        "a text model's", "are the dLLM's", "expected 2 arguments",
         "has no confidence", "does nothing", "drop --len", "drop --steps", "give one", "shape is the GPT's"]),
     ("a model or run of the wrong kind", [
         "holds a", "model: generate with", "Tamil model", "not a Sudoku", "solve with 12", "not a training run",
         "different vocabularies", "is the dLLM's", "not shipped yet", "conflicts with the run", "nothing to resume",
-        "another vocabulary", "not a GPT of text", "was trained by", "different vocabularies"]),
+        "another vocabulary", "not a GPT of text", "was trained by", "different vocabularies", "not a path model"]),
     ("writes that would replace something", [
         "already holds", "is a file", "plain folder name", "Project Madurai", "names no text", "was not made here",
-        "ending in .png"]),
+        "ending in .png", "ending in .yaml"]),
     ("files that are not what they claim", [
         "no such", "is a directory", "not UTF-8", "is empty", "not a readable checkpoint", "not a tiny-dllm export",
         "81 cells", "only digits", "break the rules", "expected puzzle", "not the Thirukkural JSON", "no checkpoint",
         "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command",
-        "does not describe a model", "no shipped model"]),
+        "does not describe a model", "no shipped model", "a map has", "a map holds only", "robot_maps.py",
+        "not a map_server map", "expected map,answer,kind", "is not YAML"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
         "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif",
-        "past the dLLM's context", "past a model's context", "HI must be"]),
+        "past the dLLM's context", "past a model's context", "HI must be", "outside the map", "metres per pixel",
+        "occupied or unknown pixel", "no path exists", "a map and moves take"]),
 ]
 
 
@@ -392,7 +441,7 @@ def test_the_table_is_large_and_covers_every_entry_point():
     lessons = {p.stem for p in ROOT.glob("[0-9][0-9]_*.py")} - {"01_tensors", "02_attention", "03_transformer",
                                                                "04_diffusion"}  # demos without input to get wrong
     bench = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"common"}
-    others = {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia", "app"}
+    others = {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia", "app", "robot_maps"}
     assert len(CASES) >= 100 and lessons | bench | others <= scripts
 
 
