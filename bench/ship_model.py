@@ -183,6 +183,52 @@ def sudoku_scores(model, rounded, ckpt):
         return (*(objective.score(m.eval(), windows)["val_solved"] for m in (model, rounded)), len(windows))
 
 
+def paths_scores(model, rounded, ckpt):
+    """{fp32/fp16: (valid, shortest)} on the run's validation maps, the dLLM surest cell first, one per call."""
+    P = import_module("16_robot_paths")
+    a, kind = ckpt["args"], ckpt["kind"]
+    grid = P.MapData(a["maps"], kind).val_batch(a["eval_windows"], P.CELLS + P.MAX_MOVES + 1)[:, : P.CELLS]
+    out = {}
+    with torch.no_grad():
+        for name, m in (("fp32", model), ("fp16", rounded)):
+            paths = P.plan_gpt(m.eval(), grid) if kind == "gpt" else P.plan_dllm(m.eval(), grid, "confidence")
+            r = P.rates(grid, paths)
+            out[name] = (r["val_valid"], r["val_shortest"])
+    return out, len(grid)
+
+
+def paths_card(name, ckpt, rows, scores, n, model, command, machine):
+    """The card of a lesson 16 model: validation maps planned (valid, shortest), fp16 and fp32."""
+    a, c = ckpt["args"], model.config
+    best = min(rows, key=lambda r: r["val_bpc"])
+    folder = Path(a["maps"]).resolve()
+    folder = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    n_train = sum(1 for line in read_text(Path(a["maps"]) / "train.txt").splitlines() if line.strip())
+    how = ("fills the free cells of a map, surest cell first (one per call)" if ckpt["kind"] == "dllm"
+           else "writes the moves from the start, greedy")
+    (v32, s32), (v16, s16) = scores["fp32"], scores["fp16"]
+    what = "masked diffusion LM" if ckpt["kind"] == "dllm" else "GPT"
+    return f"""# {name}
+
+A {model.num_params():,}-parameter {what} that plans a path on a 16 x 16
+occupancy grid: it {how}.
+Trained with tiny-dllm's lesson 16: {c.n_layer} layers, {c.n_head} heads, width {c.n_embd},
+{'RoPE' if c.rope else 'learned positions'}, vocabulary {c.vocab_size}; fp16 safetensors.
+
+| | |
+|---|---|
+| data | `robot_maps.py` (seed 0): {folder}/train.txt, {n_train:,} maps of five kinds (none shares a wall layout) |
+| steps | best validation at step {best['step']:,} (schedule {a['steps']:,} steps, batch {a['batch_size']} maps) |
+| training time | {best['elapsed_s'] / 60:.1f} min to that step (training only, evaluation excluded) |
+| machine | {machine} |
+| validation maps ({n}) | {v16:.1%} valid paths, {s16:.1%} shortest, fp16 weights ({v32:.1%}, {s32:.1%} in fp32) |
+| the command that trained it | `{command}` |
+
+Use it: `python 16_robot_paths.py --pretrained` (the demo), `python 16_robot_paths.py solve FILE --model
+{ckpt['kind']}`, `python 16_robot_paths.py plan MAP.yaml --start X Y --goal X Y --model {ckpt['kind']}`.
+"""
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--run", help="a run directory with best.pt and metrics.csv")
@@ -211,10 +257,16 @@ def main(argv=None):
     args.machine = args.machine or machine_name(args.device)
     objective = import_module("07_train_gpt").NextTokenObjective() if ckpt["kind"] == "gpt" else (
         train.DiffusionObjective())
-    if ckpt["objective"] not in ("dllm", "gpt", "sudoku-dllm", "sudoku-gpt"):
+    if ckpt["objective"] not in ("dllm", "gpt", "sudoku-dllm", "sudoku-gpt", "paths-dllm", "paths-gpt"):
         raise UsageError(f"{ckpt['objective']} runs are not shipped yet")
     rounded = type(model)(model.config).to(args.device)
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    if "maps" in ckpt["args"]:  # a path model (lesson 16): its card counts paths planned
+        scores, n = paths_scores(model, rounded, ckpt)
+        pretrained.ship(model, tokenizer, out, paths_card(args.name, ckpt, rows, scores, n, model, args.command,
+                                                          args.machine))
+        print(f"wrote {out}: validation maps {scores['fp16'][0]:.1%} valid, {scores['fp16'][1]:.1%} shortest in fp16")
+        return scores
     if "puzzles" in ckpt["args"]:  # a Sudoku model (lesson 12): its card counts puzzles solved
         scores = sudoku_scores(model, rounded, ckpt)
         text = sudoku_card(args.name, ckpt, rows, scores, model, args.command, args.machine)
