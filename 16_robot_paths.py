@@ -365,7 +365,7 @@ def add_model_args(s, own):
 def paths_parser():
     p = ArgumentParser(description=__doc__)
     own = "the shipped model(s) even if you trained your own"
-    p.add_argument("--maps-per-kind", type=positive_int, default=20, help="fresh maps per kind")
+    p.add_argument("--maps-per-kind", type=positive_int, default=10, help="fresh maps per kind")
     p.add_argument("--show-steps", action="store_true", help="print the order the dLLM fills")
     p.add_argument("--gif", metavar="PATH", type=gif_path, help="also write it as an animated GIF")
     p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")

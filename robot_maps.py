@@ -1,7 +1,7 @@
 """The maps lesson 16 plans on: 16 x 16 occupancy grids, a start, a goal, the shortest path.
 
-    python robot_maps.py                              # data/maps/: train, val, test, each map once
-    python robot_maps.py --train 100000               # a large training set (about 30 s)
+    python robot_maps.py                              # data/maps/: 100,000 training maps (about 30 s)
+    python robot_maps.py --ros map.yaml --kind rooms  # one map as a ROS map_server map (YAML + PGM)
     python robot_maps.py --check data/maps/test.txt   # lines parse; every answer a shortest path
 
 A map is 256 characters, row by row from the top: `#` a wall, `.` free, `S` the start, `G` the
@@ -294,7 +294,7 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "maps"),
                    help="folder for train.txt, val.txt, test.txt")
-    p.add_argument("--train", type=positive_int, default=20000, help="training maps")
+    p.add_argument("--train", type=positive_int, default=100000, help="training maps")
     p.add_argument("--val", type=positive_int, default=500, help="validation maps")
     p.add_argument("--test", type=positive_int, default=1000, help="test maps")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
