@@ -1,6 +1,6 @@
 """The maps lesson 16 plans on: 16 x 16 occupancy grids, a start, a goal, the shortest path.
 
-    python robot_maps.py                              # data/maps/: 100,000 training maps (about 30 s)
+    python robot_maps.py                              # data/maps/: 100,000 training maps, val, test
     python robot_maps.py --ros map.yaml --kind rooms  # one map as ROS map_server files
     python robot_maps.py --check data/maps/test.txt   # lines parse; every answer a shortest path
 
