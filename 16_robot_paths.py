@@ -350,7 +350,7 @@ def show_order(dllm, grid, args):
 DEVICES = ["auto", "cuda", "mps", "cpu"]
 
 
-def add_model_args(s, own):
+def add_planner_args(s, own):
     s.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model plans")
     s.add_argument("--checkpoint", help="a run directory or Hub export (default: your run, else "
                    "the shipped model)")
@@ -382,7 +382,7 @@ def paths_parser():
     t.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
     s = sub_parser("solve", "plan the maps of a file: one checked path per line")
     s.add_argument("file", help="one map per line: 256 characters, # . S G")
-    add_model_args(s, own)
+    add_planner_args(s, own)
     s.add_argument("--batch", type=positive_int, default=256, help="maps per model call")
     m = sub_parser("plan", "plan on a ROS map_server map: poses `x y yaw` in metres")
     m.add_argument("map", help="the map's YAML (image, resolution, origin, thresholds)")
@@ -392,7 +392,7 @@ def paths_parser():
                    help="goal, metres in the map frame")
     m.add_argument("--out", help="also write the poses as a nav_msgs/Path-shaped YAML")
     m.add_argument("--force", action="store_true", help="--out may replace a file not made here")
-    add_model_args(m, own)
+    add_planner_args(m, own)
     return p
 
 

@@ -106,7 +106,7 @@ def main(argv=None):
         smooth = import_module("bonus.16_path_smoothing")
         rng = random.Random(0)
         jag = smooth.jagged_inputs([r for r in rows if r[2] != "maze"][: args.smooth], rng)
-        smooth_lines, _, _ = smooth.summary(smooth.compare(models["dllm"], jag))
+        smooth_lines, _, _ = smooth.summary(smooth.compare_smoothers(models["dllm"], jag))
         print("\n".join(smooth_lines))
     head = [f"# python bench/paths.py {' '.join(sys.argv[1:] if argv is None else argv)}",
             f"# machine: {runtime.machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} "

@@ -175,7 +175,7 @@ def jagged_inputs(rows, rng):
     return out
 
 
-def compare(model, inputs, every=8, decoder="confidence"):
+def compare_smoothers(model, inputs, every=8, decoder="confidence"):
     """Per input: {method: (valid, length, turns, total turning)} and the shortest length on the grid."""
     dllm = infill(model, [g for g, _, _ in inputs], [p for _, p, _ in inputs], every, decoder)
     rows = []
@@ -223,7 +223,7 @@ def main(argv=None):
     else:
         rows = [maps.fresh_map(maps.KINDS[i % 4], rng) for i in range(args.n)]  # a maze has one way: no detour
     model = L16.load_planner("dllm", args.checkpoint)
-    lines, _, _ = summary(compare(model, jagged_inputs(rows, rng), args.every))
+    lines, _, _ = summary(compare_smoothers(model, jagged_inputs(rows, rng), args.every))
     print("\n".join(lines))
     return lines
 

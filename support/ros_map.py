@@ -111,7 +111,7 @@ def plan_cli(args, size, planner, distances):
     return poses
 
 
-def number(meta, key, path, default=None, lo=-math.inf, hi=math.inf):
+def yaml_number(meta, key, path, default=None, lo=-math.inf, hi=math.inf):
     value = meta.get(key, default)
     if value is None:
         raise UsageError(f"{path}: no `{key}` (map_server needs it)")
@@ -136,9 +136,9 @@ def read(path):
     if (not isinstance(origin, list) or len(origin) != 3
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in origin)):
         raise UsageError(f"{path}: `origin` must be [x, y, yaw], not {origin!r}")
-    res = number(meta, "resolution", path, lo=1e-9)
-    occ_th = number(meta, "occupied_thresh", path, 0.65, 0, 1)
-    free_th = number(meta, "free_thresh", path, 0.196, 0, 1)
+    res = yaml_number(meta, "resolution", path, lo=1e-9)
+    occ_th = yaml_number(meta, "occupied_thresh", path, 0.65, 0, 1)
+    free_th = yaml_number(meta, "free_thresh", path, 0.196, 0, 1)
     mode = meta.get("mode", "trinary")
     if mode not in ("trinary", "scale", "raw"):
         raise UsageError(f"{path}: `mode` is trinary, scale or raw, not {mode!r}")

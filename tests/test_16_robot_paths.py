@@ -327,7 +327,7 @@ def test_smoothing_geometry_and_the_three_smoothers():
         assert all(smooth.clear(g, a, b) for a, b in zip(pulled, pulled[1:]))
         smoothed = smooth.simple_smoother(g, pts)
         assert smoothed[0] == pts[0] and smoothed[-1] == pts[-1] and len(smoothed) == len(pts)
-    table = smooth.compare(BFS(), inputs, every=5)
+    table = smooth.compare_smoothers(BFS(), inputs, every=5)
     for row in table:
         ok, length, _, _ = row["dLLM infill"]
         assert ok and length <= row["input"][1] + 1e-9  # each stretch shortest: never longer than the input
