@@ -170,6 +170,7 @@ class PathGPT(gpt.NextTokenObjective):
     def score(self, model, windows):
         return rates(windows[:, :CELLS], plan_gpt(model, windows[:, :CELLS]))
 
+
 # --------------------------------------------------------------------------------------------------
 # Planning and judging. A plan: the cells from S to G (a list), or None
 # --------------------------------------------------------------------------------------------------
