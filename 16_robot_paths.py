@@ -5,7 +5,7 @@
     python 16_robot_paths.py train --model dllm      # 2 CPU cores -> checkpoints/paths-dllm
     python 16_robot_paths.py train --model gpt       # the GPT of its size -> checkpoints/paths-gpt
     python 16_robot_paths.py solve FILE --model dllm # a map per line in, its checked path out
-    python 16_robot_paths.py plan data/robot/warehouse.yaml --start 5.75 5.75 --goal 6.25 0.75
+    python 16_robot_paths.py plan data/robot/warehouse.yaml --start 2.75 3.75 --goal 5.75 7.75
 
 Diffuser (Janner et al. 2022) made planning inpainting: fix the start and the goal, denoise the
 rest. Here the trajectory is the cells of a 16 x 16 occupancy grid, the denoiser lesson 04's dLLM.

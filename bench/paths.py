@@ -1,7 +1,7 @@
 """Lesson 16: the path dLLM and the GPT of its size on held-out maps, by kind of map; then smoothing.
 
     python robot_maps.py                  # data/maps/test.txt: 1,000 test maps, 200 of each kind (once)
-    python bench/paths.py                 # your runs in checkpoints/paths-{dllm,gpt}
+    python bench/paths.py                 # your runs in checkpoints/paths-{dllm,gpt}; 20 min on 2 cores
     python bench/paths.py --pretrained    # the shipped models instead
 
 For each kind of map: the share of valid paths (S to G over free cells, each move to a neighbour) and of shortest
@@ -64,10 +64,10 @@ def main(argv=None):
     p.add_argument("--gpt", default=str(ROOT / "checkpoints" / "paths-gpt"), help="the path GPT's run or export")
     p.add_argument("--pretrained", action="store_true", help="the shipped models instead of --dllm and --gpt")
     p.add_argument("--test", default=str(ROOT / "data" / "maps" / "test.txt"), help="robot_maps.py's test file")
-    p.add_argument("--per-kind", type=positive_int, default=200, help="maps of each kind (the first in the file)")
+    p.add_argument("--per-kind", type=positive_int, default=40, help="maps of each kind (the first in the file)")
     p.add_argument("--batch", type=positive_int, default=200, help="maps per model call")
     p.add_argument("--repair", type=non_negative_int, default=2, help="repair rounds (0: none)")
-    p.add_argument("--smooth", type=non_negative_int, default=400, help="jagged paths to smooth (0: none)")
+    p.add_argument("--smooth", type=non_negative_int, default=60, help="jagged paths to smooth (0: none)")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "paths"), help="where results go")
     args = p.parse_args(argv)
     if args.pretrained:
