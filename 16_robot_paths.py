@@ -185,7 +185,7 @@ def tensor(grids):
 
 
 def rates(grids, paths):
-    v = torch.tensor([maps.judge(text(g), p) for g, p in zip(grids.tolist(), paths)]).float()
+    v = torch.tensor([maps.judge_path(text(g), p) for g, p in zip(grids.tolist(), paths)]).float()
     return {"val_valid": v[:, 0].mean().item(), "val_shortest": v[:, 1].mean().item()}
 
 
@@ -270,7 +270,7 @@ def plan(model, kind, grid, args):
 NO_PATH = "no path found"
 
 
-def solve_file(args):
+def solve_maps(args):
     """solve FILE: a map per line (256 characters, `#` `.` `S` `G`); a line per map: the map with
     `*` on the planned path if it is a valid one, else `no path found`; totals on stderr."""
     lines = [ln for ln in read_text(args.file).splitlines() if ln.strip()]
@@ -281,9 +281,9 @@ def solve_file(args):
     with runtime.stop_cleanly():
         for chunk in grids.split(args.batch):
             paths = plan(model, args.model, chunk.to(next(model.parameters()).device), args)
-            verdicts = [maps.judge(text(g), p) for g, p in zip(chunk.tolist(), paths)]
+            verdicts = [maps.judge_path(text(g), p) for g, p in zip(chunk.tolist(), paths)]
             shortest += sum(s for _, s in verdicts)
-            block = [maps.show(text(g), p) if v else NO_PATH
+            block = [maps.draw_path(text(g), p) if v else NO_PATH
                      for g, p, (v, _) in zip(chunk.tolist(), paths, verdicts)]
             print("\n".join(block), flush=True)
             out += block
@@ -300,7 +300,7 @@ def plan_yaml(args):
     def planner(cells):  # the map's 256 characters -> a checked path, or None
         model = load_planner(args.model, args.checkpoint, args.pretrained, args.device)
         path = plan(model, args.model, tensor([cells]).to(next(model.parameters()).device), args)[0]
-        return path if maps.judge(cells, path)[0] else None
+        return path if maps.judge_path(cells, path)[0] else None
 
     return ros_map.plan_cli(args, SIZE, planner, maps.distances)
 
@@ -308,7 +308,7 @@ def plan_yaml(args):
 # --------------------------------------------------------------------------------------------------
 # The demo: fresh maps of every kind, both models; the order the dLLM fills one
 # --------------------------------------------------------------------------------------------------
-def demo(args):
+def demo_paths(args):
     check_gif(args)  # before any work: a writable folder, and no file of the user's replaced
     rng = random.Random(args.seed)
     print(f"making {args.maps_per_kind} fresh maps per kind (seed {args.seed}) ...")
@@ -321,10 +321,10 @@ def demo(args):
         print(f"{kind:>10} | " + " | ".join(f"{c['val_valid']:>9.0%}, {c['val_shortest']:>8.0%}"
                                             for c in cols))
     if args.show_steps or args.gif:
-        show_order(dllm, tensor([maps.fresh_map("blocks-30", rng)[0]]), args)
+        show_fill_order(dllm, tensor([maps.fresh_map("blocks-30", rng)[0]]), args)
 
 
-def show_order(dllm, grid, args):
+def show_fill_order(dllm, grid, args):
     """Which call marked each path cell, and the map as the canvas fills (a GIF)."""
     frames = []
     path = plan_dllm(dllm, grid, callback=lambda i, x: frames.append(x[0].tolist()))[0]
@@ -334,7 +334,7 @@ def show_order(dllm, grid, args):
     for r in range(SIZE):
         print(" ".join(f"{marked[c]:>3}" if marked[c] else f"{TOKENS[grid[0, c]]:>3}"
                        for c in range(r * SIZE, (r + 1) * SIZE)))
-    valid, shortest = maps.judge(text(grid[0].tolist()), path)
+    valid, shortest = maps.judge_path(text(grid[0].tolist()), path)
     print(f"the plan: {'valid' if valid else 'no path'}{', shortest' * shortest}")
     if args.gif:
         from support.gif import write_gif
@@ -402,7 +402,7 @@ def main(argv=None):
     if args.command in ("solve", "plan"):
         if args.model == "gpt" and {"decoder", "repair"} & args.given:
             raise UsageError("--decoder and --repair are the dLLM's: the GPT writes moves")
-        return solve_file(args) if args.command == "solve" else plan_yaml(args)
+        return solve_maps(args) if args.command == "solve" else plan_yaml(args)
     if args.command == "train":
         if {"data", "sample_len"} & args.given:
             raise UsageError("--data and --sample-len are a text model's: paths read --maps DIR "
@@ -411,7 +411,7 @@ def main(argv=None):
                              default_out=lambda a: ROOT / "checkpoints" / f"paths-{a.model}")
         objective = PathDiffusion() if args.model == "dllm" else PathGPT()
         return train.train(args, objective, MapData(args.maps, args.model))
-    return demo(args)
+    return demo_paths(args)
 
 
 if __name__ == "__main__":

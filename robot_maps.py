@@ -232,7 +232,7 @@ def moves_of(grid, path):
     return "".join(next(m for m, d in STEP.items() if b - a == d) for a, b in zip(path, path[1:]))
 
 
-def judge(grid, path):
+def judge_path(grid, path):
     """(valid, shortest): the path goes S to G over free cells, each move to a neighbour; and no
     path is shorter (BFS distance)."""
     if path is None:
@@ -244,7 +244,7 @@ def judge(grid, path):
     return ok, ok and len(path) - 1 == distances(walls, grid.index("G")).get(grid.index("S"))
 
 
-def show(grid, path):
+def draw_path(grid, path):
     """The map with `*` on the path's cells between S and G."""
     cells = list(grid)
     for c in (path or [])[1:-1]:
@@ -255,7 +255,7 @@ def show(grid, path):
 def check_answer(grid, answer):
     """True if `answer` is `grid` with `*` on a shortest path from S to G and nowhere else."""
     path = route(grid, answer)
-    return (len(answer) == CELLS and judge(grid, path)[1] and show(grid, path) == answer)
+    return (len(answer) == CELLS and judge_path(grid, path)[1] and draw_path(grid, path) == answer)
 
 
 def read_maps(path):

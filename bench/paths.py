@@ -45,7 +45,7 @@ class Counted(torch.nn.Module):
         return self.model(*a, **kw)
 
 
-def run(method, model, grids, batch):
+def run_method(method, model, grids, batch):
     """(paths, calls per map, seconds per map) of one method over grids (N, 256)."""
     counted, paths, calls, t0 = Counted(model), [], 0, time.perf_counter()
     for chunk in grids.split(batch):
@@ -88,8 +88,8 @@ def main(argv=None):
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows)
             for m in methods:
-                paths, calls, secs = run(m, models[m["model"]], grids, args.batch)
-                verdicts = [maps.judge(g, q) for (g, _, _), q in zip(kind_rows, paths)]
+                paths, calls, secs = run_method(m, models[m["model"]], grids, args.batch)
+                verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
                 n = len(verdicts)
                 valid, shortest = (sum(v[k] for v in verdicts) / n for k in (0, 1))
                 se_v, se_s = (math.sqrt(q * (1 - q) / n) for q in (valid, shortest))  # binomial

@@ -41,6 +41,17 @@ class Counting(torch.nn.Module):
         return self.model(idx, **kw)
 
 
+class Logits(torch.nn.Module):
+    """A 'model' whose output is a parameter: its gradient shows which positions carry loss."""
+
+    def __init__(self, B, T, V, config=None):
+        super().__init__()
+        self.out, self.config = torch.nn.Parameter(torch.zeros(B, T, V)), config
+
+    def forward(self, idx):
+        return self.out[:, : idx.size(1)]
+
+
 def cli_error(main, argv, capsys):
     """Run a CLI main in-process; return its one stderr line after asserting exit status 2."""
     from support.cli import run_cli

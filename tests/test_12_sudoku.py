@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, cli_error, lesson
+from conftest import ROOT, Logits, cli_error, lesson
 
 S, P = lesson("12_sudoku"), lesson("sudoku_puzzles")
 SHIPPED = {k: ROOT / "checkpoints" / "pretrained" / f"sudoku-{k}" for k in ("dllm", "gpt")}
@@ -43,17 +43,6 @@ def test_symmetric_batches_are_valid_unique_puzzles_of_the_same_difficulty(pairs
         assert P.solve(puzzle) == [solution]  # still exactly one solution
         assert sum(v == 0 for v in puzzle) in {sum(v == 0 for v in p) for p, _ in pairs}
     assert sum(tuple(r) in originals for r in x.tolist()) <= 1  # new puzzles, not copies
-
-
-class Logits(torch.nn.Module):
-    """A 'model' whose output is a parameter: its gradient shows which positions carry loss."""
-
-    def __init__(self, B, T, V, config=None):
-        super().__init__()
-        self.out, self.config = torch.nn.Parameter(torch.zeros(B, T, V)), config
-
-    def forward(self, idx):
-        return self.out[:, : idx.size(1)]
 
 
 def test_dllm_loss_never_on_a_given_and_gpt_loss_only_on_the_solution(pairs):

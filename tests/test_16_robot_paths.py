@@ -1,4 +1,4 @@
-"""Lesson 16: paths. The moves and the cells of a path agree, judge() knows a valid and a shortest path from a
+"""Lesson 16: paths. The moves and the cells of a path agree, judge_path knows a valid and a shortest path from a
 broken one, the dLLM's loss never touches a wall, S or G and the GPT's stops at its first `$`, an oracle canvas is
 planned surest-first, repair redraws only where a plan breaks, both models train through 05's loop and solve, and
 the ROS map_server plumbing keeps pixels, rows, origin and yaw where map_server puts them."""
@@ -11,14 +11,14 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import ROOT, bonus, cli_error, lesson
+from conftest import ROOT, Logits, bonus, cli_error, lesson
 
 R, M = lesson("16_robot_paths"), lesson("robot_maps")
 from support import ros_map  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def rows():
+def map_rows():
     return M.make_maps(20, random.Random(3), set())  # 4 maps of each kind
 
 
@@ -26,24 +26,24 @@ def ids(s):
     return [R.TOKENS.index(ch) for ch in s]
 
 
-def test_moves_walk_the_answers_shortest_path_and_judge_knows_it(rows):
-    for grid, answer, _ in rows:
+def test_moves_walk_the_answers_shortest_path_and_judge_knows_it(map_rows):
+    for grid, answer, _ in map_rows:
         path = M.route(grid, answer)
         moves = M.moves_of(grid, path)
         assert M.walk(grid, moves) == M.walk(grid, moves + "$") == path
-        assert M.judge(grid, path) == (True, True) and M.check_answer(grid, answer)
-        assert M.show(grid, path) == answer and len(moves) == answer.count("*") + 1
+        assert M.judge_path(grid, path) == (True, True) and M.check_answer(grid, answer)
+        assert M.draw_path(grid, path) == answer and len(moves) == answer.count("*") + 1
         assert M.walk(grid, moves[:-1] + "$") is None  # one move short: never reaches G
         assert R.encode(grid, answer, "gpt")[256:] == ids((moves + "$").ljust(129, "$"))
-    assert M.judge(rows[0][0], None) == (False, False)
+    assert M.judge_path(map_rows[0][0], None) == (False, False)
 
 
 def test_judge_tells_valid_from_shortest_and_route_drops_strays():
     grid = "S..G" + "." * 252
     straight, around = [0, 1, 2, 3], [0, 16, 17, 18, 19, 3]
-    assert M.judge(grid, straight) == (True, True) and M.judge(grid, around) == (True, False)
-    assert M.judge(grid, [0, 2, 3]) == (False, False)  # a jump is no move
-    assert M.judge("S#.G" + "." * 252, straight) == (False, False)  # through a wall
+    assert M.judge_path(grid, straight) == (True, True) and M.judge_path(grid, around) == (True, False)
+    assert M.judge_path(grid, [0, 2, 3]) == (False, False)  # a jump is no move
+    assert M.judge_path("S#.G" + "." * 252, straight) == (False, False)  # through a wall
     assert M.walk(grid, "RDR") is None and M.walk(grid, "L") is None  # off the map
     marks = list(grid)
     for c in (1, 2, 40, 41):  # the way, and two stray cells off it
@@ -67,29 +67,18 @@ def test_loose_ends_redraw_only_around_a_break():
     assert not redraw[0] and not redraw[5] and not redraw[200]  # S, G and far cells stay
 
 
-class Logits(torch.nn.Module):
-    """A 'model' whose output is a parameter: its gradient shows which positions carry loss."""
-
-    def __init__(self, B, T, V):
-        super().__init__()
-        self.out = torch.nn.Parameter(torch.zeros(B, T, V))
-
-    def forward(self, idx):
-        return self.out[:, : idx.size(1)]
-
-
-def test_losses_touch_only_free_cells_and_moves_up_to_the_first_end(rows):
-    x = torch.tensor([R.encode(g, a, "dllm") for g, a, _ in rows])  # (N, 512)
+def test_losses_touch_only_free_cells_and_moves_up_to_the_first_end(map_rows):
+    x = torch.tensor([R.encode(g, a, "dllm") for g, a, _ in map_rows])  # (N, 512)
     m = Logits(len(x), 256, 11)
     R.path_diffusion_loss(m, x, 10, torch.Generator().manual_seed(0)).backward()
     touched = m.out.grad.abs().sum(-1) > 0  # (B, 256)
     free = x[:, :256] == R.FREE
     assert not touched[~free].any() and touched[free].any()
-    x = torch.tensor([R.encode(g, a, "gpt") for g, a, _ in rows])  # (N, 385)
+    x = torch.tensor([R.encode(g, a, "gpt") for g, a, _ in map_rows])  # (N, 385)
     g = Logits(len(x), 384, 10)
     R.moves_loss(g, x).sum().backward()
     touched = g.out.grad.abs().sum(-1) > 0  # position i predicts token i + 1
-    n_moves = [a.count("*") + 1 for _, a, _ in rows]
+    n_moves = [a.count("*") + 1 for _, a, _ in map_rows]
     for row, n in zip(touched, n_moves):  # the map's last cell predicts move 1; then the moves and one `$`
         assert not row[:255].any() and row[255 : 256 + n].all() and not row[256 + n :].any()
 
@@ -109,17 +98,17 @@ class Oracle(torch.nn.Module):
 
 
 @pytest.mark.parametrize("decoder", ["confidence", "threshold"])
-def test_an_oracle_canvas_is_planned_as_the_shortest_path(rows, decoder):
-    x = torch.tensor([R.encode(g, a, "dllm") for g, a, _ in rows])
+def test_an_oracle_canvas_is_planned_as_the_shortest_path(map_rows, decoder):
+    x = torch.tensor([R.encode(g, a, "dllm") for g, a, _ in map_rows])
     grid, answer = x[:, :256], x[:, 256:]
     paths = R.plan_dllm(Oracle(answer), grid, decoder)
-    assert all(M.judge(R.text(g), p) == (True, True) for g, p in zip(grid.tolist(), paths))
+    assert all(M.judge_path(R.text(g), p) == (True, True) for g, p in zip(grid.tolist(), paths))
     rates = R.rates(grid, paths)
     assert rates == {"val_valid": 1.0, "val_shortest": 1.0}
 
 
-def test_repair_mends_a_canvas_whose_first_fill_breaks(rows):
-    grid_s, answer_s, _ = rows[0]
+def test_repair_mends_a_canvas_whose_first_fill_breaks(map_rows):
+    grid_s, answer_s, _ = map_rows[0]
     grid, answer = torch.tensor([ids(grid_s)]), torch.tensor([ids(answer_s)])
     cell = M.route(grid_s, answer_s)[3]  # a cell inside the path
 
@@ -134,7 +123,7 @@ def test_repair_mends_a_canvas_whose_first_fill_breaks(rows):
 
     model = Forgetful(answer)
     assert R.plan_dllm(model, grid, "confidence")[0] is None
-    assert M.judge(grid_s, R.plan_dllm(model, grid, "confidence", repair=1)[0]) == (True, True)
+    assert M.judge_path(grid_s, R.plan_dllm(model, grid, "confidence", repair=1)[0]) == (True, True)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +134,7 @@ def map_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_runs(map_dir, tmp_path_factory):
+def tiny_path_runs(map_dir, tmp_path_factory):
     """Both models trained 4 steps through lesson 05's loop (1 layer, width 32): {kind: (run folder, rows)}."""
     d = tmp_path_factory.mktemp("path_runs")
     return {k: (d / k, R.main(["train", "--model", k, "--maps", str(map_dir), "--out", str(d / k), "--steps", "4",
@@ -154,8 +143,8 @@ def tiny_runs(map_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("model", ["dllm", "gpt"])
-def test_both_models_train_through_lesson_05s_loop_and_solve(model, tiny_runs, map_dir, tmp_path, capsys):
-    out, rows_ = tiny_runs[model]
+def test_both_path_models_train_through_lesson_05s_loop_and_solve(model, tiny_path_runs, map_dir, tmp_path, capsys):
+    out, rows_ = tiny_path_runs[model]
     assert [r["step"] for r in rows_] == [0, 2, 4] and rows_[-1]["val_bpc"] < rows_[0]["val_bpc"]
     assert all(0 <= r["val_shortest"] <= r["val_valid"] <= 1 for r in rows_)
     capsys.readouterr()
@@ -165,17 +154,17 @@ def test_both_models_train_through_lesson_05s_loop_and_solve(model, tiny_runs, m
     printed = capsys.readouterr()
     assert printed.out.splitlines() == answers and len(answers) == 5
     for a, line in zip(answers, f.read_text().split()):  # a tiny model: a checked path, or it says none
-        assert a == R.NO_PATH or M.judge(line, M.route(line, a))[0]
+        assert a == R.NO_PATH or M.judge_path(line, M.route(line, a))[0]
     assert "of 5 maps planned" in printed.err
 
 
-def test_solve_and_train_refuse_bad_input_in_one_line(map_dir, tiny_runs, tmp_path, capsys):
+def test_solve_and_train_refuse_bad_input_in_one_line(map_dir, tiny_path_runs, tmp_path, capsys):
     good = (map_dir / "test.txt").read_text().splitlines()[0].split(",")[0]
     f = tmp_path / "bad.txt"
     for bad, says in [(good[:255], "256 characters"), (good[:255] + "x", "not 'x'"),
                       (good.replace("S", "."), "one S and one G")]:
         f.write_text(good + "\n" + bad + "\n")
-        err = cli_error(R.main, ["solve", str(f), "--checkpoint", str(tiny_runs["dllm"][0])], capsys)
+        err = cli_error(R.main, ["solve", str(f), "--checkpoint", str(tiny_path_runs["dllm"][0])], capsys)
         assert f"{f}:2" in err and says in err
     err = cli_error(R.main, ["train", "--maps", str(tmp_path / "none"), "--out", str(tmp_path / "r")], capsys)
     assert "robot_maps.py" in err
@@ -270,12 +259,12 @@ def test_plan_refuses_bad_maps_and_points_in_one_line(tmp_path, capsys):
                                                   "--goal", "2", "2"], capsys)
 
 
-def test_benchmark_counts_every_kind_and_method(tiny_runs, map_dir, tmp_path):
+def test_benchmark_counts_every_kind_and_method(tiny_path_runs, map_dir, tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     bench = lesson("paths")
-    out, smooth = bench.main(["--dllm", str(tiny_runs["dllm"][0]), "--gpt", str(tiny_runs["gpt"][0]), "--test",
-                              str(map_dir / "test.txt"), "--out-dir", str(tmp_path), "--repair", "1",
-                              "--smooth", "4"])
+    runs = {k: str(v[0]) for k, v in tiny_path_runs.items()}
+    out, smooth = bench.main(["--dllm", runs["dllm"], "--gpt", runs["gpt"], "--test", str(map_dir / "test.txt"),
+                              "--out-dir", str(tmp_path), "--repair", "1", "--smooth", "4"])
     rows = M.read_maps(map_dir / "test.txt")  # one map of each kind
     assert [(r["kind"], r["maps"]) for r in out] == [(k, 1) for k in M.KINDS for _ in range(4)]
     for r in out:
@@ -300,7 +289,7 @@ class BFS(torch.nn.Module):
         for row in x.tolist():
             grid = R.text(row).replace("_", ".").replace("*", ".")
             walls = [ch == "#" for ch in grid]
-            answer = M.show(grid, M.shortest_path(walls, grid.index("S"), grid.index("G")))
+            answer = M.draw_path(grid, M.shortest_path(walls, grid.index("S"), grid.index("G")))
             out.append(ids(answer))
         return torch.nn.functional.one_hot(torch.tensor(out), len(R.TOKENS) + 1).float() * 20
 
@@ -320,7 +309,7 @@ def test_smoothing_geometry_and_the_three_smoothers():
     inputs = smooth.jagged_inputs(rows, rng)
     assert inputs
     for g, path, _ in inputs:
-        assert M.judge(g, path)[0] and len(set(path)) == len(path)  # valid, simple
+        assert M.judge_path(g, path)[0] and len(set(path)) == len(path)  # valid, simple
         pts = [smooth.point(c) for c in path]
         pulled = smooth.string_pull(g, pts)
         assert pulled[0] == pts[0] and pulled[-1] == pts[-1] and smooth.length(pulled) <= smooth.length(pts) + 1e-9
