@@ -1,0 +1,448 @@
+"""Lesson 17: learning from rewards. The Sudoku dLLM tries, the rules grade it, it learns from that.
+
+    python 17_rewards.py                         # the idea in a minute: attempts, grades, gradients
+    python sudoku_puzzles.py --train 100000 --train-givens 17 50 --hard 1000 --workers 2 \\
+        --out data/sudoku-100k                   # the puzzles lesson 12's shipped model trained on
+    python 17_rewards.py train --method exact    # RL from the shipped model (checkpoints/)
+    python 17_rewards.py train --method sft      # control (a): the same compute, supervised steps
+    python 17_rewards.py train --method rft      # control (b): fine-tune on its own solved attempts
+    python bench/sudoku.py --models dllm --dllm checkpoints/rewards-exact \\
+        --test data/sudoku-100k/test.txt --one-cell confidence     # every band, as RESULTS 7.5
+
+Lesson 12's dLLM, trained on 100,000 puzzles, solves 60% of those with 17-27 givens, and more
+examples had stopped paying. Here it learns from its own attempts, as the dLLMs of 2025 are
+post-trained (d1, Zhao et al. 2025; wd1, Tang et al. 2025). For each puzzle it writes G answers
+with a *stochastic* surest-first sampler (a greedy one writes the same answer G times: nothing to
+compare); the rules grade each (reward 1 if every row, column and box holds 1-9 and the givens are
+kept, else 0: no partial credit to game); an answer is reinforced by how much better it did than
+the other G - 1 (RLOO: A_i = R_i - mean of the others). The gradient needs log pi(answer), which a
+GPT has exactly and a dLLM does not: which cells it filled when is part of the answer. Three ways:
+  exact: the sampler's own trajectory. Every call drew some cells given the canvas at that call;
+         log pi = the sum of log p(drawn digit | that canvas). One pass per call: costly, unbiased
+         for the digits drawn (the order, drawn by confidence, is treated as the environment).
+  d1:    one pass, every blank masked at once, log p of each final digit (d1's one-step estimate:
+         the t = 1 term of the ELBO). Cheap, low variance, biased: cells are scored as if alone.
+  wd1:   d1's estimate in a ratio-free weighted likelihood: weights softmax(A) pull a group's better
+         answers up, softmax(-A) push its worse ones down.
+--beta adds a KL to the starting model (the k3 estimator d1 uses). Controls at equal compute,
+counted in model passes (a forward pass over one grid = 1, forward and backward = 3): `sft`
+continues lesson 12's supervised loss on the 100,000 puzzles; `rft` fine-tunes on its own solved
+attempts (rejection sampling). Every method evaluates the deployed greedy sampler (surest cell
+first, one per call) on validation puzzles with 17-27 givens, never on the test puzzles.
+"""
+import copy
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+from support import checkpoints, metrics, pretrained, runtime
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_float,
+    parse_args_given,
+    positive_float,
+    positive_int,
+    run_cli,
+    subcommands,
+)
+
+diff = import_module("04_diffusion")
+gen = import_module("06_generate")
+sudoku = import_module("12_sudoku")
+puzzles = import_module("sudoku_puzzles")
+
+ROOT = Path(__file__).resolve().parent
+CELLS = sudoku.CELLS
+METHODS = ("exact", "d1", "wd1", "sft", "rft")
+VAL_SEED = 10_017  # fresh validation puzzles (17-27 givens); a grid shared with a test is ~1e-21
+
+
+@dataclass
+class Practice:
+    """How the model practises: G attempts at each of `prompts` puzzles per step, digits drawn at
+    `temperature`, cells chosen surest first with Gumbel noise of scale `order_noise` on the log
+    confidence (MaskGIT's choice temperature; 0 = strictly surest first), `cells_per_call` cells
+    filled per model call."""
+
+    group: int = 8
+    prompts: int = 8
+    temperature: float = 1.0
+    order_noise: float = 0.0  # 0.2 already drops the solved attempts from ~55% to 8%
+    cells_per_call: int = 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Attempts and their grades
+# --------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def attempt(model, puzzle, practice, generator=None):
+    """G attempts per puzzle (P, 81) -> grids (P*G, 81), when (P*G, 81): the call (0, 1, ...) that
+    filled each blank, -1 for a given, and the model calls. Lesson 04's sampler, stochastic."""
+    x = puzzle.repeat_interleave(practice.group, 0)  # (P*G, 81): G copies of each puzzle
+    canvas = x.masked_fill(x == 0, model.config.mask_id)
+    when = torch.full_like(x, -1)
+
+    def record(call, grid):  # the cells filled by this call
+        when.masked_fill_((when < 0) & (x == 0) & (grid != model.config.mask_id), call - 1)
+
+    steps = math.ceil(int((x == 0).sum(1).max()) / practice.cells_per_call)
+    sampling = diff.Sampling(temperature=practice.temperature, order="confidence",
+                             noise=practice.order_noise, generator=generator)
+    grids, calls = diff.generate(model, canvas, steps, sampling, record)
+    return grids, when, calls
+
+
+def rewards(grids, puzzle, group):
+    """1 if a grid obeys every row, column and box and keeps its givens, else 0: the rules grade."""
+    return sudoku.valid(grids, puzzle.repeat_interleave(group, 0)).float()  # (P*G,)
+
+
+def rloo(reward, group):
+    """Each attempt against the mean of the other G - 1 of its puzzle (no std scaling, as d1)."""
+    r = reward.view(-1, group)  # (P, G)
+    return ((r - (r.sum(1, keepdim=True) - r) / (group - 1))).flatten()  # (P*G,)
+
+
+# --------------------------------------------------------------------------------------------------
+# log pi(attempt), three ways: the canvases where drawn digits are scored. The loss is a sum over
+# canvases, so each chunk of them is backpropagated alone (memory stays small)
+# --------------------------------------------------------------------------------------------------
+def canvases(grids, when, method, mask_id):
+    """-> canvases z (N, 81), the cells scored on each (N, 81), whose attempt each is (N,)."""
+    blank = when >= 0
+    if method != "exact":  # d1 / wd1: one canvas per attempt, every blank masked at once
+        return grids.masked_fill(blank, mask_id), blank, torch.arange(len(grids))
+    n = int(when.max()) + 1
+    call = torch.arange(n)[None, :, None]  # (1, n, 1)
+    z = torch.where(blank[:, None] & (when[:, None] >= call), mask_id, grids[:, None])  # (B, n, 81)
+    score = when[:, None] == call  # (B, n, 81): the cells drawn at that call
+    row = torch.arange(len(grids))[:, None].expand(-1, n)
+    keep = score.any(-1)  # drop the calls after an attempt was complete
+    return z[keep], score[keep], row[keep]
+
+
+def logp_digits(model, z, digits, temperature):
+    """log p(digit | canvas z) at every cell, under the sampler's temperature: (N, 81)."""
+    logp = (model(z).float() / temperature).log_softmax(-1)  # (N, 81, V)
+    return logp.gather(-1, digits[..., None]).squeeze(-1)
+
+
+def weights(adv, blanks, method, group):
+    """What each attempt's log-likelihood is multiplied by in the loss (to be minimised)."""
+    if method == "wd1":  # wd1: -softmax(A) + softmax(-A) within the group, on the sum over cells
+        a = adv.view(-1, group)
+        return (a.neg().softmax(1) - a.softmax(1)).flatten() / adv.numel() * group
+    return -adv / blanks / adv.numel()  # REINFORCE, each attempt's cells averaged
+
+
+def policy_step(model, reference, grids, when, adv, args):
+    """Accumulate the policy gradient (and --beta's KL) chunk by chunk. -> model passes spent."""
+    z, score, row = canvases(grids, when, args.method, model.config.mask_id)
+    w = weights(adv, (when >= 0).sum(1).clamp_min(1), args.method, args.practice.group)
+    useful = torch.ones_like(row, dtype=torch.bool) if args.beta else w[row] != 0
+    passes = 0
+    for idx in useful.nonzero()[:, 0].split(args.chunk):  # weight 0: nothing to learn there
+        digits, cells = grids[row[idx]], score[idx].float()
+        logp = logp_digits(model, z[idx], digits, args.practice.temperature)  # (n, 81)
+        loss = (w[row[idx]] * (logp * cells).sum(1)).sum()
+        if args.beta:  # k3 KL to the starting model: exp(r) - r - 1, r = log p_ref - log p
+            with torch.no_grad():
+                ref = logp_digits(reference, z[idx], digits, args.practice.temperature)
+            r = ref - logp
+            kl = ((r.exp() - r - 1) * cells).sum() / score.sum()
+            loss = loss + args.beta * kl
+            passes += len(idx)
+        loss.backward()
+        passes += 3 * len(idx)
+    return passes
+
+
+def supervised_step(model, pairs, mask_id):
+    """Lesson 12's loss (NELBO on masked blanks) on (B, 162) puzzle + solution rows."""
+    sudoku.sudoku_diffusion_loss(model, pairs, mask_id).backward()
+    return 3 * len(pairs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training: rollouts, grades, one update per step, until the compute budget is spent
+# --------------------------------------------------------------------------------------------------
+def band(pairs, givens):
+    """The rows of (N, 162) whose puzzles have lo..hi givens."""
+    n = (pairs[:, :CELLS] > 0).sum(1)
+    return pairs[(n >= givens[0]) & (n <= givens[1])]
+
+
+@torch.no_grad()
+def evaluate(model, val):
+    """The deployed sampler: greedy, surest cell first, one per call. -> share solved."""
+    model.eval()
+    grids, _ = sudoku.solve_dllm(model, val[:, :CELLS])
+    return sudoku.solved(grids, val).float().mean().item()
+
+
+def train_step(model, reference, optimizer, data, args, g):
+    """One step of args.method -> (passes spent, a dict of what to log)."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    p = args.practice
+    if args.method == "sft":
+        return supervised_step(model, puzzles.symmetric_batch(data, args.sft_batch, g),
+                               model.config.mask_id), {}
+    pairs = puzzles.symmetric_batch(data, p.prompts, g)  # (P, 162): fresh by Sudoku's symmetries
+    puzzle = pairs[:, :CELLS]
+    model.eval()  # attempts: no dropout (the preset has none), no gradient
+    grids, when, calls = attempt(model, puzzle, p, g)
+    reward = rewards(grids, puzzle, p.group)
+    groups = reward.view(-1, p.group)
+    log = {"reward": reward.mean().item(), "pass_at_g": (groups.max(1).values > 0).float().mean()
+           .item(), "nothing_to_learn": (groups.std(1) == 0).float().mean().item()}
+    passes = len(grids) * calls
+    model.train()
+    if args.method == "rft":  # (b): the solved attempts become supervised examples
+        ok = reward > 0
+        if ok.any():
+            x = torch.cat([puzzle.repeat_interleave(p.group, 0)[ok], grids[ok]], 1)  # (n, 162)
+            passes += supervised_step(model, x, model.config.mask_id)
+    else:
+        passes += policy_step(model, reference, grids, when, rloo(reward, p.group), args)
+    return passes, log
+
+
+def run_dir_state(model, optimizer, g, passes, step, elapsed, rows, args):
+    """Everything --resume needs, in one file; the model part reads as a Sudoku dLLM (12, bench)."""
+    return {"kind": "dllm", "objective": "sudoku-dllm", "trainer": "17_rewards.py train",
+            "model": model.state_dict(), "config": asdict(model.config),
+            "tokenizer": diff.CharTokenizer(sudoku.TOKENS).to_dict(),
+            "optimizer": optimizer.state_dict(), "step": step, "passes": passes,
+            "elapsed_s": elapsed, "rows": rows, "rng": {"torch": torch.get_rng_state(),
+                                                        "data": g.get_state()},
+            "args": {k: v for k, v in vars(args).items() if k not in ("given", "practice")}}
+
+
+def train(args):
+    out = Path(args.out)
+    lock = checkpoints.lock_run(out, args.resume, args.force)
+    saved = checkpoints.load_checkpoint(out / "latest.pt") if args.resume else None
+    if saved is not None:  # its own flags, but a longer --budget (or more --evals) may be typed
+        args = checkpoints.resume_args(args, {k: v for k, v in saved["args"].items()
+                                              if k not in {"budget", "evals"} & args.given})
+    args.practice = Practice(args.group, args.prompts, args.temperature, args.order_noise,
+                             args.cells_per_call)
+    folder = Path(args.puzzles)
+    data = band(sudoku.PuzzleData(folder).train, (17, 50) if args.method == "sft" else args.givens)
+    if not len(data):
+        raise UsageError(f"{folder}: no training puzzles with {args.givens[0]}-{args.givens[1]} "
+                         "givens")
+    val = torch.tensor([p + s for p, s in puzzles.make_split(  # the same for every run and method
+        args.val_puzzles, (17, 27), random.Random(VAL_SEED), set())])
+    start = pretrained.choose(args.init, ROOT / "checkpoints" / "sudoku-dllm", "sudoku-dllm",
+                              args.init is None, log=lambda s: print(s, file=sys.stderr))
+    model, _, info = gen.load(start, "dllm", "cpu")
+    if info["objective"] != "sudoku-dllm":
+        raise UsageError(f"{info['path']} is not a Sudoku dLLM (it is {info['objective']})")
+    model.float()
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if args.beta else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    step, passes, elapsed, rows = 0, 0, 0.0, []
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        g.set_state(saved["rng"]["data"])
+        step, passes, elapsed, rows = (saved[k] for k in ("step", "passes", "elapsed_s", "rows"))
+    elif args.force:
+        checkpoints.clear_run_dir(out)
+    print(f"{args.method}: {len(data):,} training puzzles, {len(val)} fresh validation puzzles "
+          f"(17-27 givens), budget {args.budget:,} model passes -> {out}")
+    if not rows:
+        rows.append({"step": 0, "passes": 0, "elapsed_s": 0.0, "val_solved": evaluate(model, val)})
+        print(f"step 0 | val solved {rows[-1]['val_solved']:.1%} (the starting model)")
+
+    def save():
+        checkpoints.save_checkpoint(out / "latest.pt", run_dir_state(
+            model, optimizer, g, passes, step, elapsed, rows, args))
+        names = list(dict.fromkeys(k for r in rows for k in r))
+        metrics.write_csv(out / "metrics.csv", rows, names)
+
+    every, logs = args.budget / args.evals, []
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.budget, initial=passes, unit="pass", unit_scale=True, desc=args.method)
+    with runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {out / 'latest.pt'} holds the "
+                              "last evaluation") as stop:
+        t0 = time.perf_counter()
+        while passes < args.budget and not stop.requested:
+            spent, log = train_step(model, reference, optimizer, data, args, g)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step, passes = step + 1, passes + spent
+            logs.append(log)
+            bar.update(spent)
+            if passes // every > (passes - spent) // every or passes >= args.budget:
+                elapsed += time.perf_counter() - t0
+                row = {"step": step, "passes": passes, "elapsed_s": round(elapsed, 1),
+                       "val_solved": evaluate(model, val)}
+                row |= {k: sum(x[k] for x in logs) / len(logs) for k in (logs[0] if logs else {})}
+                rows.append(row)
+                logs = []
+                tqdm.write(" | ".join([f"step {step}", f"{passes:,} passes", f"val solved "
+                                       f"{row['val_solved']:.1%}"] + [f"{k} {row[k]:.3f}" for k in
+                                                                     ("reward", "nothing_to_learn")
+                                                                     if k in row]
+                                      + [f"{elapsed / 60:.1f} min"]))
+                save()
+                t0 = time.perf_counter()
+        if stop.requested:
+            elapsed += time.perf_counter() - t0
+            save()
+            print(f"interrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume",
+                  file=sys.stderr)
+            sys.exit(130)
+    bar.close()
+    plot(out, rows)
+    Path(lock.name).unlink(missing_ok=True)  # the folder is free for --resume again
+    lock.close()
+    print(f"done: {step} steps, {passes:,} model passes, {elapsed / 60:.1f} min; validation solved "
+          f"{rows[0]['val_solved']:.1%} -> {rows[-1]['val_solved']:.1%}; model in {out}")
+    return rows
+
+
+def plot(out, rows):
+    """<out>/loss.png from the logged rows: validation solved against model passes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([r["passes"] / 1e6 for r in rows], [100 * r["val_solved"] for r in rows], marker="o")
+    ax.set_xlabel("model passes (millions; forward = 1, forward + backward = 3)")
+    ax.set_ylabel("validation puzzles solved, 17-27 givens (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from support.files import save_figure
+
+    save_figure(fig, out / "loss.png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# The demo: fresh puzzles, G attempts each, their grades, and the three gradients side by side
+# --------------------------------------------------------------------------------------------------
+def gradient(model, grids, when, adv, method, practice):
+    """The policy gradient of one method on the same attempts, as one flat vector."""
+    model.zero_grad(set_to_none=True)
+    args = type("Args", (), dict(method=method, practice=practice, chunk=256, beta=0.0))
+    policy_step(model, None, grids, when, adv, args)
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def demo(args):
+    rng = random.Random(args.seed)
+    print(f"making {args.prompts} fresh puzzles with 22-27 givens (seed {args.seed}) ...")
+    pairs = torch.tensor([p + s for p, s in puzzles.make_split(args.prompts, (22, 27), rng,
+                                                                set())])
+    model = sudoku.load_solver("dllm", None, True).float()
+    puzzle = pairs[:, :CELLS]
+    greedy = sudoku.solved(sudoku.solve_dllm(model, puzzle)[0], pairs)
+    practice = Practice(group=args.group, prompts=args.prompts)
+    g = torch.Generator().manual_seed(args.seed)
+    grids, when, calls = attempt(model, puzzle, practice, g)
+    reward = rewards(grids, puzzle, practice.group)
+    adv = rloo(reward, practice.group)
+    print(f"\n{practice.group} attempts per puzzle ({calls} calls each, {practice.cells_per_call} "
+          f"cells per call, temperature {practice.temperature}, order noise "
+          f"{practice.order_noise}); reward 1 = the rules hold:")
+    print(f"{'puzzle':>6} | {'greedy':>6} | rewards of the attempts | advantages (RLOO)")
+    for i, (r, a) in enumerate(zip(reward.view(-1, practice.group), adv.view(-1, practice.group))):
+        grades = " ".join(f"{v:.0f}" for v in r)
+        print(f"{i:>6} | {'solved' if greedy[i] else 'wrong':>6} | {grades:<23} | "
+              + " ".join(f"{v:+.2f}" for v in a))
+    print("\nA group all 1 or all 0 has advantages 0: it teaches nothing (d1's zero_std_ratio).")
+    first = when[0]
+    z, score, _ = canvases(grids[:1], when[:1], "exact", model.config.mask_id)
+    with torch.no_grad():
+        exact = (logp_digits(model, z, grids[:1].expand(len(z), -1), 1.0) * score).sum()
+        z1, s1, _ = canvases(grids[:1], when[:1], "d1", model.config.mask_id)
+        d1 = (logp_digits(model, z1, grids[:1], 1.0) * s1).sum()
+    print(f"\nlog pi of attempt 0 ({int((first >= 0).sum())} blanks): exact, over its {len(z)} "
+          f"canvases {exact:.2f} nats; d1's one pass with every blank masked {d1:.2f} nats")
+    if not adv.any():
+        print("every group agreed: no gradient to compare (try another --seed)")
+        return
+    grads = {m: gradient(model, grids, when, adv, m, practice) for m in ("exact", "d1", "wd1")}
+    cos = lambda a, b: torch.nn.functional.cosine_similarity(a, b, 0).item()  # noqa: E731
+    print(f"the gradients on these attempts: cosine(exact, d1) "
+          f"{cos(grads['exact'], grads['d1']):.2f}, cosine(exact, wd1) "
+          f"{cos(grads['exact'], grads['wd1']):.2f} (1 = the same direction)")
+    print("\nThe real run: `python 17_rewards.py train --method exact` (and the controls, --method "
+          "sft / rft), then bench/sudoku.py on the test puzzles (RESULTS 17).")
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: the demo, or `train`
+# --------------------------------------------------------------------------------------------------
+def practice_flags(p):
+    p.add_argument("--prompts", type=positive_int, default=8, help="puzzles (per step in train)")
+    p.add_argument("--group", type=positive_int, default=8,
+                   help="attempts per puzzle, G (at least 2: each is compared with the others)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: puzzles and attempts")
+    return p
+
+
+def rewards_parser():
+    p = practice_flags(ArgumentParser(description=__doc__))
+    sub = subcommands(p, ["train"])
+    t = practice_flags(sub("train", "RL (or a control) from the shipped Sudoku dLLM, resumable"))
+    t.add_argument("--method", choices=METHODS, default="exact",
+                   help="exact / d1 / wd1: the log-likelihood estimator; sft, rft: the controls")
+    t.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku-100k"),
+                   help="folder with train.txt and val.txt (sudoku_puzzles.py)")
+    t.add_argument("--givens", type=positive_int, nargs=2, default=[17, 27], metavar=("LO", "HI"),
+                   help="RL practises on training puzzles with LO-HI givens (sft: all of them)")
+    t.add_argument("--init", help="the model to start from (default: the shipped sudoku-dllm)")
+    t.add_argument("--budget", type=positive_int, default=3_000_000,
+                   help="model passes to spend (forward = 1, forward + backward = 3)")
+    t.add_argument("--evals", type=positive_int, default=10, help="evaluations over the budget")
+    t.add_argument("--lr", type=positive_float, default=3e-5, help="AdamW learning rate")
+    t.add_argument("--beta", type=non_negative_float, default=0.0,
+                   help="KL to the starting model (k3; d1 uses 0.04)")
+    t.add_argument("--temperature", type=positive_float, default=1.0, help="the attempts' digits")
+    t.add_argument("--order-noise", type=non_negative_float, default=0.0,
+                   help="Gumbel noise on the attempts' log confidence (0: surest first)")
+    t.add_argument("--cells-per-call", type=positive_int, default=2, help="the attempts' pace")
+    t.add_argument("--sft-batch", type=positive_int, default=128, help="sft: puzzles per step")
+    t.add_argument("--val-puzzles", type=positive_int, default=200,
+                   help="validation puzzles (17-27 givens) per evaluation")
+    t.add_argument("--chunk", type=positive_int, default=512, help="canvases per backward pass")
+    t.add_argument("--out", help="the run's folder (default: checkpoints/rewards-METHOD)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--force", action="store_true", help="replace the run in --out")
+    return p
+
+
+def main(argv=None):
+    args = parse_args_given(rewards_parser(), argv)
+    if args.group < 2:
+        raise UsageError("--group must be at least 2: an attempt is judged against the others")
+    if args.command != "train":
+        return demo(args)
+    if args.givens[0] > args.givens[1] or args.givens[1] > CELLS:
+        raise UsageError(f"--givens {args.givens[0]} {args.givens[1]}: LO <= HI <= 81")
+    if args.resume and args.force:
+        raise UsageError("--resume continues the run in --out, --force replaces it: give one")
+    args.out = args.out or str(ROOT / "checkpoints" / f"rewards-{args.method}")
+    return train(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,160 @@
+"""Lesson 17: learning from rewards. The grade is the rules' verdict, RLOO advantages sum to zero in a group, the
+exact estimator scores every drawn digit once on the canvas it was drawn from, the three estimators agree when the
+model ignores context and not otherwise, a positive advantage makes its attempt more likely, and `train` runs every
+method at a budget of model passes, resumes, and refuses what it cannot do in one line."""
+import random
+
+import pytest
+import torch
+
+from conftest import ROOT, cli_error, lesson
+
+R, S, P = lesson("17_rewards"), lesson("12_sudoku"), lesson("sudoku_puzzles")
+SHIPPED = ROOT / "checkpoints" / "pretrained" / "sudoku-dllm"
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return torch.tensor([p + s for p, s in P.make_split(4, (30, 36), random.Random(3), set())])
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return S.load_solver("dllm", str(SHIPPED)).float()
+
+
+@pytest.fixture(scope="module")
+def attempts(shipped, pairs):
+    practice = R.Practice(group=4, prompts=len(pairs), cells_per_call=3)
+    grids, when, calls = R.attempt(shipped, pairs[:, :81], practice, torch.Generator().manual_seed(0))
+    return practice, grids, when, calls
+
+
+def test_the_grade_is_the_rules_verdict(pairs):
+    puzzle, solution = pairs[:, :81], pairs[:, 81:]
+    wrong = solution.clone()
+    wrong[:, [0, 1]] = wrong[:, [1, 0]]  # two cells swapped: a row still holds 1-9, its columns do not
+    assert R.rewards(solution, puzzle, 1).tolist() == [1.0] * len(pairs)
+    assert R.rewards(wrong, puzzle, 1).tolist() == [0.0] * len(pairs)
+
+
+def test_rloo_advantages_sum_to_zero_and_vanish_when_a_group_agrees():
+    reward = torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    adv = R.rloo(reward, 4).view(3, 4)
+    assert torch.allclose(adv.sum(1), torch.zeros(3), atol=1e-6) and adv[1:].abs().max() == 0
+    assert adv[0].tolist() == pytest.approx([2 / 3, -2 / 3, -2 / 3, 2 / 3])
+    w = R.weights(R.rloo(reward, 4), torch.full((12,), 50), "wd1", 4).view(3, 4)
+    assert torch.allclose(w.sum(1), torch.zeros(3), atol=1e-7) and w[1:].abs().max() < 1e-7
+    assert (w[0, [0, 3]] < 0).all() and (w[0, [1, 2]] > 0).all()  # minimised: a good attempt pulled up
+
+
+def test_attempts_keep_the_givens_and_record_when_each_blank_was_drawn(attempts, pairs):
+    practice, grids, when, calls = attempts
+    puzzle = pairs[:, :81].repeat_interleave(practice.group, 0)
+    given = puzzle > 0
+    assert (grids[given] == puzzle[given]).all() and (grids > 0).all()
+    assert ((when >= 0) == ~given).all() and when.max() == calls - 1
+    per_call = torch.stack([(when == c).sum(1) for c in range(calls)], 1)  # (B, calls)
+    assert per_call.max() <= practice.cells_per_call
+
+
+def test_exact_canvases_score_every_drawn_digit_once_on_the_canvas_it_was_drawn_from(attempts):
+    _, grids, when, _ = attempts
+    z, score, row = R.canvases(grids, when, "exact", 10)
+    counted = torch.zeros_like(grids).index_add_(0, row, score.long())
+    assert (counted == (when >= 0).long()).all()  # each blank scored exactly once, a given never
+    for k in range(len(z)):
+        call = when[row[k]][score[k]].unique()
+        assert len(call) == 1  # the cells scored on a canvas were drawn by one call
+        visible = z[k] != 10
+        assert (visible == (when[row[k]] < call)).all()  # filled before that call: seen; after: masked
+        assert (z[k][visible] == grids[row[k]][visible]).all()
+    z1, score1, row1 = R.canvases(grids, when, "d1", 10)
+    assert (row1 == torch.arange(len(grids))).all() and ((z1 == 10) == score1).all() and (score1 == (when >= 0)).all()
+
+
+def test_the_estimators_agree_when_the_model_ignores_context_and_differ_when_it_does_not(attempts, shipped):
+    practice, grids, when, _ = attempts
+    adv = torch.randn(len(grids))
+
+    class Blind(torch.nn.Module):  # the same logits whatever the canvas
+        def __init__(self):
+            super().__init__()
+            self.config, self.out = shipped.config, torch.nn.Parameter(torch.randn(81, 10))
+
+        def forward(self, z):
+            return self.out.expand(len(z), -1, -1)
+
+    blind = Blind()
+    g = {m: R.gradient(blind, grids, when, adv, m, practice) for m in ("exact", "d1")}
+    assert torch.allclose(g["exact"], g["d1"], atol=1e-6)
+    g = {m: R.gradient(shipped, grids, when, adv, m, practice) for m in ("exact", "d1")}
+    assert not torch.allclose(g["exact"], g["d1"], rtol=0.1)
+
+
+def test_a_positive_advantage_makes_its_attempt_more_likely(attempts, shipped):
+    practice, grids, when, _ = attempts
+    torch.manual_seed(0)
+    model = lesson("03_transformer").Transformer(shipped.config)  # untrained: every digit unsure
+    z, score, row = R.canvases(grids, when, "exact", model.config.mask_id)
+
+    def logp(i):
+        with torch.no_grad():
+            k = row == i
+            return (R.logp_digits(model, z[k], grids[row[k]], 1.0) * score[k]).sum().item()
+
+    adv = torch.zeros(len(grids))
+    adv[0], adv[4] = 1.0, -1.0  # two puzzles (a group's attempts may be the same, and would cancel)
+    before = logp(0), logp(4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    R.gradient(model, grids, when, adv, "exact", practice)
+    opt.step()
+    assert logp(0) > before[0] and logp(4) < before[1]
+
+
+@pytest.fixture(scope="module")
+def puzzle_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sudoku17")
+    P.main(["--train", "40", "--val", "12", "--test", "2", "--train-givens", "24", "40", "--out", str(d),
+            "--seed", "4"])
+    return d
+
+
+def run(puzzle_dir, out, *more):
+    return R.main(["train", "--group", "2", "--prompts", "2", "--puzzles", str(puzzle_dir), "--out", str(out),
+                   "--init", str(SHIPPED), "--givens", "24", "40", "--val-puzzles", "4", "--cells-per-call", "6",
+                   "--sft-batch", "4", *more])
+
+
+@pytest.mark.parametrize("method", R.METHODS)
+def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(method, puzzle_dir, tmp_path):
+    rows = run(puzzle_dir, tmp_path / method, "--method", method, "--budget", "400", "--evals", "2",
+               "--beta", "0.01" if method == "exact" else "0")
+    assert rows[0]["passes"] == 0 and rows[-1]["passes"] >= 400 and len(rows) >= 3
+    assert all(0 <= r["val_solved"] <= 1 for r in rows)
+    assert {"latest.pt", "metrics.csv", "loss.png"} <= {p.name for p in (tmp_path / method).iterdir()}
+    model = S.load_solver("dllm", str(tmp_path / method))  # 12's solve, bench/sudoku.py read it as it is
+    assert model.config.vocab_size == 10
+
+
+def test_resume_continues_the_run_and_a_second_run_is_refused(puzzle_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = run(puzzle_dir, out, "--method", "d1", "--budget", "300", "--evals", "1")
+    more = run(puzzle_dir, out, "--method", "d1", "--budget", "700", "--evals", "1", "--resume")
+    assert more[: len(first)] == first and more[-1]["passes"] >= 700 and more[-1]["step"] > first[-1]["step"]
+    capsys.readouterr()
+    assert "already holds a run" in cli_error(R.main, ["train", "--puzzles", str(puzzle_dir), "--out", str(out)],
+                                              capsys)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--group", "1"], "--group must be at least 2"),
+    (["train", "--givens", "30", "20"], "LO <= HI"),
+    (["train", "--resume", "--force"], "give one"),
+    (["train", "--budget", "0"], "--budget"),
+    (["train", "--puzzles", "/nonexistent/folder"], "no puzzles in"),
+])
+def test_bad_input_is_one_line(argv, says, capsys, tmp_path):
+    if "--puzzles" not in argv and argv[0] == "train":
+        argv = argv + ["--out", str(tmp_path / "r")]
+    assert says in cli_error(R.main, argv, capsys)
