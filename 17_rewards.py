@@ -9,14 +9,13 @@
     python bench/sudoku.py --models dllm --dllm checkpoints/rewards-exact \\
         --test data/sudoku-100k/test.txt --one-cell confidence     # every band, as RESULTS 7.5
 
-Lesson 12's dLLM, trained on 100,000 puzzles, solves 60% of those with 17-27 givens, and more
-examples had stopped paying. Here it learns from its own attempts, as the dLLMs of 2025 are
-post-trained (d1, Zhao et al. 2025; wd1, Tang et al. 2025). For each puzzle it writes G answers
-with a *stochastic* surest-first sampler (a greedy one writes the same answer G times: nothing to
-compare); the rules grade each (reward 1 if every row, column and box holds 1-9 and the givens are
-kept, else 0: no partial credit to game); an answer is reinforced by how much better it did than
-the other G - 1 (RLOO: A_i = R_i - mean of the others). The gradient needs log pi(answer), which a
-GPT has exactly and a dLLM does not: which cells it filled when is part of the answer. Three ways:
+Lesson 12's dLLM solves 60% of the puzzles with 17-27 givens, and more examples had stopped
+paying. Here it learns from its own attempts, as the dLLMs of 2025 are post-trained (d1, Zhao et
+al. 2025; wd1, Tang et al. 2025). It writes G answers per puzzle with a *stochastic* surest-first
+sampler (a greedy one writes one answer G times: nothing to compare); the rules grade each (1 if
+every row, column and box holds 1-9 and the givens are kept, else 0: no partial credit to game);
+an answer is reinforced by how much better it did than the other G - 1 (RLOO). The gradient needs
+log pi(answer), which a GPT has exactly and a dLLM does not. Three ways:
   exact: the sampler's own trajectory. Every call drew some cells given the canvas at that call;
          log pi = the sum of log p(drawn digit | that canvas). One pass per call: costly, unbiased
          for the digits drawn (the order, drawn by confidence, is treated as the environment).
@@ -24,11 +23,10 @@ GPT has exactly and a dLLM does not: which cells it filled when is part of the a
          the t = 1 term of the ELBO). Cheap, low variance, biased: cells are scored as if alone.
   wd1:   d1's estimate in a ratio-free weighted likelihood: weights softmax(A) pull a group's better
          answers up, softmax(-A) push its worse ones down.
---beta adds a KL to the starting model (the k3 estimator d1 uses). Controls at equal compute,
-counted in model passes (a forward pass over one grid = 1, forward and backward = 3): `sft`
-continues lesson 12's supervised loss on the 100,000 puzzles; `rft` fine-tunes on its own solved
-attempts (rejection sampling). Every method evaluates the deployed greedy sampler (surest cell
-first, one per call) on validation puzzles with 17-27 givens, never on the test puzzles.
+--beta adds a KL to the starting model (d1's k3). Controls at equal compute in model passes (a
+forward pass over one grid = 1, with backward = 3): `sft` continues 12's supervised loss on the
+100,000 puzzles; `rft` fine-tunes on its own solved attempts (rejection sampling). Each evaluates
+the deployed sampler (greedy, surest cell first) on fresh puzzles with 17-27 givens.
 """
 import copy
 import math
@@ -41,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from support import checkpoints, metrics, pretrained, runtime
+from support import checkpoints, metrics, runtime
 from support.cli import (
     ArgumentParser,
     UsageError,
@@ -54,7 +52,6 @@ from support.cli import (
 )
 
 diff = import_module("04_diffusion")
-gen = import_module("06_generate")
 sudoku = import_module("12_sudoku")
 puzzles = import_module("sudoku_puzzles")
 
@@ -66,10 +63,8 @@ VAL_SEED = 10_017  # fresh validation puzzles (17-27 givens); a grid shared with
 
 @dataclass
 class Practice:
-    """How the model practises: G attempts at each of `prompts` puzzles per step, digits drawn at
-    `temperature`, cells chosen surest first with Gumbel noise of scale `order_noise` on the log
-    confidence (MaskGIT's choice temperature; 0 = strictly surest first), `cells_per_call` cells
-    filled per model call."""
+    """G attempts at each of `prompts` puzzles per step; digits drawn at `temperature`; cells chosen
+    surest first, with Gumbel noise of `order_noise` on the log confidence (MaskGIT's)."""
 
     group: int = 8
     prompts: int = 8
@@ -115,11 +110,13 @@ def rloo(reward, group):
 # canvases, so each chunk of them is backpropagated alone (memory stays small)
 # --------------------------------------------------------------------------------------------------
 def canvases(grids, when, method, mask_id):
-    """-> canvases z (N, 81), the cells scored on each (N, 81), whose attempt each is (N,)."""
+    """-> canvases z (N, 81), the cells scored on each (N, 81), whose attempt each is (N,).
+    GPT vs dLLM: a GPT's log pi is one pass (its next-token log-probs); a dLLM's depends on the
+    order it filled the cells in, and the canvas each saw."""
     blank = when >= 0
-    if method != "exact":  # d1 / wd1: one canvas per attempt, every blank masked at once
+    if method != "exact":  # exact vs d1: one canvas per attempt, every blank masked at once
         return grids.masked_fill(blank, mask_id), blank, torch.arange(len(grids))
-    n = int(when.max()) + 1
+    n = int(when.max()) + 1  # exact vs d1: the canvas of every call, as the sampler saw it
     call = torch.arange(n)[None, :, None]  # (1, n, 1)
     z = torch.where(blank[:, None] & (when[:, None] >= call), mask_id, grids[:, None])  # (B, n, 81)
     score = when[:, None] == call  # (B, n, 81): the cells drawn at that call
@@ -134,9 +131,17 @@ def logp_digits(model, z, digits, temperature):
     return logp.gather(-1, digits[..., None]).squeeze(-1)
 
 
+@torch.no_grad()
+def log_pi(model, grids, when, method, temperature=1.0):
+    """Each attempt's log pi as the estimator sees it (exact or d1): (B,) nats."""
+    z, score, row = canvases(grids, when, method, model.config.mask_id)
+    nats = (logp_digits(model, z, grids[row], temperature) * score).sum(1)  # (N,)
+    return torch.zeros(len(grids)).index_add_(0, row, nats)
+
+
 def weights(adv, blanks, method, group):
     """What each attempt's log-likelihood is multiplied by in the loss (to be minimised)."""
-    if method == "wd1":  # wd1: -softmax(A) + softmax(-A) within the group, on the sum over cells
+    if method == "wd1":  # wd1 vs d1: -softmax(A) + softmax(-A) in the group, no ratio, no mean
         a = adv.view(-1, group)
         return (a.neg().softmax(1) - a.softmax(1)).flatten() / adv.numel() * group
     return -adv / blanks / adv.numel()  # REINFORCE, each attempt's cells averaged
@@ -173,10 +178,10 @@ def supervised_step(model, pairs, mask_id):
 # --------------------------------------------------------------------------------------------------
 # Training: rollouts, grades, one update per step, until the compute budget is spent
 # --------------------------------------------------------------------------------------------------
-def band(pairs, givens):
-    """The rows of (N, 162) whose puzzles have lo..hi givens."""
-    n = (pairs[:, :CELLS] > 0).sum(1)
-    return pairs[(n >= givens[0]) & (n <= givens[1])]
+def fresh(n, seed):
+    """n new puzzles with 17-27 givens (22-27: sudoku_puzzles' removal reaches 22): (n, 162)."""
+    return torch.tensor([p + s for p, s in puzzles.make_split(n, (17, 27), random.Random(seed),
+                                                              set())])
 
 
 @torch.no_grad()
@@ -215,20 +220,9 @@ def train_step(model, reference, optimizer, data, args, g):
     return passes, log
 
 
-def run_dir_state(model, optimizer, g, passes, step, elapsed, rows, args):
-    """Everything --resume needs, in one file; the model part reads as a Sudoku dLLM (12, bench)."""
-    return {"kind": "dllm", "objective": "sudoku-dllm", "trainer": "17_rewards.py train",
-            "model": model.state_dict(), "config": asdict(model.config),
-            "tokenizer": diff.CharTokenizer(sudoku.TOKENS).to_dict(),
-            "optimizer": optimizer.state_dict(), "step": step, "passes": passes,
-            "elapsed_s": elapsed, "rows": rows, "rng": {"torch": torch.get_rng_state(),
-                                                        "data": g.get_state()},
-            "args": {k: v for k, v in vars(args).items() if k not in ("given", "practice")}}
-
-
 def train(args):
     out = Path(args.out)
-    lock = checkpoints.lock_run(out, args.resume, args.force)
+    checkpoints.check_run_dir(out, args.resume, args.force)  # before any work, nothing written yet
     saved = checkpoints.load_checkpoint(out / "latest.pt") if args.resume else None
     if saved is not None:  # its own flags, but a longer --budget (or more --evals) may be typed
         args = checkpoints.resume_args(args, {k: v for k, v in saved["args"].items()
@@ -236,20 +230,17 @@ def train(args):
     args.practice = Practice(args.group, args.prompts, args.temperature, args.order_noise,
                              args.cells_per_call)
     folder = Path(args.puzzles)
-    data = band(sudoku.PuzzleData(folder).train, (17, 50) if args.method == "sft" else args.givens)
+    data = sudoku.PuzzleData(folder).train  # (N, 162); RL practises on --givens, sft on them all
+    lo, hi = (0, CELLS) if args.method == "sft" else args.givens
+    data = data[((data[:, :CELLS] > 0).sum(1) >= lo) & ((data[:, :CELLS] > 0).sum(1) <= hi)]
     if not len(data):
         raise UsageError(f"{folder}: no training puzzles with {args.givens[0]}-{args.givens[1]} "
                          "givens")
-    val = torch.tensor([p + s for p, s in puzzles.make_split(  # the same for every run and method
-        args.val_puzzles, (17, 27), random.Random(VAL_SEED), set())])
-    start = pretrained.choose(args.init, ROOT / "checkpoints" / "sudoku-dllm", "sudoku-dllm",
-                              args.init is None, log=lambda s: print(s, file=sys.stderr))
-    model, _, info = gen.load(start, "dllm", "cpu")
-    if info["objective"] != "sudoku-dllm":
-        raise UsageError(f"{info['path']} is not a Sudoku dLLM (it is {info['objective']})")
-    model.float()
+    val = fresh(args.val_puzzles, VAL_SEED)  # the same for every run and method
+    model = sudoku.load_solver("dllm", args.init, args.init is None).float()  # default: shipped
     reference = copy.deepcopy(model).eval().requires_grad_(False) if args.beta else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    lock = checkpoints.lock_run(out, args.resume, args.force)  # the inputs are good: the run's now
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     step, passes, elapsed, rows = 0, 0, 0.0, []
@@ -267,11 +258,17 @@ def train(args):
         rows.append({"step": 0, "passes": 0, "elapsed_s": 0.0, "val_solved": evaluate(model, val)})
         print(f"step 0 | val solved {rows[-1]['val_solved']:.1%} (the starting model)")
 
-    def save():
-        checkpoints.save_checkpoint(out / "latest.pt", run_dir_state(
-            model, optimizer, g, passes, step, elapsed, rows, args))
-        names = list(dict.fromkeys(k for r in rows for k in r))
-        metrics.write_csv(out / "metrics.csv", rows, names)
+    def save():  # everything --resume needs, in one file; its model reads as 12's Sudoku dLLM
+        checkpoints.save_checkpoint(out / "latest.pt", {
+            "kind": "dllm", "objective": "sudoku-dllm", "trainer": "17_rewards.py train",
+            "model": model.state_dict(), "config": asdict(model.config),
+            "tokenizer": diff.CharTokenizer(sudoku.TOKENS).to_dict(),
+            "optimizer": optimizer.state_dict(), "step": step, "passes": passes,
+            "elapsed_s": elapsed, "rows": rows,
+            "rng": {"torch": torch.get_rng_state(), "data": g.get_state()},
+            "args": {k: v for k, v in vars(args).items() if k not in ("given", "practice")}})
+        metrics.write_csv(out / "metrics.csv", rows, list(dict.fromkeys(k for r in rows
+                                                                         for k in r)))
 
     every, logs = args.budget / args.evals, []
     from tqdm import tqdm
@@ -294,11 +291,10 @@ def train(args):
                 row |= {k: sum(x[k] for x in logs) / len(logs) for k in (logs[0] if logs else {})}
                 rows.append(row)
                 logs = []
+                seen = [f"{k} {row[k]:.3f}" for k in ("reward", "nothing_to_learn") if k in row]
                 tqdm.write(" | ".join([f"step {step}", f"{passes:,} passes", f"val solved "
-                                       f"{row['val_solved']:.1%}"] + [f"{k} {row[k]:.3f}" for k in
-                                                                     ("reward", "nothing_to_learn")
-                                                                     if k in row]
-                                      + [f"{elapsed / 60:.1f} min"]))
+                                       f"{row['val_solved']:.1%}", *seen,
+                                       f"{elapsed / 60:.1f} min"]))
                 save()
                 t0 = time.perf_counter()
         if stop.requested:
@@ -308,31 +304,13 @@ def train(args):
                   file=sys.stderr)
             sys.exit(130)
     bar.close()
-    plot(out, rows)
+    metrics.plot_rows(out / "loss.png", rows, "passes", "val_solved", "model passes (forward = 1, "
+                      "forward + backward = 3)", "validation solved, 17-27 givens")
     Path(lock.name).unlink(missing_ok=True)  # the folder is free for --resume again
     lock.close()
     print(f"done: {step} steps, {passes:,} model passes, {elapsed / 60:.1f} min; validation solved "
           f"{rows[0]['val_solved']:.1%} -> {rows[-1]['val_solved']:.1%}; model in {out}")
     return rows
-
-
-def plot(out, rows):
-    """<out>/loss.png from the logged rows: validation solved against model passes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot([r["passes"] / 1e6 for r in rows], [100 * r["val_solved"] for r in rows], marker="o")
-    ax.set_xlabel("model passes (millions; forward = 1, forward + backward = 3)")
-    ax.set_ylabel("validation puzzles solved, 17-27 givens (%)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    from support.files import save_figure
-
-    save_figure(fig, out / "loss.png")
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,10 +325,8 @@ def gradient(model, grids, when, adv, method, practice):
 
 
 def demo(args):
-    rng = random.Random(args.seed)
     print(f"making {args.prompts} fresh puzzles with 22-27 givens (seed {args.seed}) ...")
-    pairs = torch.tensor([p + s for p, s in puzzles.make_split(args.prompts, (22, 27), rng,
-                                                                set())])
+    pairs = fresh(args.prompts, args.seed)
     model = sudoku.load_solver("dllm", None, True).float()
     puzzle = pairs[:, :CELLS]
     greedy = sudoku.solved(sudoku.solve_dllm(model, puzzle)[0], pairs)
@@ -368,14 +344,9 @@ def demo(args):
         print(f"{i:>6} | {'solved' if greedy[i] else 'wrong':>6} | {grades:<23} | "
               + " ".join(f"{v:+.2f}" for v in a))
     print("\nA group all 1 or all 0 has advantages 0: it teaches nothing (d1's zero_std_ratio).")
-    first = when[0]
-    z, score, _ = canvases(grids[:1], when[:1], "exact", model.config.mask_id)
-    with torch.no_grad():
-        exact = (logp_digits(model, z, grids[:1].expand(len(z), -1), 1.0) * score).sum()
-        z1, s1, _ = canvases(grids[:1], when[:1], "d1", model.config.mask_id)
-        d1 = (logp_digits(model, z1, grids[:1], 1.0) * s1).sum()
-    print(f"\nlog pi of attempt 0 ({int((first >= 0).sum())} blanks): exact, over its {len(z)} "
-          f"canvases {exact:.2f} nats; d1's one pass with every blank masked {d1:.2f} nats")
+    exact, d1 = (log_pi(model, grids[:1], when[:1], m).item() for m in ("exact", "d1"))
+    print(f"\nlog pi of attempt 0 ({int((when[0] >= 0).sum())} blanks): exact, one canvas per call"
+          f" {exact:.2f} nats; d1, one pass with every blank masked, {d1:.2f} nats")
     if not adv.any():
         print("every group agreed: no gradient to compare (try another --seed)")
         return
@@ -384,8 +355,7 @@ def demo(args):
     print(f"the gradients on these attempts: cosine(exact, d1) "
           f"{cos(grads['exact'], grads['d1']):.2f}, cosine(exact, wd1) "
           f"{cos(grads['exact'], grads['wd1']):.2f} (1 = the same direction)")
-    print("\nThe real run: `python 17_rewards.py train --method exact` (and the controls, --method "
-          "sft / rft), then bench/sudoku.py on the test puzzles (RESULTS 17).")
+    print("\nThe real run: `python 17_rewards.py train` (and --method d1 / wd1 / sft / rft).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,10 +380,10 @@ def rewards_parser():
     t.add_argument("--givens", type=positive_int, nargs=2, default=[17, 27], metavar=("LO", "HI"),
                    help="RL practises on training puzzles with LO-HI givens (sft: all of them)")
     t.add_argument("--init", help="the model to start from (default: the shipped sudoku-dllm)")
-    t.add_argument("--budget", type=positive_int, default=3_000_000,
+    t.add_argument("--budget", type=positive_int, default=1_000_000,
                    help="model passes to spend (forward = 1, forward + backward = 3)")
     t.add_argument("--evals", type=positive_int, default=10, help="evaluations over the budget")
-    t.add_argument("--lr", type=positive_float, default=3e-5, help="AdamW learning rate")
+    t.add_argument("--lr", type=positive_float, default=1e-4, help="AdamW learning rate")
     t.add_argument("--beta", type=non_negative_float, default=0.0,
                    help="KL to the starting model (k3; d1 uses 0.04)")
     t.add_argument("--temperature", type=positive_float, default=1.0, help="the attempts' digits")

@@ -61,3 +61,21 @@ def plot_metrics(run_dir, title=None, unit="bits/char"):
     fig.tight_layout()
     save_figure(fig, Path(run_dir) / "loss.png")
     plt.close(fig)
+
+
+def plot_rows(path, rows, x, y, xlabel, ylabel, title=None):
+    """A figure of logged rows (one per evaluation): column y against column x, written to path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([r[x] for r in rows], [r[y] for r in rows], marker="o")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or str(Path(path).parent))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)

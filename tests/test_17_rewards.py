@@ -96,12 +96,7 @@ def test_a_positive_advantage_makes_its_attempt_more_likely(attempts, shipped):
     practice, grids, when, _ = attempts
     torch.manual_seed(0)
     model = lesson("03_transformer").Transformer(shipped.config)  # untrained: every digit unsure
-    z, score, row = R.canvases(grids, when, "exact", model.config.mask_id)
-
-    def logp(i):
-        with torch.no_grad():
-            k = row == i
-            return (R.logp_digits(model, z[k], grids[row[k]], 1.0) * score[k]).sum().item()
+    logp = lambda i: R.log_pi(model, grids, when, "exact")[i].item()  # noqa: E731
 
     adv = torch.zeros(len(grids))
     adv[0], adv[4] = 1.0, -1.0  # two puzzles (a group's attempts may be the same, and would cancel)

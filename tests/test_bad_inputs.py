@@ -399,6 +399,20 @@ CASES = [  # (script, argv, what the one error line says)
     ("paths", ["--dllm", "{w}/dllm", "--gpt", "{w}/gpt", "--test", "{w}/maps/test.txt", "--out-dir", "{out}"],
      "not a path model"),
     ("paths", ["--per-kind", "0"], "must be >= 1"),
+    ("17_rewards", ["--group", "1"], "--group must be at least 2"),
+    ("17_rewards", ["train", "--puzzles", "{w}/missing", *OUT], "no puzzles in"),
+    ("17_rewards", ["train", "--puzzles", "{w}/puzzles", *OUT], "no training puzzles with 17-27 givens"),
+    ("17_rewards", ["train", "--puzzles", "{w}/bad_puzzles", *OUT], "train.txt:"),
+    ("17_rewards", ["train", "--puzzles", "{w}/puzzles", "--givens", "28", "50", "--init", "{w}/dllm", *OUT],
+     "not a Sudoku model"),
+    ("17_rewards", ["train", "--puzzles", "{w}/puzzles", "--givens", "28", "50", "--init", "{w}/gpt", *OUT],
+     "holds a gpt model"),
+    ("17_rewards", ["train", "--givens", "30", "20", *OUT], "LO <= HI"),
+    ("17_rewards", ["train", "--budget", "0", *OUT], "must be >= 1"),
+    ("17_rewards", ["train", "--temperature", "0", *OUT], "must be"),
+    ("17_rewards", ["train", "--resume", *OUT], "nothing to resume"),
+    ("17_rewards", ["train", "--resume", "--force", *OUT], "give one"),
+    ("17_rewards", ["train", "--out", "{w}/dllm"], "already holds a run"),
 ]
 
 
@@ -422,12 +436,13 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "81 cells", "only digits", "break the rules", "expected puzzle", "not the Thirukkural JSON", "no checkpoint",
         "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command",
         "does not describe a model", "no shipped model", "a map has", "a map holds only", "robot_maps.py",
-        "not a map_server map", "expected map,answer,kind", "is not YAML"]),
+        "not a map_server map", "expected map,answer,kind", "is not YAML",
+        "no training puzzles with"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
         "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif",
         "past the dLLM's context", "past a model's context", "HI must be", "outside the map", "metres per pixel",
-        "occupied or unknown pixel", "no path exists", "a map and moves take"]),
+        "occupied or unknown pixel", "no path exists", "a map and moves take", "LO <= HI"]),
 ]
 
 
