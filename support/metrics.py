@@ -13,7 +13,7 @@ def read_metrics(run_dir):
     path = Path(run_dir) / "metrics.csv"
     try:
         with open(path, newline="") as f:
-            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]  # "": not logged
     except FileNotFoundError:
         raise UsageError(f"no metrics.csv in {run_dir}") from None
     except (ValueError, TypeError, csv.Error) as e:

@@ -132,6 +132,15 @@ def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(
     assert model.config.vocab_size == 10
 
 
+def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(puzzle_dir, tmp_path):
+    run(puzzle_dir, tmp_path / "d1", "--method", "d1", "--budget", "200", "--evals", "1")
+    rows = lesson("rewards").main(["--runs", str(tmp_path / "d1"), "--test", str(puzzle_dir / "test.txt"),
+                                   "--per-band", "2", "--variety", "2", "--group", "2", "--out-dir", str(tmp_path)])
+    assert [r["model"] for r in rows] == ["shipped sudoku-dllm", "d1"] and rows[1]["passes"] >= 200
+    assert all(r["17-27 n"] == 2 and 0 <= r["17-27"] <= 1 and 0 <= r["pass@G"] <= 1 for r in rows)
+    assert {"rewards.txt", "rewards.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
 def test_resume_continues_the_run_and_a_second_run_is_refused(puzzle_dir, tmp_path, capsys):
     out = tmp_path / "run"
     first = run(puzzle_dir, out, "--method", "d1", "--budget", "300", "--evals", "1")

@@ -399,6 +399,10 @@ CASES = [  # (script, argv, what the one error line says)
     ("paths", ["--dllm", "{w}/dllm", "--gpt", "{w}/gpt", "--test", "{w}/maps/test.txt", "--out-dir", "{out}"],
      "not a path model"),
     ("paths", ["--per-kind", "0"], "must be >= 1"),
+    ("rewards", ["--test", "{w}/missing.txt", "--out-dir", "{out}"], "no {w}/missing.txt"),
+    ("rewards", ["--runs", "{w}/dllm", "--test", "{w}/puzzles/test.txt", "--out-dir", "{out}"],
+     "not a run of 17_rewards"),
+    ("rewards", ["--group", "0"], "must be >= 1"),
     ("17_rewards", ["--group", "1"], "--group must be at least 2"),
     ("17_rewards", ["train", "--puzzles", "{w}/missing", *OUT], "no puzzles in"),
     ("17_rewards", ["train", "--puzzles", "{w}/puzzles", *OUT], "no training puzzles with 17-27 givens"),
@@ -427,7 +431,8 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
     ("a model or run of the wrong kind", [
         "holds a", "model: generate with", "Tamil model", "not a Sudoku", "solve with 12", "not a training run",
         "different vocabularies", "is the dLLM's", "not shipped yet", "conflicts with the run", "nothing to resume",
-        "another vocabulary", "not a GPT of text", "was trained by", "different vocabularies", "not a path model"]),
+        "another vocabulary", "not a GPT of text", "was trained by", "different vocabularies", "not a path model",
+        "not a run of"]),
     ("writes that would replace something", [
         "already holds", "is a file", "plain folder name", "Project Madurai", "names no text", "was not made here",
         "ending in .png", "ending in .yaml"]),

@@ -1,0 +1,122 @@
+"""Lesson 17: the runs of 17_rewards.py (RL and its controls) on held-out test puzzles, by band, with standard errors.
+
+    python bench/rewards.py --runs checkpoints/rewards-exact checkpoints/rewards-sft checkpoints/rewards-rft
+
+The shipped Sudoku dLLM (where every run starts) and each run, decoded as lesson 12 deploys it (greedy, the surest
+cell first, one per call), on the 100,000 set's test puzzles: 17-27 and 28-35 givens (test.txt), and the puzzles that
+need search (3+ guesses of the plain solver, test.txt and test_hard.txt); solved with its standard error
+sqrt(p(1-p)/N) over puzzles (one seed per run: the spread between seeds is not in it). Beside it, what RL is known to
+break: variety, as pass@G with the runs' own stochastic sampler (any of G attempts solves) and the attempts' mean
+reward, on the first --variety puzzles of 17-27; and each run's compute (model passes) and training minutes.
+curves.png: each run's validation solved (fresh puzzles, 17-27 givens) against model passes, from its metrics.csv.
+
+Writes bench/results/rewards/{rewards.txt, rewards.csv, curves.png}.
+"""
+import math
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+import common  # noqa: F401 (first: the repository on the import path)
+
+# isort: split
+from support import checkpoints, metrics, pretrained, runtime
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.files import atomic_write, save_figure
+
+S = import_module("12_sudoku")
+R = import_module("17_rewards")
+P = import_module("sudoku_puzzles")
+B = import_module("sudoku")  # bench/sudoku.py: bands, decoding in batches
+
+ROOT = Path(__file__).resolve().parent.parent
+BANDS = ("17-27", "28-35", "3+ guesses")
+
+
+def test_bands(test, per_band):
+    """{band: (N, 162)} from test.txt (by givens) and, for the search band, test_hard.txt beside it (by rating)."""
+    pairs = P.read_pairs(test)
+    hard = Path(test).with_name("test_hard.txt")
+    by = {b: [p + s for p, s in pairs if B.band_of(sum(v > 0 for v in p)) == b] for b in BANDS[:2]}
+    by[BANDS[2]] = [p + s for p, s in pairs + (P.read_pairs(hard) if hard.exists() else []) if P.rate(p) >= P.HARD]
+    return {b: torch.tensor(B.evenly_spaced(v, per_band)) for b, v in by.items() if v}
+
+
+def curves(runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, rows in runs.items():
+        ax.plot([r["passes"] / 1e6 for r in rows], [100 * r["val_solved"] for r in rows], marker="o", label=name)
+    ax.set_xlabel("model passes, millions (forward = 1, forward + backward = 3)")
+    ax.set_ylabel("validation solved, 17-27 givens (%)")
+    ax.set_title("Lesson 17: learning from rewards, and its controls at equal compute")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--runs", nargs="+", default=[], help="run folders of 17_rewards.py train")
+    p.add_argument("--test", default=str(ROOT / "data" / "sudoku-100k" / "test.txt"), help="puzzle,solution lines")
+    p.add_argument("--per-band", type=positive_int, default=1000, help="test puzzles per band (at most)")
+    p.add_argument("--variety", type=positive_int, default=200, help="17-27 puzzles for pass@G")
+    p.add_argument("--group", type=positive_int, default=8, help="attempts per puzzle for pass@G")
+    p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "rewards"), help="where results go")
+    args = p.parse_args(argv)
+    if not Path(args.test).exists():
+        raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py --train 100000 "
+                         "--train-givens 17 50 --hard 1000 --workers 2 --out data/sudoku-100k`")
+    models = {"shipped sudoku-dllm": (S.load_solver("dllm", str(pretrained.PRETRAINED / "sudoku-dllm")), None)}
+    for run in args.runs:
+        ckpt = checkpoints.load_checkpoint(Path(run) / "latest.pt")
+        if ckpt.get("trainer") != "17_rewards.py train":
+            raise UsageError(f"{run} is not a run of 17_rewards.py train")
+        models[Path(run).name] = (S.load_solver("dllm", run).float(), ckpt)
+    bands = test_bands(args.test, args.per_band)
+    rows = []
+    for name, (model, ckpt) in models.items():
+        row = {"model": name, "passes": ckpt["passes"] if ckpt else 0,
+               "minutes": round(ckpt["elapsed_s"] / 60, 1) if ckpt else 0}
+        for band, x in bands.items():
+            ok = B.run_decoder(lambda puzzle, cb, m=model: S.solve_dllm(m, puzzle, "confidence", cb), x, args.batch)[0]
+            q = ok.float().mean().item()
+            row |= {band: q, f"{band} se": math.sqrt(q * (1 - q) / len(x)), f"{band} n": len(x)}
+        x = bands["17-27"][: args.variety]
+        g = torch.Generator().manual_seed(0)
+        practice = R.Practice(group=args.group, prompts=len(x))
+        grids, _, _ = R.attempt(model, x[:, : S.CELLS], practice, g)
+        reward = R.rewards(grids, x[:, : S.CELLS], args.group).view(-1, args.group)
+        row |= {"pass@G": (reward.max(1).values > 0).float().mean().item(), "attempt reward": reward.mean().item()}
+        rows.append(row)
+        print(row, flush=True)
+    out = Path(args.out_dir)
+    metrics.write_csv(out / "rewards.csv", rows, list(rows[0]))
+    head = (f"Lesson 17 on {args.test}; {runtime.machine_name('cpu')}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, fp32\ncommand: python bench/rewards.py "
+            f"{' '.join(sys.argv[1:] if argv is None else argv)}\n\n| model | model passes | minutes | "
+            + " | ".join(f"{b} solved (n = {len(x)})" for b, x in bands.items())
+            + f" | pass@{args.group} 17-27 (n = {len(bands['17-27'][: args.variety])}) | attempt reward |\n"
+            + "|---" * (5 + len(bands)) + "|\n")
+    table = "".join(f"| {r['model']} | {r['passes']:,} | {r['minutes']} | "
+                    + " | ".join(f"{100 * r[b]:.1f}% ± {100 * r[f'{b} se']:.1f}" for b in bands)
+                    + f" | {r['pass@G']:.1%} | {r['attempt reward']:.3f} |\n" for r in rows)
+    atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table, encoding="utf-8"))
+    runs = {Path(r).name: metrics.read_metrics(r) for r in args.runs}
+    if runs:
+        curves(runs, out / "curves.png")
+    print(f"wrote {out / 'rewards.txt'}, {out / 'rewards.csv'}" + (f", {out / 'curves.png'}" if runs else ""))
+    return rows
+
+
+if __name__ == "__main__":
+    run_cli(main)
