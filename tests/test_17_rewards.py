@@ -3,6 +3,7 @@ exact estimator scores every drawn digit once on the canvas it was drawn from, t
 model ignores context and not otherwise, a positive advantage makes its attempt more likely, and `train` runs every
 method at a budget of model passes, resumes, and refuses what it cannot do in one line."""
 import random
+import sys
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from conftest import ROOT, cli_error, lesson
 
 R, S, P = lesson("17_rewards"), lesson("12_sudoku"), lesson("sudoku_puzzles")
+sys.path.insert(0, str(ROOT / "bench"))  # bench/rewards.py
 SHIPPED = ROOT / "checkpoints" / "pretrained" / "sudoku-dllm"
 
 
@@ -162,3 +164,10 @@ def test_bad_input_is_one_line(argv, says, capsys, tmp_path):
     if "--puzzles" not in argv and argv[0] == "train":
         argv = argv + ["--out", str(tmp_path / "r")]
     assert says in cli_error(R.main, argv, capsys)
+
+
+def test_the_demo_shows_attempts_grades_and_the_estimators(capsys):
+    R.main(["--prompts", "3", "--group", "4"])
+    out = capsys.readouterr().out
+    assert "advantages (RLOO)" in out and len([line for line in out.splitlines() if " | " in line]) == 4
+    assert "log pi of attempt 0" in out and ("cosine(exact, d1)" in out or "every group agreed" in out)
