@@ -32,8 +32,8 @@ LESSONS = [("01_tensors.py", []), ("02_attention.py", []), ("03_transformer.py",
            ("08_train_tamil.py", ["--data", "{tmp}/tamil/corpus.txt", "--out", "{tmp}/tamil"]),
            ("09_generate_tamil.py", []), ("10_fast_decoding.py", []), ("11_block_diffusion.py", []),
            ("12_sudoku.py", []), ("13_self_correction.py", []), ("14_from_gpt.py", []),
-           ("15_uniform_noise.py", []), ("16_robot_paths.py", []), ("bonus/04_nelbo_asides.py", []),
-           ("bonus/16_path_smoothing.py", [])]
+           ("15_uniform_noise.py", []), ("16_robot_paths.py", []), ("17_rewards.py", []),
+           ("bonus/04_nelbo_asides.py", []), ("bonus/16_path_smoothing.py", [])]
 TAMIL = ["tamil_dataset.py", "--source", "package", "--no-madurai", "--out-dir", "{tmp}/tamil"]
 
 
