@@ -108,7 +108,7 @@ def rloo(reward, group):
 # log pi(attempt), three ways: the canvases where drawn digits are scored. The loss is a sum over
 # canvases, so each chunk of them is backpropagated alone (memory stays small)
 # --------------------------------------------------------------------------------------------------
-def canvases(grids, when, method, mask_id):
+def scored_canvases(grids, when, method, mask_id):
     """-> canvases z (N, 81), the cells scored on each (N, 81), whose attempt each is (N,).
     GPT vs dLLM: a GPT's log pi is one pass (its next-token log-probs); a dLLM's depends on the
     order it filled the cells in, and the canvas each saw."""
@@ -133,7 +133,7 @@ def logp_digits(model, z, digits, temperature):
 @torch.no_grad()
 def log_pi(model, grids, when, method, temperature=1.0):
     """Each attempt's log pi as the estimator sees it (exact or d1): (B,) nats."""
-    z, score, row = canvases(grids, when, method, model.config.mask_id)
+    z, score, row = scored_canvases(grids, when, method, model.config.mask_id)
     nats = (logp_digits(model, z, grids[row], temperature) * score).sum(1)  # (N,)
     return torch.zeros(len(grids)).index_add_(0, row, nats)
 
@@ -148,7 +148,7 @@ def weights(adv, blanks, method, group):
 
 def policy_step(model, reference, grids, when, adv, args):
     """Accumulate the policy gradient (and --beta's KL) chunk by chunk. -> model passes spent."""
-    z, score, row = canvases(grids, when, args.method, model.config.mask_id)
+    z, score, row = scored_canvases(grids, when, args.method, model.config.mask_id)
     w = weights(adv, (when >= 0).sum(1).clamp_min(1), args.method, args.practice.group)
     useful = torch.ones_like(row, dtype=torch.bool) if args.beta else w[row] != 0
     passes = 0
@@ -184,7 +184,7 @@ def fresh(n, seed):
 
 
 @torch.no_grad()
-def evaluate(model, val):
+def solved_share(model, val):
     """The deployed sampler: greedy, surest cell first, one per call. -> share solved."""
     model.eval()
     grids, _ = sudoku.solve_dllm(model, val[:, :CELLS])
@@ -219,7 +219,7 @@ def train_step(model, reference, optimizer, data, args, g):
     return passes, log
 
 
-def train(args):
+def train_rewards(args):
     out = Path(args.out)
     checkpoints.check_run_dir(out, args.resume, args.force)  # before any work, nothing written yet
     saved = checkpoints.load_checkpoint(out / "latest.pt") if args.resume else None
@@ -269,7 +269,7 @@ def train(args):
 
     def evaluation(row):  # one row per evaluation: metrics.csv and latest.pt, one log line
         rows.append({"step": step, "passes": passes, "elapsed_s": round(elapsed, 1),
-                     "val_solved": evaluate(model, val)} | row)
+                     "val_solved": solved_share(model, val)} | row)
         seen = [f"{k} {v:.3f}" for k, v in row.items() if k in ("reward", "nothing_to_learn")]
         tqdm.write(" | ".join([f"step {step}", f"{passes:,} passes", f"val solved "
                                f"{rows[-1]['val_solved']:.1%}", *seen, f"{elapsed / 60:.1f} min"]))
@@ -321,7 +321,7 @@ def gradient(model, grids, when, adv, method, practice):
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
-def demo(args):
+def demo_rewards(args):
     print(f"making {args.prompts} fresh puzzles with 22-27 givens (seed {args.seed}) ...")
     pairs = fresh(args.prompts, args.seed)
     model = sudoku.load_solver("dllm", None, True).float()
@@ -403,14 +403,14 @@ def main(argv=None):
     if args.group < 2:
         raise UsageError("--group must be at least 2: an attempt is judged against the others")
     if args.command != "train":
-        return demo(args)
+        return demo_rewards(args)
     if args.givens[0] > args.givens[1] or args.givens[1] > CELLS:
         raise UsageError(f"--givens {args.givens[0]} {args.givens[1]}: LO <= HI <= 81")
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out, --force replaces it: give one")
     args.out = args.out or str(ROOT / "checkpoints" / f"rewards-{args.method}")
     args.lr = args.lr or (1e-4 if args.method in ("sft", "rft") else 2e-5)
-    return train(args)
+    return train_rewards(args)
 
 
 if __name__ == "__main__":

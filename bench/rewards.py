@@ -44,7 +44,7 @@ def test_bands(test, per_band):
     return {b: torch.tensor(B.evenly_spaced(v, per_band)) for b, v in by.items() if v}
 
 
-def curves(runs, path):
+def reward_curves(runs, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,7 +113,7 @@ def main(argv=None):
     atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table, encoding="utf-8"))
     runs = {Path(r).name: metrics.read_metrics(r) for r in args.runs}
     if runs:
-        curves(runs, out / "curves.png")
+        reward_curves(runs, out / "curves.png")
     print(f"wrote {out / 'rewards.txt'}, {out / 'rewards.csv'}" + (f", {out / 'curves.png'}" if runs else ""))
     return rows
 

@@ -16,7 +16,7 @@ SHIPPED = ROOT / "checkpoints" / "pretrained" / "sudoku-dllm"
 
 
 @pytest.fixture(scope="module")
-def pairs():
+def band_pairs():
     return torch.tensor([p + s for p, s in P.make_split(4, (30, 36), random.Random(3), set())])
 
 
@@ -26,18 +26,18 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def attempts(shipped, pairs):
-    practice = R.Practice(group=4, prompts=len(pairs), cells_per_call=3)
-    grids, when, calls = R.attempt(shipped, pairs[:, :81], practice, torch.Generator().manual_seed(0))
+def attempts(shipped, band_pairs):
+    practice = R.Practice(group=4, prompts=len(band_pairs), cells_per_call=3)
+    grids, when, calls = R.attempt(shipped, band_pairs[:, :81], practice, torch.Generator().manual_seed(0))
     return practice, grids, when, calls
 
 
-def test_the_grade_is_the_rules_verdict(pairs):
-    puzzle, solution = pairs[:, :81], pairs[:, 81:]
+def test_the_grade_is_the_rules_verdict(band_pairs):
+    puzzle, solution = band_pairs[:, :81], band_pairs[:, 81:]
     wrong = solution.clone()
     wrong[:, [0, 1]] = wrong[:, [1, 0]]  # two cells swapped: a row still holds 1-9, its columns do not
-    assert R.rewards(solution, puzzle, 1).tolist() == [1.0] * len(pairs)
-    assert R.rewards(wrong, puzzle, 1).tolist() == [0.0] * len(pairs)
+    assert R.rewards(solution, puzzle, 1).tolist() == [1.0] * len(band_pairs)
+    assert R.rewards(wrong, puzzle, 1).tolist() == [0.0] * len(band_pairs)
 
 
 def test_rloo_advantages_sum_to_zero_and_vanish_when_a_group_agrees():
@@ -50,9 +50,9 @@ def test_rloo_advantages_sum_to_zero_and_vanish_when_a_group_agrees():
     assert (w[0, [0, 3]] < 0).all() and (w[0, [1, 2]] > 0).all()  # minimised: a good attempt pulled up
 
 
-def test_attempts_keep_the_givens_and_record_when_each_blank_was_drawn(attempts, pairs):
+def test_attempts_keep_the_givens_and_record_when_each_blank_was_drawn(attempts, band_pairs):
     practice, grids, when, calls = attempts
-    puzzle = pairs[:, :81].repeat_interleave(practice.group, 0)
+    puzzle = band_pairs[:, :81].repeat_interleave(practice.group, 0)
     given = puzzle > 0
     assert (grids[given] == puzzle[given]).all() and (grids > 0).all()
     assert ((when >= 0) == ~given).all() and when.max() == calls - 1
@@ -62,7 +62,7 @@ def test_attempts_keep_the_givens_and_record_when_each_blank_was_drawn(attempts,
 
 def test_exact_canvases_score_every_drawn_digit_once_on_the_canvas_it_was_drawn_from(attempts):
     _, grids, when, _ = attempts
-    z, score, row = R.canvases(grids, when, "exact", 10)
+    z, score, row = R.scored_canvases(grids, when, "exact", 10)
     counted = torch.zeros_like(grids).index_add_(0, row, score.long())
     assert (counted == (when >= 0).long()).all()  # each blank scored exactly once, a given never
     for k in range(len(z)):
@@ -71,7 +71,7 @@ def test_exact_canvases_score_every_drawn_digit_once_on_the_canvas_it_was_drawn_
         visible = z[k] != 10
         assert (visible == (when[row[k]] < call)).all()  # filled before that call: seen; after: masked
         assert (z[k][visible] == grids[row[k]][visible]).all()
-    z1, score1, row1 = R.canvases(grids, when, "d1", 10)
+    z1, score1, row1 = R.scored_canvases(grids, when, "d1", 10)
     assert (row1 == torch.arange(len(grids))).all() and ((z1 == 10) == score1).all() and (score1 == (when >= 0)).all()
 
 
@@ -110,22 +110,22 @@ def test_a_positive_advantage_makes_its_attempt_more_likely(attempts, shipped):
 
 
 @pytest.fixture(scope="module")
-def puzzle_dir(tmp_path_factory):
+def rl_puzzles(tmp_path_factory):
     d = tmp_path_factory.mktemp("sudoku17")
     P.main(["--train", "40", "--val", "12", "--test", "2", "--train-givens", "24", "40", "--out", str(d),
             "--seed", "4"])
     return d
 
 
-def run(puzzle_dir, out, *more):
-    return R.main(["train", "--group", "2", "--prompts", "2", "--puzzles", str(puzzle_dir), "--out", str(out),
+def train_tiny(rl_puzzles, out, *more):
+    return R.main(["train", "--group", "2", "--prompts", "2", "--puzzles", str(rl_puzzles), "--out", str(out),
                    "--init", str(SHIPPED), "--givens", "24", "40", "--val-puzzles", "4", "--cells-per-call", "6",
                    "--sft-batch", "4", *more])
 
 
 @pytest.mark.parametrize("method", R.METHODS)
-def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(method, puzzle_dir, tmp_path):
-    rows = run(puzzle_dir, tmp_path / method, "--method", method, "--budget", "400", "--evals", "2",
+def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(method, rl_puzzles, tmp_path):
+    rows = train_tiny(rl_puzzles, tmp_path / method, "--method", method, "--budget", "400", "--evals", "2",
                "--beta", "0.01" if method == "exact" else "0")
     assert rows[0]["passes"] == 0 and rows[-1]["passes"] >= 400 and len(rows) >= 3
     assert all(0 <= r["val_solved"] <= 1 for r in rows)
@@ -134,22 +134,22 @@ def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(
     assert model.config.vocab_size == 10
 
 
-def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(puzzle_dir, tmp_path):
-    run(puzzle_dir, tmp_path / "d1", "--method", "d1", "--budget", "200", "--evals", "1")
-    rows = lesson("rewards").main(["--runs", str(tmp_path / "d1"), "--test", str(puzzle_dir / "test.txt"),
+def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(rl_puzzles, tmp_path):
+    train_tiny(rl_puzzles, tmp_path / "d1", "--method", "d1", "--budget", "200", "--evals", "1")
+    rows = lesson("rewards").main(["--runs", str(tmp_path / "d1"), "--test", str(rl_puzzles / "test.txt"),
                                    "--per-band", "2", "--variety", "2", "--group", "2", "--out-dir", str(tmp_path)])
     assert [r["model"] for r in rows] == ["shipped sudoku-dllm", "d1"] and rows[1]["passes"] >= 200
     assert all(r["17-27 n"] == 2 and 0 <= r["17-27"] <= 1 and 0 <= r["pass@G"] <= 1 for r in rows)
     assert {"rewards.txt", "rewards.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
-def test_resume_continues_the_run_and_a_second_run_is_refused(puzzle_dir, tmp_path, capsys):
+def test_resume_continues_the_run_and_a_second_run_is_refused(rl_puzzles, tmp_path, capsys):
     out = tmp_path / "run"
-    first = run(puzzle_dir, out, "--method", "d1", "--budget", "300", "--evals", "1")
-    more = run(puzzle_dir, out, "--method", "d1", "--budget", "700", "--evals", "1", "--resume")
+    first = train_tiny(rl_puzzles, out, "--method", "d1", "--budget", "300", "--evals", "1")
+    more = train_tiny(rl_puzzles, out, "--method", "d1", "--budget", "700", "--evals", "1", "--resume")
     assert more[: len(first)] == first and more[-1]["passes"] >= 700 and more[-1]["step"] > first[-1]["step"]
     capsys.readouterr()
-    assert "already holds a run" in cli_error(R.main, ["train", "--puzzles", str(puzzle_dir), "--out", str(out)],
+    assert "already holds a run" in cli_error(R.main, ["train", "--puzzles", str(rl_puzzles), "--out", str(out)],
                                               capsys)
 
 
@@ -160,7 +160,7 @@ def test_resume_continues_the_run_and_a_second_run_is_refused(puzzle_dir, tmp_pa
     (["train", "--budget", "0"], "--budget"),
     (["train", "--puzzles", "/nonexistent/folder"], "no puzzles in"),
 ])
-def test_bad_input_is_one_line(argv, says, capsys, tmp_path):
+def test_rewards_bad_input_is_one_line(argv, says, capsys, tmp_path):
     if "--puzzles" not in argv and argv[0] == "train":
         argv = argv + ["--out", str(tmp_path / "r")]
     assert says in cli_error(R.main, argv, capsys)
