@@ -68,7 +68,7 @@ class Practice:
     group: int = 8
     prompts: int = 8
     temperature: float = 1.0
-    order_noise: float = 0.0  # 0.2 already drops the solved attempts from ~55% to 8%
+    order_noise: float = 0.0  # 0.2 dropped the solved attempts from 60% to 8% (RESULTS 7.7)
     cells_per_call: int = 2
 
 
