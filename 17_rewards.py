@@ -231,7 +231,8 @@ def train_rewards(args):
     folder = Path(args.puzzles)
     data = sudoku.PuzzleData(folder).train  # (N, 162); RL practises on --givens, sft on them all
     lo, hi = (0, CELLS) if args.method == "sft" else args.givens
-    data = data[((data[:, :CELLS] > 0).sum(1) >= lo) & ((data[:, :CELLS] > 0).sum(1) <= hi)]
+    givens = (data[:, :CELLS] > 0).sum(1)  # (N,)
+    data = data[(givens >= lo) & (givens <= hi)]
     if not len(data):
         raise UsageError(f"{folder}: no training puzzles with {args.givens[0]}-{args.givens[1]} "
                          "givens")
@@ -301,8 +302,8 @@ def train_rewards(args):
                   file=sys.stderr)
             sys.exit(130)
     bar.close()
-    metrics.plot_rows(out / "loss.png", rows, "passes", "val_solved", "model passes (forward = 1, "
-                      "forward + backward = 3)", "validation solved, 17-27 givens")
+    metrics.plot_rows(out / "loss.png", {args.method: rows}, "passes", "val_solved",
+                      "model passes (forward = 1, forward + backward = 3)", "validation solved")
     Path(lock.name).unlink(missing_ok=True)  # the folder is free for --resume again
     lock.close()
     print(f"done: {step} steps, {passes:,} model passes, {elapsed / 60:.1f} min; validation solved "

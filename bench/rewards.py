@@ -24,7 +24,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 # isort: split
 from support import checkpoints, metrics, pretrained, runtime
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.files import atomic_write, save_figure
+from support.files import atomic_write
 
 S = import_module("12_sudoku")
 R = import_module("17_rewards")
@@ -36,31 +36,9 @@ BANDS = ("17-27", "28-35", "3+ guesses")
 
 
 def test_bands(test, per_band):
-    """{band: (N, 162)} from test.txt (by givens) and, for the search band, test_hard.txt beside it (by rating)."""
-    pairs = P.read_pairs(test)
-    hard = Path(test).with_name("test_hard.txt")
-    by = {b: [p + s for p, s in pairs if B.band_of(sum(v > 0 for v in p)) == b] for b in BANDS[:2]}
-    by[BANDS[2]] = [p + s for p, s in pairs + (P.read_pairs(hard) if hard.exists() else []) if P.rate(p) >= P.HARD]
-    return {b: torch.tensor(B.evenly_spaced(v, per_band)) for b, v in by.items() if v}
-
-
-def reward_curves(runs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, rows in runs.items():
-        ax.plot([r["passes"] / 1e6 for r in rows], [100 * r["val_solved"] for r in rows], marker="o", label=name)
-    ax.set_xlabel("model passes, millions (forward = 1, forward + backward = 3)")
-    ax.set_ylabel("validation solved, 17-27 givens (%)")
-    ax.set_title("Lesson 17: learning from rewards, and its controls at equal compute")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    """{band: (N, 162)}: bench/sudoku.py's bands (by givens; the search band by rating), at most per_band each."""
+    by = B.puzzles_by_band(test)
+    return {b: torch.tensor(B.evenly_spaced(by[b], per_band)) for b in BANDS if by.get(b)}
 
 
 def main(argv=None):
@@ -113,7 +91,9 @@ def main(argv=None):
     atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table, encoding="utf-8"))
     runs = {Path(r).name: metrics.read_metrics(r) for r in args.runs}
     if runs:
-        reward_curves(runs, out / "curves.png")
+        metrics.plot_rows(out / "curves.png", runs, "passes", "val_solved", "model passes (forward = 1, forward + "
+                          "backward = 3)", "validation solved, 17-27 givens",
+                          "Lesson 17: learning from rewards, and its controls at equal compute")
     print(f"wrote {out / 'rewards.txt'}, {out / 'rewards.csv'}" + (f", {out / 'curves.png'}" if runs else ""))
     return rows
 

@@ -61,6 +61,21 @@ def evenly_spaced(items, k):
     return [items[i * n // k] for i in range(k)] if n > k else list(items)
 
 
+def puzzles_by_band(test):
+    """{band: [puzzle + solution]}: test's puzzles by givens, then test's and test_hard.txt's beside it
+    (sudoku_puzzles.py --hard: puzzles that need search) by the plain solver's guesses after the rules'
+    propagation (as Sudoku-Extreme rates)."""
+    pairs, by_band = P.read_pairs(test), {}
+    for puzzle, solution in pairs:
+        by_band.setdefault(band_of(sum(v > 0 for v in puzzle)), []).append(puzzle + solution)
+    hard = Path(test).with_name("test_hard.txt")
+    for puzzle, solution in pairs + (P.read_pairs(hard) if hard.exists() else []):
+        guesses = P.rate(puzzle)
+        band = next(name for name, (lo, hi) in P.RATINGS.items() if lo <= guesses <= hi)
+        by_band.setdefault(band, []).append(puzzle + solution)
+    return by_band
+
+
 @torch.no_grad()
 def run_decoder(solve, x, batch):
     """solve(puzzle, callback) over x (N, 162) in batches -> (solved (N,), valid (N,), calls (N,), seconds)."""
@@ -188,15 +203,7 @@ def main(argv=None):
     if args.order_gpt:
         models["order"] = ORDER.load_order_gpt(args.order_gpt)
         kind_path["order"] = args.order_gpt
-    pairs = P.read_pairs(args.test)
-    by_band = {}
-    for puzzle, solution in pairs:
-        by_band.setdefault(band_of(sum(v > 0 for v in puzzle)), []).append(puzzle + solution)
-    hard = Path(args.test).with_name("test_hard.txt")  # sudoku_puzzles.py --hard: puzzles that need search
-    for puzzle, solution in pairs + (P.read_pairs(hard) if hard.exists() else []):  # bands by the plain solver's
-        guesses = P.rate(puzzle)  # guesses after the rules' propagation, as Sudoku-Extreme rates
-        band = next(name for name, (lo, hi) in P.RATINGS.items() if lo <= guesses <= hi)
-        by_band.setdefault(band, []).append(puzzle + solution)
+    by_band = puzzles_by_band(args.test)
     decoders = {**{f"dLLM {o if o != 'random' else 'random order'}, 1 cell/call": ("dllm", (o, None))
                    for o in args.one_cell},
                 **{f"dLLM threshold {t:g} (parallel)": ("dllm", ("confidence", F10.Rule("threshold", t)))

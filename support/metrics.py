@@ -63,19 +63,22 @@ def plot_metrics(run_dir, title=None, unit="bits/char"):
     plt.close(fig)
 
 
-def plot_rows(path, rows, x, y, xlabel, ylabel, title=None):
-    """A figure of logged rows (one per evaluation): column y against column x, written to path."""
+def plot_rows(path, runs, x, y, xlabel, ylabel, title=None):
+    """A figure of logged rows (one per evaluation): column y against column x for each run ({label: rows}),
+    written to path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot([r[x] for r in rows], [r[y] for r in rows], marker="o")
+    for label, rows in runs.items():
+        ax.plot([r[x] for r in rows], [r[y] for r in rows], marker="o", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or str(Path(path).parent))
     ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
