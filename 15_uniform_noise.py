@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from support import pretrained
 from support.cli import (
     ArgumentParser,
     UsageError,
@@ -335,7 +336,7 @@ def uniform_parser():
     g.add_argument("--self-cond", action="store_true",
                    help="self-conditioning: the model also sees its previous prediction")
     gen.add_generate_args(add("generate", "sample with 06's flags"),
-                          ROOT / "checkpoints" / "uniform", shipped=None)
+                          ROOT / "checkpoints" / "uniform", shipped=pretrained.UNIFORM)
     return p
 
 

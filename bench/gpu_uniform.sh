@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lesson 15's uniform-noise dLLM at the gpu preset (10.7M parameters) on one CUDA card, with
-# bench/gpu_check.py run beside it on the same card (RESULTS.md sections 7.4 and 12):
+# bench/gpu_check.py run beside it on the same card (RESULTS.md sections 3.4 and 12):
 #
 #     bash bench/gpu_uniform.sh RUN OUT          # e.g. bash bench/gpu_uniform.sh /tmp/uniform /tmp/out
 #

@@ -51,11 +51,14 @@ DEFAULTS = {pretrained.TEXT_DLLM, "shakespeare-gpt", "thirukkural-dllm"}  # what
 NAMED = {"shakespeare-dllm"}  # shipped models a generator reaches with --pretrained NAME
 
 
-def sample_command(kind, tokenizer, name):
-    """The command whose output the card shows: 06's quick start, or 07's with a prompt the vocabulary has;
-    --pretrained (NAME) for the models that flag loads, else --checkpoint with the shipped folder."""
-    model = ("--pretrained" if name in DEFAULTS else f"--pretrained {name}" if name in NAMED
+def sample_command(kind, tokenizer, name, objective="dllm"):
+    """The command whose output the card shows: 06's quick start (15's for a uniform-noise model), or 07's with
+    a prompt the vocabulary has; --pretrained (NAME) for the models that flag loads, else --checkpoint with the
+    shipped folder."""
+    model = ("--pretrained" if name in DEFAULTS | {pretrained.UNIFORM} else f"--pretrained {name}" if name in NAMED
              else f"--checkpoint checkpoints/pretrained/{name}")
+    if objective == "uniform":
+        return f"python 15_uniform_noise.py generate {model} --steps 50 --topk 5"
     if kind == "dllm":
         lesson = "09_generate_tamil" if tokenizer.kind == "grapheme" else "06_generate"
         return f"python {lesson}.py {model} --steps 50 --topk 5"
@@ -104,14 +107,15 @@ def card(name, ckpt, rows, bits32, bits16, model, command, machine, tokenizer):
     L = model.config.block_size
     tokens = best["step"] * a["batch_size"] * L
     unit = "NELBO, an upper bound on the NLL" if kind == "dllm" else "exact NLL"
+    uniform = ckpt["objective"] == "uniform"
     final = "" if rows[-1]["step"] >= a["steps"] else (
         f"\n**Interim**: the run was at step {rows[-1]['step']:,} of its {a['steps']:,}-step schedule when this was "
         "shipped; training goes on.\n")
     tamil = tokenizer.kind == "grapheme"
     data = Path(a["data"]).name if a.get("data") else "TinyShakespeare (data/tinyshakespeare.txt)"
-    what = "masked diffusion LM" if kind == "dllm" else "GPT"
-    lesson = ("lesson 08" if tamil else "lesson 14, adapted from a GPT" if a.get("gpt") else "lesson 05"
-              if kind == "dllm" else "lesson 07")
+    what = "uniform-noise diffusion LM" if uniform else "masked diffusion LM" if kind == "dllm" else "GPT"
+    lesson = ("lesson 08" if tamil else "lesson 15" if uniform else "lesson 14, adapted from a GPT" if a.get("gpt")
+              else "lesson 05" if kind == "dllm" else "lesson 07")
     c = model.config
     started = (f"\n| started from | the weights of `{Path(a['init_from']).name}` (`--init-from`: a fresh optimizer and "
                "schedule; its own training is not counted above) |") if a.get("init_from") else ""
@@ -135,7 +139,7 @@ A {model.num_params():,}-parameter {what} trained with tiny-dllm ({lesson}):
 | validation bits/char ({unit}) | {bits16:.4f} with these fp16 weights ({bits32:.4f} in fp32) |
 | the command that trained it | `{command}` |
 
-Sample, as `{sample_command(kind, tokenizer, name)}` prints it:
+Sample, as `{sample_command(kind, tokenizer, name, ckpt["objective"])}` prints it:
 
 ```
 (written by resample() once the model is in place)
@@ -256,8 +260,9 @@ def main(argv=None):
     model, tokenizer, _ = common.load_run(ckpt["kind"], Path(args.run) / "best.pt", args.device)
     args.machine = args.machine or machine_name(args.device)
     objective = import_module("07_train_gpt").NextTokenObjective() if ckpt["kind"] == "gpt" else (
-        train.DiffusionObjective())
-    if ckpt["objective"] not in ("dllm", "gpt", "sudoku-dllm", "sudoku-gpt", "paths-dllm", "paths-gpt"):
+        import_module("15_uniform_noise").UniformObjective(model.config.self_cond)
+        if ckpt["objective"] == "uniform" else train.DiffusionObjective())
+    if ckpt["objective"] not in ("dllm", "gpt", "uniform", "sudoku-dllm", "sudoku-gpt", "paths-dllm", "paths-gpt"):
         raise UsageError(f"{ckpt['objective']} runs are not shipped yet")
     rounded = type(model)(model.config).to(args.device)
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})

@@ -32,8 +32,8 @@ def add_model_args(p, default_run, shipped=TEXT_DLLM, hub=True):
                    f"checkpoints/{Path(default_run).name}/ if there is one, else the shipped model)")
     p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="NAME",
                    help=f"use the model shipped in checkpoints/pretrained/{shipped} even if you have trained your "
-                   "own; with a NAME, that shipped model (shakespeare-dllm: the 0.8M one)" if shipped
-                   else argparse.SUPPRESS)
+                   "own; with a NAME, that shipped model" + (" (shakespeare-dllm: the 0.8M one)" if shipped ==
+                                                              TEXT_DLLM else "") if shipped else argparse.SUPPRESS)
     if hub:
         p.add_argument("--from-hub", metavar="REPO_ID", help="load from the Hugging Face Hub instead of "
                        "--checkpoint (uses the Hub cache; HF_HUB_OFFLINE=1 works offline)")

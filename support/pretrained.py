@@ -14,6 +14,7 @@ PRETRAINED = ROOT / "checkpoints" / "pretrained"
 # The 0.8M model trained on 2 cores stays one flag away: --pretrained shakespeare-dllm.
 TEXT_DLLM = "shakespeare-dllm-from-gpt-10m"
 TEXT_GPT = "shakespeare-gpt-10m"  # the GPT of the same size, beside it in the playground and the benchmarks
+UNIFORM = "shakespeare-uniform-10m"  # lesson 15's uniform-noise dLLM, the same size (RESULTS 3.4)
 
 
 def has_run(path):

@@ -123,6 +123,34 @@ def test_trains_through_lesson_05s_loop_then_generates_with_06s_flags(tiny_text,
     assert export.config.time_input and not export.config.mask_token
 
 
+def test_a_uniform_run_ships_and_generate_falls_back_on_the_shipped_one(tiny_text, tmp_path, monkeypatch, capsys):
+    """bench/ship_model.py scores a uniform run with the uniform NELBO and writes 15's command in the card; with no
+    run of the learner's, `15_uniform_noise.py generate` uses that shipped model and says so."""
+    import sys
+
+    from support import pretrained
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    ship = lesson("ship_model")
+    run = tmp_path / "uniform"
+    rows = U.main(["train", *TINY, "--data", str(tiny_text), "--out", str(run), "--steps", "20", "--eval-every", "20"])
+    bits32, bits16 = ship.main(["--run", str(run), "--name", pretrained.UNIFORM, "--command", "python 15 train",
+                                "--out-root", str(tmp_path / "pretrained")])
+    assert abs(bits32 - rows[-1]["val_bpc"]) < 1e-3  # the uniform NELBO again, on the run's own windows
+    card = (tmp_path / "pretrained" / pretrained.UNIFORM / "README.md").read_text(encoding="utf-8")
+    assert "uniform-noise diffusion LM trained with tiny-dllm (lesson 15)" in card
+    assert "Sample, as `python 15_uniform_noise.py generate --pretrained --steps 50 --topk 5` prints it" in card
+    monkeypatch.setattr(U, "ROOT", tmp_path / "fresh")  # a fresh checkout: no run in checkpoints/uniform
+    monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path / "pretrained")
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path)
+    capsys.readouterr()
+    texts = U.main(["generate", "--steps", "4", "--len", "16"])
+    err = capsys.readouterr().err
+    assert len(texts[0]) == 16 and f"using the shipped model pretrained/{pretrained.UNIFORM} " in err
+
+
 @pytest.mark.parametrize("argv, says", [(["generate", "--order", "confidence"], "drop them"),
                                         (["generate", "--noise", "2"], "drop them"),
                                         (["--steps", "0"], "must be >= 1"),
@@ -186,3 +214,27 @@ def test_the_demo_runs_and_its_noise_settles(capsys):
     U.main(["--train-steps", "300", "--steps", "16"])
     out = capsys.readouterr().out
     assert "the forward process" in out and "settle in 16 calls" in out and "after call 16" in out
+
+
+def test_the_gpu_script_runs_on_a_cpu_and_its_pieces_join_into_the_best_checkpoint(tmp_path):
+    """bench/gpu_uniform.sh at the tiny preset, as its own header says to check it: best.pt comes back in pieces
+    that join into a checkpoint bench/ship_model.py can read (the model, without the optimizer's state)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PRESET": "tiny", "EXTRA": "--steps 20 --device cpu --dtype fp32", "DEVICE": "cpu",
+           "PYTHON": sys.executable}
+    out = tmp_path / "out"
+    subprocess.run(["bash", str(ROOT / "bench" / "gpu_uniform.sh"), str(tmp_path / "run"), str(out)], env=env,
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    assert "done: 20 steps" in (out / "uniform.log").read_text() and (out / "uniform_metrics.csv").is_file()
+    pieces = sorted(out.glob("best_model.pt.*"))
+    joined = tmp_path / "best.pt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in pieces))
+    ckpt = torch.load(joined, weights_only=True)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert ckpt["optimizer"] == {} and ckpt["objective"] == "uniform" and ckpt["step"] == best["step"]
+    assert all(torch.equal(a, b) for a, b in zip(ckpt["model"].values(), best["model"].values()))

@@ -61,6 +61,16 @@ def test_shipped_dllm_generates_offline_and_says_so(tmp_path, monkeypatch, capsy
         train.shakespeare()).tokens)
 
 
+def test_shipped_uniform_dllm_generates_offline_and_says_so(tmp_path, monkeypatch, capsys):
+    uniform = lesson("15_uniform_noise")
+    monkeypatch.setattr(uniform, "ROOT", tmp_path)  # no learner's run in tmp_path/checkpoints/uniform
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    texts = uniform.main(["generate", "--steps", "8", "--len", "40", "--seed", "1"])
+    assert f"using the shipped model checkpoints/pretrained/{pretrained.UNIFORM} " in capsys.readouterr().err
+    assert len(texts[0]) == 40 and set(texts[0]) <= set(gen.diff.CharTokenizer.from_text(
+        train.shakespeare()).tokens)
+
+
 def test_shipped_tamil_dllm_generates_tamil_offline(tmp_path, monkeypatch, capsys):
     tamil = lesson("09_generate_tamil")
     monkeypatch.setattr(tamil, "ROOT", tmp_path)  # no learner's run in tmp_path/checkpoints/tamil
