@@ -304,8 +304,7 @@ def train_rewards(args):
     bar.close()
     metrics.plot_rows(out / "loss.png", {args.method: rows}, "passes", "val_solved",
                       "model passes (forward = 1, forward + backward = 3)", "validation solved")
-    Path(lock.name).unlink(missing_ok=True)  # the folder is free for --resume again
-    lock.close()
+    checkpoints.release(lock)  # the folder is free for --resume again
     print(f"done: {step} steps, {passes:,} model passes, {elapsed / 60:.1f} min; validation solved "
           f"{rows[0]['val_solved']:.1%} -> {rows[-1]['val_solved']:.1%}; model in {out}")
     return rows

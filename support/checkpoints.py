@@ -190,11 +190,18 @@ def lock_run(out, resume=False, force=False):
     return f
 
 
+def release(lock):
+    """The run directory that lock_run locked is free again (the lock also goes when the process ends, however it
+    ends). None (no lock on this system) is fine."""
+    if lock is not None:
+        Path(lock.name).unlink(missing_ok=True)  # still held: no other trainer is between these lines
+        lock.close()
+
+
 def unlock_run(run):
-    """The run directory is free again (the lock also goes when the process ends, however it ends)."""
+    """release() for a training loop's run (05's), which keeps its lock as run.lock."""
     if getattr(run, "lock", None) is not None:
-        Path(run.lock.name).unlink(missing_ok=True)  # still held: no other trainer is between these lines
-        run.lock.close()
+        release(run.lock)
         run.lock = None
 
 
