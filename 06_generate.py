@@ -81,12 +81,16 @@ def build_canvas(tokenizer, mask_id, context, args):
     return torch.tensor(ids)
 
 
+def hole_id(config):
+    """The id a canvas holds where the sampler writes: [MASK]; for a model without one (lesson
+    15's uniform noise), V, one past the vocabulary, marks the positions its sampler fills."""
+    return config.mask_id if config.mask_token else config.vocab_size
+
+
 def canvases(model, tokenizer, args):
     """(N, L) the canvas the flags describe, once per sample, on the model's device: all samples
     in one batch."""
-    # a model without [MASK] (lesson 15's uniform noise): id V marks the positions its sampler fills
-    hole = model.config.mask_id if model.config.mask_token else model.config.vocab_size
-    canvas = build_canvas(tokenizer, hole, model.config.block_size, args)
+    canvas = build_canvas(tokenizer, hole_id(model.config), model.config.block_size, args)
     return canvas.to(next(model.parameters()).device)[None].repeat(args.num_samples, 1)
 
 

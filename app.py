@@ -5,8 +5,9 @@
     python app.py            # then open http://127.0.0.1:7860 (offline: nothing is fetched)
 
 Text: the canvas fills in call by call (lesson 04's sampler, lesson 10's blocks, lesson 13's
-remasking), each character coloured by the confidence it was written with, the ones taken back
-marked; the GPT of the same size writes the same length beside it. Sudoku: the grid fills in the
+remasking; for lesson 15's uniform-noise model, random characters that every call may rewrite),
+each character coloured by the confidence it was written with, the ones taken back marked;
+the GPT of the same size writes the same length beside it. Sudoku: the grid fills in the
 dLLM's own order (lesson 12), each cell with the call that filled it; lesson 13's repair and the
 search mode too; the answer is checked against the rules.
 
@@ -38,6 +39,7 @@ tamil = import_module("09_generate_tamil")
 fast = import_module("10_fast_decoding")
 sudoku = import_module("12_sudoku")
 remask = import_module("13_self_correction")
+uniform = import_module("15_uniform_noise")
 puzzles = import_module("sudoku_puzzles")
 ROOT = Path(__file__).resolve().parent
 # a first prompt per tokenizer (Tamil: the first kural)
@@ -226,6 +228,11 @@ def dllm_sampler(canvas, s):
 
     def run(model, callback):
         x = canvas[None].to(next(model.parameters()).device)
+        if model.config.time_input:  # lesson 15: every free position redrawn at every call
+            if block or schedule != "none":
+                raise UsageError("a uniform-noise model redraws the whole canvas at every call: "
+                                 "set block size 0 and schedule none")
+            return uniform.generate_uniform(uniform.fed(model), x, steps, sampling, callback)[0], 0
         # -> (x, tokens taken back): one taken back and written again alike in the
         if schedule != "none":
             r = remask.Remask(schedule, s.get("eta", 0.02), s.get("threshold", 0.05),
@@ -256,7 +263,7 @@ def text_frames(dllm, gpt_model, tokenizer, canvas, settings, max_fps=30):
     (GPT calls at most max_fps a second). settings: steps, top_k, temperature, order, noise,
     block, schedule, seed."""
     s = settings
-    mask_id = dllm.config.mask_id
+    mask_id = gen.hole_id(dllm.config)
     fixed = (canvas != mask_id).tolist()
     left = Canvas(canvas.tolist(), mask_id, fixed)
     prompt = canvas[: fixed.index(False)].tolist() if False in fixed else canvas.tolist()
@@ -442,8 +449,8 @@ def find_models(root=ROOT):
     run under checkpoints/."""
     found = {"dllm": {}, "gpt": {}}
     # the quick start's 10.7M dLLM first (the page opens on it), the 0.8M one a click away
-    for name in (pretrained.TEXT_DLLM, "shakespeare-dllm", "thirukkural-dllm", pretrained.TEXT_GPT,
-                 "shakespeare-gpt"):
+    for name in (pretrained.TEXT_DLLM, "shakespeare-dllm", "thirukkural-dllm", pretrained.UNIFORM,
+                 pretrained.TEXT_GPT, "shakespeare-gpt"):
         path = root / "checkpoints" / "pretrained" / name
         if (path / "config.json").exists():
             found["gpt" if name.endswith("gpt") else "dllm"][f"shipped: {name}"] = path
@@ -454,6 +461,7 @@ def find_models(root=ROOT):
                 info = checkpoints.load_checkpoint(path)["objective"]
             except UsageError:  # a torn file is not offered
                 continue
+            info = "dllm" if info == "uniform" else info  # lesson 15's: a dLLM of the other noise
             if info in found:
                 found[info][f"your run: {path.relative_to(root)}"] = path
     return found
@@ -515,7 +523,9 @@ table.sudoku td.g {font-weight: bold} table.sudoku td.bad {outline: 3px solid #c
 """
 LEGEND = ("Grey: still masked (red: masked again). **Bold**: your text. Colour: the probability "
           "the model gave the token when it wrote it (red unsure, green sure). Red wavy "
-          "underline: taken back at least once (lesson 13); hover a token for its call. chars/s "
+          "underline: taken back at least once (lesson 13; the uniform-noise model of lesson 15 "
+          "starts from random characters and may rewrite any of them at every call); hover a "
+          "token for its call. chars/s "
           "counts each model's own compute: the two take turns, the one behind first.")
 
 
@@ -543,7 +553,7 @@ def build_app(models, pace=0.04):
             if label not in models.found["dllm"]:
                 raise UsageError("choose a dLLM first")
             model, tok = models.get("dllm", models.found["dllm"][label])
-            canvas = text_canvas(tok, model.config.mask_id, model.config.block_size,
+            canvas = text_canvas(tok, gen.hole_id(model.config), model.config.block_size,
                                  "fill" if mode.startswith("fill") else "continue", prompt,
                                  int(length or 0))
             gpt_model = models.gpt_for(tok, label, model)

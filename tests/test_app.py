@@ -10,6 +10,9 @@ import time
 import pytest
 import torch
 
+from support import pretrained
+from support.cli import UsageError
+
 from conftest import ROOT, cli_error, lesson, tiny
 
 A, D, G = lesson("app"), lesson("04_diffusion"), lesson("07_train_gpt")
@@ -196,3 +199,23 @@ def test_a_port_already_in_use_is_one_line_before_any_model_loads(capsys):
         port = s.getsockname()[1]
         err = cli_error(A.main, ["--port", str(port)], capsys)
     assert f"cannot serve on 127.0.0.1:{port}" in err and "another --port" in err
+
+
+def test_a_uniform_noise_model_races_too_and_every_call_may_rewrite():
+    """Lesson 15's model in the text tab: the canvas ends as its own sampler writes it (greedy), the prompt kept;
+    masked-only settings are one message."""
+    U = lesson("15_uniform_noise")
+    model = tiny(**U.UniformObjective().model_overrides)
+    tok = D.CharTokenizer("abcdefghijk")
+    canvas = A.text_canvas(tok, A.gen.hole_id(model.config), 32, "continue", "abc", 24)
+    assert (canvas == 11).sum() == 21  # V marks the free positions of a model without [MASK]
+    s = dict(steps=6, top_k=0, temperature=0.0, order="confidence", noise=0.0, block=0, schedule="none", seed=5)
+    *_, (left, _, lanes, _) = A.text_frames(model, None, tok, canvas, s)
+    direct, _ = U.generate_uniform(model, canvas[None], 6, D.Sampling(0.0, generator=torch.Generator().manual_seed(5)))
+    assert left.ids == direct[0].tolist() and tok.decode(left.ids).startswith("abc") and lanes["dllm"].calls == 6
+    with pytest.raises(UsageError, match="redraws the whole canvas"):
+        list(A.text_frames(model, None, tok, canvas, {**s, "block": 4}))
+
+
+def test_the_shipped_uniform_model_is_offered():
+    assert f"shipped: {pretrained.UNIFORM}" in A.find_models()["dllm"]
