@@ -47,7 +47,8 @@ def tamil_corpus():
     return import_module("tamil_dataset").load_corpus()
 
 
-DEFAULTS = {pretrained.TEXT_DLLM, "shakespeare-gpt", "thirukkural-dllm"}  # what --pretrained alone loads
+# what --pretrained alone loads (in 06, 07, 09 and 15)
+DEFAULTS = {pretrained.TEXT_DLLM, "shakespeare-gpt", "thirukkural-dllm", pretrained.UNIFORM}
 NAMED = {"shakespeare-dllm"}  # shipped models a generator reaches with --pretrained NAME
 
 
@@ -55,7 +56,7 @@ def sample_command(kind, tokenizer, name, objective="dllm"):
     """The command whose output the card shows: 06's quick start (15's for a uniform-noise model), or 07's with
     a prompt the vocabulary has; --pretrained (NAME) for the models that flag loads, else --checkpoint with the
     shipped folder."""
-    model = ("--pretrained" if name in DEFAULTS | {pretrained.UNIFORM} else f"--pretrained {name}" if name in NAMED
+    model = ("--pretrained" if name in DEFAULTS else f"--pretrained {name}" if name in NAMED
              else f"--checkpoint checkpoints/pretrained/{name}")
     if objective == "uniform":
         return f"python 15_uniform_noise.py generate {model} --steps 50 --topk 5"
