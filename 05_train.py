@@ -289,7 +289,7 @@ def evaluate(run, train_loss=None, tokens=0, t0=None):
                + "".join(f" | {k} {v:.3f}" for k, v in scores.items()))
     if sample is not None:
         tqdm.write(f"--- sample at step {run.step} ---\n{sample}\n---")
-    improved = val < run.best
+    improved = val < run.best or getattr(objective, "keep_last", False)  # 15's distillation
     run.best = min(run.best, val)  # before latest.pt is written: a resumed run keeps its best
     metrics.write_metrics(run.out, run.rows)
     checkpoints.save_run(run, "latest.pt")  # model, optimizer, schedule, RNG, step: all of it

@@ -20,13 +20,17 @@ What changes from lesson 04, each line marked `# masked vs uniform`:
      last call keeps the model's best guess (Duo's greedy tail).
 The price: a looser bound (published: UDLM 31.3 against MDLM 27.0 perplexity on LM1B). Then one
 idea that serves both kinds of noise, self-conditioning (--self-cond): each call also sees the
-previous call's prediction.
+previous call's prediction. And few calls: Duo's consistency distillation (--distill) teaches a
+trained model to jump further per call, so 8-16 calls write what 64 did.
 
     python 15_uniform_noise.py                                # demo: random characters settle
     python 15_uniform_noise.py train                          # 05's loop -> checkpoints/uniform
     python 15_uniform_noise.py train --noise masked --self-cond --out checkpoints/masked_sc
+    python 15_uniform_noise.py train --distill --init-from checkpoints/uniform --steps 2000 \
+        --lr 4e-4 --min-lr-ratio 1 --out checkpoints/uniform_dcd  # the teacher: a trained run
     python 15_uniform_noise.py generate --steps 50 --topk 5   # 06's flags and output
 """
+import copy
 import math
 from importlib import import_module
 from pathlib import Path
@@ -60,15 +64,17 @@ EPS = 1e-3
 # The forward process and its posterior (lesson 04's linear schedule: alpha_t = 1 - t, UDLM's too)
 # ----------------------------------------------------------------------------------------------
 alpha = diff.alpha  # a token is still the clean one with probability 1 - t
-def add_noise(x0, t, K, generator=None):
+def add_noise(x0, t, K, generator=None, s=None):
     """Each token of x0 (B, L) replaced with probability 1 - alpha_t (t: (B,)) by one drawn
     uniformly from the K tokens; a replacement may draw the token itself, so (1 - alpha)(1 - 1/K)
-    of them change."""
+    of them change. With s (B,), s < t: also z_s, the same text less noisy on the same trajectory
+    (the same draws: a token replaced at s is replaced at t, by the same token). -> z_t or both"""
     dev = diff.rng_device(generator, x0.device)
     replace = torch.rand(x0.shape, generator=generator, device=dev).to(x0.device)
     random = torch.randint(K, x0.shape, generator=generator, device=dev).to(x0.device)
     # masked vs uniform: a random token, not [MASK]
-    return torch.where(replace < 1 - alpha(t)[:, None], random, x0)
+    z_t = torch.where(replace < 1 - alpha(t)[:, None], random, x0)
+    return z_t if s is None else (z_t, torch.where(replace < 1 - alpha(s)[:, None], random, x0))
 
 
 def posterior(x, z_t, a_t, a_s):
@@ -249,6 +255,40 @@ class UniformObjective:
         return tokenizer.decode(x[0].tolist())
 
 
+class Distillation(UniformObjective):
+    """Duo's discrete consistency distillation (DCD; Sahoo et al. 2025, algo.py::Distillation):
+    the student, which starts as the trained teacher (--init-from), learns to say at (z_t, t) what
+    the teacher says at (z_s, s), dt earlier on the same trajectory, where it sees more of the clean
+    text. Every round of `round_steps` the teacher becomes a copy of the student and dt doubles
+    (1/T, 2/T, 4/T, ...): each round the student jumps twice as far (progressive distillation).
+    The loss is KL(student || teacher) (Duo's kl-bwd), no 1/t weight: it seeks the teacher's modes,
+    so predictions sharpen, which a sampler taking few big steps needs. Its aim is not the NELBO
+    (which it loosens), so its last state is its best. A resumed run's teacher is the student as
+    resumed until the next round (Duo's teacher is the student at the round's start)."""
+
+    trainer = "15_uniform_noise.py train --distill"
+    keep_last = True  # 05's evaluate: best.pt is the latest state, not the lowest NELBO
+
+    def __init__(self, calls=64, round_steps=500):
+        super().__init__()
+        self.calls, self.round_steps = calls, round_steps  # T, and the steps per round
+        self.step, self.round, self.teacher = 0, None, None
+
+    def loss(self, model, x, config):
+        x0, n = x[:, :-1], self.step // self.round_steps  # (B, L), the round
+        if self.round != n:  # a new round: the teacher is a frozen copy of the student as it is
+            student = getattr(model, "_orig_mod", getattr(model, "module", model))  # compiled, DDP
+            self.teacher = copy.deepcopy(student).eval().requires_grad_(False)
+            self.round = n
+        dt = 2**n / self.calls
+        s = diff.sample_times(x0.size(0), None, x0.device, EPS, 1 - EPS - dt)  # (B,)
+        z_t, z_s = add_noise(x0, s + dt, config.vocab_size, s=s)  # one trajectory, two points
+        log_student = model(z_t, t=s + dt).float().log_softmax(-1)  # (B, L, K)
+        with torch.no_grad():
+            log_teacher = self.teacher(z_s, t=s).float().log_softmax(-1)
+        return (log_student.exp() * (log_student - log_teacher)).sum(-1).mean()
+
+
 class SelfConditionedMasked(train.DiffusionObjective):
     """Lesson 04's masked diffusion with self-conditioning: the same NELBO, scored with the model's
     first guess fed back, and the same sampler, each call fed the last one's logits."""
@@ -335,6 +375,12 @@ def uniform_parser():
                    help="which noise: this lesson's, or lesson 04's [MASK] (with --self-cond)")
     g.add_argument("--self-cond", action="store_true",
                    help="self-conditioning: the model also sees its previous prediction")
+    g.add_argument("--distill", action="store_true", help="Duo's consistency distillation of the "
+                   "--init-from run (the teacher) to fewer calls")
+    g.add_argument("--dcd-calls", type=positive_int, default=64,
+                   help="--distill: the first round's step is 1/N of the way from noise to text")
+    g.add_argument("--dcd-round", type=positive_int, default=500,
+                   help="--distill: steps per round (then a new teacher, the step doubled)")
     gen.add_generate_args(add("generate", "sample with 06's flags"),
                           ROOT / "checkpoints" / "uniform", shipped=pretrained.UNIFORM)
     return p
@@ -346,9 +392,17 @@ def main(argv=None):
         if args.noise == "masked" and not args.self_cond:
             raise UsageError("--noise masked without --self-cond is lesson 05's: run 05_train.py")
         args = train.resolve(args)
+        rounds = -(-args.steps // args.dcd_round)
+        if args.distill and (args.self_cond or args.noise == "masked" or not args.init_from):
+            raise UsageError("--distill distils a trained uniform model: give it with --init-from "
+                             "(without --self-cond or --noise masked)")
+        if args.distill and 2 ** (rounds - 1) / args.dcd_calls >= 1 - 2 * EPS:
+            raise UsageError(f"--distill: {rounds} rounds of --dcd-round {args.dcd_round} double "
+                             f"the step past the whole way (1/{args.dcd_calls} x 2^{rounds - 1})")
         text = read_text(args.data) if args.data else train.shakespeare()
         data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)
-        objective = (UniformObjective(args.self_cond) if args.noise == "uniform"
+        objective = (Distillation(args.dcd_calls, args.dcd_round) if args.distill
+                     else UniformObjective(args.self_cond) if args.noise == "uniform"
                      else SelfConditionedMasked((diff.EPS, 1.0)))
         return train.train(args, objective, data)
     if args.command == "generate":

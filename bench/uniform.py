@@ -5,14 +5,16 @@ and evaluation windows. Their bounds, their samples at few and many model calls,
     python 15_uniform_noise.py train --preset cpu --dtype fp32 --out checkpoints/bench/uniform
     python bench/uniform.py --masked checkpoints/bench/masked --uniform checkpoints/bench/uniform
     python bench/uniform.py ... --masked-sc RUN --uniform-sc RUN    # and each with self-conditioning (15 --self-cond)
+    python bench/uniform.py ... --uniform-dcd RUN --uniform-more RUN  # distilled (15 --distill), and its control
 
-The bound: each run's best validation bits/char, read from its metrics.csv (the NELBO of each kind of noise, an
-upper bound on the NLL, on the same 64 windows). Samples: for each model and each number of calls (--calls, for 256
-characters), --num-samples samples per seed, three seeds, at top-k --topk (the quick start's 5); the masked model with
-06's sampler (random order), the uniform one with 15's (every position redrawn, the greedy tail at the last call).
-Each is judged as RESULTS.md section 9 judges: distinct 4-grams (1 = never repeats) and generative bits/char under the
-GPT (--gpt; lower = more plausible), beside held-out text. Speed: characters per second of one batch at each number
-of calls, and of the GPT writing the same batch with its KV cache, on this CPU. Writes bench/results/uniform/.
+The bound: each run's best validation bits/char, read from its metrics.csv (a distilled run's last: its aim is not the
+bound; the NELBO of each kind of noise, an upper bound on the NLL, on the same 64 windows). Samples: for each model and
+each number of calls (--calls, for 256 characters), --num-samples samples per seed, three seeds, at top-k --topk (the
+quick start's 5); the masked model with 06's sampler (random order), the uniform one with 15's (every position redrawn,
+the greedy tail at the last call). Each is judged as RESULTS.md section 9 judges: distinct 4-grams (1 = never repeats)
+and generative bits/char under the GPT (--gpt; lower = more plausible), beside held-out text. Speed: characters per
+second of one batch at each number of calls, and of the GPT writing the same batch with its KV cache, on this CPU.
+Writes bench/results/uniform/.
 """
 import common  # noqa: F401 (first: the repository on the import path)
 
@@ -57,6 +59,8 @@ def main(argv=None):
     p.add_argument("--uniform", required=True, help="the uniform dLLM's run (15), same preset and steps")
     p.add_argument("--masked-sc", help="the masked dLLM trained with self-conditioning (15 --noise masked --self-cond)")
     p.add_argument("--uniform-sc", help="the uniform dLLM trained with self-conditioning (15 --self-cond)")
+    p.add_argument("--uniform-dcd", help="the uniform run distilled to fewer calls (15 --distill --init-from UNIFORM)")
+    p.add_argument("--uniform-more", help="its control: UNIFORM trained on with its own NELBO, the same steps and LR")
     p.add_argument("--gpt", default=str(common.ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"),
                    help="the judge and the speed reference (default: the shipped GPT of the cpu preset's size)")
     p.add_argument("--calls", type=positive_int, nargs="+", default=[8, 16, 32, 64, 256],
@@ -68,7 +72,8 @@ def main(argv=None):
     p.add_argument("--out-dir", default=str(common.RESULTS / "uniform"), help="where the table goes")
     args = p.parse_args(argv)
     gpt, tok, _ = common.load_run("gpt", args.gpt)
-    runs = {"masked": args.masked, "uniform": args.uniform, "masked-sc": args.masked_sc, "uniform-sc": args.uniform_sc}
+    runs = {"masked": args.masked, "uniform": args.uniform, "masked-sc": args.masked_sc, "uniform-sc": args.uniform_sc,
+            "uniform-dcd": args.uniform_dcd, "uniform-more": args.uniform_more}
     runs = {k: v for k, v in runs.items() if v}
     models = {"gpt": gpt}
     for kind, path in runs.items():  # each loaded once, each checked: its kind, and the judge's characters
@@ -81,7 +86,9 @@ def main(argv=None):
     nl = tok.stoi.get("\n", 0)
     _, val, _ = train.split_corpus(read_text(args.data), tok)
     real = [tok.decode(w.tolist()) for w in train.eval_windows(val, args.num_samples, L)]
-    bounds = {k: min(r["val_bpc"] for r in read_metrics(path)) for k, path in runs.items()}
+    bounds = {k: (read_metrics(path)[-1]["val_bpc"] if k == "uniform-dcd" else min(r["val_bpc"] for r in
+                                                                                 read_metrics(path)))
+              for k, path in runs.items()}
     rows = [dict(model="held-out text", calls=float("nan"), distinct4=common.distinct_ngrams(real),
                  distinct4_se=0.0, gen_bpc=common.generative_bpc(gpt, tok, real), gen_bpc_se=0.0,
                  chars_per_s=float("nan"))]
@@ -97,7 +104,7 @@ def main(argv=None):
         (dm, dse), (bm, bse) = mean_se(d), mean_se(b)
         rows.append(dict(model=kind, calls=calls, distinct4=dm, distinct4_se=dse, gen_bpc=bm, gen_bpc_se=bse,
                          chars_per_s=sorted(speed)[1]))  # the median of three
-        print(f"{kind:<8} {calls:>4} calls  distinct-4 {dm:.3f} ± {dse:.3f}  gen bits/char {bm:.3f} ± {bse:.3f}  "
+        print(f"{kind:<12} {calls:>4} calls  distinct-4 {dm:.3f} ± {dse:.3f}  gen bits/char {bm:.3f} ± {bse:.3f}  "
               f"{rows[-1]['chars_per_s']:,.0f} chars/s", flush=True)
     out = Path(args.out_dir)
     write_csv(out / "uniform.csv", rows, list(rows[0]))

@@ -155,7 +155,10 @@ def test_a_uniform_run_ships_and_generate_falls_back_on_the_shipped_one(tiny_tex
                                         (["generate", "--noise", "2"], "drop them"),
                                         (["--steps", "0"], "must be >= 1"),
                                         (["train", "--mask-rate", "0.1", "0.9"], "unrecognized arguments"),
-                                        (["train", "--noise", "masked"], "is lesson 05's")])
+                                        (["train", "--noise", "masked"], "is lesson 05's"),
+                                        (["train", "--distill"], "give it with --init-from"),
+                                        (["train", "--distill", "--self-cond", "--init-from", "x"], "--init-from"),
+                                        (["train", "--dcd-calls", "0"], "must be >= 1")])
 def test_bad_input_is_one_line(argv, says, capsys):
     assert says in cli_error(U.main, argv, capsys)
 
@@ -170,13 +173,17 @@ def test_the_equal_compute_benchmark_judges_both_models_and_the_gpt(dllm_run, gp
     d, corpus, _ = dllm_run
     U.main(["train", *TINY, "--data", str(corpus), "--out", str(tmp_path / "u"), "--steps", "20",
             "--eval-every", "10"])
+    dcd = U.main(["train", *TINY, "--data", str(corpus), "--out", str(tmp_path / "dcd"), "--steps", "4",
+                  "--eval-every", "2", "--distill", "--init-from", str(tmp_path / "u"), "--dcd-round", "2"])
     rows, bounds = bench.main(["--masked", str(d / "dllm"), "--uniform", str(tmp_path / "u"), "--gpt",
                                str(gpt_run[0]), "--data", str(corpus), "--calls", "2", "4", "--num-samples", "2",
-                               "--out-dir", str(tmp_path / "out")])
+                               "--out-dir", str(tmp_path / "out"), "--uniform-dcd", str(tmp_path / "dcd")])
     assert [(r["model"], r["calls"]) for r in rows[1:]] == [("masked", 2), ("masked", 4), ("uniform", 2),
-                                                             ("uniform", 4), ("gpt", 31)]
+                                                             ("uniform", 4), ("uniform-dcd", 2), ("uniform-dcd", 4),
+                                                             ("gpt", 31)]
     assert all(0 < r["distinct4"] <= 1 and r["gen_bpc"] > 0 for r in rows)
-    assert all(r["chars_per_s"] > 0 for r in rows[1:]) and set(bounds) == {"masked", "uniform"}
+    assert all(r["chars_per_s"] > 0 for r in rows[1:]) and set(bounds) == {"masked", "uniform", "uniform-dcd"}
+    assert bounds["uniform-dcd"] == dcd[-1]["val_bpc"]  # a distilled run's last state, not its lowest bound
     assert "uniform - masked" in (tmp_path / "out" / "uniform.txt").read_text()
 
 
@@ -238,3 +245,47 @@ def test_the_gpu_script_runs_on_a_cpu_and_its_pieces_join_into_the_best_checkpoi
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert ckpt["optimizer"] == {} and ckpt["objective"] == "uniform" and ckpt["step"] == best["step"]
     assert all(torch.equal(a, b) for a, b in zip(ckpt["model"].values(), best["model"].values()))
+
+
+def test_two_points_of_one_trajectory_share_their_draws():
+    """add_noise with s: z_t is what add_noise alone draws; z_s has the schedule's share replaced at s; a token
+    replaced at s is replaced at t by the same token (Duo's one shared epsilon, in this noise)."""
+    x0 = torch.zeros(3, 20000, dtype=torch.long)
+    t, s = torch.tensor([0.2, 0.6, 0.99]), torch.tensor([0.1, 0.3, 0.5])
+    z_t, z_s = U.add_noise(x0, t, K, torch.Generator().manual_seed(3), s=s)
+    assert torch.equal(z_t, U.add_noise(x0, t, K, torch.Generator().manual_seed(3)))
+    assert torch.allclose((z_s != 0).float().mean(1), s * (1 - 1 / K), atol=0.01)
+    assert torch.equal(z_t[z_s != 0], z_s[z_s != 0])  # noisy at s: the same token at t
+
+
+def test_distillation_renews_a_frozen_teacher_each_round_and_its_loss_is_a_kl():
+    model = uniform_model()
+    obj = U.Distillation(calls=8, round_steps=2)
+    x = torch.randint(11, (4, 13))
+    teachers, students = [], []
+    for step in range(5):
+        obj.step = step
+        students.append(next(model.parameters()).detach().clone())
+        loss = obj.loss(model, x, model.config)
+        assert loss.item() >= -1e-6 and loss.requires_grad  # a KL, and the student learns
+        teachers.append(obj.teacher)
+        with torch.no_grad():
+            next(model.parameters()).add_(0.1)  # the student moves on; a frozen teacher does not
+    assert teachers[0] is teachers[1] and teachers[1] is not teachers[2] and teachers[3] is not teachers[4]
+    for step in (0, 2, 4):  # each round's teacher: the student as it was when the round began
+        assert torch.equal(next(teachers[step].parameters()), students[step])
+    assert not any(p.requires_grad for p in teachers[4].parameters()) and not teachers[4].training
+
+
+def test_a_distilled_run_starts_as_its_teacher_and_keeps_its_last_state(tiny_text, tmp_path):
+    from support.checkpoints import load_checkpoint
+
+    teacher = tmp_path / "uniform"
+    done = U.main(["train", *TINY, "--data", str(tiny_text), "--out", str(teacher), "--steps", "20",
+                   "--eval-every", "20"])
+    out = tmp_path / "dcd"
+    rows = U.main(["train", *TINY, "--data", str(tiny_text), "--out", str(out), "--steps", "8", "--eval-every", "4",
+                   "--distill", "--init-from", str(teacher), "--dcd-calls", "8", "--dcd-round", "4"])
+    assert [r["step"] for r in rows] == [0, 4, 8]
+    assert rows[0]["val_bpc"] == pytest.approx(done[-1]["val_bpc"], abs=1e-4)  # the same weights, windows, draws
+    assert load_checkpoint(out / "best.pt")["step"] == 8  # its aim is not the NELBO: best.pt is its last state
