@@ -9,13 +9,14 @@ remasking; for lesson 15's uniform-noise model, random characters that every cal
 each character coloured by the confidence it was written with, the ones taken back marked;
 the GPT of the same size writes the same length beside it. Sudoku: the grid fills in the
 dLLM's own order (lesson 12), each cell with the call that filled it; lesson 13's repair and the
-search mode too; the answer is checked against the rules.
+search mode too; the answer is checked against the rules. Robot path: the dLLM marks a path's
+cells on a 16 x 16 map, surest first; the GPT walks from the start, move by move (lesson 16).
 
 Fair race: each model runs in a thread of its own, one model call at a time, and the next call
 always goes to the model whose clock is behind, as if each had the machine to itself. Its clock
 counts its own work only (model calls and its sampler's bookkeeping), so chars/s compare. The
-functions that make the frames (race, text_frames, sudoku_frames) need no browser: tests/test_app.py
-runs them; tests/test_app_browser.py drives the page.
+functions that make the frames (race, text_frames, sudoku_frames, path_frames) need no browser:
+tests/test_app.py runs them; tests/test_app_browser.py drives the page.
 """
 import html
 import os
@@ -40,7 +41,9 @@ fast = import_module("10_fast_decoding")
 sudoku = import_module("12_sudoku")
 remask = import_module("13_self_correction")
 uniform = import_module("15_uniform_noise")
+paths = import_module("16_robot_paths")
 puzzles = import_module("sudoku_puzzles")
+maps = import_module("robot_maps")
 ROOT = Path(__file__).resolve().parent
 # a first prompt per tokenizer (Tamil: the first kural)
 PROMPTS = {"char": "ROMEO:", "grapheme": "அகர முதல"}
@@ -442,6 +445,91 @@ def render_grid(snap, title):
 
 
 # ----------------------------------------------------------------------------------------------
+# Robot path (lesson 16): the dLLM marks the path's cells, surest first; the GPT walks from S
+# ----------------------------------------------------------------------------------------------
+def read_map(text):
+    """The page's map box: 16 rows of 16 (# wall, . free, S start, G goal; a * is read as free;
+    spaces and line breaks ignored) -> (256,) token ids; a map without a way from S to G refused."""
+    cells = "".join(c for c in text if c not in " \t\r\n").replace("*", ".")
+    if not cells:
+        raise UsageError("paste a map (16 rows of 16: # wall, . free, S, G), or draw one")
+    grid = maps.parse_map(cells, "the map")
+    if grid.index("S") not in maps.distances([c == "#" for c in grid], grid.index("G")):
+        raise UsageError("the map has no way from S to G: nothing to plan")
+    return paths.tensor([grid])[0]
+
+
+def draw_map(kind, seed=None):
+    """A new map of `kind` (robot_maps.KINDS) with a start and a goal, as 16 lines of 16."""
+    grid, _, _ = maps.fresh_map(kind, random.Random(seed))
+    return "\n".join(grid[r * maps.SIZE:(r + 1) * maps.SIZE] for r in range(maps.SIZE))
+
+
+def path_frames(dllm, gpt_model, grid, max_fps=30):
+    """The Robot path tab's stream: yields (dLLM Canvas, GPT Canvas or None, lanes) before any call
+    and after each dLLM call (the GPT's at most max_fps a second). The dLLM's canvas: every free
+    cell masked, then marked path or free; the GPT's: the map, the cells its moves reach marked.
+    Each lane's result: its plan (the cells from S to G) or None."""
+    mask_id, where = dllm.config.mask_id, paths.text(grid.tolist())
+    fixed = (grid != paths.FREE).tolist()
+    left = Canvas(grid.masked_fill(grid == paths.FREE, mask_id).tolist(), mask_id, fixed)
+    on = lambda model: grid.to(next(model.parameters()).device)[None]
+    lanes = [Lane(dllm, lambda model, cb: paths.plan_dllm(model, on(model), callback=cb)[0])]
+    right = None
+    if gpt_model is not None:
+        right = Canvas(grid.tolist(), mask_id, [True] * len(fixed))
+        lanes.append(Lane(gpt_model, lambda model, cb: paths.plan_gpt(model, on(model),
+                                                                      callback=cb)[0]))
+    yield left, right, lanes
+    last = time.perf_counter()
+    for lane in race(lanes):
+        mine = lane is lanes[0]
+        if mine and lane.x is not None:  # this call's probabilities of each cell's mark
+            left.update(lane.x[0], lane.logits[0].float().softmax(-1), lane.calls)
+        elif not mine and lane.x is not None:  # the cells the moves so far reach, from S
+            moves = paths.text(lane.x[0].tolist())
+            p = lane.logits[0, -1].float().softmax(-1)[lane.x[0, -1]]  # the last move's
+            x = grid.clone()
+            for cell in maps.walk(where, moves, partial=True)[1:]:
+                x[cell] = paths.PATH if grid[cell] == paths.FREE else grid[cell]
+            right.update(x, torch.full((len(x), gpt_model.config.vocab_size), float(p)), lane.calls)
+        if mine or lane.done or time.perf_counter() - last >= 1 / max_fps:
+            last = time.perf_counter()
+            yield left, right, lanes
+
+
+def path_verdict(grid, plan):
+    """One line on a plan: valid or not, its moves against the shortest."""
+    where = paths.text(grid.tolist())
+    valid, shortest = maps.judge_path(where, plan)
+    if not valid:
+        return "no valid path (a wall crossed, a gap, or S and G not joined)"
+    best = maps.distances([c == "#" for c in where], where.index("G"))[where.index("S")]
+    return f"valid, {len(plan) - 1} moves" + (" (a shortest path)" if shortest else
+                                               f" (the shortest has {best})")
+
+
+def render_map(snap, title):
+    """A map as an HTML table: walls dark, S and G coloured, masked cells grey, path cells coloured
+    by the probability they were marked with (hover: the call)."""
+    ids, conf, step, _, _ = snap
+    rows = []
+    for r in range(maps.SIZE):
+        cells = []
+        for i in range(r * maps.SIZE, (r + 1) * maps.SIZE):
+            ch = paths.TOKENS[ids[i]] if ids[i] < len(paths.TOKENS) else "?"
+            if ch == "*":
+                bg = colour(conf[i]) if conf[i] is not None else "#ddd"
+                cells.append(f'<td class="p" style="background:{bg}" title="call {step[i]}, '
+                             f'p = {conf[i] or 0:.2f}">•</td>')
+            else:
+                cls = {"#": "w", "S": "s", "G": "g", ".": "f"}.get(ch, "m")
+                cells.append(f'<td class="{cls}">{ch if ch in "SG" else ""}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<div class="title">{title}</div><table class="robot">{"".join(rows)}</table>'
+
+
+# ----------------------------------------------------------------------------------------------
 # The models the page offers: the shipped ones, then your own runs once they exist
 # ----------------------------------------------------------------------------------------------
 def find_models(root=ROOT):
@@ -497,10 +585,16 @@ class Models:
         return first
 
     def sudoku(self, kind):
+        return self._task("sudoku", kind, sudoku.load_solver)
+
+    def paths(self, kind):
+        return self._task("paths", kind, paths.load_planner)
+
+    def _task(self, task, kind, load):  # lessons 12 and 16: your run, else the shipped model
         with self.lock:
-            if kind not in self.cache:
-                self.cache[kind] = sudoku.load_solver(kind, device=self.device)
-            return self.cache[kind]
+            if (task, kind) not in self.cache:
+                self.cache[task, kind] = load(kind, device=self.device)
+            return self.cache[task, kind]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -520,6 +614,10 @@ table.sudoku tr:first-child td {border-top: 3px solid #333} table.sudoku td:nth-
 {border-right: 3px solid #333} table.sudoku td:first-child {border-left: 3px solid #333}
 table.sudoku td.g {font-weight: bold} table.sudoku td.bad {outline: 3px solid #c00; outline-offset:
 -3px} table.sudoku sub {font-size: 9px; color: #555; position: absolute; right: 2px; bottom: 0}
+table.robot {border-collapse: collapse; font: 11px ui-monospace, monospace; margin: .3em 0}
+table.robot td {width: 1.3em; height: 1.3em; padding: 0; text-align: center; border: 1px solid #ddd}
+table.robot td.w {background: #333} table.robot td.s {background: #2b6cb0; color: #fff} table.robot
+td.g {background: #805ad5; color: #fff} table.robot td.m {background: #9aa3ad}
 """
 LEGEND = ("Grey: still masked (red: masked again). **Bold**: your text. Colour: the probability "
           "the model gave the token when it wrote it (red unsure, green sure). Red wavy "
@@ -612,13 +710,29 @@ def build_app(models, pace=0.04):
         theirs, _ = verdict(right.snapshot(), puzzle, dllm.config.mask_id)
         yield gr.skip(), gr.skip(), f"**dLLM ({how}):** {mine}  \n**GPT:** {theirs}", grid
 
+    def plan(text):
+        yield gr.skip(), gr.skip(), "planning…"
+        try:
+            grid = read_map(text)
+        except UsageError as e:
+            yield "", "", f"⚠️ {e}"
+            return
+        dllm, gpt_model = models.paths("dllm"), models.paths("gpt")
+        free = int((grid == paths.FREE).sum())
+        for left, right, lanes in path_frames(dllm, gpt_model, grid):
+            moves = speed(lanes[1], lanes[1].calls, "moves")  # one move per call
+            yield (render_map(left.snapshot(), f"dLLM · {speed(lanes[0], free, 'cells')}"),
+                   render_map(right.snapshot(), f"GPT · {moves}"), "planning…")
+        mine, theirs = (path_verdict(grid, lane.result) for lane in lanes)
+        yield gr.skip(), gr.skip(), f"**dLLM (surest first):** {mine}  \n**GPT:** {theirs}"
+
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace",
                                          "monospace"])  # system fonts: nothing fetched
     with gr.Blocks(title="tiny-dllm playground", analytics_enabled=False) as demo:
         gr.Markdown("# tiny-dllm playground\nA masked diffusion LM fills a canvas of masks, "
                     "surest first; a GPT of the same size writes left to right beside it. Lessons "
-                    "04, 06, 10, 12 and 13.")
+                    "04, 06, 10, 12, 13, 15 and 16.")
         with gr.Tab("Text"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -697,6 +811,28 @@ def build_app(models, pace=0.04):
                                 "sends it back (grey cells: placed by the search).")
             new.click(lambda b: draw_puzzle(b), band, puzzle)
             go2.click(solve, [puzzle, how], [left_grid, right_grid, sudoku_message, grid])
+        with gr.Tab("Robot path"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    the_map = gr.Textbox(draw_map("blocks-30", 0), lines=16, elem_id="map",
+                                         label="map: 16 rows of 16 (# wall, . free, S, G)")
+                    with gr.Row():
+                        kind = gr.Dropdown(list(maps.KINDS), value="blocks-30", label="kind",
+                                           elem_id="map-kind")
+                        new_map = gr.Button("Draw a map", elem_id="draw-map")
+                    go3 = gr.Button("Plan", variant="primary", elem_id="plan")
+                with gr.Column(scale=2):
+                    path_message = gr.Markdown(elem_id="path-message")
+                    with gr.Row():
+                        left_map = gr.HTML(elem_id="dllm-map")
+                        right_map = gr.HTML(elem_id="gpt-map")
+                    gr.Markdown("Grey: a free cell the dLLM has not marked yet. Dots: the path, "
+                                "coloured by the probability it was marked with (hover: the call). "
+                                "The dLLM sees the whole map and marks every free cell path or "
+                                "free, surest first; the GPT reads the map, then writes moves from "
+                                "S, each before it sees what lies ahead.")
+            new_map.click(lambda k: draw_map(k), kind, the_map)
+            go3.click(plan, [the_map], [left_map, right_map, path_message])
     return demo, theme
 
 

@@ -212,19 +212,20 @@ def route(grid, marks):
     return path[::-1]
 
 
-def walk(grid, moves):
+def walk(grid, moves, partial=False):
     """The cells that moves ('RRD...') visit from S until G, or None if they leave the map, hit a
-    wall, or stop (`$` or their end) before G."""
+    wall, or stop (`$` or their end) before G. partial: the cells visited before that instead (a
+    walk in progress, as the playground draws it)."""
     cell, path = grid.index("S"), [grid.index("S")]
     for m in moves:
         nxt = cell + STEP.get(m, CELLS)
         if m == "$" or nxt not in neighbours(cell) or grid[nxt] == "#":
-            return None
+            return path if partial else None
         cell = nxt
         path.append(cell)
         if grid[cell] == "G":
             return path
-    return None
+    return path if partial else None
 
 
 def moves_of(grid, path):

@@ -201,14 +201,27 @@ def run_sudoku(driver, puzzle, how=None, timeout=60):
         label = wait_for(lambda: [x for x in driver.find_elements(By.CSS_SELECTOR, "#sudoku-mode label")
                                   if x.text.strip() == how], 10, f"the choice {how!r}")[0]
         driver.execute_script("arguments[0].click()", label)
-    watch(driver, "#sudoku-message")
-    t0 = time.perf_counter()
-    click(driver, "#solve")
+    seconds, said = press_for_verdict(driver, "#solve", "#sudoku-message", "solving", "dLLM (", timeout)
+    return seconds, text_of(driver, "#grid").strip(), said
 
-    def verdict():  # the first verdict after "solving…" (the page clears the old one first)
-        seen = [h for _, h in frames(driver, "#sudoku-message")]
-        start = next((i for i, h in enumerate(seen) if "solving" in h), None)
-        return start is not None and any("dLLM (" in h or "⚠️" in h for h in seen[start:])
-    done = wait_for(verdict, timeout, "the verdict")
-    seconds = time.perf_counter() - t0
-    return seconds, text_of(driver, "#grid").strip(), message(driver, "#sudoku-message") if done else ""
+
+def run_path(driver, grid, timeout=60):
+    """Paste a map into the Robot path tab, press Plan -> (seconds until the verdict is shown, the verdict)."""
+    tab(driver, "Robot path")
+    set_text(driver, "#map", grid)
+    return press_for_verdict(driver, "#plan", "#path-message", "planning", "dLLM (", timeout)
+
+
+def press_for_verdict(driver, button, box, busy, done, timeout):
+    """Click `button`, wait for the first verdict in `box` after its `busy` text (the page clears the old one first):
+    a line holding `done`, or a warning. -> (seconds, the verdict's text, "" if none came)."""
+    watch(driver, box)
+    t0 = time.perf_counter()
+    click(driver, button)
+
+    def verdict():
+        seen = [h for _, h in frames(driver, box)]
+        start = next((i for i, h in enumerate(seen) if busy in h), None)
+        return start is not None and any(done in h or "⚠️" in h for h in seen[start:])
+    came = wait_for(verdict, timeout, "the verdict")
+    return time.perf_counter() - t0, message(driver, box) if came else ""

@@ -45,6 +45,9 @@ def test_judge_tells_valid_from_shortest_and_route_drops_strays():
     assert M.judge_path(grid, [0, 2, 3]) == (False, False)  # a jump is no move
     assert M.judge_path("S#.G" + "." * 252, straight) == (False, False)  # through a wall
     assert M.walk(grid, "RDR") is None and M.walk(grid, "L") is None  # off the map
+    assert M.walk(grid, "RDR", partial=True) == [0, 1, 17, 18] and M.walk(grid, "L", partial=True) == [0]
+    assert M.walk("S#.G" + "." * 252, "DRRU", partial=True) == [0, 16, 17, 18, 2]  # stuck before G: where it got
+    assert M.walk(grid, "RRR$", partial=True) == straight  # at G a partial walk is the whole
     marks = list(grid)
     for c in (1, 2, 40, 41):  # the way, and two stray cells off it
         marks[c] = "*"

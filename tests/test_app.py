@@ -219,3 +219,43 @@ def test_a_uniform_noise_model_races_too_and_every_call_may_rewrite():
 
 def test_the_shipped_uniform_model_is_offered():
     assert f"shipped: {pretrained.UNIFORM}" in A.find_models()["dllm"]
+
+
+@pytest.mark.parametrize("text, message", [("", "paste a map"), ("S.G", "256 characters"),
+                                           ("S" + "x" * 254 + "G", "only # . S G"),
+                                           ("S#" + "#" * 15 + "." * 238 + "G", "no way from S to G")])
+def test_bad_maps_are_one_message_for_the_page(text, message):
+    with pytest.raises(A.UsageError, match=message):
+        A.read_map(text)
+
+
+def test_the_shipped_path_models_race_and_the_page_shows_what_lesson_16_plans():
+    """The dLLM's canvas starts with every free cell masked and ends with none, one cell per call, each with its call;
+    the GPT's shows the cells its moves reach; the verdicts are lesson 16's plans judged (greedy: the same plan)."""
+    paths, maps = lesson("16_robot_paths"), lesson("robot_maps")
+    models = A.Models()
+    dllm, gpt_model = models.paths("dllm"), models.paths("gpt")
+    text = A.draw_map("blocks-10", 1)
+    grid = A.read_map(text)
+    assert paths.text(grid.tolist()) == text.replace("\n", "")
+    frames = [(left.snapshot(), right.snapshot(), lanes) for left, right, lanes in A.path_frames(dllm, gpt_model, grid)]
+    (first, _, _), (last, gpt_last, lanes) = frames[0], frames[-1]
+    free = int((grid == paths.FREE).sum())
+    mask = dllm.config.mask_id
+    assert sum(t == mask for t in first[0]) == free and mask not in last[0]
+    assert sorted(s for s, f in zip(last[2], last[4]) if not f) == list(range(1, free + 1))
+    plan_d, plan_g = (paths.plan_dllm(dllm, grid[None])[0], paths.plan_gpt(gpt_model, grid[None])[0])
+    assert [A.path_verdict(grid, lane.result) for lane in lanes] == [A.path_verdict(grid, plan_d),
+                                                                      A.path_verdict(grid, plan_g)]
+    moves = paths.text(lanes[1].x[0].tolist())  # every move the GPT wrote
+    walked = maps.walk(text.replace("\n", ""), moves, partial=True)
+    marked = [i for i, t in enumerate(gpt_last[0]) if t == paths.PATH]
+    assert marked == sorted(c for c in walked if grid[c] == paths.FREE)  # the cells its moves reached
+    assert 'class="m"' not in A.render_map(last, "t") and A.render_map(first, "t").count('class="m"') == free
+
+
+def test_a_path_verdict_says_valid_shortest_or_not():
+    grid = A.read_map("S..G" + "." * 252)
+    assert A.path_verdict(grid, [0, 1, 2, 3]) == "valid, 3 moves (a shortest path)"
+    assert A.path_verdict(grid, [0, 16, 17, 18, 19, 3]) == "valid, 5 moves (the shortest has 3)"
+    assert A.path_verdict(grid, None).startswith("no valid path")

@@ -76,6 +76,17 @@ def test_an_invalid_puzzle_is_a_message_in_the_page(page, text, message):
     assert message in verdict and grid == ""
 
 
+def test_a_map_is_planned_in_the_robot_path_tab_and_a_bad_one_is_a_message(page):
+    driver, _ = page
+    maps = lesson("robot_maps")
+    grid, _, _ = maps.fresh_map("blocks-10", random.Random(2))
+    _, verdict = browser.run_path(driver, grid)
+    assert verdict.startswith("dLLM (surest first): ") and "GPT: " in verdict, verdict
+    assert browser.masks(driver.find_element("css selector", "#dllm-map").get_attribute("innerHTML")) == 0
+    _, verdict = browser.run_path(driver, "S.G")
+    assert "256 characters" in verdict
+
+
 def test_two_browsers_at_once_are_both_served(page):
     driver, url = page
     other = browser.chromium()
