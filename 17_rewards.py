@@ -381,7 +381,7 @@ def rewards_parser():
                    help="model passes to spend (forward = 1, forward + backward = 3)")
     t.add_argument("--evals", type=positive_int, default=10, help="evaluations over the budget")
     t.add_argument("--lr", type=positive_float, help="AdamW learning rate (default: 2e-5 for RL, "
-                   "1e-4 for sft and rft; RL at 1e-4 fell from 54.5% to 40.5% solved)")
+                   "1e-4 for sft and rft; RL at 1e-4 fell from 54.5%% to 40.5%% solved)")
     t.add_argument("--beta", type=non_negative_float, default=0.0,
                    help="KL to the starting model (k3; d1 uses 0.04)")
     t.add_argument("--temperature", type=positive_float, default=1.0, help="the attempts' digits")

@@ -465,6 +465,29 @@ def test_the_table_is_large_and_covers_every_entry_point():
     assert len(CASES) >= 100 and lessons | bench | others <= scripts
 
 
+def entry_points():
+    lessons = {p.stem for p in ROOT.glob("[0-9][0-9]_*.py")}
+    bench = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"common"}
+    return sorted(lessons | bench | {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia", "app", "robot_maps"})
+
+
+@pytest.mark.parametrize("script", entry_points())
+def test_every_help_and_every_subcommands_help_prints_and_exits_0(script, capsys):
+    """--help is where a new user starts: a help text argparse cannot format (a bare % in it) is a traceback."""
+    import re
+
+    def help_of(argv):
+        with pytest.raises(SystemExit) as e:
+            run_cli(lesson(script).main, argv)
+        out, err = capsys.readouterr()
+        assert e.value.code == 0 and "Traceback" not in err and "usage:" in out, f"{script} {argv}: {err}"
+        return out
+
+    subs = re.search(r"^\s*\{([a-z0-9_,-]+)\}", help_of(["--help"]), re.M)
+    for sub in subs.group(1).split(",") if subs else []:
+        help_of([sub, "--help"])
+
+
 @pytest.mark.parametrize("script, argv, says", CASES, ids=[f"{s}:{' '.join(a)[:60]}" for s, a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(script, argv, says, world, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
