@@ -290,7 +290,7 @@ def evaluate(run, train_loss=None, tokens=0, t0=None):
     if sample is not None:
         tqdm.write(f"--- sample at step {run.step} ---\n{sample}\n---")
     improved = val < run.best or getattr(objective, "keep_last", False)  # 15's distillation
-    run.best = min(run.best, val)  # before latest.pt is written: a resumed run keeps its best
+    run.best = val if improved else run.best  # before latest.pt is written: a resume keeps it
     metrics.write_metrics(run.out, run.rows)
     checkpoints.save_run(run, "latest.pt")  # model, optimizer, schedule, RNG, step: all of it
     if improved:

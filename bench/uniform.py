@@ -14,7 +14,8 @@ quick start's 5); the masked model with 06's sampler (random order), the uniform
 the greedy tail at the last call). Each is judged as RESULTS.md section 9 judges: distinct 4-grams (1 = never repeats)
 and generative bits/char under the GPT (--gpt; lower = more plausible), beside held-out text. Speed: characters per
 second of one batch at each number of calls, and of the GPT writing the same batch with its KV cache, on this CPU.
-Writes bench/results/uniform/.
+Writes bench/results/uniform/ (uniform.txt, uniform.csv; with several --temperatures also tradeoff.png: variety
+against plausibility, a line per model and number of calls).
 """
 import common  # noqa: F401 (first: the repository on the import path)
 
@@ -26,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, positive_float, positive_int, run_cli
 from support.files import read_text, write_text
-from support.metrics import read_metrics, write_csv
+from support.metrics import plot_rows, read_metrics, write_csv
 from support.runtime import machine_name
 
 mean_se = import_module("default_order").mean_se  # bench/'s mean and standard error
@@ -67,6 +68,9 @@ def main(argv=None):
                    help="model calls for the whole context")
     p.add_argument("--num-samples", type=positive_int, default=16, help="samples per seed, one batch")
     p.add_argument("--topk", type=positive_int, default=5, help="top-k of every sampler (the quick start's)")
+    p.add_argument("--temperatures", type=positive_float, nargs="+", default=[1.0],
+                   help="the dLLMs' sampling temperatures, each measured (a lower one trades variety for "
+                        "plausibility: compare models at equal variety); the GPT's stays 1")
     p.add_argument("--data", default=str(train.SHAKESPEARE), help="the corpus both trained on (held-out text: its "
                    "last 10%%)")
     p.add_argument("--out-dir", default=str(common.RESULTS / "uniform"), help="where the table goes")
@@ -89,23 +93,25 @@ def main(argv=None):
     bounds = {k: (read_metrics(path)[-1]["val_bpc"] if k == "uniform-dcd" else min(r["val_bpc"] for r in
                                                                                  read_metrics(path)))
               for k, path in runs.items()}
-    rows = [dict(model="held-out text", calls=float("nan"), distinct4=common.distinct_ngrams(real),
+    rows = [dict(model="held-out text", temperature=float("nan"), calls=float("nan"),
+                 distinct4=common.distinct_ngrams(real),
                  distinct4_se=0.0, gen_bpc=common.generative_bpc(gpt, tok, real), gen_bpc_se=0.0,
                  chars_per_s=float("nan"))]
-    for kind, calls in [(k, c) for k in runs for c in args.calls] + [("gpt", L - 1)]:
+    lanes = [(k, T, c) for k in runs for T in args.temperatures for c in args.calls] + [("gpt", 1.0, L - 1)]
+    for kind, T, calls in lanes:
         d, b, speed = [], [], []
         for seed in SEEDS:
-            s = diff.Sampling(top_k=args.topk, generator=torch.Generator().manual_seed(seed))
+            s = diff.Sampling(temperature=T, top_k=args.topk, generator=torch.Generator().manual_seed(seed))
             x, seconds = write_samples(kind, models[kind], args.num_samples, calls, s, nl)
             texts = [tok.decode(row.tolist()) for row in x]
             d.append(common.distinct_ngrams(texts))
             b.append(common.generative_bpc(gpt, tok, texts))
             speed.append(x.numel() / seconds)
         (dm, dse), (bm, bse) = mean_se(d), mean_se(b)
-        rows.append(dict(model=kind, calls=calls, distinct4=dm, distinct4_se=dse, gen_bpc=bm, gen_bpc_se=bse,
-                         chars_per_s=sorted(speed)[1]))  # the median of three
-        print(f"{kind:<12} {calls:>4} calls  distinct-4 {dm:.3f} ± {dse:.3f}  gen bits/char {bm:.3f} ± {bse:.3f}  "
-              f"{rows[-1]['chars_per_s']:,.0f} chars/s", flush=True)
+        rows.append(dict(model=kind, temperature=T, calls=calls, distinct4=dm, distinct4_se=dse, gen_bpc=bm,
+                         gen_bpc_se=bse, chars_per_s=sorted(speed)[1]))  # the median of three
+        print(f"{kind:<12} T {T:<4} {calls:>4} calls  distinct-4 {dm:.3f} ± {dse:.3f}  gen bits/char {bm:.3f} ± "
+              f"{bse:.3f}  {rows[-1]['chars_per_s']:,.0f} chars/s", flush=True)
     out = Path(args.out_dir)
     write_csv(out / "uniform.csv", rows, list(rows[0]))
     lines = [f"# python bench/uniform.py {' '.join(sys.argv[1:] if argv is None else argv)}",
@@ -115,10 +121,18 @@ def main(argv=None):
              "best validation bits/char (NELBO, upper bound, the runs' own windows): "
              + ", ".join(f"{k} {v:.3f}" for k, v in bounds.items())
              + f" (uniform - masked: {bounds['uniform'] - bounds['masked']:+.3f})", "",
-             "| model | calls | distinct 4-grams | gen bits/char | chars/s (median of 3) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['calls']} | {r['distinct4']:.3f} ± {r['distinct4_se']:.3f} | "
+             "| model | temperature | calls | distinct 4-grams | gen bits/char | chars/s (median of 3) |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['temperature']} | {r['calls']} | {r['distinct4']:.3f} ± {r['distinct4_se']:.3f} | "
               f"{r['gen_bpc']:.3f} ± {r['gen_bpc_se']:.3f} | {r['chars_per_s']:,.0f} |" for r in rows]
     write_text(out / "uniform.txt", "\n".join(lines) + "\n")
+    if len(args.temperatures) > 1:  # variety against plausibility, one line per model and number of calls
+        curves = {f"{k}, {c} calls": sorted([r for r in rows if r["model"] == k and r["calls"] == c],
+                                            key=lambda r: r["distinct4"]) for k in runs for c in args.calls[:2]}
+        plot_rows(out / "tradeoff.png", curves, "distinct4", "gen_bpc", "distinct 4-grams (more: more varied)",
+                  "gen bits/char under the GPT (less: more plausible)",
+                  f"temperatures {', '.join(map(str, args.temperatures))}; held-out text "
+                  f"{rows[0]['distinct4']:.2f} / {rows[0]['gen_bpc']:.2f}")
     print("\n".join(lines))
     return rows, bounds
 

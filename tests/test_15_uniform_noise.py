@@ -177,13 +177,15 @@ def test_the_equal_compute_benchmark_judges_both_models_and_the_gpt(dllm_run, gp
                   "--eval-every", "2", "--distill", "--init-from", str(tmp_path / "u"), "--dcd-round", "2"])
     rows, bounds = bench.main(["--masked", str(d / "dllm"), "--uniform", str(tmp_path / "u"), "--gpt",
                                str(gpt_run[0]), "--data", str(corpus), "--calls", "2", "4", "--num-samples", "2",
-                               "--out-dir", str(tmp_path / "out"), "--uniform-dcd", str(tmp_path / "dcd")])
-    assert [(r["model"], r["calls"]) for r in rows[1:]] == [("masked", 2), ("masked", 4), ("uniform", 2),
-                                                             ("uniform", 4), ("uniform-dcd", 2), ("uniform-dcd", 4),
-                                                             ("gpt", 31)]
+                               "--out-dir", str(tmp_path / "out"), "--uniform-dcd", str(tmp_path / "dcd"),
+                               "--temperatures", "1", "0.5"])
+    assert [(r["model"], r["temperature"], r["calls"]) for r in rows[1:]] == [
+        (kind, T, calls) for kind in ("masked", "uniform", "uniform-dcd") for T in (1, 0.5) for calls in (2, 4)
+    ] + [("gpt", 1, 31)]
     assert all(0 < r["distinct4"] <= 1 and r["gen_bpc"] > 0 for r in rows)
     assert all(r["chars_per_s"] > 0 for r in rows[1:]) and set(bounds) == {"masked", "uniform", "uniform-dcd"}
     assert bounds["uniform-dcd"] == dcd[-1]["val_bpc"]  # a distilled run's last state, not its lowest bound
+    assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 0  # two temperatures: the trade drawn
     assert "uniform - masked" in (tmp_path / "out" / "uniform.txt").read_text()
 
 
@@ -288,4 +290,5 @@ def test_a_distilled_run_starts_as_its_teacher_and_keeps_its_last_state(tiny_tex
                    "--distill", "--init-from", str(teacher), "--dcd-calls", "8", "--dcd-round", "4"])
     assert [r["step"] for r in rows] == [0, 4, 8]
     assert rows[0]["val_bpc"] == pytest.approx(done[-1]["val_bpc"], abs=1e-4)  # the same weights, windows, draws
-    assert load_checkpoint(out / "best.pt")["step"] == 8  # its aim is not the NELBO: best.pt is its last state
+    best = load_checkpoint(out / "best.pt")
+    assert best["step"] == 8 and best["best_val_bpc"] == rows[-1]["val_bpc"]  # its aim is not the NELBO: the last

@@ -83,6 +83,8 @@ def test_a_map_is_planned_in_the_robot_path_tab_and_a_bad_one_is_a_message(page)
     _, verdict = browser.run_path(driver, grid)
     assert verdict.startswith("dLLM (surest first): ") and "GPT: " in verdict, verdict
     assert browser.masks(driver.find_element("css selector", "#dllm-map").get_attribute("innerHTML")) == 0
+    if os.environ.get("PLAYGROUND_SHOTS"):
+        driver.save_screenshot(str(Path(os.environ["PLAYGROUND_SHOTS"]) / "paths.png"))
     _, verdict = browser.run_path(driver, "S.G")
     assert "256 characters" in verdict
 
