@@ -392,10 +392,10 @@ def main(argv=None):
         if args.noise == "masked" and not args.self_cond:
             raise UsageError("--noise masked without --self-cond is lesson 05's: run 05_train.py")
         args = train.resolve(args)
-        rounds = -(-args.steps // args.dcd_round)
         if args.distill and (args.self_cond or args.noise == "masked" or not args.init_from):
             raise UsageError("--distill distils a trained uniform model: give it with --init-from "
                              "(without --self-cond or --noise masked)")
+        rounds = -(-args.steps // args.dcd_round)  # the last one steps 2^(rounds - 1) / dcd_calls
         if args.distill and 2 ** (rounds - 1) / args.dcd_calls >= 1 - 2 * EPS:
             raise UsageError(f"--distill: {rounds} rounds of --dcd-round {args.dcd_round} double "
                              f"the step past the whole way (1/{args.dcd_calls} x 2^{rounds - 1})")

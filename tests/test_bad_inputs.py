@@ -288,6 +288,11 @@ CASES = [  # (script, argv, what the one error line says)
     ("15_uniform_noise", ["generate", "--checkpoint", "{w}/missing"], "no checkpoint at"),
     ("15_uniform_noise", ["train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
     ("15_uniform_noise", ["--train-steps", "-1"], "must be >= 0"),
+    ("15_uniform_noise", ["train", "--distill", "--out", "{out}"], "give it with --init-from"),
+    ("15_uniform_noise", ["train", "--distill", "--init-from", "{w}/dllm", "--steps", "9000", "--out", "{out}"],
+     "double the step past the whole way"),
+    ("15_uniform_noise", ["train", "--distill", "--init-from", "{w}/dllm", "--data", "{w}/corpus.txt", "--out",
+                          "{out}"], "its weights mean something else here"),
     # the data scripts
     ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
     ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),
