@@ -146,6 +146,17 @@ def race(lanes):
             lane.stop()
 
 
+def paced(lanes, max_fps):
+    """race(lanes), each lane with a flag: draw this frame? Every call of the first lane (the
+    dLLM) and each lane's last are drawn; the other lane's at most max_fps a second."""
+    last = time.perf_counter()
+    for lane in race(lanes):
+        now = time.perf_counter()
+        draw = lane is lanes[0] or lane.done or now - last >= 1 / max_fps
+        last = now if draw else last
+        yield lane, draw
+
+
 # ----------------------------------------------------------------------------------------------
 # Text: the frames
 # ----------------------------------------------------------------------------------------------
@@ -158,13 +169,10 @@ class Canvas:
         self.ids, self.mask_id, self.fixed = list(ids), mask_id, list(fixed)
         self.conf, self.step, self.back = [None] * len(ids), [0] * len(ids), [0] * len(ids)
 
-    def update(self, x, probs, calls):
-        """x (L,): the canvas after call `calls`; probs (L, V): that call's probabilities
-        (None: not known)."""
-        x = x.tolist()
-        p = probs.cpu()[torch.arange(len(x)),
-                        torch.tensor(x).clamp_max(probs.size(-1) - 1)].tolist() \
-            if probs is not None else [None] * len(x)
+    def update(self, x, p, calls):
+        """x (L,): the canvas after call `calls`; p: each cell's probability of its token
+        (chosen(); None: not known)."""
+        x, p = x.tolist(), p or [None] * len(x)
         for i, (old, new) in enumerate(zip(self.ids, x)):
             if old != new:
                 self.back[i] += old != self.mask_id  # a written token masked again (or replaced)
@@ -185,6 +193,13 @@ class Canvas:
 
     def masked(self):
         return sum(t == self.mask_id for t in self.ids)
+
+
+def chosen(x, probs):
+    """The probability each token of x (L,) had: probs (L, V), one distribution per cell, or (V,),
+    one for every cell (the GPT's last position, which wrote the new one)."""
+    probs, x = probs.float().cpu(), x.cpu().clamp_max(probs.size(-1) - 1)
+    return (probs[x] if probs.dim() == 1 else probs.gather(-1, x[:, None])[:, 0]).tolist()
 
 
 def text_canvas(tokenizer, mask_id, context, mode, prompt, length):
@@ -280,18 +295,15 @@ def text_frames(dllm, gpt_model, tokenizer, canvas, settings, max_fps=30):
         lanes.append(Lane(gpt_model, sampler))
     stats = {"dllm": lanes[0], "gpt": lanes[1] if right else None}
     yield left, right, stats, True
-    last = time.perf_counter()
-    for lane in race(lanes):
+    for lane, draw in paced(lanes, max_fps):
         if lane is lanes[0]:
             if lane.x is not None:
-                left.update(lane.x[0], lane.logits[0].float().softmax(-1), lane.calls)
+                left.update(lane.x[0], chosen(lane.x[0], lane.logits[0].softmax(-1)), lane.calls)
         elif lane.x is not None and len(lane.x[0]) > len(right.ids):
             new = lane.x[0, len(right.ids):].tolist()
             p = lane.logits[0, -1].float().softmax(-1)[new[-1]].item()
             right.append(new, [p] * len(new), lane.calls)
-        now = time.perf_counter()
-        if lane is lanes[0] or lane.done or now - last >= 1 / max_fps:
-            last = now
+        if draw:
             yield left, right, stats, lane is lanes[0]
 
 
@@ -384,24 +396,22 @@ def sudoku_frames(dllm, gpt_model, puzzle, mode, max_fps=30):
         solve = lambda model, cb: sudoku.solve_gpt(model, on[None], callback=cb)[0]
         lanes.append(Lane(gpt_model, solve))
     yield left, right, lanes
-    last = time.perf_counter()
-    for lane in race(lanes):
+    for lane, draw in paced(lanes, max_fps):
         mine = lane is lanes[0]
-        canvas, seen, probs = left if mine else right, lane.x, None
+        canvas, seen, p = left if mine else right, lane.x, None
         if mine and mode == "search":
             # the grid the search asks the model about: its own placements, no probabilities
             seen = lane.inputs
-        # the dLLM: this call's probabilities; the GPT: its last position's, for the new cell
-        elif seen is not None:
-            logits = lane.logits[0] if mine else lane.logits[0, -1].expand(81, -1)
-            probs = logits.float().softmax(-1)
         if seen is not None:
-            canvas.update(seen[0].masked_fill(seen[0] == 0, mask_id), probs, lane.calls)
+            seen = seen[0].masked_fill(seen[0] == 0, mask_id)
+            if not (mine and mode == "search"):
+                # the dLLM: this call's probabilities; the GPT: its last position's (the new cell)
+                p = chosen(seen, (lane.logits[0] if mine else lane.logits[0, -1]).softmax(-1))
+            canvas.update(seen, p, lane.calls)
         if lane.done:
             canvas.update(lane.result[0].masked_fill(lane.result[0] == 0, mask_id), None,
                           lane.calls)
-        if mine or lane.done or time.perf_counter() - last >= 1 / max_fps:
-            last = time.perf_counter()
+        if draw:
             yield left, right, lanes
 
 
@@ -481,20 +491,18 @@ def path_frames(dllm, gpt_model, grid, max_fps=30):
         lanes.append(Lane(gpt_model, lambda model, cb: paths.plan_gpt(model, on(model),
                                                                       callback=cb)[0]))
     yield left, right, lanes
-    last = time.perf_counter()
-    for lane in race(lanes):
+    for lane, draw in paced(lanes, max_fps):
         mine = lane is lanes[0]
         if mine and lane.x is not None:  # this call's probabilities of each cell's mark
-            left.update(lane.x[0], lane.logits[0].float().softmax(-1), lane.calls)
+            left.update(lane.x[0], chosen(lane.x[0], lane.logits[0].softmax(-1)), lane.calls)
         elif not mine and lane.x is not None:  # the cells the moves so far reach, from S
             moves = paths.text(lane.x[0].tolist())
-            p = lane.logits[0, -1].float().softmax(-1)[lane.x[0, -1]]  # the last move's
+            p = lane.logits[0, -1].float().softmax(-1)[lane.x[0, -1]].item()  # the last move's
             x = grid.clone()
             for cell in maps.walk(where, moves, partial=True)[1:]:
                 x[cell] = paths.PATH if grid[cell] == paths.FREE else grid[cell]
-            right.update(x, torch.full((len(x), gpt_model.config.vocab_size), float(p)), lane.calls)
-        if mine or lane.done or time.perf_counter() - last >= 1 / max_fps:
-            last = time.perf_counter()
+            right.update(x, [p] * len(x), lane.calls)
+        if draw:
             yield left, right, lanes
 
 

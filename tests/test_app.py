@@ -139,12 +139,19 @@ def test_the_shipped_sudoku_dllm_fills_the_grid_call_by_call_and_the_answer_is_c
 def test_render_draws_masks_escapes_text_and_marks_what_was_taken_back():
     tok = D.CharTokenizer(list("<a&\n"))
     canvas = A.Canvas([0, 4, 4, 3], 4, [True, False, False, True])
-    canvas.update(torch.tensor([0, 1, 4, 3]), torch.full((4, 5), 0.2), 1)
-    canvas.update(torch.tensor([0, 4, 2, 3]), torch.full((4, 5), 0.9), 2)
+    canvas.update(torch.tensor([0, 1, 4, 3]), [0.2] * 4, 1)
+    canvas.update(torch.tensor([0, 4, 2, 3]), [0.9] * 4, 2)
     html = A.render(tok, canvas.snapshot(), "t")
     assert html.count('class="m') == 1 and 'class="m r"' in html and "&lt;" in html and "&amp;" in html
     assert html.endswith("↵<br></span></div>")  # a newline is shown and kept
     assert canvas.back == [0, 1, 0, 0] and canvas.step[2] == 2 and canvas.conf[2] == pytest.approx(0.9)
+
+
+def test_chosen_reads_each_cells_probability_from_its_own_row_or_one_shared_row():
+    probs = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3]])
+    assert A.chosen(torch.tensor([1, 2]), probs) == pytest.approx([0.9, 0.3])
+    assert A.chosen(torch.tensor([0, 2]), probs[1]) == pytest.approx([0.5, 0.3])
+    assert A.chosen(torch.tensor([7, 0]), probs[0]) == pytest.approx([0.0, 0.1])  # mask id: the last
 
 
 def test_your_own_runs_join_the_model_list_and_find_their_gpt(tmp_path, dllm_run, gpt_run):
