@@ -5,9 +5,11 @@
 The shipped Sudoku dLLM (where every run starts) and each run, decoded as lesson 12 deploys it (greedy, the surest
 cell first, one per call), on the 100,000 set's test puzzles: 17-27 and 28-35 givens (test.txt), and the puzzles that
 need search (3+ guesses of the plain solver, test.txt and test_hard.txt); solved with its standard error
-sqrt(p(1-p)/N) over puzzles (one seed per run: the spread between seeds is not in it). Beside it, what RL is known to
-break: variety, as pass@G with the runs' own stochastic sampler (any of G attempts solves) and the attempts' mean
-reward, on the first --variety puzzles of 17-27; and each run's compute (model passes) and training minutes.
+sqrt(p(1-p)/N) over puzzles (one seed per run: the spread between seeds is not in it; runs that share a recipe
+and differ only in --seed get a second table, their mean and its standard error over seeds). Beside it, what RL is
+known to break: variety, as pass@G with the runs' own stochastic sampler (any of G attempts solves) and the
+attempts' mean reward, on the first --variety puzzles of 17-27; and each run's compute (model passes) and training
+minutes.
 curves.png: each run's validation solved (fresh puzzles, 17-27 givens) against model passes, from its metrics.csv.
 
 Writes bench/results/rewards/{rewards.txt, rewards.csv, curves.png}.
@@ -41,6 +43,30 @@ def test_bands(test, per_band):
     return {b: torch.tensor(B.evenly_spaced(by[b], per_band)) for b in BANDS if by.get(b)}
 
 
+def over_seeds(rows, bands):
+    """The runs that share a recipe (method, lr, beta) and differ in --seed: each band's mean over the seeds and
+    its standard error, sd / sqrt(n) (n - 1 in the sd). An empty string if no recipe has two seeds."""
+    by = {}
+    for r in rows:
+        if r["recipe"]:
+            by.setdefault(r["recipe"], []).append(r)
+    lines = []
+    for recipe, runs in by.items():
+        if len(runs) < 2:
+            continue
+        cells = []
+        for b in [*bands, "pass@G", "attempt reward"]:
+            q = torch.tensor([r[b] for r in runs], dtype=torch.float64)
+            mean, se = q.mean().item(), q.std().item() / math.sqrt(len(q))
+            cells.append(f"{mean:.3f} ± {se:.3f}" if b == "attempt reward" else f"{mean:.1%} ± {100 * se:.1f}")
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {recipe} | {seeds} | " + " | ".join(cells) + " |\n")
+    if not lines:
+        return ""
+    return ("\nOver seeds: the mean of each recipe's runs ± its standard error over seeds\n\n| recipe | seeds | "
+            + " | ".join(bands) + " | pass@G | attempt reward |\n" + "|---" * (4 + len(bands)) + "|\n" + "".join(lines))
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--runs", nargs="+", default=[], help="run folders of 17_rewards.py train")
@@ -63,8 +89,10 @@ def main(argv=None):
     bands = test_bands(args.test, args.per_band)
     rows = []
     for name, (model, ckpt) in models.items():
+        a = ckpt["args"] if ckpt else {}
         row = {"model": name, "passes": ckpt["passes"] if ckpt else 0,
-               "minutes": round(ckpt["elapsed_s"] / 60, 1) if ckpt else 0}
+               "minutes": round(ckpt["elapsed_s"] / 60, 1) if ckpt else 0,
+               "recipe": f"{a['method']}, lr {a['lr']:g}, beta {a['beta']:g}" if a else "", "seed": a.get("seed", "")}
         for band, x in bands.items():
             ok = B.run_decoder(lambda puzzle, cb, m=model: S.solve_dllm(m, puzzle, "confidence", cb), x, args.batch)[0]
             q = ok.float().mean().item()
@@ -88,7 +116,8 @@ def main(argv=None):
     table = "".join(f"| {r['model']} | {r['passes']:,} | {r['minutes']} | "
                     + " | ".join(f"{100 * r[b]:.1f}% ± {100 * r[f'{b} se']:.1f}" for b in bands)
                     + f" | {r['pass@G']:.1%} | {r['attempt reward']:.3f} |\n" for r in rows)
-    atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table, encoding="utf-8"))
+    atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table + over_seeds(rows, bands),
+                                                                        encoding="utf-8"))
     runs = {Path(r).name: metrics.read_metrics(r) for r in args.runs}
     if runs:
         metrics.plot_rows(out / "curves.png", runs, "passes", "val_solved", "model passes (forward = 1, forward + "

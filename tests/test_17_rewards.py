@@ -143,6 +143,18 @@ def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(rl_puzzles,
     assert {"rewards.txt", "rewards.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
+def test_the_benchmark_averages_the_seeds_of_one_recipe_and_gives_their_standard_error():
+    def run(recipe, seed, q):
+        return {"recipe": recipe, "seed": seed, "17-27": q, "pass@G": q, "attempt reward": q}
+    rows = [run("", "", 0.5), run("exact, lr 2e-05, beta 0", 0, 0.50), run("sft, lr 0.0001, beta 0", 0, 0.6),
+            run("exact, lr 2e-05, beta 0", 1, 0.56), run("exact, lr 2e-05, beta 0", 2, 0.53)]
+    text = lesson("rewards").over_seeds(rows, ["17-27"])
+    # mean 0.53; sd 0.03 (n - 1); standard error 0.03 / sqrt(3) = 0.0173
+    assert "| exact, lr 2e-05, beta 0 | 0, 1, 2 | 53.0% ± 1.7 | 53.0% ± 1.7 | 0.530 ± 0.017 |" in text
+    assert "sft" not in text  # one seed: nothing to average
+    assert lesson("rewards").over_seeds(rows[:3], ["17-27"]) == ""
+
+
 def test_resume_continues_the_run_and_a_second_run_is_refused(rl_puzzles, tmp_path, capsys):
     out = tmp_path / "run"
     first = train_tiny(rl_puzzles, out, "--method", "d1", "--budget", "300", "--evals", "1")
