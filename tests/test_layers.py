@@ -68,3 +68,19 @@ def test_every_figure_under_bench_results_is_referenced_by_a_document():
     figures = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "bench" / "results").rglob("*")
                      if p.suffix in (".png", ".gif"))
     assert figures and [f for f in figures if f not in docs] == []
+
+
+@pytest.mark.parametrize("doc", ["README.md", "RESULTS.md"])
+def test_every_table_row_has_as_many_cells_as_its_header(doc):
+    """A line break inside a cell splits a row in two: the first half has too few cells, the rest is text."""
+    lines, bad, tables = (ROOT / doc).read_text().splitlines(), [], 0
+    rule = re.compile(r"^\|( *:?-+:? *\|)+ *$")  # the |---|---| under a header
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("|") and rule.match(lines[i + 1]):
+            tables, n = tables + 1, lines[i + 1].count("|")
+            for j in range(i + 2, len(lines)):
+                if not lines[j].startswith("|"):
+                    break
+                if re.sub(r"`[^`]*`", "", lines[j]).replace("\\|", "").count("|") != n:
+                    bad.append(f"{doc}:{j + 1}")
+    assert tables and bad == []
