@@ -195,10 +195,10 @@ class Canvas:
         return sum(t == self.mask_id for t in self.ids)
 
 
-def chosen(x, probs):
-    """The probability each token of x (L,) had: probs (L, V), one distribution per cell, or (V,),
-    one for every cell (the GPT's last position, which wrote the new one)."""
-    probs, x = probs.float().cpu(), x.cpu().clamp_max(probs.size(-1) - 1)
+def chosen(x, logits):
+    """The probability each token of x (L,) had: logits (L, V), one distribution per cell, or (V,),
+    one for every cell (the GPT's last position, which wrote the new one); softmax in fp32."""
+    probs, x = logits.float().softmax(-1).cpu(), x.cpu().clamp_max(logits.size(-1) - 1)
     return (probs[x] if probs.dim() == 1 else probs.gather(-1, x[:, None])[:, 0]).tolist()
 
 
@@ -298,7 +298,7 @@ def text_frames(dllm, gpt_model, tokenizer, canvas, settings, max_fps=30):
     for lane, draw in paced(lanes, max_fps):
         if lane is lanes[0]:
             if lane.x is not None:
-                left.update(lane.x[0], chosen(lane.x[0], lane.logits[0].softmax(-1)), lane.calls)
+                left.update(lane.x[0], chosen(lane.x[0], lane.logits[0]), lane.calls)
         elif lane.x is not None and len(lane.x[0]) > len(right.ids):
             new = lane.x[0, len(right.ids):].tolist()
             p = lane.logits[0, -1].float().softmax(-1)[new[-1]].item()
@@ -406,7 +406,7 @@ def sudoku_frames(dllm, gpt_model, puzzle, mode, max_fps=30):
             seen = seen[0].masked_fill(seen[0] == 0, mask_id)
             if not (mine and mode == "search"):
                 # the dLLM: this call's probabilities; the GPT: its last position's (the new cell)
-                p = chosen(seen, (lane.logits[0] if mine else lane.logits[0, -1]).softmax(-1))
+                p = chosen(seen, lane.logits[0] if mine else lane.logits[0, -1])
             canvas.update(seen, p, lane.calls)
         if lane.done:
             canvas.update(lane.result[0].masked_fill(lane.result[0] == 0, mask_id), None,
@@ -494,7 +494,7 @@ def path_frames(dllm, gpt_model, grid, max_fps=30):
     for lane, draw in paced(lanes, max_fps):
         mine = lane is lanes[0]
         if mine and lane.x is not None:  # this call's probabilities of each cell's mark
-            left.update(lane.x[0], chosen(lane.x[0], lane.logits[0].softmax(-1)), lane.calls)
+            left.update(lane.x[0], chosen(lane.x[0], lane.logits[0]), lane.calls)
         elif not mine and lane.x is not None:  # the cells the moves so far reach, from S
             moves = paths.text(lane.x[0].tolist())
             p = lane.logits[0, -1].float().softmax(-1)[lane.x[0, -1]].item()  # the last move's
