@@ -14,7 +14,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         help = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        # `is`, not `in`: 0 == False, and a default of 0 (--seed, --beta) is a value worth showing
+        shown = all(action.default is not v for v in (None, False, argparse.SUPPRESS)) and action.option_strings
         if shown and "%(default)" not in help:
             help += " (default: %(default)s)"
         return help

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from support import checkpoints, metrics
-from support.cli import UsageError
+from support.cli import ArgumentParser, UsageError
 from support.files import atomic_write, download, read_text
 
 from conftest import ROOT, TINY, cli_error, lesson
@@ -246,3 +246,14 @@ def test_writes_under_a_file_are_one_line_and_leave_nothing(tmp_path, capsys):
     for out in (blocker, blocker / "run"):
         assert "is a file, not a folder" in cli_error(train.main, TINY + ["--out", str(out)], capsys)
     assert blocker.read_text() == "x"
+
+
+def test_help_shows_every_default_that_is_a_value_zero_included():
+    p = ArgumentParser()
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--beta", type=float, default=0.0, help="KL weight")
+    p.add_argument("--plot", action="store_true", help="draw it")
+    p.add_argument("--out", default=None, help="where")
+    text = " ".join(p.format_help().split())
+    assert "random seed (default: 0)" in text and "KL weight (default: 0.0)" in text  # 0 == False, yet shown
+    assert "draw it (default" not in text and "where (default" not in text
