@@ -15,6 +15,7 @@ from support.cli import UsageError
 from support.files import MARK, atomic_write, check_output, read_text, write_text
 
 YAML_MARK = f"# {MARK}"  # the first line of every YAML written here: a file a command here made
+MAP_KIND, PATH_KIND = "robot_maps.py --ros", "16_robot_paths.py plan"  # what follows the mark: which writer
 
 
 @dataclass
@@ -94,7 +95,7 @@ def plan_cli(args, size, planner, distances):
     import sys
 
     if args.out:
-        check_out(args.out, args.force)  # before any work
+        check_out(args.out, args.force, args.map)  # before any work
     grid_map = read(args.map)
     cells = grid_map.grid(size, args.start, args.goal)  # `#` where any pixel is not free
     if cells.index("S") not in distances([ch == "#" for ch in cells], cells.index("G")):
@@ -180,44 +181,49 @@ def write_map(yaml_path, rows, resolution=0.1, origin=(0.0, 0.0, 0.0), cell_px=5
     yaml_path = Path(yaml_path)
     if yaml_path.suffix != ".yaml":
         raise UsageError(f"--ros {yaml_path}: needs a file name ending in .yaml")
-    if yaml_path.exists() and not force and not made_here_text(yaml_path):
-        raise UsageError(f"--ros {yaml_path} already exists and was not made here: --force replaces it")
+    if yaml_path.exists() and not force and not made_here_text(yaml_path, MAP_KIND):
+        raise UsageError(f"--ros {yaml_path} already exists and was not made here as a map: --force replaces it")
     image = yaml_path.with_suffix(".pgm")
-    check_output(image, ".pgm", force or made_here_text(yaml_path), flag="--ros's image")
+    check_output(image, ".pgm", force or made_here_text(yaml_path, MAP_KIND), flag="--ros's image")
     block = np.array([[0 if ch == "#" else 254 for ch in row] for row in rows], dtype=np.uint8)
     pixels = block.repeat(cell_px, 0).repeat(cell_px, 1)
     header = f"P5\n# {MARK}\n{pixels.shape[1]} {pixels.shape[0]}\n255\n".encode()
     atomic_write(image, lambda tmp: Path(tmp).write_bytes(header + pixels.tobytes()))
-    write_text(yaml_path, f"{YAML_MARK}: robot_maps.py --ros (map_server format)\nimage: {image.name}\n"
+    write_text(yaml_path, f"{YAML_MARK}: {MAP_KIND} (map_server format)\nimage: {image.name}\n"
                           f"resolution: {resolution}\norigin: [{origin[0]}, {origin[1]}, {origin[2]}]\n"
                           "negate: 0\noccupied_thresh: 0.65\nfree_thresh: 0.196\nmode: trinary\n")
     return yaml_path
 
 
-def made_here_text(path):
-    """True if the text file at `path` starts with this repository's mark."""
+def made_here_text(path, kind):
+    """True if the text file at `path` starts with this repository's mark and `kind` (MAP_KIND, PATH_KIND): a
+    writer replaces only the files it made, so `plan MAP --out MAP` cannot write a path over a map."""
+    head = f"{YAML_MARK}: {kind}"
     try:
         with open(path, "rb") as f:
-            return f.read(len(YAML_MARK)).decode("utf-8", "replace") == YAML_MARK
+            return f.read(len(head)).decode("utf-8", "replace") == head
     except OSError:
         return False
 
 
-def check_out(path, force=False):
-    """--out of `plan`, checked before any work: a .yaml name, and no file there a command here did not make."""
+def check_out(path, force=False, map_path=None):
+    """--out of `plan`, checked before any work: a .yaml name, not the map being planned, and no file there but a
+    path a command here made (unless force)."""
     path = Path(path)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise UsageError(f"--out {path}: needs a file name ending in .yaml")
-    if path.exists() and not force and not made_here_text(path):
-        raise UsageError(f"--out {path} already exists and was not made here: choose another name, or add --force "
-                         "to replace it")
+    if map_path is not None and path.exists() and path.resolve() == Path(map_path).resolve():
+        raise UsageError(f"--out {path} is the map being planned: name another file for the path")
+    if path.exists() and not force and not made_here_text(path, PATH_KIND):
+        raise UsageError(f"--out {path} already exists and was not made here as a path: choose another name, "
+                         "or add --force to replace it")
     return path
 
 
 def write_path(path, poses, force=False):
     """poses [(x, y, yaw)] as a nav_msgs/Path-shaped YAML (frame map), e.g. for `ros2 topic pub`."""
     path = check_out(path, force)
-    lines = [f"{YAML_MARK}: 16_robot_paths.py plan (nav_msgs/Path)", "header:", "  frame_id: map", "poses:"]
+    lines = [f"{YAML_MARK}: {PATH_KIND} (nav_msgs/Path)", "header:", "  frame_id: map", "poses:"]
     for x, y, yaw in poses:
         lines += ["- header:", "    frame_id: map", "  pose:",
                   f"    position: {{x: {x:.4f}, y: {y:.4f}, z: 0.0}}",

@@ -240,6 +240,12 @@ def test_origin_and_yaw_round_trip_and_poses_never_cross_an_occupied_pixel(tmp_p
     with pytest.raises(Exception, match="was not made here"):
         ros_map.write_path(tmp_path / "mine.yaml", poses)
     assert (tmp_path / "mine.yaml").read_text() == "a learner's file\n"
+    M.main(["--ros", str(tmp_path / "map.yaml"), "--kind", "rooms", "--seed", "1"])  # a map made here
+    with pytest.raises(Exception, match="was not made here as a path"):  # a path never replaces a map
+        ros_map.write_path(tmp_path / "map.yaml", poses)
+    with pytest.raises(Exception, match="was not made here as a map"):  # nor a map a path
+        M.main(["--ros", str(written), "--kind", "rooms"])
+    assert written.read_text().startswith(f"{ros_map.YAML_MARK}: {ros_map.PATH_KIND}")
 
 
 def test_plan_refuses_bad_maps_and_points_in_one_line(tmp_path, capsys):
@@ -247,6 +253,10 @@ def test_plan_refuses_bad_maps_and_points_in_one_line(tmp_path, capsys):
     args = ["plan", str(tmp_path / "w.yaml"), "--goal", "1.25", "1.25"]
     for start, says in [(["99", "0"], "outside the map"), (["0.0", "8.5"], "outside the map")]:
         assert says in cli_error(R.main, args + ["--start", *start], capsys)
+    before = (tmp_path / "w.yaml").read_text()
+    for force in ([], ["--force"]):  # the path never lands on the map it was planned on
+        err = cli_error(R.main, args + ["--start", "0.25", "0.25", "--out", str(tmp_path / "w.yaml"), *force], capsys)
+        assert "is the map being planned" in err and (tmp_path / "w.yaml").read_text() == before
     rows = ["X" * 16] + ["X" + "." * 6 + "X" + "." * 7 + "X" for _ in range(14)] + ["X" * 16]
     write_png(tmp_path / "split.png", rows)  # two halves, no way between them
     split = write_yaml(tmp_path / "split.yaml", "split.png", resolution=1.0)
