@@ -145,7 +145,7 @@ RUN_FILES = ("latest.pt", "best.pt", "metrics.csv", "loss.png", "hf")
 
 def check_run_dir(out, resume=False, force=False):
     """Refuse to start a run over another one unless told which: --resume continues it, --force replaces it.
-    And refuse, before anything is written, an --out that cannot be a folder."""
+    And refuse, before anything is written, an --out that cannot be a folder or holds other things."""
     out = Path(out)
     existing = next(p for p in (out, *out.parents) if p.exists())  # the nearest part of the path that exists
     if not existing.is_dir():
@@ -159,6 +159,12 @@ def check_run_dir(out, resume=False, force=False):
     if found and not force:
         raise UsageError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, "
                          "replace it with --force, or choose another --out")
+    # a folder of other things (a shipped model's config.json, data/) is no place for a run, --force or not
+    # (a bench's train.log, written as it starts the run, and a lock are a run's own)
+    other = sorted(p.name for p in out.iterdir() if p.name not in (".lock", "train.log")) if out.is_dir() else []
+    if other and not found:
+        raise UsageError(f"--out {out} holds files that are not a run ({', '.join(other[:3])}"
+                         f"{', ...' if len(other) > 3 else ''}): name a new or empty folder")
 
 
 def lock_run(out, resume=False, force=False):

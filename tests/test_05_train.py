@@ -133,6 +133,18 @@ def test_a_second_run_never_overwrites_the_first(tiny_text, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "hf", "latest.pt", "metrics.csv"]
 
 
+def test_a_run_never_lands_in_a_folder_of_other_things(tiny_text, tmp_path, capsys):
+    shipped = tmp_path / "shipped"  # a shipped model's folder (Hub layout), or data/: not a run
+    shipped.mkdir()
+    (shipped / "config.json").write_text("{}")
+    (shipped / "model.safetensors").write_bytes(b"weights")
+    for force in ([], ["--force"]):
+        err = cli_error(train.main, TINY + ["--data", str(tiny_text), "--out", str(shipped), "--steps", "2", *force],
+                        capsys)
+        assert "holds files that are not a run (config.json, model.safetensors)" in err
+    assert sorted(p.name for p in shipped.iterdir()) == ["config.json", "model.safetensors"]
+
+
 def test_resume_takes_the_runs_own_arguments(tiny_text, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     train.main(TINY + ["--data", str(tiny_text), "--out", str(out), "--steps", "10", "--eval-every", "5",
