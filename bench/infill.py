@@ -24,7 +24,7 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, out_dir, positive_int, run_cli
 from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -132,7 +132,7 @@ def main(argv=None):
                    "gaps come from the held-out part (tail: the last 10%%; interleaved: the test paragraphs)")
     p.add_argument("--couplets", action="store_true", help="the reversal case: a couplet's first line given the rest "
                    "(always the interleaved split's test couplets)")
-    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
+    p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     args = p.parse_args(argv)
     dllm, tok, _ = common.load_run("dllm", args.dllm)
     gpt, gtok, info = common.load_run("gpt", args.gpt)

@@ -16,7 +16,7 @@ from importlib import import_module
 
 import torch
 
-from support.cli import ArgumentParser, positive_int, run_cli
+from support.cli import ArgumentParser, out_dir, positive_int, run_cli
 from support.files import write_text
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -34,7 +34,8 @@ def main(argv=None):
     p.add_argument("--len", type=positive_int, default=128, help="characters per sample")
     p.add_argument("--num-samples", type=positive_int, default=16, help="samples per row, one batch")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--out-dir", default=str(common.RESULTS / "parallel_rules"), help="where the table goes")
+    p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "parallel_rules"),
+                   help="where the table goes")
     args = p.parse_args(argv)
     dllm, tok, judge = common.load_judged(args.dllm, args.gpt, args.len)
     lines = [f"# python bench/parallel_rules.py (machine: {machine_name()}, {torch.get_num_threads()} threads, fp32)",

@@ -25,7 +25,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import runtime
-from support.cli import ArgumentParser, UsageError, non_negative_int, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, non_negative_int, out_dir, positive_int, run_cli
 from support.files import atomic_write
 
 L16 = import_module("16_robot_paths")
@@ -68,7 +68,8 @@ def main(argv=None):
     p.add_argument("--batch", type=positive_int, default=200, help="maps per model call")
     p.add_argument("--repair", type=non_negative_int, default=2, help="repair rounds (0: none)")
     p.add_argument("--smooth", type=non_negative_int, default=60, help="jagged paths to smooth (0: none)")
-    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "paths"), help="where results go")
+    p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "paths"),
+                   help="where results go")
     args = p.parse_args(argv)
     if args.pretrained:
         args.dllm, args.gpt = (str(ROOT / "checkpoints" / "pretrained" / f"paths-{k}") for k in ("dllm", "gpt"))

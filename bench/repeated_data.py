@@ -33,7 +33,7 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.checkpoints import load_checkpoint
-from support.cli import ArgumentParser, UsageError, finite_float, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, finite_float, out_dir, positive_int, run_cli
 from support.files import atomic_write, read_text, save_figure, write_text
 from support.metrics import read_metrics, write_csv
 from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command
@@ -145,7 +145,7 @@ def main(argv=None):
     p.add_argument("--eval-every", type=positive_int, default=200, help="steps between evaluations")
     p.add_argument("--patience", type=positive_int, default=6, help="evaluations without improvement before a run ends")
     p.add_argument("--lr-windows", type=positive_int, default=8, help="test windows, dLLM exact left-to-right NLL")
-    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
+    p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     p.add_argument("--runs-dir", default=str(ROOT / "checkpoints" / "repeated"), help="the runs go here")
     p.add_argument("--jobs", type=positive_int, default=1, help="runs trained side by side, each with its share of the "
                    "CPU threads (the numbers do not depend on it; wall-clock times do)")

@@ -25,7 +25,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import checkpoints, metrics, pretrained, runtime
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, out_dir, positive_int, run_cli
 from support.files import atomic_write
 
 S = import_module("12_sudoku")
@@ -75,7 +75,8 @@ def main(argv=None):
     p.add_argument("--variety", type=positive_int, default=200, help="17-27 puzzles for pass@G")
     p.add_argument("--group", type=positive_int, default=8, help="attempts per puzzle for pass@G")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
-    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "rewards"), help="where results go")
+    p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "rewards"),
+                   help="where results go")
     args = p.parse_args(argv)
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py --train 100000 "

@@ -34,6 +34,7 @@ from support.cli import (
     UsageError,
     non_negative_float,
     non_negative_int,
+    out_dir,
     positive_int,
     probability,
     run_cli,
@@ -193,7 +194,8 @@ def main(argv=None):
                    "--search), one puzzle at a time; reported apart from the pure model's rows")
     p.add_argument("--repair-rounds", type=non_negative_int, default=0, help="also lesson 13's repair: rounds of "
                    "taking back rule-breaking digits after margin decoding (0: no such row)")
-    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results" / "sudoku"), help="where results go")
+    p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "sudoku"),
+                   help="where results go")
     args = p.parse_args(argv)
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py`")

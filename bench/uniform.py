@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, positive_float, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, run_cli
 from support.files import read_text, write_text
 from support.metrics import plot_rows, read_metrics, write_csv
 from support.runtime import machine_name
@@ -73,7 +73,7 @@ def main(argv=None):
                         "plausibility: compare models at equal variety); the GPT's stays 1")
     p.add_argument("--data", default=str(train.SHAKESPEARE), help="the corpus both trained on (held-out text: its "
                    "last 10%%)")
-    p.add_argument("--out-dir", default=str(common.RESULTS / "uniform"), help="where the table goes")
+    p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "uniform"), help="where the table goes")
     args = p.parse_args(argv)
     gpt, tok, _ = common.load_run("gpt", args.gpt)
     runs = {"masked": args.masked, "uniform": args.uniform, "masked-sc": args.masked_sc, "uniform-sc": args.uniform_sc,

@@ -1,6 +1,7 @@
 """Command-line plumbing: bad input becomes one line on stderr and exit status 2, never a traceback."""
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -144,3 +145,15 @@ non_negative_int = number(int, lambda v: v >= 0, ">= 0", "non_negative_int")
 fraction = number(finite_float, lambda v: 0 <= v <= 1, "in [0, 1]", "fraction")  # a share, ends included
 below_one = number(finite_float, lambda v: 0 <= v < 1, "in [0, 1)", "below_one")  # dropout, Adam's beta2
 positive_int = number(int, lambda v: v >= 1, ">= 1", "positive_int")
+
+
+def out_dir(s):
+    """A flag type for a folder results go to: refused where it is parsed, not after an hour of work, if part of
+    it is a file or it cannot be written. The folder itself is made when the results are written."""
+    path = Path(s).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {existing} (permission denied)")
+    return s

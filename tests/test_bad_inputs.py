@@ -408,6 +408,10 @@ CASES = [  # (script, argv, what the one error line says)
     ("rewards", ["--runs", "{w}/dllm", "--test", "{w}/puzzles/test.txt", "--out-dir", "{out}"],
      "not a run of 17_rewards"),
     ("rewards", ["--group", "0"], "must be >= 1"),
+    # a results folder that is a file: refused as it is parsed, before the benchmark's minutes of work
+    ("rewards", ["--out-dir", "{w}/corpus.txt/results"], "corpus.txt is a file, not a folder"),
+    ("paths", ["--out-dir", "{w}/corpus.txt"], "corpus.txt is a file, not a folder"),
+    ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--out-dir", "{w}/corpus.txt"], "not a folder"),
     ("17_rewards", ["--group", "1"], "--group must be at least 2"),
     ("17_rewards", ["train", "--puzzles", "{w}/missing", *OUT], "no puzzles in"),
     ("17_rewards", ["train", "--puzzles", "{w}/puzzles", *OUT], "no training puzzles with 17-27 givens"),
