@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from support import hub, runtime
-from support.cli import UsageError
+from support.cli import UsageError, unwritable
 from support.files import atomic_write
 
 
@@ -147,9 +147,8 @@ def check_run_dir(out, resume=False, force=False):
     """Refuse to start a run over another one unless told which: --resume continues it, --force replaces it.
     And refuse, before anything is written, an --out that cannot be a folder or holds other things."""
     out = Path(out)
-    existing = next(p for p in (out, *out.parents) if p.exists())  # the nearest part of the path that exists
-    if not existing.is_dir():
-        raise UsageError(f"--out {out}: {existing} is a file, not a folder")
+    if why := unwritable(out):
+        raise UsageError(f"--out {out}: {why}")
     if resume:
         if not (out / "latest.pt").is_file():
             raise UsageError(f"nothing to resume: no latest.pt in {out} (drop --resume to start a new run there, "

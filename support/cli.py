@@ -147,13 +147,21 @@ below_one = number(finite_float, lambda v: 0 <= v < 1, "in [0, 1)", "below_one")
 positive_int = number(int, lambda v: v >= 1, ">= 1", "positive_int")
 
 
-def out_dir(s):
-    """A flag type for a folder results go to: refused where it is parsed, not after an hour of work, if part of
-    it is a file or it cannot be written. The folder itself is made when the results are written."""
-    path = Path(s).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+def unwritable(folder):
+    """Why `folder` (made later if it is missing) cannot hold files, or None: the nearest part of it that exists is
+    a file, or cannot be written. Checked before any work, by every command that writes."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+        return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write in {existing} (permission denied)")
+        return f"cannot write in {existing} (permission denied)"
+    return None
+
+
+def out_dir(s):
+    """A flag type for a folder results go to: refused where it is parsed, not after an hour of work."""
+    why = unwritable(Path(s).absolute())
+    if why:
+        raise argparse.ArgumentTypeError(why)
     return s

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from support.cli import UsageError
+from support.cli import UsageError, unwritable
 
 
 def atomic_write(path, write):
@@ -62,11 +62,8 @@ def check_output(path, suffix, force=False, flag="--out"):
     if path.exists() and not force and not made_here(path):
         raise UsageError(f"{flag} {path} already exists and was not made here: choose another name, or add "
                          "--force to replace it")
-    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+    if why := unwritable(path.parent):
+        raise UsageError(f"{flag} {path}: {why}")
     return path
 
 
