@@ -15,7 +15,7 @@ from support.cli import UsageError
 from support.files import MARK, atomic_write, check_output, read_text, write_text
 
 YAML_MARK = f"# {MARK}"  # the first line of every YAML written here: a file a command here made
-MAP_KIND, PATH_KIND = "robot_maps.py --ros", "16_robot_paths.py plan"  # what follows the mark: which writer
+MAP_KIND, PATH_KIND = "(map_server format)", "(nav_msgs/Path)"  # how that first line ends: which kind of file
 
 
 @dataclass
@@ -189,21 +189,22 @@ def write_map(yaml_path, rows, resolution=0.1, origin=(0.0, 0.0, 0.0), cell_px=5
     pixels = block.repeat(cell_px, 0).repeat(cell_px, 1)
     header = f"P5\n# {MARK}\n{pixels.shape[1]} {pixels.shape[0]}\n255\n".encode()
     atomic_write(image, lambda tmp: Path(tmp).write_bytes(header + pixels.tobytes()))
-    write_text(yaml_path, f"{YAML_MARK}: {MAP_KIND} (map_server format)\nimage: {image.name}\n"
+    write_text(yaml_path, f"{YAML_MARK}: robot_maps.py --ros {MAP_KIND}\nimage: {image.name}\n"
                           f"resolution: {resolution}\norigin: [{origin[0]}, {origin[1]}, {origin[2]}]\n"
                           "negate: 0\noccupied_thresh: 0.65\nfree_thresh: 0.196\nmode: trinary\n")
     return yaml_path
 
 
 def made_here_text(path, kind):
-    """True if the text file at `path` starts with this repository's mark and `kind` (MAP_KIND, PATH_KIND): a
-    writer replaces only the files it made, so `plan MAP --out MAP` cannot write a path over a map."""
-    head = f"{YAML_MARK}: {kind}"
+    """True if the text file at `path` opens with this repository's mark on a first line that ends with `kind`
+    (MAP_KIND, PATH_KIND): a writer replaces only the files it made, so `plan MAP --out MAP` cannot write a path
+    over a map."""
     try:
         with open(path, "rb") as f:
-            return f.read(len(head)).decode("utf-8", "replace") == head
+            first = f.readline(200).decode("utf-8", "replace").rstrip("\r\n")
     except OSError:
         return False
+    return first.startswith(YAML_MARK) and first.endswith(kind)
 
 
 def check_out(path, force=False, map_path=None):
@@ -223,7 +224,7 @@ def check_out(path, force=False, map_path=None):
 def write_path(path, poses, force=False):
     """poses [(x, y, yaw)] as a nav_msgs/Path-shaped YAML (frame map), e.g. for `ros2 topic pub`."""
     path = check_out(path, force)
-    lines = [f"{YAML_MARK}: {PATH_KIND} (nav_msgs/Path)", "header:", "  frame_id: map", "poses:"]
+    lines = [f"{YAML_MARK}: 16_robot_paths.py plan {PATH_KIND}", "header:", "  frame_id: map", "poses:"]
     for x, y, yaw in poses:
         lines += ["- header:", "    frame_id: map", "  pose:",
                   f"    position: {{x: {x:.4f}, y: {y:.4f}, z: 0.0}}",

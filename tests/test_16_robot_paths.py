@@ -245,7 +245,7 @@ def test_origin_and_yaw_round_trip_and_poses_never_cross_an_occupied_pixel(tmp_p
         ros_map.write_path(tmp_path / "map.yaml", poses)
     with pytest.raises(Exception, match="was not made here as a map"):  # nor a map a path
         M.main(["--ros", str(written), "--kind", "rooms"])
-    assert written.read_text().startswith(f"{ros_map.YAML_MARK}: {ros_map.PATH_KIND}")
+    assert written.read_text().splitlines()[0] == f"{ros_map.YAML_MARK}: 16_robot_paths.py plan {ros_map.PATH_KIND}"
 
 
 def test_plan_refuses_bad_maps_and_points_in_one_line(tmp_path, capsys):
