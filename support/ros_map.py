@@ -47,13 +47,16 @@ class GridMap:
     def cell_of(self, xy, size, what):
         H, W = self.free.shape
         u, row = self.to_pixel(*xy)
-        if not (0 <= u < W and 0 <= row < H):
+        # A pixel holds its left and lower edges (map_server: pixel i spans [i, i + 1) x resolution
+        # from the origin), so a point on the line between two image rows is in the upper one.
+        col, r = (math.floor(u), H - 1 - math.floor(H - row)) if math.isfinite(u + row) else (-1, -1)
+        if not (0 <= col < W and 0 <= r < H):
             raise UsageError(f"{what} ({xy[0]:g}, {xy[1]:g}) m is outside the map {self.name} "
                              f"({W} x {H} pixels of {self.resolution:g} m)")
-        if not self.free[int(row), int(u)]:
+        if not self.free[r, col]:
             raise UsageError(f"{what} ({xy[0]:g}, {xy[1]:g}) m is on an occupied or unknown pixel of {self.name}")
         c = self.cell_px(size)
-        return int(row) // c * size + int(u) // c
+        return r // c * size + col // c
 
     def grid(self, size, start, goal):
         """The map as size x size cells, row by row from the top: `#` if any pixel in the cell is not free (or

@@ -15,6 +15,7 @@ from conftest import ROOT, Logits, bonus, cli_error, lesson
 
 R, M = lesson("16_robot_paths"), lesson("robot_maps")
 from support import ros_map  # noqa: E402
+from support.cli import UsageError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,11 @@ def test_map_server_pixels_rows_and_modes(tmp_path):
     m = ros_map.read(write_yaml(tmp_path / "m.yaml", "m.png"))
     assert m.free.tolist() == [[ch == "." for ch in row] for row in rows]  # grey 205 is unknown: not free
     assert m.to_pixel(0.25, 0.25) == (0.5, 3.5)  # the lower-left pixel's centre: column 0, the last image row
+    # a point on a pixel's left or lower edge is in that pixel; the top and right edges are outside
+    assert [m.cell_of(xy, 4, "--start") for xy in [(0.0, 0.0), (0.5, 1.0), (1.99, 1.99)]] == [12, 5, 3]
+    for xy in [(0.0, 2.0), (2.0, 0.0), (-0.01, 1.0), (float("nan"), 1.0), (float("inf"), 1.0)]:
+        with pytest.raises(UsageError, match="outside the map"):
+            m.cell_of(xy, 4, "--start")
     neg = ros_map.read(write_yaml(tmp_path / "n.yaml", "m.png", negate=1))
     assert neg.free.tolist() == [[ch == "X" for ch in row] for row in rows]  # negate swaps black and white
     write_png(tmp_path / "a.png", rows, alpha=0)  # fully transparent
