@@ -173,8 +173,12 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
 
     # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
     frames, last = [], {}
+    from tqdm import tqdm  # a bar only if sampling runs past 2 s (lesson 15's --steps 5000)
+
+    bar = tqdm(total=args.steps, unit="call", desc="sampling", delay=2, leave=False)
 
     def show(calls, x):
+        bar.update(calls - bar.n)
         last["x"] = x
         if args.gif or args.show_steps:
             frames.append(x[0].tolist())
@@ -185,7 +189,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     so_far = lambda: print_texts(to_texts(last.get("x", canvases(model, tokenizer, args)),
                                           tokenizer, args))
     # bf16/fp16 on GPUs, as training evaluates; fp32 on a CPU: the same text on every CPU
-    with runtime.stop_cleanly(so_far), runtime.autocast(device, runtime.sampling_dtype(device)):
+    dtype = runtime.sampling_dtype(device)
+    with runtime.stop_cleanly(so_far), runtime.autocast(device, dtype), bar:
         x, calls = sampler(model, tokenizer, args, show)
     texts = to_texts(x, tokenizer, args)
     print_texts(texts)

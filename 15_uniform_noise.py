@@ -165,9 +165,9 @@ def generate_uniform(model, canvas, steps=64, sampling=diff.DEFAULT, callback=No
     dev = diff.rng_device(g, canvas.device)
     noise = torch.randint(K, canvas.shape, generator=g, device=dev).to(canvas.device)
     x = torch.where(free, noise, canvas)  # masked vs uniform: the canvas starts as random tokens
-    ts = torch.linspace(1 - EPS, 0, steps + 1).tolist()  # t from (almost) pure noise to clean
+    time = lambda i: (1 - EPS) * (1 - i / steps)  # t from (almost) pure noise to clean
     for i in range(steps):
-        t, s = ts[i], ts[i + 1]
+        t, s = time(i), time(i + 1)
         logits = model(x, t=torch.full((B,), t, device=x.device)).float()  # (B, L, K)
         if sampling.temperature == 0:
             x_theta = F.one_hot(logits.argmax(-1), K).float()

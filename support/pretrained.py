@@ -37,7 +37,8 @@ def choose(checkpoint, default_run, shipped, pretrained=False, log=print):
         log(f"using your run {default_run} (--pretrained: the shipped model instead)")
         return str(default_run)
     if shipped is None:  # nothing of this kind is shipped
-        raise UsageError(f"no run in {default_run}: train one first, or pass --checkpoint")
+        raise UsageError((f"--pretrained: no model of this kind is shipped; train one into {default_run}"
+                          if pretrained else f"no run in {default_run}: train one first") + ", or pass --checkpoint")
     shipped_dir = PRETRAINED / shipped
     if not hub.is_export(shipped_dir):
         raise UsageError(f"no shipped model at {shipped_dir} (config.json + model.safetensors); "

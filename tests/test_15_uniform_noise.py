@@ -89,6 +89,20 @@ def test_the_sampler_never_changes_what_is_fixed_and_ends_on_the_greedy_guess():
     assert torch.equal(x[:, 4:-3], greedy[:, 4:-3])
 
 
+def test_the_sampler_holds_no_list_of_its_steps():  # --steps 10**12 starts at once; Ctrl-C ends it
+    calls = []
+
+    def stop(i, x):
+        calls.append(i)
+        if i == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        U.generate_uniform(uniform_model(), torch.full((1, 8), 11), 10**12,
+                           D.Sampling(generator=torch.Generator().manual_seed(0)), callback=stop)
+    assert calls == [1, 2, 3]
+
+
 def test_the_model_is_told_t():
     model = uniform_model()
     x = torch.randint(11, (1, 16))

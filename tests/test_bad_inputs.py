@@ -236,6 +236,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("11_block_diffusion", ["train", "--block-diffusion", "0", *OUT], "must be >= 1"),
     ("11_block_diffusion", ["train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
     ("11_block_diffusion", ["generate", "--checkpoint", "{w}/dllm"], "is a dllm model: generate with 06"),
+    ("11_block_diffusion", ["generate", "--pretrained"], "no model of this kind is shipped"),
     ("11_block_diffusion", ["generate", "--checkpoint", "{w}/bd4", "--suffix", "x"], "cannot fill gaps"),
     ("11_block_diffusion", ["--train-steps", "-1"], "must be >= 0"),
     # 12: Sudoku
