@@ -42,6 +42,7 @@ from support import checkpoints, metrics, runtime
 from support.cli import (
     ArgumentParser,
     UsageError,
+    int_in,
     non_negative_float,
     parse_args_given,
     positive_float,
@@ -58,6 +59,7 @@ ROOT = Path(__file__).resolve().parent
 CELLS = sudoku.CELLS
 METHODS = ("exact", "d1", "wd1", "sft", "rft")
 VAL_SEED = 10_017  # fresh validation puzzles (17-27 givens); a grid shared with a test is ~1e-21
+CANVASES = 16_384  # attempts (or sft puzzles) a step at most: 2,048 attempts took 1 GiB on a CPU
 
 
 @dataclass
@@ -263,8 +265,7 @@ def train_rewards(args):
             "elapsed_s": elapsed, "rows": rows,
             "rng": {"torch": torch.get_rng_state(), "data": g.get_state()},
             "args": {k: v for k, v in vars(args).items() if k not in ("given", "practice")}})
-        metrics.write_csv(out / "metrics.csv", rows, list(dict.fromkeys(k for r in rows
-                                                                         for k in r)))
+        metrics.write_csv(out / "metrics.csv", rows, [*dict.fromkeys(k for r in rows for k in r)])
 
     from tqdm import tqdm
 
@@ -281,8 +282,10 @@ def train_rewards(args):
         evaluation({})  # the starting model
 
     bar = tqdm(total=args.budget, initial=passes, unit="pass", unit_scale=True, desc=args.method)
+    oom = runtime.OutOfMemory(1, f"--prompts {args.prompts} --group {args.group}",
+                              "fewer --prompts, --group or --chunk (sft: --sft-batch)")
     with runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {out / 'latest.pt'} holds the "
-                              "last evaluation") as stop:
+                              "last evaluation") as stop, oom:
         t0 = time.perf_counter()
         while passes < args.budget and not stop.requested:
             spent, log = train_step(model, reference, optimizer, data, args, g)
@@ -360,7 +363,7 @@ def demo_rewards(args):
 # --------------------------------------------------------------------------------------------------
 def practice_flags(p):
     p.add_argument("--prompts", type=positive_int, default=8, help="puzzles (per step in train)")
-    p.add_argument("--group", type=positive_int, default=8,
+    p.add_argument("--group", type=int_in(2, CANVASES), default=8,
                    help="attempts per puzzle, G (at least 2: each is compared with the others)")
     p.add_argument("--seed", type=int, default=0, help="random seed: puzzles and attempts")
     return p
@@ -387,10 +390,10 @@ def rewards_parser():
     t.add_argument("--temperature", type=positive_float, default=1.0, help="the attempts' digits")
     t.add_argument("--order-noise", type=non_negative_float, default=0.0,
                    help="Gumbel noise on the attempts' log confidence (0: surest first)")
-    t.add_argument("--cells-per-call", type=positive_int, default=2, help="the attempts' pace")
-    t.add_argument("--sft-batch", type=positive_int, default=128, help="sft: puzzles per step")
-    t.add_argument("--val-puzzles", type=positive_int, default=200,
-                   help="validation puzzles (17-27 givens) per evaluation")
+    t.add_argument("--cells-per-call", type=int_in(1, CELLS), default=2, help="the attempts' pace")
+    t.add_argument("--sft-batch", type=int_in(1, CANVASES), default=128, help="sft: puzzles a step")
+    t.add_argument("--val-puzzles", type=int_in(1, 10_000), default=200,
+                   help="fresh validation puzzles (17-27 givens) each evaluation solves")
     t.add_argument("--chunk", type=positive_int, default=512, help="canvases per backward pass")
     t.add_argument("--out", help="the run's folder (default: checkpoints/rewards-METHOD)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -400,8 +403,8 @@ def rewards_parser():
 
 def main(argv=None):
     args = parse_args_given(rewards_parser(), argv)
-    if args.group < 2:
-        raise UsageError("--group must be at least 2: an attempt is judged against the others")
+    if args.prompts * args.group > CANVASES:
+        raise UsageError(f"--prompts x --group: at most {CANVASES:,} attempts a step")
     if args.command != "train":
         return demo_rewards(args)
     if args.givens[0] > args.givens[1] or args.givens[1] > CELLS:

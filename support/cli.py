@@ -147,6 +147,11 @@ below_one = number(finite_float, lambda v: 0 <= v < 1, "in [0, 1)", "below_one")
 positive_int = number(int, lambda v: v >= 1, ">= 1", "positive_int")
 
 
+def int_in(lo, hi):
+    """A flag type: an int in [lo, hi] (a size past hi would only run out of memory or time)."""
+    return number(int, lambda v: lo <= v <= hi, f"in [{lo}, {hi}]", "int_in")
+
+
 def unwritable(folder):
     """Why `folder` (made later if it is missing) cannot hold files, or None: the nearest part of it that exists is
     a file, or cannot be written. Checked before any work, by every command that writes."""

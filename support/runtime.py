@@ -144,8 +144,9 @@ class OutOfMemory:
     """`with OutOfMemory(world, flags):` a device out-of-memory error becomes one line on stderr naming the
     flags that fit a smaller card, and exit status 2 (under torchrun, the agent then stops every other rank)."""
 
-    def __init__(self, world, flags):
-        self.world, self.flags = world, flags
+    def __init__(self, world, flags, advice="halve --batch-size and double --grad-accum (the same update, "
+                 "half the memory)"):
+        self.world, self.flags, self.advice = world, flags, advice
 
     def __enter__(self):
         return self
@@ -153,8 +154,8 @@ class OutOfMemory:
     def __exit__(self, exc_type, exc, tb):
         cpu = exc_type is RuntimeError and "can't allocate memory" in str(exc)  # the CPU allocator's
         if exc_type is not None and (issubclass(exc_type, torch.OutOfMemoryError) or cpu):
-            print(f"{Path(sys.argv[0]).name}: error: out of memory during a training step at {self.flags}: halve "
-                  "--batch-size and double --grad-accum (the same update, half the memory)", file=sys.stderr)
+            print(f"{Path(sys.argv[0]).name}: error: out of memory during a training step at {self.flags}: "
+                  f"{self.advice}", file=sys.stderr)
             leave_process(2, self.world)
         return False
 

@@ -10,6 +10,9 @@ import torch
 
 from conftest import ROOT, cli_error, lesson
 
+# isort: split
+from support.cli import run_cli  # noqa: E402
+
 R, S, P = lesson("17_rewards"), lesson("12_sudoku"), lesson("sudoku_puzzles")
 sys.path.insert(0, str(ROOT / "bench"))  # bench/rewards.py
 SHIPPED = ROOT / "checkpoints" / "pretrained" / "sudoku-dllm"
@@ -165,8 +168,23 @@ def test_resume_continues_the_run_and_a_second_run_is_refused(rl_puzzles, tmp_pa
                                               capsys)
 
 
+def test_out_of_memory_in_a_step_is_one_line_and_the_run_keeps_its_last_evaluation(rl_puzzles, tmp_path,
+                                                                                    monkeypatch, capsys):
+    def hungry(*args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 33177600000 bytes")
+
+    monkeypatch.setattr(R, "train_step", hungry)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda a: train_tiny(rl_puzzles, tmp_path / "r", *a), ["--budget", "400"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err and err.count("error:") == 1
+    assert "out of memory during a training step at --prompts 2 --group 2: fewer --prompts" in err
+    assert (tmp_path / "r" / "latest.pt").is_file()  # the starting model's evaluation, saved
+
+
 @pytest.mark.parametrize("argv, says", [
-    (["--group", "1"], "--group must be at least 2"),
+    (["--group", "1"], "--group: must be in [2, 16384], got 1"),
     (["train", "--givens", "30", "20"], "LO <= HI"),
     (["train", "--resume", "--force"], "give one"),
     (["train", "--budget", "0"], "--budget"),
