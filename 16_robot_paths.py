@@ -34,6 +34,7 @@ from support import pretrained, ros_map, runtime
 from support.cli import (
     ArgumentParser,
     UsageError,
+    int_in,
     parse_args_given,
     positive_int,
     run_cli,
@@ -366,7 +367,7 @@ def add_planner_args(s, own):
 def paths_parser():
     p = ArgumentParser(description=__doc__)
     own = "the shipped model(s) even if you trained your own"
-    p.add_argument("--maps-per-kind", type=positive_int, default=10, help="fresh maps per kind")
+    p.add_argument("--maps-per-kind", type=int_in(1, 1000), default=10, help="fresh maps per kind")
     p.add_argument("--show-steps", action="store_true", help="print the order the dLLM fills")
     p.add_argument("--gif", metavar="PATH", type=gif_path, help="also write it as an animated GIF")
     p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")

@@ -78,6 +78,8 @@ def main(argv=None):
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "rewards"),
                    help="where results go")
     args = p.parse_args(argv)
+    if args.variety * args.group > R.CANVASES:  # pass@G samples them all at once
+        raise UsageError(f"--variety x --group: at most {R.CANVASES:,} attempts")
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py --train 100000 "
                          "--train-givens 17 50 --hard 1000 --workers 2 --out data/sudoku-100k`")
