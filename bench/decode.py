@@ -29,7 +29,7 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, positive_int, run_cli, samples
 from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -104,7 +104,7 @@ def main(argv=None):
     p.add_argument("--data", default=str(ROOT / "data" / "tinyshakespeare.txt"),
                    help="the corpus all were trained on (its last 10%% is the held-out reference text)")
     p.add_argument("--len", type=positive_int, default=256, help="characters per sample")
-    p.add_argument("--num-samples", type=positive_int, default=16, help="samples per configuration, one batch")
+    p.add_argument("--num-samples", type=samples, default=16, help="samples per configuration, one batch")
     p.add_argument("--only-table", action="store_true", help="skip the frontier sweep")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figures")

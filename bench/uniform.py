@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, run_cli, samples
 from support.files import read_text, write_text
 from support.metrics import plot_rows, read_metrics, write_csv
 from support.runtime import machine_name
@@ -66,7 +66,7 @@ def main(argv=None):
                    help="the judge and the speed reference (default: the shipped GPT of the cpu preset's size)")
     p.add_argument("--calls", type=positive_int, nargs="+", default=[8, 16, 32, 64, 256],
                    help="model calls for the whole context")
-    p.add_argument("--num-samples", type=positive_int, default=16, help="samples per seed, one batch")
+    p.add_argument("--num-samples", type=samples, default=16, help="samples per seed, one batch")
     p.add_argument("--topk", type=positive_int, default=5, help="top-k of every sampler (the quick start's)")
     p.add_argument("--temperatures", type=positive_float, nargs="+", default=[1.0],
                    help="the dLLMs' sampling temperatures, each measured (a lower one trades variety for "

@@ -152,6 +152,9 @@ def int_in(lo, hi):
     return number(int, lambda v: lo <= v <= hi, f"in [{lo}, {hi}]", "int_in")
 
 
+samples = int_in(1, 1024)  # --num-samples: sampled as one batch; 10**8 would need 200 GB of canvases
+
+
 def unwritable(folder):
     """Why `folder` (made later if it is missing) cannot hold files, or None: the nearest part of it that exists is
     a file, or cannot be written. Checked before any work, by every command that writes."""

@@ -3,7 +3,7 @@ among (lesson 04's orders, 06's default noise) the lesson passes in. Each flag i
 import argparse
 from pathlib import Path
 
-from support.cli import UsageError, non_negative_float, non_negative_int, positive_int, probability
+from support.cli import UsageError, non_negative_float, non_negative_int, positive_int, probability, samples
 from support.files import check_output
 from support.pretrained import TEXT_DLLM
 
@@ -13,7 +13,7 @@ def add_sampling_args(p):
     p.add_argument("--temp", type=non_negative_float, default=1.0, help="sampling temperature; 0 = greedy (argmax)")
     p.add_argument("--topk", type=non_negative_int, default=0, help="sample among the k most likely tokens (0 = all)")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling: smallest set with this mass")
-    p.add_argument("--num-samples", type=positive_int, default=1, help="samples, generated together as one batch")
+    p.add_argument("--num-samples", type=samples, default=1, help="samples, generated together as one batch")
     return add_run_args(p)
 
 
