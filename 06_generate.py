@@ -186,8 +186,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
             print(f"[{calls:3d}] {tokenizer.decode(frames[-1])!r}")
 
     device = next(model.parameters()).device.type
-    so_far = lambda: print_texts(to_texts(last.get("x", canvases(model, tokenizer, args)),
-                                          tokenizer, args))
+    start = lambda: canvases(model, tokenizer, args)  # built only if no call has run yet
+    so_far = lambda: print_texts(to_texts(last["x"] if "x" in last else start(), tokenizer, args))
     # bf16/fp16 on GPUs, as training evaluates; fp32 on a CPU: the same text on every CPU
     dtype = runtime.sampling_dtype(device)
     with runtime.stop_cleanly(so_far), runtime.autocast(device, dtype), bar:

@@ -3,7 +3,7 @@ among (lesson 04's orders, 06's default noise) the lesson passes in. Each flag i
 import argparse
 from pathlib import Path
 
-from support.cli import UsageError, non_negative_float, non_negative_int, positive_int, probability, samples
+from support.cli import UsageError, int_in, non_negative_float, non_negative_int, positive_int, probability, samples
 from support.files import check_output
 from support.pretrained import TEXT_DLLM
 
@@ -47,7 +47,8 @@ def add_generate_args(p, default_run, shipped=TEXT_DLLM, orders=(), order="confi
     orders: the unmasking orders of lesson 04 (--order); order, noise: 06's defaults."""
     add_model_args(p, default_run, shipped)
     p.add_argument("--steps", type=positive_int, help="model calls in all (default: 64; lesson 11: one per character)")
-    p.add_argument("--len", type=positive_int, help="characters to generate (default: the model's context)")
+    p.add_argument("--len", type=int_in(1, 10**6), help="characters to generate (default: the model's context; "
+                   "lesson 11's block diffusion may go past it)")
     add_sampling_args(p)
     p.add_argument("--order", "--remasking", dest="order", default=order, choices=orders,
                    help="which masked positions to commit first (LLaDA's 'remasking strategy'); random: each "

@@ -239,6 +239,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("11_block_diffusion", ["train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "holds a dllm run"),
     ("11_block_diffusion", ["generate", "--checkpoint", "{w}/dllm"], "is a dllm model: generate with 06"),
     ("11_block_diffusion", ["generate", "--pretrained"], "no model of this kind is shipped"),
+    ("11_block_diffusion", ["generate", "--checkpoint", "{w}/bd4", "--len", "10000000"], "must be in [1, 1000000]"),
     ("11_block_diffusion", ["generate", "--checkpoint", "{w}/bd4", "--suffix", "x"], "cannot fill gaps"),
     ("11_block_diffusion", ["--train-steps", "-1"], "must be >= 0"),
     # 12: Sudoku
@@ -581,6 +582,8 @@ def test_resume_restores_the_runs_best_and_best_pt_only_improves(world, tmp_path
 @pytest.mark.parametrize("script, argv, patch", [
     ("06_generate", ["--checkpoint", "{w}/dllm", "--steps", "8", "--len", "20"], ("04_diffusion", "generate")),
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--tokens", "20"], ("07_train_gpt", "generate_gpt")),
+    ("11_block_diffusion", ["generate", "--checkpoint", "{w}/bd4", "--len", "100"],  # past its context
+     ("11_block_diffusion", "generate_blocks")),
     ("12_sudoku", ["solve", "{w}/puzzle_rules.txt", "--pretrained", "--batch", "1"], ("12_sudoku", "solve_dllm")),
 ])
 def test_ctrl_c_stops_a_generator_cleanly_with_what_it_made(script, argv, patch, world, capsys, monkeypatch):
