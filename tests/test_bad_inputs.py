@@ -146,7 +146,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("05_train", ["--out", "{w}/dllm", "--resume", "--mask-rate", "0.2", "0.9"], "conflicts with the run"),
     # 06: generation
     ("06_generate", ["--checkpoint", "{w}/dllm", "--steps", "0"], "must be >= 1"),
-    ("06_generate", ["--checkpoint", "{w}/dllm", "--len", "0"], "must be >= 1"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--len", "0"], "must be in [1, 1000000], got 0"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--num-samples", "100000000"], "must be in [1, 1024]"),
     ("15_uniform_noise", ["generate", "--num-samples", "100000000"], "must be in [1, 1024]"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--temp", "nan"], "must be a finite number"),
