@@ -24,6 +24,7 @@ from support import checkpoints, generate_args, metrics, pretrained, runtime
 from support.cli import (
     UsageError,
     encode_or_fail,
+    int_in,
     parse_args_given,
     positive_int,
     run_cli,
@@ -204,7 +205,7 @@ def gpt_parser():
     g = sub_parser("generate", "sample from a trained GPT, with its KV cache")
     gen.add_model_args(g, train.ROOT / "checkpoints" / "gpt", "shakespeare-gpt")
     g.add_argument("--prompt", default="\n", help="text to continue")
-    g.add_argument("--tokens", type=positive_int, default=256, help="tokens to generate")
+    g.add_argument("--tokens", type=int_in(1, 10**6), default=256, help="tokens to generate")
     generate_args.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples, --seed: as 06's
     g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")
     c = sub_parser("compare", "two finished runs side by side (with --data: exact likelihoods too)")
@@ -238,10 +239,17 @@ def generate_main(args):
     sampling = diff.Sampling(args.temp, args.topk, args.top_p, generator=g)
     last = {"x": prompt}
     so_far = lambda: gen.print_texts([tok.decode(row.tolist()) for row in last["x"]])
+    from tqdm import tqdm  # a bar only if sampling runs past 2 s, as 06's
+
+    bar = tqdm(total=args.tokens, unit="token", desc="sampling", delay=2, leave=False)
+
+    def show(n, x):
+        last["x"] = x
+        bar.update()
+
     dtype = runtime.sampling_dtype(device.type)  # fp32 on a CPU, as 06: the same text on every CPU
-    with runtime.stop_cleanly(so_far), runtime.autocast(device.type, dtype):
-        out = generate_gpt(model, prompt, args.tokens, sampling, not args.no_cache,
-                           callback=lambda n, x: last.update(x=x))
+    with runtime.stop_cleanly(so_far), runtime.autocast(device.type, dtype), bar:
+        out = generate_gpt(model, prompt, args.tokens, sampling, not args.no_cache, callback=show)
     texts = [tok.decode(row.tolist()) for row in out]
     gen.print_texts(texts)
     return texts

@@ -192,7 +192,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--steps", "5"], "unrecognized arguments: --steps"),
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--prompt", ""], "--prompt must be non-empty"),
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--prompt", "\u20ac"], "not in the model's vocabulary"),
-    ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--tokens", "0"], "must be >= 1"),
+    ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--tokens", "0"], "must be in [1, 1000000], got 0"),
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/gpt", "--temp", "inf"], "must be a finite number"),
     ("07_train_gpt", ["generate", "--checkpoint", "{w}/dllm"], "holds a dllm model"),
     ("07_train_gpt", ["generate", "--checkpoint", str(SHIPPED / "sudoku-gpt")], "solve with 12_sudoku.py"),
