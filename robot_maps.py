@@ -23,7 +23,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, finite_float, int_in, number, run_cli
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
@@ -33,6 +33,8 @@ MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left: the tie-bre
 KINDS = ("blocks-10", "blocks-20", "blocks-30", "rooms", "maze")
 MIN_DISTANCE = 6  # start and goal at least this many moves apart: a path worth planning
 MAX_MOVES = 128  # and at most this many: lesson 16's GPT writes the moves after the map
+RESOLUTION = number(finite_float, lambda v: 1e-9 <= v < 1e6, "in [1e-9, 1e6) metres per pixel",
+                    "resolution")  # the range support/ros_map.py reads back
 
 
 def neighbours(cell):
@@ -156,9 +158,9 @@ def fresh_map(kind, rng):
     return row
 
 
-def make_maps(n, rng, seen):
+def make_maps(n, rng, seen, made=lambda: None):
     """n (map, answer, kind) triples, the kinds taking turns, no wall layout in `seen` (which it
-    extends)."""
+    extends). made() after each."""
     pairs = []
     while len(pairs) < n:
         pair = make_map(KINDS[len(pairs) % len(KINDS)], rng)
@@ -168,6 +170,7 @@ def make_maps(n, rng, seen):
         if layout not in seen:
             seen.add(layout)
             pairs.append(pair)
+            made()
     return pairs
 
 
@@ -275,8 +278,6 @@ def write_ros(args):
     """--ros: a fresh map of --kind (seed --seed) as map_server files; S and G printed."""
     from support import ros_map
 
-    if not 0 < args.resolution < 1e6:
-        raise UsageError(f"--resolution {args.resolution:g}: metres per pixel, above 0")
     grid, _, _ = fresh_map(args.kind, random.Random(args.seed))
     layout = grid.replace("S", ".").replace("G", ".")
     rows = [layout[r * SIZE : (r + 1) * SIZE] for r in range(SIZE)]
@@ -295,9 +296,9 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "maps"),
                    help="folder for train.txt, val.txt, test.txt")
-    p.add_argument("--train", type=positive_int, default=100000, help="training maps")
-    p.add_argument("--val", type=positive_int, default=500, help="validation maps")
-    p.add_argument("--test", type=positive_int, default=1000, help="test maps")
+    p.add_argument("--train", type=int_in(1, 10**6), default=100000, help="training maps")
+    p.add_argument("--val", type=int_in(1, 10**5), default=500, help="validation maps")
+    p.add_argument("--test", type=int_in(1, 10**5), default=1000, help="test maps")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
     p.add_argument("--force", action="store_true",
                    help="replace map files already in --out (default: refuse)")
@@ -306,8 +307,8 @@ def main(argv=None):
     p.add_argument("--ros", metavar="MAP.yaml",
                    help="only write one map of --kind as a ROS map_server map (YAML + PGM)")
     p.add_argument("--kind", choices=KINDS, default="rooms", help="--ros: the kind of map")
-    p.add_argument("--cell-px", type=positive_int, default=5, help="--ros: pixels per cell side")
-    p.add_argument("--resolution", type=float, default=0.1, help="--ros: metres per pixel")
+    p.add_argument("--cell-px", type=int_in(1, 100), default=5, help="--ros: pixels per cell side")
+    p.add_argument("--resolution", type=RESOLUTION, default=0.1, help="--ros: metres per pixel")
     args = p.parse_args(argv)
     if args.ros:
         return write_ros(args)
@@ -328,7 +329,10 @@ def main(argv=None):
                          "choose another --out")
     rng, seen, t0 = random.Random(args.seed), set(), time.perf_counter()
     sizes = (("train", args.train), ("val", args.val), ("test", args.test))
-    splits = {name: make_maps(n, rng, seen) for name, n in sizes}
+    from tqdm import tqdm
+
+    with tqdm(total=sum(n for _, n in sizes), unit="map", desc="maps", leave=False) as bar:
+        splits = {name: make_maps(n, rng, seen, bar.update) for name, n in sizes}
     for name, pairs in splits.items():  # written only once all are made: never half a set
         write_text(out / f"{name}.txt", "".join(",".join(row) + "\n" for row in pairs))
     print(f"{sum(map(len, splits.values())):,} maps in {time.perf_counter() - t0:.0f} s -> {out} "
