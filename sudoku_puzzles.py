@@ -25,7 +25,7 @@ import random
 import time
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, non_negative_int, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, int_in, run_cli
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
@@ -376,7 +376,7 @@ def make_many(n, givens_range, seed, workers, seen):
     chunks = [(size, k, c) for k, size in enumerate(sizes) for c in range(-(-size // 500))]
     jobs = [(min(500, sizes[k] - 500 * c), givens_range, f"{seed}-{k}-{c}") for _, k, c in chunks]
     pairs = []
-    with Pool(workers) as pool:
+    with Pool(min(workers, len(jobs))) as pool:  # no idle processes when n is small
         for part in tqdm(pool.imap(make_part, jobs), total=len(jobs), desc=f"{n:,} puzzles",
                          unit="chunk"):
             for puzzle, solution in part:
@@ -476,8 +476,8 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(ROOT / "data" / "sudoku"),
                    help="folder for train.txt, val.txt, test.txt")
-    p.add_argument("--train", type=positive_int, default=3000, help="training puzzles")
-    p.add_argument("--val", type=positive_int, default=200,
+    p.add_argument("--train", type=int_in(1, 10**7), default=3000, help="training puzzles")
+    p.add_argument("--val", type=int_in(1, 10**6), default=200,
                    help="validation puzzles (givens as --train-givens)")
     p.add_argument("--train-givens", type=int, nargs=2, metavar=("LO", "HI"),
                    default=list(TRAIN_GIVENS),
@@ -486,11 +486,11 @@ def main(argv=None):
                         f"22-26) gives the hardest puzzle it can, so HI must be >= {FEWEST}")
     p.add_argument("--force", action="store_true",
                    help="replace puzzle files already in --out (default: refuse)")
-    p.add_argument("--test", type=positive_int, default=1000, help="test puzzles per band")
-    p.add_argument("--hard", type=non_negative_int, default=0,
+    p.add_argument("--test", type=int_in(1, 10**6), default=1000, help="test puzzles per band")
+    p.add_argument("--hard", type=int_in(0, 10**5), default=0,
                    help=f"also test_hard.txt: this many puzzles that need at least {HARD} guesses "
                    "of a plain solver after the rules' propagation (real search)")
-    p.add_argument("--workers", type=positive_int, default=1,
+    p.add_argument("--workers", type=int_in(1, 64), default=1,
                    help="processes making the training puzzles (the same --seed and --workers "
                    "make the same files)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")

@@ -298,7 +298,9 @@ CASES = [  # (script, argv, what the one error line says)
     ("15_uniform_noise", ["train", "--distill", "--init-from", "{w}/dllm", "--data", "{w}/corpus.txt", "--out",
                           "{out}"], "its weights mean something else here"),
     # the data scripts
-    ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be >= 1"),
+    ("sudoku_puzzles", ["--train", "0", "--out", "{out}/p"], "must be in [1, 10000000], got 0"),
+    ("sudoku_puzzles", ["--workers", "100000", "--out", "{out}/p"], "must be in [1, 64]"),  # it spawned them all
+    ("sudoku_puzzles", ["--hard", "1000000000", "--out", "{out}/p"], "must be in [0, 100000]"),
     ("sudoku_puzzles", ["--train-givens", "10", "20", "--out", "{out}/p"], "--train-givens needs 17 <= LO <= HI"),
     ("sudoku_puzzles", ["--train-givens", "17", "18", "--out", "{out}/p"], "HI must be >= 22"),
     ("sudoku_puzzles", ["--train", "5", "--out", "{w}/puzzles"], "already holds"),
