@@ -152,11 +152,12 @@ def main(argv=None):
     peak = max(rounds[half_t])
     fpt = flops_per_token(tfm.build_config("gpu", vocab_size=65), args.seq_len)
     rows = []
-    for name, manual, dtype, comp in variants:
-        tps = time_train(device, manual, dtype, comp, args.batch_size, args.seq_len, args.steps, args.warmup,
-                         dropout=args.dropout)
-        rows.append((name, tps))
-        print(f"  {name}: {tps:,.0f} tokens/s", flush=True)
+    with runtime.OutOfMemory(1, f"--batch-size {args.batch_size} --seq-len {args.seq_len}", "make one smaller"):
+        for name, manual, dtype, comp in variants:
+            tps = time_train(device, manual, dtype, comp, args.batch_size, args.seq_len, args.steps, args.warmup,
+                             dropout=args.dropout)
+            rows.append((name, tps))
+            print(f"  {name}: {tps:,.0f} tokens/s", flush=True)
     base = rows[0][1]
     print(f"ceiling: a step running every FLOP at the best {half} matmul speed would be "
           f"{peak / (base * fpt / 1e9):.2f}x the baseline")

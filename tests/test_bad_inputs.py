@@ -348,6 +348,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("repeated_data", ["--report", "--steps", "0"], "must be >= 1"),
     ("parallelism", ["--windows", "0"], "must be >= 1"),
     ("train_speed", ["--steps", "0"], "must be >= 1"),
+    ("train_speed", ["--batch-size", "1000000000", "--no-compile"], "out of memory during a training step"),
     ("gpu_check", ["--steps", "0"], "must be >= 1"),
     ("first_command", ["--only", "sideways"], "unknown sampler 'sideways'"),
     ("playground", ["--runs", "0"], "must be >= 1"),
