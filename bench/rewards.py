@@ -43,9 +43,24 @@ def test_bands(test, per_band):
     return {b: torch.tensor(B.evenly_spaced(by[b], per_band)) for b in BANDS if by.get(b)}
 
 
+# Flags that change neither what a run learns nor how: the seed (varied on purpose), where it writes, how often
+# and on how many puzzles it evaluates, and how many canvases share a backward pass.
+NOT_RECIPE = ("seed", "command", "out", "resume", "force", "evals", "val_puzzles", "chunk")
+
+
+def recipe(a):
+    """A run's recipe from its saved flags `a`: method, lr and beta, then every other training flag that is not
+    17's default (runs at temperature 0.5 are not seeds of runs at 1.0)."""
+    defaults = vars(R.rewards_parser().parse_args(["train"]))
+    extra = [f"{k.replace('_', '-')} {v}" for k, v in a.items()
+             if k not in NOT_RECIPE + ("method", "lr", "beta") and v != defaults.get(k)]
+    return ", ".join([f"{a['method']}, lr {a['lr']:g}, beta {a['beta']:g}", *extra])
+
+
 def over_seeds(rows, bands):
-    """The runs that share a recipe (method, lr, beta) and differ in --seed: each band's mean over the seeds and
-    its standard error, sd / sqrt(n) (n - 1 in the sd). An empty string if no recipe has two seeds."""
+    """The runs that share a recipe (recipe(): every training flag but --seed) and differ in --seed: each band's
+    mean over the seeds and its standard error, sd / sqrt(n) (n - 1 in the sd). An empty string if no recipe has
+    two seeds."""
     by = {}
     for r in rows:
         if r["recipe"]:
@@ -95,7 +110,7 @@ def main(argv=None):
         a = ckpt["args"] if ckpt else {}
         row = {"model": name, "passes": ckpt["passes"] if ckpt else 0,
                "minutes": round(ckpt["elapsed_s"] / 60, 1) if ckpt else 0,
-               "recipe": f"{a['method']}, lr {a['lr']:g}, beta {a['beta']:g}" if a else "", "seed": a.get("seed", "")}
+               "recipe": recipe(a) if a else "", "seed": a.get("seed", "")}
         for band, x in bands.items():
             ok = B.run_decoder(lambda puzzle, cb, m=model: S.solve_dllm(m, puzzle, "confidence", cb), x, args.batch)[0]
             q = ok.float().mean().item()

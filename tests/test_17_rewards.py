@@ -158,6 +158,15 @@ def test_the_benchmark_averages_the_seeds_of_one_recipe_and_gives_their_standard
     assert lesson("rewards").over_seeds(rows[:3], ["17-27"]) == ""
 
 
+def test_runs_that_differ_in_more_than_the_seed_are_not_seeds_of_one_recipe():
+    bench = lesson("rewards")
+    flags = vars(lesson("17_rewards").rewards_parser().parse_args(["train", "--lr", "2e-5"]))
+    assert bench.recipe(flags) == "exact, lr 2e-05, beta 0"
+    assert bench.recipe({**flags, "seed": 3, "out": "elsewhere", "evals": 2}) == "exact, lr 2e-05, beta 0"
+    colder = bench.recipe({**flags, "temperature": 0.5})
+    assert colder == "exact, lr 2e-05, beta 0, temperature 0.5" and colder != bench.recipe(flags)
+
+
 def test_resume_continues_the_run_and_a_second_run_is_refused(rl_puzzles, tmp_path, capsys):
     out = tmp_path / "run"
     first = train_tiny(rl_puzzles, out, "--method", "d1", "--budget", "300", "--evals", "1")
