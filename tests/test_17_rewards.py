@@ -165,6 +165,8 @@ def test_runs_that_differ_in_more_than_the_seed_are_not_seeds_of_one_recipe():
     assert bench.recipe({**flags, "seed": 3, "out": "elsewhere", "evals": 2}) == "exact, lr 2e-05, beta 0"
     colder = bench.recipe({**flags, "temperature": 0.5})
     assert colder == "exact, lr 2e-05, beta 0, temperature 0.5" and colder != bench.recipe(flags)
+    elsewhere = bench.recipe({**flags, "puzzles": "/another/clone/data/sudoku-100k"})
+    assert elsewhere == bench.recipe(flags) != bench.recipe({**flags, "puzzles": "data/sudoku-10k"})
 
 
 def test_resume_continues_the_run_and_a_second_run_is_refused(rl_puzzles, tmp_path, capsys):
