@@ -7,9 +7,9 @@ cell first, one per call), on the 100,000 set's test puzzles: 17-27 and 28-35 gi
 need search (3+ guesses of the plain solver, test.txt and test_hard.txt); solved with its standard error
 sqrt(p(1-p)/N) over puzzles (one seed per run: the spread between seeds is not in it; runs that share a recipe
 and differ only in --seed get a second table, their mean and its standard error over seeds). Beside it, what RL is
-known to break: variety, as pass@G with the runs' own stochastic sampler (any of G attempts solves) and the
-attempts' mean reward, on the first --variety puzzles of 17-27; and each run's compute (model passes) and training
-minutes.
+known to break: variety, as pass@G with 17's default stochastic sampler (any of G attempts solves; temperature 1, 2
+cells a call, for every model alike, also a run that practised at another temperature) and the attempts' mean reward,
+on the first --variety puzzles of 17-27; and each run's compute (model passes) and training minutes.
 curves.png: each run's validation solved (fresh puzzles, 17-27 givens) against model passes, from its metrics.csv.
 
 Writes bench/results/rewards/{rewards.txt, rewards.csv, curves.png}.
