@@ -546,7 +546,7 @@ def find_models(root=ROOT):
     found = {"dllm": {}, "gpt": {}}
     # the quick start's 10.7M dLLM first (the page opens on it), the 0.8M one a click away
     for name in (pretrained.TEXT_DLLM, "shakespeare-dllm", "thirukkural-dllm", pretrained.UNIFORM,
-                 pretrained.TEXT_GPT, "shakespeare-gpt"):
+                 "shakespeare-uniform", pretrained.TEXT_GPT, "shakespeare-gpt"):
         path = root / "checkpoints" / "pretrained" / name
         if (path / "config.json").exists():
             found["gpt" if name.endswith("gpt") else "dllm"][f"shipped: {name}"] = path
