@@ -52,11 +52,12 @@ def recipe(a):
     """A run's recipe from its saved flags `a`: method, lr and beta, then every other training flag that is not
     17's default (runs at temperature 0.5 are not seeds of runs at 1.0)."""
     defaults = vars(R.rewards_parser().parse_args(["train"]))
-    # The puzzle set is saved as an absolute path: the same set read from another clone is the same recipe.
-    defaults["puzzles"] = Path(defaults["puzzles"]).name
+
+    def value(k, v):  # the puzzle set is saved as an absolute path: the same set in another clone is the same recipe
+        return Path(v).name if k == "puzzles" and v is not None else v
+
     extra = [f"{k.replace('_', '-')} {v}" for k, v in a.items()
-             if k not in NOT_RECIPE + ("method", "lr", "beta")
-             and (Path(v).name if k == "puzzles" else v) != defaults.get(k)]
+             if k not in NOT_RECIPE + ("method", "lr", "beta") and value(k, v) != value(k, defaults.get(k))]
     return ", ".join([f"{a['method']}, lr {a['lr']:g}, beta {a['beta']:g}", *extra])
 
 
