@@ -146,6 +146,10 @@ def main(argv=None):
     if not args.no_compile:
         variants.append((f"{half} autocast + SDPA + compile", False, half, True))
     half_t = torch.bfloat16 if half == "bf16" else torch.float16
+    with runtime.OutOfMemory(1, f"--batch-size {args.batch_size} --seq-len {args.seq_len}", "make one smaller"):
+        # Fail fast: a batch whose token ids alone do not fit is refused before the matmul rounds, which take
+        # minutes in bf16 on a CPU without bf16 units (AVX2 only).
+        torch.empty(args.batch_size, args.seq_len, dtype=torch.long, device=device)
     rounds = {dt: [matmul_gflops(device, dt) for _ in range(5)] for dt in (torch.float32, half_t)}
     for dt, g in rounds.items():  # it varies from round to round: the best round is the ceiling we quote
         print(f"matmul (4096 x 384) @ (384 x 1536), {str(dt)[6:]}: {min(g):.0f}-{max(g):.0f} GFLOP/s over 5 rounds")
