@@ -146,7 +146,8 @@ def main(argv=None):
     if not args.no_compile:
         variants.append((f"{half} autocast + SDPA + compile", False, half, True))
     half_t = torch.bfloat16 if half == "bf16" else torch.float16
-    with runtime.OutOfMemory(1, f"--batch-size {args.batch_size} --seq-len {args.seq_len}", "make one smaller"):
+    too_big = runtime.OutOfMemory(1, f"--batch-size {args.batch_size} --seq-len {args.seq_len}", "make one smaller")
+    with too_big:
         # Fail fast: a batch whose token ids alone do not fit is refused before the matmul rounds, which take
         # minutes in bf16 on a CPU without bf16 units (AVX2 only).
         torch.empty(args.batch_size, args.seq_len, dtype=torch.long, device=device)
@@ -156,7 +157,7 @@ def main(argv=None):
     peak = max(rounds[half_t])
     fpt = flops_per_token(tfm.build_config("gpu", vocab_size=65), args.seq_len)
     rows = []
-    with runtime.OutOfMemory(1, f"--batch-size {args.batch_size} --seq-len {args.seq_len}", "make one smaller"):
+    with too_big:
         for name, manual, dtype, comp in variants:
             tps = time_train(device, manual, dtype, comp, args.batch_size, args.seq_len, args.steps, args.warmup,
                              dropout=args.dropout)
