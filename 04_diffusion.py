@@ -22,7 +22,7 @@ from importlib import import_module
 import torch
 import torch.nn.functional as F
 
-from support.cli import ArgumentParser, non_negative_int, positive_int, run_cli
+from support.cli import ArgumentParser, non_negative_int, positive_int, random_seed, run_cli
 
 tfm = import_module("03_transformer")
 
@@ -378,7 +378,7 @@ def main(argv=None):
     p.add_argument("--train-steps", type=non_negative_int, default=300,
                    help="steps fitting the tiny model")
     p.add_argument("--steps", type=positive_int, default=16, help="denoising steps when sampling")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)

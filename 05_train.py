@@ -31,7 +31,7 @@ import torch
 
 from support import checkpoints, cli, hub, metrics, runtime, train_args
 from support.cli import UsageError
-from support.files import checked_text, read_text
+from support.files import checked_text, make_dir, read_text
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -376,7 +376,7 @@ def setup(args, objective, data, init=None):
         run.lock = checkpoints.lock_run(run.out, args.resume, args.force)
     if rank == 0 and args.force:
         checkpoints.clear_run_dir(run.out)
-    run.out.mkdir(parents=True, exist_ok=True)
+    make_dir(run.out)
     if run.step < args.steps:
         bound = " (the dLLM's bits: its NELBO, an upper bound)" * (objective.kind == "dllm")
         log(f"training {args.steps - run.step} steps (batch {args.batch_size} x {L}) -> {run.out}"

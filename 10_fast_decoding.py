@@ -33,6 +33,7 @@ from support.cli import (
     positive_float,
     positive_int,
     probability,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -219,7 +220,7 @@ def fast_parser():
     gen.add_model_args(p, ROOT / "checkpoints" / "dllm", hub=False)
     p.add_argument("--len", type=positive_int,
                    help="characters to decode (default: the model's context)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
                    help="where to run")
     add = subcommands(p, ["generate"])

@@ -25,6 +25,7 @@ from support.cli import (
     non_negative_int,
     parse_args_given,
     positive_int,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -212,7 +213,7 @@ def block_parser():
     p = ArgumentParser(description=__doc__)
     p.add_argument("--train-steps", type=non_negative_int, default=300,
                    help="demo: steps to fit a tiny model")
-    p.add_argument("--seed", type=int, default=0, help="demo: random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="demo: random seed")
     sub_parser = subcommands(p, ["train", "generate"])
     t = train.training_parser(None, ROOT / "checkpoints" / "dllm_bd4", parser=sub_parser(
         "train", "train a block-diffusion model through lesson 05's loop"))

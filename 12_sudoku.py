@@ -34,6 +34,7 @@ from support.cli import (
     UsageError,
     parse_args_given,
     positive_int,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -366,7 +367,7 @@ def sudoku_parser():
     p.add_argument("--gif", metavar="PATH", type=gif_path, help="also write it as an animated GIF")
     p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")
     p.add_argument("--pretrained", action="store_true", help=own)
-    p.add_argument("--seed", type=int, default=0, help="random seed: the demo's puzzles")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed: the demo's puzzles")
     p.add_argument("--device", default="auto", choices=devices, help="where to run")
     sub_parser = subcommands(p, ["train", "solve"])
     about = "train through lesson 05's loop (its flags; --puzzles DIR, not --data)"
@@ -389,7 +390,7 @@ def sudoku_parser():
                    "at each branch point, a contradiction backtracks (apart from the pure model)")
     s.add_argument("--max-calls", type=positive_int, default=1000,
                    help="--search: give up a puzzle after this many")
-    s.add_argument("--seed", type=int, default=0, help="random seed: --decoder random's order")
+    s.add_argument("--seed", type=random_seed, default=0, help="seed of --decoder random")
     s.add_argument("--device", default="auto", choices=devices, help="where to run")
     return p
 

@@ -42,6 +42,7 @@ from support.cli import (
     non_negative_int,
     parse_args_given,
     positive_int,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -168,7 +169,7 @@ def adapt_parser():
     p = ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=positive_int, default=400,
                    help="demo: training steps of each of the two runs")
-    p.add_argument("--seed", type=int, default=0, help="demo: random seed of the samples")
+    p.add_argument("--seed", type=random_seed, default=0, help="demo: random seed of the samples")
     add = subcommands(p, ["train"])
     t = train.training_parser(None, ROOT / "checkpoints" / "dllm_from_gpt",
                               parser=add("train", "adapt a GPT through lesson 05's loop"))

@@ -45,6 +45,7 @@ from support.cli import (
     non_negative_int,
     parse_args_given,
     positive_int,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -366,7 +367,7 @@ def uniform_parser():
     p.add_argument("--train-steps", type=non_negative_int, default=600,
                    help="demo: steps fitting the tiny model")
     p.add_argument("--steps", type=positive_int, default=32, help="demo: model calls when sampling")
-    p.add_argument("--seed", type=int, default=0, help="demo: random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="demo: random seed")
     add = subcommands(p, ["train", "generate"])
     t = train.training_parser(None, ROOT / "checkpoints" / "uniform",
                               parser=add("train", "train through lesson 05's loop (its flags)"))

@@ -37,6 +37,7 @@ from support.cli import (
     int_in,
     parse_args_given,
     positive_int,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -372,7 +373,7 @@ def paths_parser():
     p.add_argument("--gif", metavar="PATH", type=gif_path, help="also write it as an animated GIF")
     p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")
     p.add_argument("--pretrained", action="store_true", help=own)
-    p.add_argument("--seed", type=int, default=0, help="random seed: the demo's maps")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed: the demo's maps")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to run")
     sub_parser = subcommands(p, ["train", "solve", "plan"])
     t = train.training_parser(None, ROOT / "checkpoints" / "paths-dllm", presets=PRESETS,

@@ -47,6 +47,7 @@ from support.cli import (
     parse_args_given,
     positive_float,
     positive_int,
+    random_seed,
     run_cli,
     subcommands,
 )
@@ -365,7 +366,7 @@ def practice_flags(p):
     p.add_argument("--prompts", type=positive_int, default=8, help="puzzles (per step in train)")
     p.add_argument("--group", type=int_in(2, CANVASES), default=8,
                    help="attempts per puzzle, G (at least 2: each is compared with the others)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: puzzles and attempts")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed: puzzles and attempts")
     return p
 
 

@@ -23,7 +23,15 @@ import time
 from collections import deque
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, finite_float, int_in, number, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    finite_float,
+    int_in,
+    number,
+    random_seed,
+    run_cli,
+)
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
@@ -299,7 +307,7 @@ def main(argv=None):
     p.add_argument("--train", type=int_in(1, 10**6), default=100000, help="training maps")
     p.add_argument("--val", type=int_in(1, 10**5), default=500, help="validation maps")
     p.add_argument("--test", type=int_in(1, 10**5), default=1000, help="test maps")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
+    p.add_argument("--seed", type=random_seed, default=0, help="the same seed, the same files")
     p.add_argument("--force", action="store_true",
                    help="replace map files already in --out (default: refuse)")
     p.add_argument("--check", metavar="FILE",

@@ -25,7 +25,7 @@ import random
 import time
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, int_in, run_cli
+from support.cli import ArgumentParser, UsageError, int_in, random_seed, run_cli
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
@@ -493,7 +493,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int_in(1, 64), default=1,
                    help="processes making the training puzzles (the same --seed and --workers "
                    "make the same files)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same files every time")
+    p.add_argument("--seed", type=random_seed, default=0, help="the same seed, the same files")
     p.add_argument("--check", metavar="FILE",
                    help="only check FILE: every line parses, has one solution, and matches it "
                    "(writes nothing)")

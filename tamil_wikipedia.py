@@ -28,7 +28,7 @@ from importlib import import_module
 from pathlib import Path
 
 from support.cli import ArgumentParser, UsageError, positive_float, positive_int, run_cli
-from support.files import atomic_write
+from support.files import atomic_write, make_dir
 
 tamil = import_module("tamil_dataset")
 
@@ -101,7 +101,7 @@ def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, m
     from tqdm import tqdm
 
     have = saved_articles(path)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_dir(Path(path).parent)
     # drop a torn last line (a crash mid-write) so the next article starts a fresh line
     if Path(path).exists():
         raw = Path(path).read_bytes()

@@ -29,7 +29,7 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli, samples
+from support.cli import ArgumentParser, UsageError, positive_int, random_seed, run_cli, samples
 from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -106,7 +106,7 @@ def main(argv=None):
     p.add_argument("--len", type=positive_int, default=256, help="characters per sample")
     p.add_argument("--num-samples", type=samples, default=16, help="samples per configuration, one batch")
     p.add_argument("--only-table", action="store_true", help="skip the frontier sweep")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figures")
     args = p.parse_args(argv)
     out = Path(args.out)

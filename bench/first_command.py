@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from support import pretrained
-from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, run_cli, samples
+from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, random_seed, run_cli, samples
 from support.files import read_text, write_text
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -98,7 +98,7 @@ def main(argv=None):
     p.add_argument("--steps", type=positive_int, default=50, help="model calls (the quick start's)")
     p.add_argument("--topk", type=positive_int, default=5, help="top-k (the quick start's)")
     p.add_argument("--num-samples", type=samples, default=16, help="samples per sampler, one batch")
-    p.add_argument("--seed", type=int, default=0, help="random seed (06's default)")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed (06's default)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these samplers")
     p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "first_command"), help="where results go")
     args = p.parse_args(argv)

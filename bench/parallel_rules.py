@@ -16,7 +16,7 @@ from importlib import import_module
 
 import torch
 
-from support.cli import ArgumentParser, out_dir, positive_int, run_cli, samples
+from support.cli import ArgumentParser, out_dir, positive_int, random_seed, run_cli, samples
 from support.files import write_text
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -33,7 +33,7 @@ def main(argv=None):
     p.add_argument("--gpt", default=str(SHIPPED / "shakespeare-gpt"), help="the GPT that judges the text")
     p.add_argument("--len", type=positive_int, default=128, help="characters per sample")
     p.add_argument("--num-samples", type=samples, default=16, help="samples per row, one batch")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
     p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "parallel_rules"),
                    help="where the table goes")
     args = p.parse_args(argv)

@@ -17,7 +17,7 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, encode_or_fail, positive_int, run_cli
+from support.cli import ArgumentParser, encode_or_fail, positive_int, random_seed, run_cli
 from support.files import read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
@@ -45,7 +45,7 @@ def main(argv=None):
     p.add_argument("--data", default=str(ROOT / "data" / "tinyshakespeare.txt"),
                    help="the corpus it was trained on (its last 10%% is the validation text)")
     p.add_argument("--windows", type=positive_int, default=64, help="validation windows of the model's context")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
     p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figure")
     args = p.parse_args(argv)
     model, tok, _ = common.load_run("dllm", args.checkpoint)

@@ -21,7 +21,7 @@ from importlib import import_module
 import torch
 
 from support import browser, runtime
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, positive_int, random_seed, run_cli
 
 puzzles = import_module("sudoku_puzzles")
 maps = import_module("robot_maps")
@@ -84,7 +84,7 @@ def main(argv=None):
     p.add_argument("--runs", type=positive_int, default=5, help="presses of Generate per pace")
     p.add_argument("--puzzles", type=positive_int, default=3, help="puzzles per difficulty band")
     p.add_argument("--maps", type=positive_int, default=3, help="maps per kind (lesson 16's tab)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the puzzles and the maps")
+    p.add_argument("--seed", type=random_seed, default=0, help="seed of the puzzles and the maps")
     args = p.parse_args(argv)
     if why := browser.missing():
         raise UsageError(f"no browser to drive: {why}")

@@ -14,7 +14,7 @@ import torch
 
 from support import hub, runtime
 from support.cli import UsageError, unwritable
-from support.files import atomic_write
+from support.files import atomic_write, make_dir
 
 
 def save_checkpoint(path, state):
@@ -176,7 +176,7 @@ def lock_run(out, resume=False, force=False):
     except ImportError:  # not on POSIX: no lock, as before
         return None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     f = open(out / ".lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,6 +9,14 @@ from pathlib import Path
 from support.cli import UsageError, unwritable
 
 
+def make_dir(path):
+    """mkdir -p `path`, or one line saying why it cannot be made (a read-only disk, /proc), not a traceback."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot make the folder {path}: {e.strerror or e}") from None
+
+
 def atomic_write(path, write):
     """write(tmp_path) then rename: readers see the old file or the new one, never half of one."""
     path = Path(path)

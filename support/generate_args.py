@@ -3,7 +3,16 @@ among (lesson 04's orders, 06's default noise) the lesson passes in. Each flag i
 import argparse
 from pathlib import Path
 
-from support.cli import UsageError, int_in, non_negative_float, non_negative_int, positive_int, probability, samples
+from support.cli import (
+    UsageError,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    probability,
+    random_seed,
+    samples,
+)
 from support.files import check_output
 from support.pretrained import TEXT_DLLM
 
@@ -19,7 +28,7 @@ def add_sampling_args(p):
 
 def add_run_args(p):
     """--seed and --device: every sampler's, and the demos' that load a model."""
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
     return p
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from support.cli import UsageError
+from support.files import make_dir
 
 CARD = """---
 {{ card_data }}
@@ -74,7 +75,7 @@ def export(out_dir, model, tokenizer, kind, metrics=None, sample=None):
     from huggingface_hub import ModelCard, ModelCardData
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     try:
         rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in (metrics or {}).items()]

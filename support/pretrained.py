@@ -7,6 +7,7 @@ from pathlib import Path
 
 from support import hub
 from support.cli import UsageError
+from support.files import make_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "checkpoints" / "pretrained"
@@ -77,7 +78,7 @@ def ship(model, tokenizer, out_dir, card):
     costs in bits/char and writes it in the card), config.json, tokenizer.json and `card` as README.md; into a
     temporary folder first, then renamed into place. Transformer.from_pretrained loads it back in fp32."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir.parent)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     try:
         half = type(model)(model.config)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.files import read_text, write_text
+from support.files import make_dir, read_text, write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 STOPPED = (0, 130, -signal.SIGINT)  # finished, or stopped by Ctrl-C (-SIGINT: it was already on its way out)
@@ -27,7 +27,7 @@ def start_trainer(cmd, out, threads=None):
     """Start `cmd` with its output appended to <out>/train.log (kept across resumes); `threads` caps the
     CPU threads it uses (for several runs side by side). Returns the subprocess.Popen."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # log lines as they come
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -45,7 +45,7 @@ def archive_run(out, dest, **files):
     """Copy run <out>'s metrics.csv and train.log (without the progress bars) to `dest`, and write each keyword's
     text there as a file of that name (archive_run(out, dest, **{"row.json": text}))."""
     out, dest = Path(out), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    make_dir(dest)
     write_text(dest / "metrics.csv", read_text(out / "metrics.csv"))
     if (out / "train.log").exists():
         log = BAR.sub("", (out / "train.log").read_text()).replace("\r", "")

@@ -15,6 +15,7 @@ from support.cli import (
     parse_args_given,
     positive_float,
     positive_int,
+    random_seed,
 )
 
 
@@ -82,7 +83,7 @@ def training_parser(description, default_out, presets, parser=None):
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="mixed precision "
                    "(auto: bf16 on CUDA if supported, else fp16; bf16 on CPUs with AVX512-BF16/AMX)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
-    g.add_argument("--seed", type=int, default=1337, help="random seed")
+    g.add_argument("--seed", type=random_seed, default=1337, help="random seed")
     g.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True, help="draw <out>/loss.png")
     g.add_argument("--push-to-hub", metavar="REPO_ID", help="upload <out>/hf to this Hugging Face Hub repo at the end "
                    "(USER/NAME, checked before training)")

@@ -436,6 +436,10 @@ CASES = [  # (script, argv, what the one error line says)
     ("17_rewards", ["train", "--puzzles", "{w}/puzzles", "--givens", "28", "50", "--init", "{w}/gpt", *OUT],
      "holds a gpt model"),
     ("17_rewards", ["train", "--givens", "30", "20", *OUT], "LO <= HI"),
+    # a seed past what the generators take (torch overflows past 2**64, numpy past 2**32), or below 0
+    ("06_generate", ["--seed", "99999999999999999999"], "--seed: must be in [0, 2**32)"),
+    ("05_train", ["--seed", "-1", *OUT], "--seed: must be in [0, 2**32)"),
+    ("17_rewards", ["train", "--seed", "4294967296", *OUT], "--seed: must be in [0, 2**32)"),
     ("17_rewards", ["train", "--budget", "0", *OUT], "must be >= 1"),
     ("17_rewards", ["train", "--temperature", "0", *OUT], "must be"),
     ("17_rewards", ["train", "--resume", *OUT], "nothing to resume"),
@@ -527,6 +531,26 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(script, argv, says, wo
     assert "error" in lines[0] and fill(says) in lines[0], lines[0]
     assert digest(world) == before  # the runs, corpora and puzzles pointed at are as they were
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))  # nothing half-written
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("05_train", ["--data", "{w}/corpus.txt", *TINY]),
+    ("17_rewards", ["train", "--puzzles", "{w}/puzzles", "--givens", "17", "81"]),
+])
+def test_a_folder_the_system_will_not_make_is_one_line(script, argv, world, tmp_path, capsys, monkeypatch):
+    """--out passed the check as it was parsed, but the disk refuses the folder (read-only, or /proc as root, where
+    access() says yes): one line, exit 2, not mkdir's traceback."""
+    def refuse(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    argv = [a.format(w=world) for a in argv] + ["--out", str(tmp_path / "ro" / "run")]
+    with pytest.raises(SystemExit) as e:
+        run_cli(lesson(script).main, argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]  # 17 first says which model it starts from
+    assert e.value.code == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert "cannot make the folder" in errors[0] and "Read-only file system" in errors[0], err
 
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(world, tmp_path, capsys):
