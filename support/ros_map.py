@@ -138,8 +138,8 @@ def read(path):
         raise UsageError(f"{path}: not a map_server map (no `image:` key naming a PGM or PNG)")
     origin = meta.get("origin")
     if (not isinstance(origin, list) or len(origin) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in origin)):
-        raise UsageError(f"{path}: `origin` must be [x, y, yaw], not {origin!r}")
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in origin)):
+        raise UsageError(f"{path}: `origin` must be [x, y, yaw], finite numbers, not {origin!r}")
     res = yaml_number(meta, "resolution", path, lo=1e-9)
     occ_th = yaml_number(meta, "occupied_thresh", path, 0.65, 0, 1)
     free_th = yaml_number(meta, "free_thresh", path, 0.196, 0, 1)

@@ -207,6 +207,9 @@ def test_map_server_pixels_rows_and_modes(tmp_path):
     for xy in [(0.0, 2.0), (2.0, 0.0), (-0.01, 1.0), (float("nan"), 1.0), (float("inf"), 1.0)]:
         with pytest.raises(UsageError, match="outside the map"):
             m.cell_of(xy, 4, "--start")
+    for origin in ([float("nan"), 0.0, 0.0], [0.0, float("inf"), 0.0], [0.0, 0.0]):  # never a map nowhere
+        with pytest.raises(UsageError, match="`origin` must be"):
+            ros_map.read(write_yaml(tmp_path / "o.yaml", "m.png", origin=origin))
     neg = ros_map.read(write_yaml(tmp_path / "n.yaml", "m.png", negate=1))
     assert neg.free.tolist() == [[ch == "X" for ch in row] for row in rows]  # negate swaps black and white
     write_png(tmp_path / "a.png", rows, alpha=0)  # fully transparent
