@@ -167,7 +167,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     # GPT vs dLLM: block diffusion writes left to right (lesson 11)
     if info["objective"] != objective:
         use = {"block-diffusion": "11_block_diffusion.py generate",
-               "sudoku-dllm": "12_sudoku.py solve", "uniform": "15_uniform_noise.py generate"}
+               "sudoku-dllm": "12_sudoku.py solve", "uniform": "15_uniform_noise.py generate",
+               "paths-dllm": "16_robot_paths.py solve or plan"}
         other = use.get(info["objective"], "06_generate.py or 10_fast_decoding.py generate")
         raise UsageError(f"{info['path']} is a {info['objective']} model: generate with {other}")
 

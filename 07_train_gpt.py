@@ -228,10 +228,10 @@ def generate_main(args):
         raise UsageError("--prompt must be non-empty: the GPT continues text")
     model, tok, info = gen.load(pretrained.from_flags(args), "gpt", args.device)
     if info["objective"] != "gpt":
-        raise UsageError(f"{info['path']} is a {info['objective']} model: "
-                         + ("solve with 12_sudoku.py solve FILE --model gpt" if "sudoku"
-                            in info["objective"]
-                            else "it writes text in another layout than this sampler's"))
+        use = {"sudoku-gpt": "solve with 12_sudoku.py solve FILE --model gpt",
+               "paths-gpt": "plan with 16_robot_paths.py solve FILE --model gpt"}
+        raise UsageError(f"{info['path']} is a {info['objective']} model: " + use.get(
+            info["objective"], "it writes text in another layout than this sampler's"))
     device = next(model.parameters()).device
     prompt = torch.tensor([encode_or_fail(tok, args.prompt, "--prompt")], device=device)
     prompt = prompt.repeat(args.num_samples, 1)  # (N, P)

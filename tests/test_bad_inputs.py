@@ -168,6 +168,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("06_generate", ["--checkpoint", "{w}/gpt"], "holds a gpt model"),
     ("06_generate", ["--checkpoint", "{w}/bd4"], "is a block-diffusion model: generate with 11"),
     ("06_generate", ["--checkpoint", str(SHIPPED / "sudoku-dllm")], "is a sudoku-dllm model: generate with 12"),
+    ("06_generate", ["--checkpoint", str(SHIPPED / "paths-dllm")], "generate with 16_robot_paths.py solve or plan"),
+    ("07_train_gpt", ["generate", "--checkpoint", str(SHIPPED / "paths-gpt")], "plan with 16_robot_paths.py solve"),
     ("06_generate", ["--checkpoint", "{w}/tamil"], "a Tamil model: use 09_generate_tamil.py"),
     ("06_generate", ["--checkpoint", "{w}/corrupt.pt"], "not a readable checkpoint"),
     ("06_generate", ["--checkpoint", "{w}/broken_export"], "not a tiny-dllm export"),
