@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,10 +90,18 @@ def read_model(path, kind=None):
     return state, config, tok, check_kind(info, kind)
 
 
+MAX_CONTEXT = 1 << 16  # a config's block_size past this is a corrupt file, not a model to build
+
+
 def build_model(transformer, config, state, path, block=None):
     """Lesson 03's Transformer.from_state, with one clear line for a config.json of impossible values or weights
     that do not fit it."""
     try:
+        with warnings.catch_warnings(), torch.device("meta"):  # first on no memory: sizes that cannot fit the
+            warnings.simplefilter("ignore")  # weights are refused before a 10**12-row table is allocated
+            transformer.from_state(config, state, block)
+        if config.get("block_size", 0) > MAX_CONTEXT:  # RoPE has no weights to check it against
+            raise ValueError(f"config block_size = {config['block_size']:,} is past {MAX_CONTEXT:,} positions")
         return transformer.from_state(config, state, block)
     except ValueError as e:
         raise UsageError(f"{path}: its config does not describe a model here ({e})") from None

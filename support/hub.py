@@ -103,15 +103,17 @@ def read_export(path):
     from safetensors.torch import load_file
 
     path = Path(path)
+    f = path / "config.json"  # the file being read, named if it fails
     try:
-        config = json.loads((path / "config.json").read_text())
-        tok = (json.loads((path / "tokenizer.json").read_text()) if (path / "tokenizer.json").exists()
+        config = json.loads(f.read_text())
+        f = path / "tokenizer.json"
+        tok = (json.loads(f.read_text()) if f.exists()
                else config.pop("tokenizer", None))  # exports before tokenizer.json kept it in config.json
-        state = {}
+        state, f = {}, path / "model.safetensors"
         for f in weight_files(path):  # one file, or the shards of a model over 16 MB
             state.update(load_file(f))  # tensors only; fp16 weights are cast when loaded
     except Exception as e:  # unreadable JSON, a truncated or foreign safetensors file (SafetensorError)
-        raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): "
+        raise UsageError(f"{path} is not a tiny-dllm export (config.json + model.safetensors): {f.name}: "
                          f"{type(e).__name__}: {short(' '.join(str(e).split()))}") from None
     tied = ("tok_emb.weight", "lm_head.weight")
     if config.get("tie_weights", True) and sum(k in state for k in tied) == 1:

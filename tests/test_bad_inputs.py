@@ -44,6 +44,12 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     export = w / "broken_export"
     shutil.copytree(w / "dllm" / "hf", export)
     (export / "model.safetensors").write_bytes((export / "model.safetensors").read_bytes()[:500])
+    for name, key in [("long_export", "block_size"), ("wide_export", "vocab_size")]:  # sizes past any memory
+        shutil.copytree(w / "dllm" / "hf", w / name)
+        config = json.loads((w / name / "config.json").read_text())
+        (w / name / "config.json").write_text(json.dumps({**config, key: 10**12}))
+    shutil.copytree(w / "dllm" / "hf", w / "torn_tokenizer")
+    (w / "torn_tokenizer" / "tokenizer.json").write_text('{"kind": "char", "tok')
     good = (w / "puzzles" / "test.txt").read_text().splitlines()[0].split(",")[0]
     bad = {"truncated": good[:80], "letters": good[:80] + "x", "rules": "11" + good[2:]}
     for name, line in bad.items():
@@ -173,6 +179,9 @@ CASES = [  # (script, argv, what the one error line says)
     ("06_generate", ["--checkpoint", "{w}/tamil"], "a Tamil model: use 09_generate_tamil.py"),
     ("06_generate", ["--checkpoint", "{w}/corrupt.pt"], "not a readable checkpoint"),
     ("06_generate", ["--checkpoint", "{w}/broken_export"], "not a tiny-dllm export"),
+    ("06_generate", ["--checkpoint", "{w}/long_export"], "block_size = 1,000,000,000,000 is past 65,536"),
+    ("06_generate", ["--checkpoint", "{w}/wide_export"], "weights do not fit its config"),
+    ("06_generate", ["--checkpoint", "{w}/torn_tokenizer"], "tokenizer.json: JSONDecodeError"),
     ("06_generate", ["--checkpoint", "{w}/missing"], "no checkpoint at"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--filename", "dllm_step50000.pt"], "give --from-hub too"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--order", "sideways"], "invalid choice"),
