@@ -777,7 +777,8 @@ def build_app(models, pace=0.04):
                                                     "token "
                                               "with the lowest confidence it was written with, if "
                                               "below this")
-                    seed = gr.Number(0, label="seed", precision=0, elem_id="seed")
+                    seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=2**32 - 1,
+                                     elem_id="seed")  # the lessons' --seed range
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):
                     message = gr.Markdown(elem_id="message")

@@ -175,6 +175,16 @@ def test_bad_flags_are_one_line(argv, message, capsys):
     assert message in cli_error(A.main, argv, capsys)
 
 
+def test_a_seed_past_the_generators_range_is_refused_by_the_page():
+    gr = pytest.importorskip("gradio")
+    demo, _ = A.build_app(A.Models())
+    seed, = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "seed"]
+    assert seed.preprocess(2**32 - 1) == 2**32 - 1
+    for bad in (2**32, 10**20, -1):  # torch.manual_seed would raise past 2**64; numpy past 2**32
+        with pytest.raises(gr.Error):
+            seed.preprocess(bad)
+
+
 def test_importing_the_app_needs_no_gradio_and_starts_nothing():
     code = "import sys; sys.path.insert(0, '.'); import importlib; importlib.import_module('app'); " \
            "print('gradio' in sys.modules, 'threading' in sys.modules)"
