@@ -7,10 +7,9 @@
     python 12_sudoku.py solve FILE --model dllm  # a puzzle per line in, its checked answer out
     python 12_sudoku.py solve FILE --search      # rules propagate, the dLLM chooses, backtrack
 
-Text is written left to right, and there a GPT of the same size is hard to beat (lessons 07-11). A
-Sudoku is not: cell 1 may be forced only by what cell 81 holds. The GPT must commit the solution's
-cells in raster order, each before it has decided the cells after it. The dLLM sees the whole grid
-at every call and fills the cell it is surest of first: every filled cell makes the next easier.
+Text is written left to right, where a GPT of the same size is hard to beat (lessons 07-11). In a
+Sudoku cell 1 may be forced only by what cell 81 holds: the GPT commits cells in raster order, each
+before deciding the rest; the dLLM sees the grid at every call and fills its surest cell first.
 Ye et al. 2024 ("Beyond Autoregression"): Sudoku, 6M parameters, MDM 100% vs AR 20.7% solved; Kim
 et al. 2025 ("Train for the Worst, Plan for the Best"): the order is the point, random order fails.
 

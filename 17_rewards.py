@@ -352,10 +352,9 @@ def demo_rewards(args):
         print("every group agreed: no gradient to compare (try another --seed)")
         return
     grads = {m: gradient(model, grids, when, adv, m, practice) for m in ("exact", "d1", "wd1")}
-    cos = lambda a, b: torch.nn.functional.cosine_similarity(a, b, 0).item()  # noqa: E731
-    print(f"the gradients on these attempts: cosine(exact, d1) "
-          f"{cos(grads['exact'], grads['d1']):.2f}, cosine(exact, wd1) "
-          f"{cos(grads['exact'], grads['wd1']):.2f} (1 = the same direction)")
+    cos = [torch.cosine_similarity(grads["exact"], grads[m], 0).item() for m in ("d1", "wd1")]
+    print(f"the gradients on these attempts: cosine(exact, d1) {cos[0]:.2f}, cosine(exact, wd1) "
+          f"{cos[1]:.2f} (1 = the same direction)")
     print("\nThe real run: `python 17_rewards.py train` (and --method d1 / wd1 / sft / rft).")
 
 
