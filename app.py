@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import torch
 
 from support import checkpoints, pretrained
-from support.cli import ArgumentParser, UsageError, finite_float, number, run_cli
+from support.cli import SEEDS, ArgumentParser, UsageError, finite_float, number, run_cli
 
 diff = import_module("04_diffusion")
 gen = import_module("06_generate")
@@ -777,7 +777,7 @@ def build_app(models, pace=0.04):
                                                     "token "
                                               "with the lowest confidence it was written with, if "
                                               "below this")
-                    seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=2**32 - 1,
+                    seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=SEEDS - 1,
                                      elem_id="seed")  # the lessons' --seed range
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):

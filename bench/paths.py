@@ -8,8 +8,11 @@ For each kind of map: the share of valid paths (S to G over free cells, each mov
 ones (no path shorter: BFS), with binomial standard errors; model calls per map (a batch's calls, the same for
 each of its maps); seconds per map (batched, wall clock). The dLLM fills surest cell first, one cell per call, or
 by lesson 10's threshold rule; --repair adds lesson 13's repair rounds, reported apart; the GPT writes moves
-greedily. Then bonus/16_path_smoothing.py's comparison on jagged paths of the test maps (mazes left out: a maze
-has one way through). Writes bench/results/paths/{paths.txt, paths.csv}.
+greedily. A diagnostic decoder, not the lesson's, asks whether the order is what fails: path cells first
+marks, a call each, the masked cell the dLLM finds likeliest on the path until S and G join over its marks; its
+plan is the model's own when no mark is off the way it joins ("no stray"), a search when a BFS picks the way among
+strays. Then bonus/16_path_smoothing.py's comparison on jagged paths of the test maps (mazes left out: a maze has
+one way through). Writes bench/results/paths/{paths.txt, paths.csv}.
 """
 import csv
 import math
@@ -45,17 +48,47 @@ class Counted(torch.nn.Module):
         return self.model(*a, **kw)
 
 
+@torch.no_grad()
+def plan_path_cells_first(model, grid):
+    """Each call marks `*` on the masked cell likeliest on the path (B, 256), until S and G join over
+    the marks (lesson 16's route, strays left out) or nothing is masked. -> ([path or None] * B,
+    [marks off that path] * B, [calls until joined] * B)"""
+    x, grids = grid.masked_fill(grid == L16.FREE, model.config.mask_id), [L16.text(g) for g in grid.tolist()]
+    paths, calls = [None] * len(grids), [0] * len(grids)
+    for step in range(1, L16.CELLS + 1):
+        todo = [b for b, q in enumerate(paths) if q is None and (x[b] == model.config.mask_id).any()]
+        if not todo:
+            break
+        p_path = model(x[todo]).float().softmax(-1)[..., L16.PATH]  # (len(todo), 256)
+        cell = p_path.masked_fill(x[todo] != model.config.mask_id, -1).argmax(-1)  # (len(todo),)
+        x[todo, cell] = L16.PATH
+        for b in todo:
+            paths[b], calls[b] = maps.route(grids[b], L16.text(x[b].tolist())), step
+    strays = [int((x[b] == L16.PATH).sum()) - len(q) + 2 if q else None for b, q in enumerate(paths)]
+    return paths, strays, calls
+
+
 def run_method(method, model, grids, batch):
-    """(paths, calls per map, seconds per map) of one method over grids (N, 256)."""
-    counted, paths, calls, t0 = Counted(model), [], 0, time.perf_counter()
+    """[(name, paths, calls per map, seconds per map)] of one method over grids (N, 256). Path cells
+    first gives two rows: its paths with no stray, and every joined path (the search); its calls are
+    each map's own until its ends join."""
+    counted, paths, strays, calls, t0 = Counted(model), [], [], 0, time.perf_counter()
     for chunk in grids.split(batch):
         before = counted.calls
         if method["model"] == "gpt":
             paths += L16.plan_gpt(counted, chunk)
+        elif method["decoder"] == "path cells first":
+            found, off, own = plan_path_cells_first(counted, chunk)
+            paths, strays, calls = paths + found, strays + off, calls + sum(own)
+            continue
         else:
             paths += L16.plan_dllm(counted, chunk, method["decoder"], method["repair"])
         calls += (counted.calls - before) * len(chunk)
-    return paths, calls / len(grids), (time.perf_counter() - t0) / len(grids)
+    secs, calls = (time.perf_counter() - t0) / len(grids), calls / len(grids)
+    if method.get("decoder") != "path cells first":
+        return [(method["name"], paths, calls, secs)]
+    own = [q if s == 0 else None for q, s in zip(paths, strays)]
+    return [(method["name"] + ", no stray", own, calls, secs), (method["name"] + " + BFS (search)", paths, calls, secs)]
 
 
 def main(argv=None):
@@ -80,7 +113,8 @@ def main(argv=None):
     models = {k: L16.load_planner(k, path) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
     methods = [dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),
                dict(name="dLLM, threshold 0.9", model="dllm", decoder="threshold", repair=0),
-               dict(name="GPT, moves, greedy", model="gpt")]
+               dict(name="GPT, moves, greedy", model="gpt"),
+               dict(name="dLLM, path cells first", model="dllm", decoder="path cells first")]
     if args.repair:
         methods.append(dict(name=f"dLLM + {args.repair} repair rounds (apart)", model="dllm",
                             decoder="confidence", repair=args.repair))
@@ -88,15 +122,15 @@ def main(argv=None):
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows)
-            for m in methods:
-                paths, calls, secs = run_method(m, models[m["model"]], grids, args.batch)
+            for name, paths, calls, secs in (row for m in methods for row in
+                                             run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
                 n = len(verdicts)
                 valid, shortest = (sum(v[k] for v in verdicts) / n for k in (0, 1))
                 se_v, se_s = (math.sqrt(q * (1 - q) / n) for q in (valid, shortest))  # binomial
-                out.append(dict(kind=kind, method=m["name"], maps=n, valid=valid, valid_se=se_v,
+                out.append(dict(kind=kind, method=name, maps=n, valid=valid, valid_se=se_v,
                                 shortest=shortest, shortest_se=se_s, calls=calls, s_per_map=secs))
-                print(f"{kind:>10} | {m['name']:<34} | valid {valid:6.1%} ± {se_v:.1%} | shortest "
+                print(f"{kind:>10} | {name:<34} | valid {valid:6.1%} ± {se_v:.1%} | shortest "
                       f"{shortest:6.1%} ± {se_s:.1%} | {calls:6.1f} calls | {secs * 1000:6.1f} ms/map", flush=True)
     table = ["| kind | method | maps | valid | shortest | calls/map | ms/map |", "|---|---|---|---|---|---|---|"]
     table += [f"| {r['kind']} | {r['method']} | {r['maps']} | {r['valid']:.1%} ± {r['valid_se']:.1%} | "

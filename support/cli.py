@@ -153,7 +153,8 @@ def int_in(lo, hi):
 
 
 # --seed: every generator here takes [0, 2**32) (torch.manual_seed overflows past 2**64, numpy past 2**32)
-random_seed = number(int, lambda v: 0 <= v < 2**32, "in [0, 2**32)", "random_seed")
+SEEDS = 2**32
+random_seed = number(int, lambda v: 0 <= v < SEEDS, "in [0, 2**32)", "random_seed")
 samples = int_in(1, 1024)  # --num-samples: sampled as one batch; 10**8 would need 200 GB of canvases
 
 

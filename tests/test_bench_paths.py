@@ -1,0 +1,54 @@
+"""bench/paths.py's diagnostic decoder, path cells first: it marks the likeliest path cell each call, stops when
+S and G join, counts the marks off the way (strays), and reports the model's own plans apart from the search."""
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from conftest import ROOT, lesson
+
+sys.path.insert(0, str(ROOT / "bench"))
+bench, L16 = lesson("paths"), lesson("16_robot_paths")
+MASK = len(L16.TOKENS)
+
+
+class Scores(torch.nn.Module):
+    """A stand-in model: the same score of `*` for each cell at every call (higher: marked sooner)."""
+
+    def __init__(self, order):
+        super().__init__()
+        self.config = SimpleNamespace(mask_id=MASK, vocab_size=MASK + 1)
+        self.score = torch.zeros(L16.CELLS)
+        for rank, cell in enumerate(order):
+            self.score[cell] = 10.0 - rank
+
+    def forward(self, x):
+        logits = torch.zeros(*x.shape, self.config.vocab_size)
+        logits[..., L16.PATH] = self.score
+        return logits
+
+
+def corridor():
+    """S at cell 0, G at cell 3 of an open map: the way is 0, 1, 2, 3."""
+    return L16.tensor(["S..G" + "." * (L16.CELLS - 4)])
+
+
+def test_it_marks_the_likeliest_cells_and_stops_when_the_ends_join():
+    paths, strays, calls = bench.plan_path_cells_first(Scores([2, 1, 50, 60]), corridor())
+    assert paths == [[0, 1, 2, 3]] and strays == [0] and calls == [2]  # cells 50 and 60 never marked
+
+
+def test_a_stray_mark_is_counted_and_the_models_own_row_drops_it():
+    model = Scores([100, 2, 1])  # cell 100 first: off the way
+    paths, strays, calls = bench.plan_path_cells_first(model, corridor())
+    assert paths == [[0, 1, 2, 3]] and strays == [1] and calls == [3]
+    rows = bench.run_method(dict(name="p", model="dllm", decoder="path cells first"), model, corridor(), batch=8)
+    (own_name, own, own_calls, _), (search_name, search, _, _) = rows
+    assert own == [None] and search == [[0, 1, 2, 3]] and own_calls == 3.0
+    assert own_name == "p, no stray" and "search" in search_name
+
+
+def test_a_map_whose_ends_never_join_ends_with_no_path():
+    walled = L16.tensor(["S#.G" + "." * 12 + "#" + "." * (L16.CELLS - 17)])  # S boxed in by walls at 1 and 16
+    paths, strays, calls = bench.plan_path_cells_first(Scores([2]), walled)
+    assert paths == [None] and strays == [None] and calls[0] == int((walled == L16.FREE).sum())  # each cell tried
