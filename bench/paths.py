@@ -109,7 +109,8 @@ def main(argv=None):
         args.dllm, args.gpt = (str(ROOT / "checkpoints" / "pretrained" / f"paths-{k}") for k in ("dllm", "gpt"))
     rows = maps.read_maps(args.test)
     by_kind = {k: [r for r in rows if r[2] == k][: args.per_kind] for k in maps.KINDS}
-    if not any(by_kind.values()):
+    by_kind = {k: kind_rows for k, kind_rows in by_kind.items() if kind_rows}  # a file may hold some kinds only
+    if not by_kind:
         raise UsageError(f"{args.test}: no maps in it")
     models = {k: L16.load_planner(k, path) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
     methods = [dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),

@@ -52,3 +52,21 @@ def test_a_map_whose_ends_never_join_ends_with_no_path():
     walled = L16.tensor(["S#.G" + "." * 12 + "#" + "." * (L16.CELLS - 17)])  # S boxed in by walls at 1 and 16
     paths, strays, calls = bench.plan_path_cells_first(Scores([2]), walled)
     assert paths == [None] and strays == [None] and calls[0] == int((walled == L16.FREE).sum())  # each cell tried
+
+
+def test_the_benchmark_runs_end_to_end_on_the_shipped_models(tmp_path, capsys):
+    maps, rng = lesson("robot_maps"), __import__("random").Random(0)
+    test = tmp_path / "test.txt"
+    test.write_text("".join(",".join(maps.fresh_map(kind, rng)) + "\n" for kind in ("blocks-10", "rooms")))
+    out, smooth = bench.main(["--pretrained", "--test", str(test), "--per-kind", "1", "--repair", "0",
+                              "--smooth", "0", "--out-dir", str(tmp_path / "out")])
+    by = {(r["kind"], r["method"]): r for r in out}
+    assert {m for _, m in by} == {"dLLM, surest cell first", "dLLM, threshold 0.9", "GPT, moves, greedy",
+                                  "dLLM, path cells first, no stray", "dLLM, path cells first + BFS (search)"}
+    for kind in ("blocks-10", "rooms"):
+        own, search = by[kind, "dLLM, path cells first, no stray"], by[kind, "dLLM, path cells first + BFS (search)"]
+        assert search["valid"] == 1.0 >= search["shortest"] >= own["shortest"]  # a map with a way: the search finds one
+        assert own["calls"] == search["calls"] >= 1
+    text = (tmp_path / "out" / "paths.txt").read_text()
+    assert "| rooms | dLLM, path cells first, no stray | 1 |" in text and smooth == []
+    capsys.readouterr()
