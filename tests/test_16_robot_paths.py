@@ -288,7 +288,7 @@ def test_benchmark_counts_every_kind_and_method(tiny_path_runs, map_dir, tmp_pat
     out, smooth = bench.main(["--dllm", runs["dllm"], "--gpt", runs["gpt"], "--test", str(map_dir / "test.txt"),
                               "--out-dir", str(tmp_path), "--repair", "1", "--smooth", "4"])
     rows = M.read_maps(map_dir / "test.txt")  # one map of each kind
-    assert [(r["kind"], r["maps"]) for r in out] == [(k, 1) for k in M.KINDS for _ in range(4)]
+    assert [(r["kind"], r["maps"]) for r in out] == [(k, 1) for k in M.KINDS for _ in range(6)]
     for r in out:
         assert 0 <= r["shortest"] <= r["valid"] <= 1
         free = next(g for g, _, k in rows if k == r["kind"]).count(".")
@@ -298,6 +298,8 @@ def test_benchmark_counts_every_kind_and_method(tiny_path_runs, map_dir, tmp_pat
             assert 1 <= r["calls"] <= free
         elif r["method"].startswith("GPT"):
             assert 1 <= r["calls"] <= R.MAX_MOVES
+        elif "path cells first" in r["method"]:
+            assert 1 <= r["calls"] <= free  # a mark a call, until the ends join
     assert "dLLM infill" in "\n".join(smooth) and (tmp_path / "paths.txt").exists()
 
 
