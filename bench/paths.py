@@ -35,6 +35,7 @@ from support.files import atomic_write
 L16 = import_module("16_robot_paths")
 maps = import_module("robot_maps")
 ROOT = Path(__file__).resolve().parent.parent
+PATH_FIRST = "path cells first"  # the diagnostic decoder's name, as methods name their decoders
 
 
 class Counted(torch.nn.Module):
@@ -78,7 +79,7 @@ def run_method(method, model, grids, batch):
         before = counted.calls
         if method["model"] == "gpt":
             paths += L16.plan_gpt(counted, chunk)
-        elif method["decoder"] == "path cells first":
+        elif method["decoder"] == PATH_FIRST:
             found, off, own = plan_path_cells_first(counted, chunk)
             paths, strays, calls = paths + found, strays + off, calls + sum(own)
             continue
@@ -86,7 +87,7 @@ def run_method(method, model, grids, batch):
             paths += L16.plan_dllm(counted, chunk, method["decoder"], method["repair"])
         calls += (counted.calls - before) * len(chunk)
     secs, calls = (time.perf_counter() - t0) / len(grids), calls / len(grids)
-    if method.get("decoder") != "path cells first":
+    if method.get("decoder") != PATH_FIRST:
         return [(method["name"], paths, calls, secs)]
     own = [q if s == 0 else None for q, s in zip(paths, strays)]
     return [(method["name"] + ", no stray", own, calls, secs), (method["name"] + " + BFS (search)", paths, calls, secs)]
@@ -116,7 +117,7 @@ def main(argv=None):
     methods = [dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),
                dict(name="dLLM, threshold 0.9", model="dllm", decoder="threshold", repair=0),
                dict(name="GPT, moves, greedy", model="gpt"),
-               dict(name="dLLM, path cells first", model="dllm", decoder="path cells first")]
+               dict(name="dLLM, path cells first", model="dllm", decoder=PATH_FIRST)]
     if args.repair:
         methods.append(dict(name=f"dLLM + {args.repair} repair rounds (apart)", model="dllm",
                             decoder="confidence", repair=args.repair))
