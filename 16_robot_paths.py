@@ -220,7 +220,7 @@ def plan_dllm(model, grid, decoder="confidence", repair=0, callback=None):
 def loose_ends(grid, x):
     """(B, 256) free cells to redraw: on a canvas with no route, each marked cell (or S, G) with too
     few marked neighbours to be inside a path, and its free neighbours."""
-    cross = torch.tensor([[0.0, 1, 0], [1, 0, 1], [0, 1, 0]])[None, None]  # the 4 neighbours
+    cross = torch.tensor([[0.0, 1, 0], [1, 0, 1], [0, 1, 0]], device=x.device)[None, None]  # 4 ways
     count = lambda m: F.conv2d(m.view(-1, 1, SIZE, SIZE).float(), cross, padding=1).view_as(m)
     on = (x == PATH) | (grid == START) | (grid == GOAL)  # (B, 256)
     broken = on & (count(on) < torch.where(grid == FREE, 2, 1))  # inside a path: 2; S and G: 1

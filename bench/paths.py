@@ -103,6 +103,7 @@ def main(argv=None):
     p.add_argument("--batch", type=positive_int, default=200, help="maps per model call")
     p.add_argument("--repair", type=non_negative_int, default=2, help="repair rounds (0: none)")
     p.add_argument("--smooth", type=non_negative_int, default=60, help="jagged paths to smooth (0: none)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run (fp32 either way)")
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "paths"),
                    help="where results go")
     args = p.parse_args(argv)
@@ -113,7 +114,7 @@ def main(argv=None):
     by_kind = {k: kind_rows for k, kind_rows in by_kind.items() if kind_rows}  # a file may hold some kinds only
     if not by_kind:
         raise UsageError(f"{args.test}: no maps in it")
-    models = {k: L16.load_planner(k, path) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
+    models = {k: L16.load_planner(k, path, device=args.device) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
     methods = [dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),
                dict(name="dLLM, threshold 0.9", model="dllm", decoder="threshold", repair=0),
                dict(name="GPT, moves, greedy", model="gpt"),
@@ -124,7 +125,7 @@ def main(argv=None):
     out = []
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
-            grids = L16.tensor(g for g, _, _ in kind_rows)
+            grids = L16.tensor(g for g, _, _ in kind_rows).to(args.device)
             for name, paths, calls, secs in (row for m in methods for row in
                                              run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
@@ -146,9 +147,10 @@ def main(argv=None):
         jag = smooth.jagged_inputs([r for r in rows if r[2] != "maze"][: args.smooth], rng)
         smooth_lines, _, _ = smooth.summary(smooth.compare_smoothers(models["dllm"], jag))
         print("\n".join(smooth_lines))
+    where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
     head = [f"# python bench/paths.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-            f"# machine: {runtime.machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} "
-            f"threads, fp32; models: {args.dllm}, {args.gpt}; maps: {args.test}", ""]
+            f"# machine: {runtime.machine_name(args.device)}, PyTorch {torch.__version__}, {where}, fp32; models: "
+            f"{args.dllm}, {args.gpt}; maps: {args.test}", ""]
     folder = Path(args.out_dir)
     atomic_write(folder / "paths.txt", lambda tmp: Path(tmp).write_text(
         "\n".join(head + table + ["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines) + "\n"))

@@ -193,6 +193,7 @@ def paths_scores(model, rounded, ckpt):
     P = import_module("16_robot_paths")
     a, kind = ckpt["args"], ckpt["kind"]
     grid = P.MapData(a["maps"], kind).val_batch(a["eval_windows"], P.CELLS + P.MAX_MOVES + 1)[:, : P.CELLS]
+    grid = grid.to(next(model.parameters()).device)  # --device cuda: the maps where the model is
     out = {}
     with torch.no_grad():
         for name, m in (("fp32", model), ("fp16", rounded)):

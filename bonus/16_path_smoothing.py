@@ -153,7 +153,7 @@ def infill(model, grids, paths, every=8, decoder="confidence"):
             c = list(free)
             c[a], c[b] = "S", "G"
             canvases.append("".join(c))
-    pieces = L16.plan_dllm(model, L16.tensor(canvases), decoder)
+    pieces = L16.plan_dllm(model, L16.tensor(canvases).to(next(model.parameters()).device), decoder)
     out = []
     for first, n, start in spans:
         stretch = pieces[first : first + n]
