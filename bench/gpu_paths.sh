@@ -27,19 +27,20 @@ LIMIT=${LIMIT:-300}
 PER_KIND=${PER_KIND:-40}
 SMOOTH=${SMOOTH:-60}
 DEVICE=${DEVICE:-cuda}
+CHECK=${CHECK:-1}  # 0: no gpu_check (a second session on the same code)
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30  # progress bars in the logs, not thousands of them
 mkdir -p "$RUNS" "$OUT/results"
 say() { echo "$(date +%T) $*" | tee -a "$OUT/results/session.log"; }
 flags="$SHAPE --steps $STEPS --eval-every $EVAL_EVERY --warmup 300 --maps $MAPS --device $DEVICE"
 
-say "1. the path dLLM and GPT, $flags; gpu_check beside them"
+say "1. the path dLLM and GPT, $flags$([ "$CHECK" = 1 ] && echo "; gpu_check beside them")"
 for model in dllm gpt; do
     # shellcheck disable=SC2086  # flags is a list of flags
     timeout -s INT "$LIMIT" $PY 16_robot_paths.py train --model $model $flags --out "$RUNS/$model" --no-plot \
         > "$OUT/results/$model.log" 2>&1 &
 done
-if [ "$DEVICE" = cuda ]; then
+if [ "$DEVICE" = cuda ] && [ "$CHECK" = 1 ]; then
     nvidia-smi > "$OUT/results/nvidia_smi.txt" 2>&1
     $PY bench/gpu_check.py > "$OUT/results/gpu_check.txt" 2>&1
     say "gpu_check done ($?)"

@@ -303,6 +303,21 @@ def test_benchmark_counts_every_kind_and_method(tiny_path_runs, map_dir, tmp_pat
     assert "dLLM infill" in "\n".join(smooth) and (tmp_path / "paths.txt").exists()
 
 
+def test_ship_model_cards_a_path_model_and_says_how_to_load_it(tiny_path_runs, tmp_path):
+    """bench/ship_model.py on a path run: the card counts paths; the lesson's pair loads by --pretrained, any other
+    name (a 10.7M model beside them) by its folder; the shipped weights plan as the run's did."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    ship = lesson("ship_model")
+    run = tiny_path_runs["dllm"][0]
+    for name, use in (("paths-dllm", "python 16_robot_paths.py --pretrained"),
+                      ("paths-dllm-10m", "--model dllm --checkpoint\ncheckpoints/pretrained/paths-dllm-10m`")):
+        scores = ship.main(["--run", str(run), "--name", name, "--command", "python 16_robot_paths.py train",
+                            "--machine", "the test machine", "--out-root", str(tmp_path)])
+        card = (tmp_path / name / "README.md").read_text(encoding="utf-8")
+        assert f"{scores['fp16'][0]:.1%} valid paths" in card and use in card and "the test machine" in card
+        assert R.load_planner("dllm", str(tmp_path / name)).config.n_embd == 32
+
+
 class BFS(torch.nn.Module):
     """A dLLM that plans perfectly: the shortest path of each canvas (S, G, walls), as sure logits."""
 
