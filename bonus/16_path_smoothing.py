@@ -20,6 +20,8 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lessons, from any folder
 L16 = import_module("16_robot_paths")
 maps = import_module("robot_maps")
@@ -153,7 +155,8 @@ def infill(model, grids, paths, every=8, decoder="confidence"):
             c = list(free)
             c[a], c[b] = "S", "G"
             canvases.append("".join(c))
-    pieces = L16.plan_dllm(model, L16.tensor(canvases).to(next(model.parameters()).device), decoder)
+    where = next(model.parameters(), torch.empty(0)).device  # the model's device (a stand-in has none: CPU)
+    pieces = L16.plan_dllm(model, L16.tensor(canvases).to(where), decoder)
     out = []
     for first, n, start in spans:
         stretch = pieces[first : first + n]
