@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from support import pretrained
+from support import pretrained, runtime
 from support.cli import (
     ArgumentParser,
     UsageError,
@@ -221,7 +221,7 @@ def fast_parser():
     p.add_argument("--len", type=positive_int,
                    help="characters to decode (default: the model's context)")
     p.add_argument("--seed", type=random_seed, default=0, help="random seed")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+    p.add_argument("--device", default="auto", choices=runtime.DEVICES,
                    help="where to run")
     add = subcommands(p, ["generate"])
     g = gen.add_generate_args(add("generate", "generate with 06's flags and this lesson's"),

@@ -359,7 +359,6 @@ def show_order(dllm, model_gpt, pair, args):
 # --------------------------------------------------------------------------------------------------
 def sudoku_parser():
     p = ArgumentParser(description=__doc__)
-    devices = ["auto", "cuda", "mps", "cpu"]
     own = "the shipped model(s) even if you trained your own"
     p.add_argument("--puzzles-per-band", type=positive_int, default=20, help="puzzles per band")
     p.add_argument("--show-steps", action="store_true", help="print the order of each model")
@@ -367,7 +366,7 @@ def sudoku_parser():
     p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")
     p.add_argument("--pretrained", action="store_true", help=own)
     p.add_argument("--seed", type=random_seed, default=0, help="random seed: the demo's puzzles")
-    p.add_argument("--device", default="auto", choices=devices, help="where to run")
+    p.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to run")
     sub_parser = subcommands(p, ["train", "solve"])
     about = "train through lesson 05's loop (its flags; --puzzles DIR, not --data)"
     t = train.training_parser(None, ROOT / "checkpoints" / "sudoku-dllm", presets=PRESETS,
@@ -390,7 +389,7 @@ def sudoku_parser():
     s.add_argument("--max-calls", type=positive_int, default=1000,
                    help="--search: give up a puzzle after this many")
     s.add_argument("--seed", type=random_seed, default=0, help="seed of --decoder random")
-    s.add_argument("--device", default="auto", choices=devices, help="where to run")
+    s.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to run")
     return p
 
 

@@ -350,9 +350,6 @@ def show_fill_order(dllm, grid, args):
 # --------------------------------------------------------------------------------------------------
 # The command line: the demo, `train` (05's flags), `solve FILE` or `plan MAP.yaml`
 # --------------------------------------------------------------------------------------------------
-DEVICES = ["auto", "cuda", "mps", "cpu"]
-
-
 def add_planner_args(s, own):
     s.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model plans")
     s.add_argument("--checkpoint", help="a run directory or Hub export (default: your run, else "
@@ -362,7 +359,7 @@ def add_planner_args(s, own):
                    help="the dLLM's rule: one cell per call, or lesson 10's threshold")
     s.add_argument("--repair", type=int, choices=range(0, 6), default=0, metavar="0-5",
                    help="dLLM: rounds redrawing where the path breaks (lesson 13's idea)")
-    s.add_argument("--device", default="auto", choices=DEVICES, help="where to run")
+    s.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to run")
 
 
 def paths_parser():
@@ -374,7 +371,7 @@ def paths_parser():
     p.add_argument("--force", action="store_true", help="--gif may replace a file not made here")
     p.add_argument("--pretrained", action="store_true", help=own)
     p.add_argument("--seed", type=random_seed, default=0, help="random seed: the demo's maps")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="where to run")
+    p.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to run")
     sub_parser = subcommands(p, ["train", "solve", "plan"])
     t = train.training_parser(None, ROOT / "checkpoints" / "paths-dllm", presets=PRESETS,
                               parser=sub_parser("train", "train through lesson 05's loop (its "

@@ -115,14 +115,14 @@ def scored_canvases(grids, when, method, mask_id):
     """-> canvases z (N, 81), the cells scored on each (N, 81), whose attempt each is (N,).
     GPT vs dLLM: a GPT's log pi is one pass (its next-token log-probs); a dLLM's depends on the
     order it filled the cells in, and the canvas each saw."""
-    blank = when >= 0
+    blank, rows = when >= 0, torch.arange(len(grids), device=grids.device)  # (B, 81), (B,)
     if method != "exact":  # exact vs d1: one canvas per attempt, every blank masked at once
-        return grids.masked_fill(blank, mask_id), blank, torch.arange(len(grids))
+        return grids.masked_fill(blank, mask_id), blank, rows
     n = int(when.max()) + 1  # exact vs d1: the canvas of every call, as the sampler saw it
-    call = torch.arange(n)[None, :, None]  # (1, n, 1)
+    call = torch.arange(n, device=grids.device)[None, :, None]  # (1, n, 1)
     z = torch.where(blank[:, None] & (when[:, None] >= call), mask_id, grids[:, None])  # (B, n, 81)
     score = when[:, None] == call  # (B, n, 81): the cells drawn at that call
-    row = torch.arange(len(grids))[:, None].expand(-1, n)
+    row = rows[:, None].expand(-1, n)
     keep = score.any(-1)  # drop the calls after an attempt was complete
     return z[keep], score[keep], row[keep]
 
@@ -138,7 +138,7 @@ def log_pi(model, grids, when, method, temperature=1.0):
     """Each attempt's log pi as the estimator sees it (exact or d1): (B,) nats."""
     z, score, row = scored_canvases(grids, when, method, model.config.mask_id)
     nats = (logp_digits(model, z, grids[row], temperature) * score).sum(1)  # (N,)
-    return torch.zeros(len(grids)).index_add_(0, row, nats)
+    return nats.new_zeros(len(grids)).index_add_(0, row, nats)
 
 
 def weights(adv, blanks, method, group):
@@ -200,9 +200,9 @@ def train_step(model, reference, optimizer, data, args, g):
     optimizer.zero_grad(set_to_none=True)
     p = args.practice
     if args.method == "sft":
-        return supervised_step(model, puzzles.symmetric_batch(data, args.sft_batch, g),
-                               model.config.mask_id), {}
-    pairs = puzzles.symmetric_batch(data, p.prompts, g)  # (P, 162): fresh by Sudoku's symmetries
+        batch = puzzles.symmetric_batch(data, args.sft_batch, g).to(args.device)
+        return supervised_step(model, batch, model.config.mask_id), {}
+    pairs = puzzles.symmetric_batch(data, p.prompts, g).to(args.device)  # (P, 162): new by symmetry
     puzzle = pairs[:, :CELLS]
     model.eval()  # attempts: no dropout (the preset has none), no gradient
     grids, when, calls = attempt(model, puzzle, p, g)
@@ -237,14 +237,13 @@ def train_rewards(args):
     givens = (data[:, :CELLS] > 0).sum(1)  # (N,)
     data = data[(givens >= lo) & (givens <= hi)]
     if not len(data):
-        raise UsageError(f"{folder}: no training puzzles with {args.givens[0]}-{args.givens[1]} "
-                         "givens")
-    val = fresh(args.val_puzzles, VAL_SEED)  # the same for every run and method
-    model = sudoku.load_solver("dllm", args.init, args.init is None).float()  # default: shipped
+        raise UsageError(f"{folder}: no training puzzles with {lo}-{hi} givens")
+    val = fresh(args.val_puzzles, VAL_SEED).to(args.device)  # the same for every run and method
+    model = sudoku.load_solver("dllm", args.init, args.init is None, args.device).float()
     reference = copy.deepcopy(model).eval().requires_grad_(False) if args.beta else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     lock = checkpoints.lock_run(out, args.resume, args.force)  # the inputs are good: the run's now
-    g = torch.Generator().manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)  # on the CPU on any --device: the same draws
     torch.manual_seed(args.seed)
     step, passes, elapsed, rows = 0, 0, 0.0, []
     if saved is not None:
@@ -336,9 +335,8 @@ def demo_rewards(args):
     grids, when, calls = attempt(model, puzzle, practice, g)
     reward = rewards(grids, puzzle, practice.group)
     adv = rloo(reward, practice.group)
-    print(f"\n{practice.group} attempts per puzzle ({calls} calls each, {practice.cells_per_call} "
-          f"cells per call, temperature {practice.temperature}, order noise "
-          f"{practice.order_noise}); reward 1 = the rules hold:")
+    print(f"\n{practice.group} attempts a puzzle ({calls} calls, {practice.cells_per_call} cells a "
+          f"call, temperature {practice.temperature}); reward 1 = the rules hold:")
     print(f"{'puzzle':>6} | {'greedy':>6} | rewards of the attempts | advantages (RLOO)")
     for i, (r, a) in enumerate(zip(reward.view(-1, practice.group), adv.view(-1, practice.group))):
         grades = " ".join(f"{v:.0f}" for v in r)
@@ -395,6 +393,7 @@ def rewards_parser():
     t.add_argument("--val-puzzles", type=int_in(1, 10_000), default=200,
                    help="fresh validation puzzles (17-27 givens) each evaluation solves")
     t.add_argument("--chunk", type=positive_int, default=512, help="canvases per backward pass")
+    t.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to run")
     t.add_argument("--out", help="the run's folder (default: checkpoints/rewards-METHOD)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--force", action="store_true", help="replace the run in --out")
@@ -413,6 +412,7 @@ def main(argv=None):
         raise UsageError("--resume continues the run in --out, --force replaces it: give one")
     args.out = args.out or str(ROOT / "checkpoints" / f"rewards-{args.method}")
     args.lr = args.lr or (1e-4 if args.method in ("sft", "rft") else 2e-5)
+    args.device = runtime.resolve_device(args.device)  # --device cuda with none: one line, at once
     return train_rewards(args)
 
 

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import torch
 
-from support import checkpoints, pretrained
+from support import checkpoints, pretrained, runtime
 from support.cli import SEEDS, ArgumentParser, UsageError, finite_float, number, run_cli
 
 diff = import_module("04_diffusion")
@@ -869,7 +869,7 @@ def main(argv=None):
     p.add_argument("--pace", type=pace, default=0.04,
                    help="the least seconds between two dLLM calls shown (slow motion on fast "
                         "machines; 0 = none)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cuda", "mps", "cpu"],
+    p.add_argument("--device", default="cpu", choices=runtime.DEVICES,
                    help="where the models run")
     args = p.parse_args(argv)
     check_port(args.host, args.port)  # before the models load: a busy port is one line, at once

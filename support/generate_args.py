@@ -15,6 +15,7 @@ from support.cli import (
 )
 from support.files import check_output
 from support.pretrained import TEXT_DLLM
+from support.runtime import DEVICES
 
 
 def add_sampling_args(p):
@@ -29,7 +30,7 @@ def add_sampling_args(p):
 def add_run_args(p):
     """--seed and --device: every sampler's, and the demos' that load a model."""
     p.add_argument("--seed", type=random_seed, default=0, help="random seed")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to run")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to run")
     return p
 
 

@@ -10,6 +10,8 @@ import torch
 
 from support.cli import UsageError
 
+DEVICES = ["auto", "cuda", "mps", "cpu"]  # the choices of every --device
+
 
 def resolve_device(name):
     """"auto" -> cuda, mps or cpu. On CUDA, fp32 matmuls use TF32 tensor cores (Ampere and later; 10 mantissa

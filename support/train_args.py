@@ -79,7 +79,7 @@ def training_parser(description, default_out, presets, parser=None):
     g.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="clip the gradient norm (0 = off)")
     g.add_argument("--sample-len", type=non_negative_int, default=128,
                    help="characters of the sample printed at each evaluation")
-    g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to train")
+    g.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to train")
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="mixed precision "
                    "(auto: bf16 on CUDA if supported, else fp16; bf16 on CPUs with AVX512-BF16/AMX)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")

@@ -441,6 +441,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("17_rewards", ["train", "--cells-per-call", "82"], "--cells-per-call: must be in [1, 81]"),
     ("17_rewards", ["train", "--puzzles", "{w}/missing", *OUT], "no puzzles in"),
     ("17_rewards", ["train", "--puzzles", "{w}/puzzles", *OUT], "no training puzzles with 17-27 givens"),
+    ("17_rewards", ["train", "--device", "cuda", *OUT], "no CUDA GPU"),
     ("17_rewards", ["train", "--puzzles", "{w}/bad_puzzles", *OUT], "train.txt:"),
     ("17_rewards", ["train", "--puzzles", "{w}/puzzles", "--givens", "28", "50", "--init", "{w}/dllm", *OUT],
      "not a Sudoku model"),
