@@ -45,7 +45,7 @@ def test_bands(test, per_band):
 
 # Flags that change neither what a run learns nor how: the seed (varied on purpose), where it writes, how often
 # and on how many puzzles it evaluates, and how many canvases share a backward pass.
-NOT_RECIPE = ("seed", "command", "out", "resume", "force", "evals", "val_puzzles", "chunk")
+NOT_RECIPE = ("seed", "command", "out", "resume", "force", "evals", "val_puzzles", "chunk", "device")
 
 
 def recipe(a):
@@ -94,6 +94,7 @@ def main(argv=None):
     p.add_argument("--variety", type=positive_int, default=200, help="17-27 puzzles for pass@G")
     p.add_argument("--group", type=positive_int, default=8, help="attempts per puzzle for pass@G")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run (fp32 either way)")
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "rewards"),
                    help="where results go")
     args = p.parse_args(argv)
@@ -102,13 +103,15 @@ def main(argv=None):
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py --train 100000 "
                          "--train-givens 17 50 --hard 1000 --workers 2 --out data/sudoku-100k`")
-    models = {"shipped sudoku-dllm": (S.load_solver("dllm", str(pretrained.PRETRAINED / "sudoku-dllm")), None)}
+    runtime.resolve_device(args.device)  # --device cuda with none: one line, before any work
+    shipped = S.load_solver("dllm", str(pretrained.PRETRAINED / "sudoku-dllm"), device=args.device)
+    models = {"shipped sudoku-dllm": (shipped, None)}
     for run in args.runs:
         ckpt = checkpoints.load_checkpoint(Path(run) / "latest.pt")
         if ckpt.get("trainer") != "17_rewards.py train":
             raise UsageError(f"{run} is not a run of 17_rewards.py train")
-        models[Path(run).name] = (S.load_solver("dllm", run).float(), ckpt)
-    bands = test_bands(args.test, args.per_band)
+        models[Path(run).name] = (S.load_solver("dllm", run, device=args.device).float(), ckpt)
+    bands = {b: x.to(args.device) for b, x in test_bands(args.test, args.per_band).items()}
     rows = []
     for name, (model, ckpt) in models.items():
         a = ckpt["args"] if ckpt else {}
@@ -129,8 +132,9 @@ def main(argv=None):
         print(row, flush=True)
     out = Path(args.out_dir)
     metrics.write_csv(out / "rewards.csv", rows, list(rows[0]))
-    head = (f"Lesson 17 on {args.test}; {runtime.machine_name('cpu')}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, fp32\ncommand: python bench/rewards.py "
+    where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
+    head = (f"Lesson 17 on {args.test}; {runtime.machine_name(args.device)}, torch {torch.__version__}, "
+            f"{where}, fp32\ncommand: python bench/rewards.py "
             f"{' '.join(sys.argv[1:] if argv is None else argv)}\n\n| model | model passes | minutes | "
             + " | ".join(f"{b} solved (n = {len(x)})" for b, x in bands.items())
             + f" | pass@{args.group} 17-27 (n = {len(bands['17-27'][: args.variety])}) | attempt reward |\n"

@@ -84,8 +84,8 @@ def run_decoder(solve, x, batch):
     t0 = time.perf_counter()
     for chunk in x.split(batch):
         puzzle = chunk[:, : S.CELLS]
-        n = torch.zeros(len(chunk), dtype=torch.long)
-        state = {"open": torch.ones(len(chunk), dtype=torch.long)}  # 1 while the puzzle still has a blank
+        n = torch.zeros(len(chunk), dtype=torch.long, device=chunk.device)
+        state = {"open": torch.ones_like(n)}  # 1 while the puzzle still has a blank
 
         def count(i, grid, n=n, state=state):
             n.add_(state["open"])
@@ -93,7 +93,7 @@ def run_decoder(solve, x, batch):
 
         grid, total = solve(puzzle, count)
         if not n.any():  # the GPTs: no callback; each puzzle's calls as the solver counts them
-            n = torch.as_tensor(total).expand(len(chunk)).clone()
+            n = torch.as_tensor(total, device=chunk.device).expand(len(chunk)).clone()
         out.append(grid)
         calls.append(n)
     seconds = time.perf_counter() - t0
