@@ -84,3 +84,12 @@ def test_every_table_row_has_as_many_cells_as_its_header(doc):
                 if re.sub(r"`[^`]*`", "", lines[j]).replace("\\|", "").count("|") != n:
                     bad.append(f"{doc}:{j + 1}")
     assert tables and bad == []
+
+
+def test_every_device_script_parses():
+    """bench/*.sh run once, on a lent card, with no second try: a syntax error must show here first."""
+    scripts = sorted((ROOT / "bench").glob("*.sh"))
+    assert {"gpu_session.sh", "gpu_uniform.sh", "gpu_paths.sh", "gpu_rewards.sh"} <= {s.name for s in scripts}
+    for sh in scripts:
+        r = subprocess.run(["bash", "-n", str(sh)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{sh.name}: {r.stderr}"
