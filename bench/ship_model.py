@@ -214,10 +214,9 @@ def paths_card(name, ckpt, rows, scores, n, model, command, machine):
            else "writes the moves from the start, greedy")
     (v32, s32), (v16, s16) = scores["fp32"], scores["fp16"]
     what = "masked diffusion LM" if ckpt["kind"] == "dllm" else "GPT"
-    k = ckpt["kind"]  # the lesson's pair loads by --pretrained; any other shipped model by its folder
-    use = (f"`python 16_robot_paths.py --pretrained` (the demo), `python 16_robot_paths.py solve FILE --model\n{k}`"
-           if name == f"paths-{k}" else f"`python 16_robot_paths.py solve FILE --model {k} --checkpoint\n"
-           f"checkpoints/pretrained/{name}`")
+    k = ckpt["kind"]  # the lesson's pair is the default (and --pretrained); any other model loads by its folder
+    flag = "" if name == f"paths-{k}" else f" --checkpoint checkpoints/pretrained/{name}"
+    demo = "" if flag else "`python 16_robot_paths.py --pretrained` (the demo), "
     return f"""# {name}
 
 A {model.num_params():,}-parameter {what} that plans a path on a 16 x 16
@@ -234,8 +233,8 @@ Trained with tiny-dllm's lesson 16: {c.n_layer} layers, {c.n_head} heads, width 
 | validation maps ({n}) | {v16:.1%} valid paths, {s16:.1%} shortest, fp16 weights ({v32:.1%}, {s32:.1%} in fp32) |
 | the command that trained it | `{command}` |
 
-Use it: {use}, `python 16_robot_paths.py plan MAP.yaml --start X Y --goal X Y --model {k}{
-    "" if name == f"paths-{k}" else f" --checkpoint checkpoints/pretrained/{name}"}`.
+Use it: {demo}`python 16_robot_paths.py solve FILE --model {k}{flag}`,
+`python 16_robot_paths.py plan MAP.yaml --start X Y --goal X Y --model {k}{flag}`.
 """
 
 

@@ -310,7 +310,7 @@ def test_ship_model_cards_a_path_model_and_says_how_to_load_it(tiny_path_runs, t
     ship = lesson("ship_model")
     run = tiny_path_runs["dllm"][0]
     for name, use in (("paths-dllm", "python 16_robot_paths.py --pretrained"),
-                      ("paths-dllm-10m", "--model dllm --checkpoint\ncheckpoints/pretrained/paths-dllm-10m`")):
+                      ("paths-dllm-10m", "FILE --model dllm --checkpoint checkpoints/pretrained/paths-dllm-10m`")):
         scores = ship.main(["--run", str(run), "--name", name, "--command", "python 16_robot_paths.py train",
                             "--machine", "the test machine", "--out-root", str(tmp_path)])
         card = (tmp_path / name / "README.md").read_text(encoding="utf-8")
