@@ -14,6 +14,7 @@ curves.png: each run's validation solved (fresh puzzles, 17-27 givens) against m
 
 Writes bench/results/rewards/{rewards.txt, rewards.csv, curves.png}.
 """
+import csv
 import math
 import sys
 from importlib import import_module
@@ -61,6 +62,21 @@ def recipe(a):
     return ", ".join([f"{a['method']}, lr {a['lr']:g}, beta {a['beta']:g}", *extra])
 
 
+def earlier_rows(path):
+    """The runs' rows of a rewards.csv this script wrote before (its shipped model's row left out), as main() makes
+    them: seeds benchmarked in different sessions join one table."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("recipe")]
+        count = lambda k: k in ("passes", "seed") or k.endswith(" n")  # noqa: E731 (the rest: text or floats)
+        return [{k: v if k in ("model", "recipe") else int(v) if count(k) else float(v) for k, v in r.items()}
+                for r in rows]
+    except OSError as e:
+        raise UsageError(f"--earlier {path}: {e.strerror}") from None
+    except (ValueError, TypeError, csv.Error) as e:
+        raise UsageError(f"--earlier {path} is not a rewards.csv of this script ({e})") from None
+
+
 def over_seeds(rows, bands):
     """The runs that share a recipe (recipe(): every training flag but --seed) and differ in --seed: each band's
     mean over the seeds and its standard error, sd / sqrt(n) (n - 1 in the sd). An empty string if no recipe has
@@ -94,6 +110,8 @@ def main(argv=None):
     p.add_argument("--variety", type=positive_int, default=200, help="17-27 puzzles for pass@G")
     p.add_argument("--group", type=positive_int, default=8, help="attempts per puzzle for pass@G")
     p.add_argument("--batch", type=positive_int, default=500, help="puzzles per model call")
+    p.add_argument("--earlier", nargs="+", default=[], metavar="CSV",
+                   help="rewards.csv files of runs benchmarked before: their rows join the tables")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run (fp32 either way)")
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "rewards"),
                    help="where results go")
@@ -104,6 +122,7 @@ def main(argv=None):
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py --train 100000 "
                          "--train-givens 17 50 --hard 1000 --workers 2 --out data/sudoku-100k`")
     runtime.resolve_device(args.device)  # --device cuda with none: one line, before any work
+    earlier = [r for path in args.earlier for r in earlier_rows(path)]
     shipped = S.load_solver("dllm", str(pretrained.PRETRAINED / "sudoku-dllm"), device=args.device)
     models = {"shipped sudoku-dllm": (shipped, None)}
     for run in args.runs:
@@ -112,6 +131,10 @@ def main(argv=None):
             raise UsageError(f"{run} is not a run of 17_rewards.py train")
         models[Path(run).name] = (S.load_solver("dllm", run, device=args.device).float(), ckpt)
     bands = {b: x.to(args.device) for b, x in test_bands(args.test, args.per_band).items()}
+    columns = {"model", "passes", "minutes", "recipe", "seed", "pass@G", "attempt reward",
+               *(f"{b}{s}" for b in bands for s in ("", " se", " n"))}
+    if any(set(r) != columns for r in earlier):  # before any scoring: one line, at once
+        raise UsageError("--earlier: a file from another version of this script or test set; benchmark it again")
     rows = []
     for name, (model, ckpt) in models.items():
         a = ckpt["args"] if ckpt else {}
@@ -130,6 +153,7 @@ def main(argv=None):
         row |= {"pass@G": (reward.max(1).values > 0).float().mean().item(), "attempt reward": reward.mean().item()}
         rows.append(row)
         print(row, flush=True)
+    rows += earlier  # after the runs scored here: the table says which were (--earlier in its command)
     out = Path(args.out_dir)
     metrics.write_csv(out / "rewards.csv", rows, list(rows[0]))
     where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"

@@ -146,6 +146,27 @@ def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(rl_puzzles,
     assert {"rewards.txt", "rewards.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
+def test_the_benchmark_joins_seeds_scored_before_and_refuses_a_file_it_did_not_write(rl_puzzles, tmp_path, capsys):
+    bench, test = lesson("rewards"), ["--test", str(rl_puzzles / "test.txt"), "--per-band", "2", "--variety", "2",
+                                      "--group", "2"]
+    for seed in ("0", "1"):
+        train_tiny(rl_puzzles, tmp_path / f"s{seed}", "--method", "d1", "--budget", "200", "--evals", "1",
+                   "--seed", seed)
+    first = bench.main(["--runs", str(tmp_path / "s0"), *test, "--out-dir", str(tmp_path / "a")])
+    rows = bench.main(["--runs", str(tmp_path / "s1"), *test, "--out-dir", str(tmp_path / "b"),
+                       "--earlier", str(tmp_path / "a" / "rewards.csv")])
+    assert [r["model"] for r in rows] == ["shipped sudoku-dllm", "s1", "s0"]
+    assert rows[2] == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in first[1].items()}
+    assert f"| {rows[1]['recipe']} | 1, 0 |" in (tmp_path / "b" / "rewards.txt").read_text(encoding="utf-8")
+    old = tmp_path / "old.csv"
+    old.write_text("model,passes,recipe,seed,17-27\nx,1,exact,0,0.5\n")
+    capsys.readouterr()  # the training's progress bars
+    for path, says in ((old, "another version"), (tmp_path / "none.csv", "No such file")):
+        assert says in cli_error(bench.main, ["--runs", str(tmp_path / "s1"), *test, "--out-dir",
+                                              str(tmp_path / "c"), "--earlier", str(path)], capsys)
+    assert not (tmp_path / "c").exists()
+
+
 def test_the_benchmark_averages_the_seeds_of_one_recipe_and_gives_their_standard_error():
     def run(recipe, seed, q):
         return {"recipe": recipe, "seed": seed, "17-27": q, "pass@G": q, "attempt reward": q}
