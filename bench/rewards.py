@@ -1,6 +1,7 @@
 """Lesson 17: the runs of 17_rewards.py (RL and its controls) on held-out test puzzles, by band, with standard errors.
 
     python bench/rewards.py --runs checkpoints/rewards-exact checkpoints/rewards-sft checkpoints/rewards-rft
+    python bench/rewards.py --runs RUN --earlier OLD/rewards.csv   # seeds scored before join the tables
 
 The shipped Sudoku dLLM (where every run starts) and each run, decoded as lesson 12 deploys it (greedy, the surest
 cell first, one per call), on the 100,000 set's test puzzles: 17-27 and 28-35 givens (test.txt), and the puzzles that
