@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lesson 16's path dLLM and path GPT at the `gpu` preset's shape (10.7M parameters: 6 layers, 6 heads, width 384)
+# Lesson 16's path dLLM and path GPT at the `gpu` preset's shape (6 layers, 6 heads, width 384: 10.6M parameters)
 # on one CUDA card, with bench/gpu_check.py beside them (RESULTS.md sections 7.6 and 12):
 #
 #     bash bench/gpu_paths.sh RUNS OUT MAPS       # e.g. bash bench/gpu_paths.sh /tmp/runs /tmp/out data/maps
