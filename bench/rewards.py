@@ -66,12 +66,13 @@ def recipe(a):
 def earlier_rows(path):
     """The runs' rows of a rewards.csv this script wrote before (its shipped model's row left out), as main() makes
     them: seeds benchmarked in different sessions join one table."""
+
+    def value(k, v):  # a name, a count or a share
+        return v if k in ("model", "recipe") else int(v) if k in ("passes", "seed") or k.endswith(" n") else float(v)
+
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("recipe")]
-        count = lambda k: k in ("passes", "seed") or k.endswith(" n")  # noqa: E731 (the rest: text or floats)
-        return [{k: v if k in ("model", "recipe") else int(v) if count(k) else float(v) for k, v in r.items()}
-                for r in rows]
+            return [{k: value(k, v) for k, v in r.items()} for r in csv.DictReader(f) if r.get("recipe")]
     except OSError as e:
         raise UsageError(f"--earlier {path}: {e.strerror}") from None
     except (ValueError, TypeError, csv.Error) as e:
