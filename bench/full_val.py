@@ -17,7 +17,7 @@ from importlib import import_module
 import torch
 
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.runtime import machine_name
+from support.runtime import setting
 
 train, gpt = import_module("05_train"), import_module("07_train_gpt")
 
@@ -30,10 +30,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to score (fp32 either way)")
     args = p.parse_args(argv)
     text = train.shakespeare()
-    where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
     print(f"# python bench/full_val.py --dllm {' '.join(args.dllm)} --gpt {' '.join(args.gpt)} --K {args.K}"
-          f"{' --device cuda' if args.device == 'cuda' else ''}\n# machine: {machine_name(args.device)}, "
-          f"{where}, fp32")
+          f"{' --device cuda' if args.device == 'cuda' else ''}\n# machine: {setting(args.device)}, fp32")
     for kind, paths in (("dllm", args.dllm), ("gpt", args.gpt)):
         for path in paths:
             model, tok, info = common.load_run(kind, path, args.device)

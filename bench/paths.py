@@ -147,9 +147,8 @@ def main(argv=None):
         jag = smooth.jagged_inputs([r for r in rows if r[2] != "maze"][: args.smooth], rng)
         smooth_lines, _, _ = smooth.summary(smooth.compare_smoothers(models["dllm"], jag))
         print("\n".join(smooth_lines))
-    where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
     head = [f"# python bench/paths.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-            f"# machine: {runtime.machine_name(args.device)}, PyTorch {torch.__version__}, {where}, fp32; models: "
+            f"# machine: {runtime.setting(args.device)}, fp32; models: "
             f"{args.dllm}, {args.gpt}; maps: {args.test}", ""]
     folder = Path(args.out_dir)
     atomic_write(folder / "paths.txt", lambda tmp: Path(tmp).write_text(

@@ -158,9 +158,7 @@ def main(argv=None):
     rows += earlier  # after the runs scored here: the table says which were (--earlier in its command)
     out = Path(args.out_dir)
     metrics.write_csv(out / "rewards.csv", rows, list(rows[0]))
-    where = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
-    head = (f"Lesson 17 on {args.test}; {runtime.machine_name(args.device)}, torch {torch.__version__}, "
-            f"{where}, fp32\ncommand: python bench/rewards.py "
+    head = (f"Lesson 17 on {args.test}; {runtime.setting(args.device)}, fp32\ncommand: python bench/rewards.py "
             f"{' '.join(sys.argv[1:] if argv is None else argv)}\n\n| model | model passes | minutes | "
             + " | ".join(f"{b} solved (n = {len(x)})" for b, x in bands.items())
             + f" | pass@{args.group} 17-27 (n = {len(bands['17-27'][: args.variety])}) | attempt reward |\n"

@@ -52,6 +52,12 @@ def machine_name(device="cpu"):
     return f"{model}, {os.cpu_count()} cores, {bf16}"
 
 
+def setting(device="cpu"):
+    """A result header's line: the machine, PyTorch, and the threads a CPU run used (or the GPU)."""
+    where = "GPU" if str(device).startswith("cuda") else f"{torch.get_num_threads()} threads"
+    return f"{machine_name(device)}, PyTorch {torch.__version__}, {where}"
+
+
 def half_dtype(device):
     """The 16-bit type a device computes fast. CUDA: bf16 from compute capability 8.0 (Ampere: RTX 30xx, A100) on;
     below (Turing: RTX 20xx, T4; Volta) fp16 with loss scaling: there bf16 has no tensor-core matmuls and SDPA's

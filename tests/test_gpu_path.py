@@ -30,6 +30,15 @@ def test_auto_precision_on_cpu_follows_its_bf16_units(monkeypatch):
     assert runtime.resolve_dtype("auto", "cpu") == "fp32"
 
 
+def test_a_results_header_names_the_threads_on_a_cpu_and_the_card_on_cuda(monkeypatch):
+    monkeypatch.setattr(runtime, "cpuinfo", lambda: "model name : Some CPU\nflags : avx2")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert runtime.setting("cpu").endswith(f"no bf16 matmul units, PyTorch {torch.__version__}, 3 threads")
+    assert runtime.setting("cpu").startswith("Some CPU, ")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    assert runtime.setting("cuda") == f"NVIDIA H100 80GB HBM3, PyTorch {torch.__version__}, GPU"
+
+
 def test_resume_a_fp32_run_in_fp16(tiny_text, tmp_path):
     """A fp32 (or bf16) run saves an empty GradScaler state; fp16 starts a fresh scaler instead of crashing."""
     out = tmp_path / "run"
