@@ -11,7 +11,9 @@
 #    latest.pt is then the model at the stop, its curve up to the last evaluation).
 # 3. bench/rewards.py --device cuda on the three (the test bands of section 7.7, pass@8).
 # OUT gets results.tar (logs, metrics, the benchmark's table and curves) and runs.tar (each run's latest.pt and
-# metrics.csv, to benchmark again or ship), cut into 15 MB pieces if larger.
+# metrics.csv, to benchmark again or ship), cut into 15 MB pieces if larger: few files, as a device sends back few.
+# RESUME=1 continues the three runs of an earlier call (its runs.tar unpacked into RUNS) for LIMIT seconds more,
+# with no smoke runs (RESULTS.md 7.7 continued its first call by hand, as this does).
 # To check the script on a CPU (a few minutes):
 #     PROMPTS=2 GROUP=2 BUDGET=3000 PER_BAND=4 VARIETY=4 DEVICE=cpu bash bench/gpu_rewards.sh RUNS OUT PUZZLES
 set -u
@@ -26,23 +28,28 @@ PER_BAND=${PER_BAND:-1000}
 VARIETY=${VARIETY:-200}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
+RESUME=${RESUME:-0}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30  # progress bars in the logs, not thousands of them
 mkdir -p "$RUNS" "$OUT/results"
 say() { echo "$(date +%T) $*" | tee -a "$OUT/results/session.log"; }
 pack() { tar -cf "$OUT/results.tar" -C "$OUT" results && rm -rf "$OUT/results"; }
 common="--puzzles $PUZZLES --device $DEVICE"
 
-say "1. smoke runs on $DEVICE"
 [ "$DEVICE" = cuda ] && nvidia-smi > "$OUT/results/nvidia_smi.txt" 2>&1
-for method in "exact --beta 0.04" sft rft; do
-    # shellcheck disable=SC2086  # method and common are lists of flags
-    if ! $PY 17_rewards.py train --method $method $common --budget 2000 --evals 1 --sft-batch 8 \
-            --val-puzzles 8 --out "$RUNS/smoke-${method%% *}" >> "$OUT/results/smoke.log" 2>&1; then
-        say "smoke run of $method failed: see smoke.log"
-        pack
-        exit 1
-    fi
-done
+if [ "$RESUME" = 1 ]; then
+    common="$common --resume"
+else
+    say "1. smoke runs on $DEVICE"
+    for method in "exact --beta 0.04" sft rft; do
+        # shellcheck disable=SC2086  # method and common are lists of flags
+        if ! $PY 17_rewards.py train --method $method $common --budget 2000 --evals 1 --sft-batch 8 \
+                --val-puzzles 8 --out "$RUNS/smoke-${method%% *}" >> "$OUT/results/smoke.log" 2>&1; then
+            say "smoke run of $method failed: see smoke.log"
+            pack
+            exit 1
+        fi
+    done
+fi
 
 say "2. exact + KL 0.04, sft, rft: $PROMPTS x $GROUP attempts a step, $BUDGET passes, at most $LIMIT s each"
 for spec in "exact-beta0.04 --method exact --beta 0.04" "sft --method sft --sft-batch $((PROMPTS * GROUP / 4))" \
