@@ -54,7 +54,8 @@ def machine_name(device="cpu"):
 
 def setting(device="cpu"):
     """A result header's line: the machine, PyTorch, and the threads a CPU run used (or the GPU)."""
-    where = "GPU" if str(device).startswith("cuda") else f"{torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    where = "GPU" if str(device).startswith("cuda") else f"{n} thread{'s' * (n != 1)}"
     return f"{machine_name(device)}, PyTorch {torch.__version__}, {where}"
 
 

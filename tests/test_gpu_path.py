@@ -35,6 +35,8 @@ def test_a_results_header_names_the_threads_on_a_cpu_and_the_card_on_cuda(monkey
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     assert runtime.setting("cpu").endswith(f"no bf16 matmul units, PyTorch {torch.__version__}, 3 threads")
     assert runtime.setting("cpu").startswith("Some CPU, ")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert runtime.setting("cpu").endswith(", 1 thread")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
     assert runtime.setting("cuda") == f"NVIDIA H100 80GB HBM3, PyTorch {torch.__version__}, GPU"
 
