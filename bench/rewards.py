@@ -133,9 +133,9 @@ def main(argv=None):
             raise UsageError(f"{run} is not a run of 17_rewards.py train")
         models[Path(run).name] = (S.load_solver("dllm", run, device=args.device).float(), ckpt)
     bands = {b: x.to(args.device) for b, x in test_bands(args.test, args.per_band).items()}
-    columns = {"model", "passes", "minutes", "recipe", "seed", "pass@G", "attempt reward",
-               *(f"{b}{s}" for b in bands for s in ("", " se", " n"))}
-    if any(set(r) != columns for r in earlier):  # before any scoring: one line, at once
+    columns = ["model", "passes", "minutes", "recipe", "seed", *(f"{b}{s}" for b in bands for s in ("", " se", " n")),
+               "pass@G", "attempt reward"]  # a row's, in the CSV's order: the rows below must have these and no more
+    if any(set(r) != set(columns) for r in earlier):  # before any scoring: one line, at once
         raise UsageError("--earlier: a file from another version of this script or test set; benchmark it again")
     rows = []
     for name, (model, ckpt) in models.items():
@@ -157,7 +157,7 @@ def main(argv=None):
         print(row, flush=True)
     rows += earlier  # after the runs scored here: the table says which were (--earlier in its command)
     out = Path(args.out_dir)
-    metrics.write_csv(out / "rewards.csv", rows, list(rows[0]))
+    metrics.write_csv(out / "rewards.csv", rows, columns)  # a row with another key raises here
     head = (f"Lesson 17 on {args.test}; {runtime.setting(args.device)}, fp32\ncommand: python bench/rewards.py "
             f"{' '.join(sys.argv[1:] if argv is None else argv)}\n\n| model | model passes | minutes | "
             + " | ".join(f"{b} solved (n = {len(x)})" for b, x in bands.items())
