@@ -32,7 +32,7 @@ import common  # first: the repository on the import path
 from support.cli import ArgumentParser, UsageError, positive_int, random_seed, run_cli, samples
 from support.files import read_text, save_figure
 from support.metrics import write_csv
-from support.runtime import machine_name
+from support.runtime import machine_name, setting
 
 diff = import_module("04_diffusion")
 gpt_lesson = import_module("07_train_gpt")
@@ -127,7 +127,7 @@ def main(argv=None):
                                distinct4=common.distinct_ngrams(texts),
                                entropy=common.char_entropy(texts))
     machine = machine_name()
-    print(f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; {N} samples x {L} characters")
+    print(f"{setting()}; {N} samples x {L} characters")
     nan = float("nan")
     rows = [dict(name="held-out real text", group="reference", calls_per_char=nan, chars_per_s=nan,
                  chars_per_s_b1=nan, **score(real))]

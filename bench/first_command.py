@@ -27,7 +27,7 @@ from support import pretrained
 from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, random_seed, run_cli, samples
 from support.files import read_text, write_text
 from support.metrics import write_csv
-from support.runtime import machine_name
+from support.runtime import setting
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
@@ -146,7 +146,7 @@ def main(argv=None):
                + (f"reached by {len(both)} samplers" if both else "NOT reached by any sampler")
                + f"\nbest at {args.steps} calls: {say(best)}"
                + (f"\nbest without remasking (what 06 runs): {say(best_plain)}" if best_plain else ""))
-    head = (f"machine: {machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads\n"
+    head = (f"machine: {setting()}\n"
             f"command: python bench/first_command.py {' '.join(sys.argv[1:] if argv is None else argv)}\n"
             f"dLLM {common.shown(args.dllm)}, judge {common.shown(args.gpt)}; {args.num_samples} samples x {L} "
             f"characters, {args.steps} calls, "

@@ -19,11 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from support.cli import ArgumentParser, UsageError, run_cli
 from support.files import write_text
-from support.runtime import machine_name
+from support.runtime import setting
 
 # (file, its flags): the demo a learner runs; {tmp} is the temporary folder
 LESSONS = [("01_tensors.py", []), ("02_attention.py", []), ("03_transformer.py", []), ("04_diffusion.py", []),
@@ -74,7 +72,7 @@ def main(argv=None):
             print(f"  {shown_time(seconds)} (exit {rc})", flush=True)
         output = log.read_text(errors="replace")
     lines = [f"# python bench/lesson_times.py{' --only ' + ' '.join(args.only) if args.only else ''}",
-             f"# machine: {machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
+             f"# machine: {setting()}, "
              "each demo alone, wall clock; TMP is a temporary folder", "",
              "| command | time | exit status |", "|---|---|---|"]
     lines += [f"| `python {cmd}` | {shown_time(s)} | {rc} |" for cmd, s, rc in rows]

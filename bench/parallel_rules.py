@@ -19,7 +19,7 @@ import torch
 from support.cli import ArgumentParser, out_dir, positive_int, random_seed, run_cli, samples
 from support.files import write_text
 from support.metrics import write_csv
-from support.runtime import machine_name
+from support.runtime import setting
 
 diff, gen, fast = (import_module(m) for m in ("04_diffusion", "06_generate", "10_fast_decoding"))
 SHIPPED = common.ROOT / "checkpoints" / "pretrained"
@@ -38,7 +38,7 @@ def main(argv=None):
                    help="where the table goes")
     args = p.parse_args(argv)
     dllm, tok, judge = common.load_judged(args.dllm, args.gpt, args.len)
-    lines = [f"# python bench/parallel_rules.py (machine: {machine_name()}, {torch.get_num_threads()} threads, fp32)",
+    lines = [f"# python bench/parallel_rules.py (machine: {setting()}, fp32)",
              f"# {common.shown(args.dllm)}: {args.num_samples} samples x {args.len} characters, top-k 5, seed "
              f"{args.seed}", "",
              "| rule | noise on the order | model calls per sample | characters per call | distinct 4-grams "

@@ -18,8 +18,6 @@ import statistics
 import sys
 from importlib import import_module
 
-import torch
-
 from support import browser, runtime
 from support.cli import ArgumentParser, UsageError, positive_int, random_seed, run_cli
 
@@ -89,8 +87,7 @@ def main(argv=None):
     if why := browser.missing():
         raise UsageError(f"no browser to drive: {why}")
     lines = [f"# python bench/playground.py --runs {args.runs} --puzzles {args.puzzles} --maps {args.maps}",
-             f"# machine: {runtime.machine_name('cpu')}, {torch.get_num_threads()} threads; "
-             f"{platform.platform()}; torch {torch.__version__}"]
+             f"# machine: {runtime.setting()}; {platform.platform()}"]
     for pace in ("0.04", "0"):
         with browser.serve(common.ROOT / "app.py", "--pace", pace) as url:
             driver = browser.chromium()

@@ -243,7 +243,7 @@ def main(argv=None):
     shown = [str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve().is_relative_to(ROOT) else str(v)
              for v in (args.test, *kind_path.values())]
     head = (f"Sudoku puzzles, {shown[0]}; models {', '.join(shown[1:])}; "
-            f"{runtime.machine_name('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, "
+            f"{runtime.setting()}, fp32, "
             f"batch {args.batch}\ncommand: python bench/sudoku.py {' '.join(sys.argv[1:] if argv is None else argv)}"
             "\n\n| band | puzzles | decoder | solved | valid grid | model calls / puzzle | blanks / puzzle "
             "| ms / puzzle |\n"

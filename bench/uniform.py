@@ -30,7 +30,7 @@ import torch
 from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, run_cli, samples
 from support.files import read_text, write_text
 from support.metrics import plot_rows, read_metrics, write_csv
-from support.runtime import machine_name
+from support.runtime import setting
 
 mean_se = import_module("default_order").mean_se  # bench/'s mean and standard error
 diff, train = import_module("04_diffusion"), import_module("05_train")
@@ -115,7 +115,7 @@ def main(argv=None):
     out = Path(args.out_dir)
     write_csv(out / "uniform.csv", rows, list(rows[0]))
     lines = [f"# python bench/uniform.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-             f"# machine: {machine_name('cpu')}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
+             f"# machine: {setting()}, fp32; "
              f"{args.num_samples} samples x {L} characters per seed, seeds {SEEDS}, top-k {args.topk}; judge "
              f"{common.shown(args.gpt)}", "",
              "best validation bits/char (NELBO, upper bound, the runs' own windows): "
