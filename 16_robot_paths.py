@@ -192,10 +192,9 @@ def rates(grids, paths):
 
 
 @torch.no_grad()
-def fill_dllm(model, canvas, decoder="confidence", callback=None):
-    """Fill the [MASK]s of canvas (B, 256), surest cell first (greedy: the order is the choice), one
-    cell per call or as lesson 10's rule decides. -> (canvas filled, calls)"""
-    sampling = diff.Sampling(temperature=0, order="confidence")
+def fill_dllm(model, canvas, decoder="confidence", callback=None, sampling=diff.GREEDY):
+    """Fill the [MASK]s of canvas (B, 256), surest cell first, one cell per call or as lesson 10's
+    rule decides; greedy (the order is the choice) unless sampling draws. -> (canvas, calls)"""
     if DECODERS[decoder] is not None:
         return fast.generate_fast(model, canvas, sampling, rule=DECODERS[decoder],
                                   callback=callback)
@@ -203,17 +202,17 @@ def fill_dllm(model, canvas, decoder="confidence", callback=None):
 
 
 @torch.no_grad()
-def plan_dllm(model, grid, decoder="confidence", repair=0, callback=None):
+def plan_dllm(model, grid, decoder="confidence", repair=0, callback=None, sampling=diff.GREEDY):
     """Plans for the maps grid (B, 256). repair: rounds of lesson 13's idea, apart from the pure
     model: where the marks break (a loose end), those cells and their free neighbours are masked
     again and redrawn. -> [path or None] * B"""
     canvas = grid.masked_fill(grid == FREE, model.config.mask_id)  # GPT vs dLLM: all of it seen
-    x, _ = fill_dllm(model, canvas, decoder, callback)
+    x, _ = fill_dllm(model, canvas, decoder, callback, sampling)
     for _ in range(repair):
         loose = loose_ends(grid, x)  # (B, 256)
         if not loose.any():
             break
-        x, _ = fill_dllm(model, x.masked_fill(loose, model.config.mask_id), decoder)
+        x, _ = fill_dllm(model, x.masked_fill(loose, model.config.mask_id), decoder, None, sampling)
     return [maps.route(text(g), text(m)) for g, m in zip(grid.tolist(), x.tolist())]
 
 
@@ -231,9 +230,9 @@ def loose_ends(grid, x):
 
 
 @torch.no_grad()
-def plan_gpt(model, grid, callback=None):
-    """Write moves after the map, greedy over the five move tokens, with lesson 03's KV cache.
-    -> [path or None] * B"""
+def plan_gpt(model, grid, callback=None, sampling=diff.GREEDY):
+    """Write moves after the map, greedy (or as sampling draws) over the five move tokens, with
+    lesson 03's KV cache. -> [path or None] * B"""
     B = grid.size(0)
     cache = tfm.KVCache(model.config, B, CELLS + MAX_MOVES, grid.device)
     logits = model(grid, cache=cache, start=0)[:, -1]  # (B, V): one call reads the whole map
@@ -241,7 +240,7 @@ def plan_gpt(model, grid, callback=None):
     allowed[MOVE_IDS] = 0  # the GPT writes moves, never a map token
     moves, ended = [], torch.zeros(B, dtype=torch.bool, device=grid.device)
     for i in range(MAX_MOVES):  # GPT vs dLLM: each move committed before the path ahead is seen
-        moves.append((logits.float() + allowed).argmax(-1))  # (B,)
+        moves.append(diff.sample_tokens(logits.float() + allowed, sampling))  # (B,)
         ended |= moves[-1] == END
         if callback is not None:
             callback(i + 1, torch.stack(moves, 1))

@@ -5,15 +5,16 @@
     python bench/paths.py --pretrained    # the shipped models instead
 
 For each kind of map: the share of valid paths (S to G over free cells, each move to a neighbour) and of shortest
-ones (no path shorter: BFS), with binomial standard errors; model calls per map (a batch's calls, the same for
-each of its maps); seconds per map (batched, wall clock). The dLLM fills surest cell first, one cell per call, or
-by lesson 10's threshold rule; --repair adds lesson 13's repair rounds, reported apart; the GPT writes moves
-greedily. A diagnostic decoder, not the lesson's, asks whether the order is what fails: path cells first
-marks, a call each, the masked cell the dLLM finds likeliest on the path until S and G join over its marks; its
-plan is the model's own when no mark is off the way it joins ("no stray"), a search when a BFS picks the way among
-strays. Then bonus/16_path_smoothing.py's comparison on jagged paths of the test maps (mazes left out: a maze has
-one way through). Writes bench/results/paths/{paths.txt, paths.csv}. Time: 20 min on machine E's 2 cores before
-path cells first was added; on machine F it took about a quarter of surest first's time again.
+ones (no path shorter: BFS), with binomial standard errors; model calls per map (a batch's calls, the same for each
+of its maps); seconds per map (batched, wall clock). The dLLM fills surest cell first, one cell per call, or by
+lesson 10's threshold rule; --repair adds lesson 13's repair rounds, reported apart; the GPT writes moves greedily;
+--samples K adds both models drawn at --temperature (K attempts a map: one attempt is the pure model; the best of K,
+checked against the map, a planner's search). A diagnostic decoder, not the lesson's, asks whether the order is what
+fails: path cells first marks, a call each, the masked cell the dLLM finds likeliest on the path until S and G join
+over its marks; its plan is the model's own when no mark is off the way it joins ("no stray"), a search when a BFS
+picks the way among strays. Then bonus/16_path_smoothing.py's comparison on jagged paths of the test maps (mazes
+left out: a maze has one way through). Writes bench/results/paths/{paths.txt, paths.csv}. Time: 20 min on machine
+E's 2 cores before path cells first was added; on machine F it took about a quarter of surest first's time again.
 """
 import csv
 import math
@@ -29,7 +30,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import runtime
-from support.cli import ArgumentParser, UsageError, non_negative_int, out_dir, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, non_negative_int, out_dir, positive_float, positive_int, run_cli
 from support.files import atomic_write
 
 L16 = import_module("16_robot_paths")
@@ -70,10 +71,43 @@ def plan_path_cells_first(model, grid):
     return paths, strays, calls
 
 
+def best_of(grids, attempts):
+    """Per map, the shortest valid path among its attempts (a planner can check validity: it has the
+    map), or None. grids: N map strings; attempts: K lists of N paths."""
+    out = []
+    for m, g in enumerate(grids):
+        ok = [q[m] for q in attempts if maps.judge_path(g, q[m])[0]]
+        out.append(min(ok, key=len) if ok else None)
+    return out
+
+
+def run_sampled(method, model, grids, batch):
+    """The K attempts of a drawn decoder on each map, batched together: rows for one attempt (the pure
+    model) and for the best of K, checked against the map (a planner's search, apart)."""
+    k, n, counted, t0 = method["samples"], len(grids), Counted(model), time.perf_counter()
+    sampling = L16.diff.Sampling(temperature=method["temperature"], order="confidence",
+                                 generator=torch.Generator().manual_seed(0))
+    paths, calls = [], 0
+    for chunk in grids.repeat(k, 1).split(batch):  # (K * N, 256): attempt a of map m at row a * N + m
+        before = counted.calls
+        if method["model"] == "gpt":
+            paths += L16.plan_gpt(counted, chunk, sampling=sampling)
+        else:
+            paths += L16.plan_dllm(counted, chunk, sampling=sampling)
+        calls += (counted.calls - before) * len(chunk)
+    calls, secs = calls / (n * k), (time.perf_counter() - t0) / (n * k)  # per attempt
+    attempts = [paths[a * n : (a + 1) * n] for a in range(k)]
+    best = best_of([L16.text(g) for g in grids.tolist()], attempts)
+    return [(method["name"] + ", one attempt", attempts[0], calls, secs),
+            (method["name"] + f", best of {k} (checked, apart)", best, calls * k, secs * k)]
+
+
 def run_method(method, model, grids, batch):
     """[(name, paths, calls per map, seconds per map)] of one method over grids (N, 256). Path cells
     first gives two rows: its paths with no stray, and every joined path (the search); its calls are
-    each map's own until its ends join."""
+    each map's own until its ends join. A drawn decoder gives two: one attempt, and the best of K."""
+    if method.get("samples"):
+        return run_sampled(method, model, grids, batch)
     counted, paths, strays, calls, t0 = Counted(model), [], [], 0, time.perf_counter()
     for chunk in grids.split(batch):
         before = counted.calls
@@ -103,10 +137,16 @@ def main(argv=None):
     p.add_argument("--batch", type=positive_int, default=200, help="maps per model call")
     p.add_argument("--repair", type=non_negative_int, default=2, help="repair rounds (0: none)")
     p.add_argument("--smooth", type=non_negative_int, default=60, help="jagged paths to smooth (0: none)")
+    p.add_argument("--samples", type=non_negative_int, default=0,
+                   help="attempts per map of each model drawn at --temperature, the dLLM surest first (0: none)")
+    p.add_argument("--temperature", type=positive_float, default=1.0, help="the drawn attempts' temperature")
+    p.add_argument("--only-sampled", action="store_true", help="the drawn attempts only, not the greedy decoders")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run (fp32 either way)")
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "paths"),
                    help="where results go")
     args = p.parse_args(argv)
+    if args.only_sampled and not args.samples:
+        raise UsageError("--only-sampled needs --samples 1 or more")
     if args.pretrained:
         args.dllm, args.gpt = (str(ROOT / "checkpoints" / "pretrained" / f"paths-{k}") for k in ("dllm", "gpt"))
     rows = maps.read_maps(args.test)
@@ -122,6 +162,12 @@ def main(argv=None):
     if args.repair:
         methods.append(dict(name=f"dLLM + {args.repair} repair rounds (apart)", model="dllm",
                             decoder="confidence", repair=args.repair))
+    if args.only_sampled:
+        methods = []
+    if args.samples:
+        methods += [dict(name=f"{who}, drawn at T = {args.temperature:g}", model=kind, samples=args.samples,
+                         temperature=args.temperature)
+                    for who, kind in (("dLLM, surest cell first", "dllm"), ("GPT, moves", "gpt"))]
     out = []
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():

@@ -54,6 +54,45 @@ def test_a_map_whose_ends_never_join_ends_with_no_path():
     assert paths == [None] and strays == [None] and calls[0] == int((walled == L16.FREE).sum())  # each cell tried
 
 
+def test_best_of_keeps_the_shortest_valid_attempt_and_none_when_none_is_valid():
+    grid = "S..G" + "." * (L16.CELLS - 4)
+    long_way, short_way = [0, 16, 17, 18, 19, 3], [0, 1, 2, 3]
+    through_a_wall = [0, 1, 2, 3]
+    walled = "S#.G" + "." * (L16.CELLS - 4)
+    attempts = [[None, through_a_wall], [long_way, None], [short_way, None]]  # K = 3 attempts of 2 maps
+    assert bench.best_of([grid, walled], attempts) == [short_way, None]
+
+
+class Undecided(torch.nn.Module):
+    """A stand-in GPT that finds R and D equally likely after any prefix (and every other move unlikely)."""
+
+    config = SimpleNamespace(mask_id=MASK, vocab_size=MASK, shift=0, n_embd=4, n_head=1, n_layer=1)  # a KVCache's
+
+    def forward(self, x, cache=None, start=0):
+        logits = torch.full((*x.shape, self.config.vocab_size), -9.0)
+        logits[..., [L16.TOKENS.index("R"), L16.TOKENS.index("D")]] = 0.0
+        return logits
+
+
+def test_a_drawn_gpt_takes_both_ways_where_greedy_takes_one():
+    grid = L16.tensor(["S" + "." * 15 + ".G" + "." * (L16.CELLS - 18)])  # G one step right and one down
+    greedy = L16.plan_gpt(Undecided(), grid.repeat(32, 1))
+    sampling = L16.diff.Sampling(temperature=1.0, generator=torch.Generator().manual_seed(0))
+    drawn = L16.plan_gpt(Undecided(), grid.repeat(32, 1), sampling=sampling)
+    assert greedy == [None] * 32  # a tie goes to the first move token, R, every time: off the map's edge
+    assert {tuple(q) for q in drawn if q} == {(0, 1, 17), (0, 16, 17)}  # the rest wander off the map: None
+
+
+def test_drawn_attempts_give_one_attempts_row_and_the_checked_best_of_k_apart():
+    rows = bench.run_method(dict(name="d", model="dllm", samples=3, temperature=1.0), Scores([1, 2]),
+                            corridor(), batch=8)
+    (one_name, one, one_calls, one_s), (best_name, best, best_calls, best_s) = rows
+    assert one_name == "d, one attempt" and best_name == "d, best of 3 (checked, apart)"
+    assert one == best == [[0, 1, 2, 3]]  # a sure model draws its marks at T = 1 as well
+    free = int((corridor() == L16.FREE).sum())
+    assert one_calls == free and best_calls == 3 * free and best_s == 3 * one_s  # surest first: a cell a call
+
+
 def test_the_benchmark_runs_end_to_end_on_the_shipped_models(tmp_path, capsys):
     maps, rng = lesson("robot_maps"), __import__("random").Random(0)
     test = tmp_path / "test.txt"
