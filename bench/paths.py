@@ -83,7 +83,8 @@ def best_of(grids, attempts):
 
 def run_sampled(method, model, grids, batch):
     """The K attempts of a drawn decoder on each map, batched together: rows for one attempt (the pure
-    model) and for the best of K, checked against the map (a planner's search, apart)."""
+    model) and for the best of K, checked against the map (a planner's search, apart), each with the
+    number of maps whose K attempts did not all plan the same (no path counts as one plan)."""
     k, n, counted, t0 = method["samples"], len(grids), Counted(model), time.perf_counter()
     sampling = L16.diff.Sampling(temperature=method["temperature"], order="confidence",
                                  generator=torch.Generator().manual_seed(0))
@@ -98,12 +99,14 @@ def run_sampled(method, model, grids, batch):
     calls, secs = calls / (n * k), (time.perf_counter() - t0) / (n * k)  # per attempt
     attempts = [paths[a * n : (a + 1) * n] for a in range(k)]
     best = best_of([L16.text(g) for g in grids.tolist()], attempts)
-    return [(method["name"] + ", one attempt", attempts[0], calls, secs),
-            (method["name"] + f", best of {k} (checked, apart)", best, calls * k, secs * k)]
+    differ = sum(len({tuple(q[m] or ()) for q in attempts}) > 1 for m in range(n))
+    return [(method["name"] + ", one attempt", attempts[0], calls, secs, differ),
+            (method["name"] + f", best of {k} (checked, apart)", best, calls * k, secs * k, differ)]
 
 
 def run_method(method, model, grids, batch):
-    """[(name, paths, calls per map, seconds per map)] of one method over grids (N, 256). Path cells
+    """[(name, paths, calls per map, seconds per map, maps whose drawn attempts differ or None)] of
+    one method over grids (N, 256). Path cells
     first gives two rows: its paths with no stray, and every joined path (the search); its calls are
     each map's own until its ends join. A drawn decoder gives two: one attempt, and the best of K."""
     if method.get("samples"):
@@ -122,9 +125,10 @@ def run_method(method, model, grids, batch):
         calls += (counted.calls - before) * len(chunk)
     secs, calls = (time.perf_counter() - t0) / len(grids), calls / len(grids)
     if method.get("decoder") != PATH_FIRST:
-        return [(method["name"], paths, calls, secs)]
+        return [(method["name"], paths, calls, secs, None)]
     own = [q if s == 0 else None for q, s in zip(paths, strays)]
-    return [(method["name"] + ", no stray", own, calls, secs), (method["name"] + " + BFS (search)", paths, calls, secs)]
+    return [(method["name"] + ", no stray", own, calls, secs, None),
+            (method["name"] + " + BFS (search)", paths, calls, secs, None)]
 
 
 def main(argv=None):
@@ -172,20 +176,23 @@ def main(argv=None):
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows).to(args.device)
-            for name, paths, calls, secs in (row for m in methods for row in
+            for name, paths, calls, secs, differ in (row for m in methods for row in
                                              run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
                 n = len(verdicts)
                 valid, shortest = (sum(v[k] for v in verdicts) / n for k in (0, 1))
                 se_v, se_s = (math.sqrt(q * (1 - q) / n) for q in (valid, shortest))  # binomial
                 out.append(dict(kind=kind, method=name, maps=n, valid=valid, valid_se=se_v,
-                                shortest=shortest, shortest_se=se_s, calls=calls, s_per_map=secs))
+                                shortest=shortest, shortest_se=se_s, calls=calls, s_per_map=secs,
+                                attempts_differ="" if differ is None else differ))
                 print(f"{kind:>10} | {name:<34} | valid {valid:6.1%} ± {se_v:.1%} | shortest "
-                      f"{shortest:6.1%} ± {se_s:.1%} | {calls:6.1f} calls | {secs * 1000:6.1f} ms/map", flush=True)
-    table = ["| kind | method | maps | valid | shortest | calls/map | ms/map |", "|---|---|---|---|---|---|---|"]
+                      f"{shortest:6.1%} ± {se_s:.1%} | {calls:6.1f} calls | {secs * 1000:6.1f} ms/map"
+                      + ("" if differ is None else f" | attempts differ on {differ} of {n} maps"), flush=True)
+    table = ["| kind | method | maps | valid | shortest | calls/map | ms/map | maps whose drawn attempts differ |",
+             "|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['kind']} | {r['method']} | {r['maps']} | {r['valid']:.1%} ± {r['valid_se']:.1%} | "
-              f"{r['shortest']:.1%} ± {r['shortest_se']:.1%} | {r['calls']:.1f} | {r['s_per_map'] * 1000:.1f} |"
-              for r in out]
+              f"{r['shortest']:.1%} ± {r['shortest_se']:.1%} | {r['calls']:.1f} | {r['s_per_map'] * 1000:.1f} | "
+              f"{'-' if r['attempts_differ'] == '' else r['attempts_differ']} |" for r in out]
     smooth_lines = []
     if args.smooth:
         smooth = import_module("bonus.16_path_smoothing")

@@ -43,8 +43,8 @@ def test_a_stray_mark_is_counted_and_the_models_own_row_drops_it():
     paths, strays, calls = bench.plan_path_cells_first(model, corridor())
     assert paths == [[0, 1, 2, 3]] and strays == [1] and calls == [3]
     rows = bench.run_method(dict(name="p", model="dllm", decoder="path cells first"), model, corridor(), batch=8)
-    (own_name, own, own_calls, _), (search_name, search, _, _) = rows
-    assert own == [None] and search == [[0, 1, 2, 3]] and own_calls == 3.0
+    (own_name, own, own_calls, _, differ), (search_name, search, _, _, _) = rows
+    assert own == [None] and search == [[0, 1, 2, 3]] and own_calls == 3.0 and differ is None  # nothing drawn
     assert own_name == "p, no stray" and "search" in search_name
 
 
@@ -81,14 +81,16 @@ def test_a_drawn_gpt_takes_both_ways_where_greedy_takes_one():
     drawn = L16.plan_gpt(Undecided(), grid.repeat(32, 1), sampling=sampling)
     assert greedy == [None] * 32  # a tie goes to the first move token, R, every time: off the map's edge
     assert {tuple(q) for q in drawn if q} == {(0, 1, 17), (0, 16, 17)}  # the rest wander off the map: None
+    rows = bench.run_method(dict(name="g", model="gpt", samples=8, temperature=1.0), Undecided(), grid, batch=8)
+    assert [r[4] for r in rows] == [1, 1]  # its one map's 8 attempts did not all plan the same
 
 
 def test_drawn_attempts_give_one_attempts_row_and_the_checked_best_of_k_apart():
     rows = bench.run_method(dict(name="d", model="dllm", samples=3, temperature=1.0), Scores([1, 2]),
                             corridor(), batch=8)
-    (one_name, one, one_calls, one_s), (best_name, best, best_calls, best_s) = rows
+    (one_name, one, one_calls, one_s, differ), (best_name, best, best_calls, best_s, _) = rows
     assert one_name == "d, one attempt" and best_name == "d, best of 3 (checked, apart)"
-    assert one == best == [[0, 1, 2, 3]]  # a sure model draws its marks at T = 1 as well
+    assert one == best == [[0, 1, 2, 3]] and differ == 0  # a sure model draws the same marks at T = 1
     free = int((corridor() == L16.FREE).sum())
     assert one_calls == free and best_calls == 3 * free and best_s == 3 * one_s  # surest first: a cell a call
 
