@@ -203,7 +203,11 @@ def span_mask(span, L):
 # --------------------------------------------------------------------------------------------------
 def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     """Temperature, then top-k (keep the k largest), then top-p (smallest set with mass >= p)."""
-    logits = logits / temperature
+    # Shift each row so that its largest logit is 0: softmax, top-k and top-p do not change, and a
+    # tiny temperature then gives the argmax (-x/T -> -inf), not inf - inf = nan. T is kept at least
+    # the dtype's smallest normal number, so that it never rounds to 0 (0/0 = nan).
+    logits = logits - logits.amax(-1, keepdim=True).nan_to_num(neginf=0.0)  # (..., V), max 0
+    logits = logits / max(temperature, torch.finfo(logits.dtype).tiny)
     if top_k and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

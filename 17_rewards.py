@@ -127,17 +127,17 @@ def scored_canvases(grids, when, method, mask_id):
     return z[keep], score[keep], row[keep]
 
 
-def logp_digits(model, z, digits, temperature):
-    """log p(digit | canvas z) at every cell, under the sampler's temperature: (N, 81)."""
-    logp = (model(z).float() / temperature).log_softmax(-1)  # (N, 81, V)
-    return logp.gather(-1, digits[..., None]).squeeze(-1)
+def logp_digits(model, z, digits, cells, temperature):
+    """log p(digit | z) at the sampler's temperature on the cells, 0 elsewhere (0 * -inf is nan)."""
+    logp = diff.filter_logits(model(z).float(), temperature).log_softmax(-1)  # (N, 81, V)
+    return logp.gather(-1, digits[..., None]).squeeze(-1).where(cells, 0)
 
 
 @torch.no_grad()
 def log_pi(model, grids, when, method, temperature=1.0):
     """Each attempt's log pi as the estimator sees it (exact or d1): (B,) nats."""
     z, score, row = scored_canvases(grids, when, method, model.config.mask_id)
-    nats = (logp_digits(model, z, grids[row], temperature) * score).sum(1)  # (N,)
+    nats = logp_digits(model, z, grids[row], score, temperature).sum(1)  # (N,)
     return nats.new_zeros(len(grids)).index_add_(0, row, nats)
 
 
@@ -156,14 +156,14 @@ def policy_step(model, reference, grids, when, adv, args):
     useful = torch.ones_like(row, dtype=torch.bool) if args.beta else w[row] != 0
     passes = 0
     for idx in useful.nonzero()[:, 0].split(args.chunk):  # weight 0: nothing to learn there
-        digits, cells = grids[row[idx]], score[idx].float()
-        logp = logp_digits(model, z[idx], digits, args.practice.temperature)  # (n, 81)
-        loss = (w[row[idx]] * (logp * cells).sum(1)).sum()
+        digits, cells = grids[row[idx]], score[idx]
+        logp = logp_digits(model, z[idx], digits, cells, args.practice.temperature)  # (n, 81)
+        loss = (w[row[idx]] * logp.sum(1)).sum()
         if args.beta:  # k3 KL to the starting model: exp(r) - r - 1, r = log p_ref - log p
             with torch.no_grad():
-                ref = logp_digits(reference, z[idx], digits, args.practice.temperature)
-            r = ref - logp
-            kl = ((r.exp() - r - 1) * cells).sum() / score.sum()
+                ref = logp_digits(reference, z[idx], digits, cells, args.practice.temperature)
+            r = ref - logp  # 0 outside the drawn cells, where k3 is 0 too
+            kl = (r.exp() - r - 1).sum() / score.sum()
             loss = loss + args.beta * kl
             passes += len(idx)
         loss.backward()

@@ -192,6 +192,16 @@ def test_top_k_restricts_the_draw():
     assert torch.isfinite(nucleus).sum() == 1  # the top token alone holds > 50%
 
 
+def test_a_tiny_temperature_draws_the_argmax_and_the_shift_changes_no_probability():
+    logits = torch.randn(50, 7, generator=torch.Generator().manual_seed(0)) * 10
+    cold = D.Sampling(temperature=1e-300, generator=torch.Generator().manual_seed(1))  # 0 in float32
+    assert torch.equal(D.sample_tokens(logits, cold), logits.argmax(-1))
+    shifted = D.filter_logits(logits, temperature=0.7)  # each row's largest logit moved to 0
+    assert torch.allclose(shifted.softmax(-1), (logits / 0.7).softmax(-1), atol=1e-6)
+    assert torch.equal(shifted.amax(-1), torch.zeros(50))
+    assert torch.isneginf(D.filter_logits(torch.full((1, 3), float("-inf")))).all()
+
+
 def test_char_tokenizer_roundtrip_and_unknowns():
     tok = D.CharTokenizer.from_text("hello world")
     assert tok.decode(tok.encode("hello")) == "hello"

@@ -137,6 +137,14 @@ def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(
     assert model.config.vocab_size == 10
 
 
+def test_a_temperature_far_below_float32s_range_draws_the_argmax_and_learns_nothing(rl_puzzles, tmp_path):
+    rows = train_tiny(rl_puzzles, tmp_path / "cold", "--budget", "200", "--evals", "1", "--beta", "0.01",
+                      "--temperature", "1e-300")
+    assert rows[-1]["nothing_to_learn"] == 1.0  # every attempt of a group the same: no advantage
+    model = S.load_solver("dllm", str(tmp_path / "cold"))
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # no nan from 0/0 or inf - inf
+
+
 def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(rl_puzzles, tmp_path):
     train_tiny(rl_puzzles, tmp_path / "d1", "--method", "d1", "--budget", "200", "--evals", "1")
     rows = lesson("rewards").main(["--runs", str(tmp_path / "d1"), "--test", str(rl_puzzles / "test.txt"),
