@@ -159,15 +159,14 @@ def main(argv=None):
     if not by_kind:
         raise UsageError(f"{args.test}: no maps in it")
     models = {k: L16.load_planner(k, path, device=args.device) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
-    methods = [dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),
-               dict(name="dLLM, threshold 0.9", model="dllm", decoder="threshold", repair=0),
-               dict(name="GPT, moves, greedy", model="gpt"),
-               dict(name="dLLM, path cells first", model="dllm", decoder=PATH_FIRST)]
-    if args.repair:
+    methods = [] if args.only_sampled else [
+        dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),
+        dict(name="dLLM, threshold 0.9", model="dllm", decoder="threshold", repair=0),
+        dict(name="GPT, moves, greedy", model="gpt"),
+        dict(name="dLLM, path cells first", model="dllm", decoder=PATH_FIRST)]
+    if args.repair and not args.only_sampled:
         methods.append(dict(name=f"dLLM + {args.repair} repair rounds (apart)", model="dllm",
                             decoder="confidence", repair=args.repair))
-    if args.only_sampled:
-        methods = []
     if args.samples:
         methods += [dict(name=f"{who}, drawn at T = {args.temperature:g}", model=kind, samples=args.samples,
                          temperature=args.temperature)

@@ -111,3 +111,13 @@ def test_the_benchmark_runs_end_to_end_on_the_shipped_models(tmp_path, capsys):
     text = (tmp_path / "out" / "paths.txt").read_text()
     assert "| rooms | dLLM, path cells first, no stray | 1 |" in text and smooth == []
     capsys.readouterr()
+
+
+def test_only_sampled_runs_the_drawn_attempts_alone_even_with_repair_asked(tmp_path, capsys):
+    maps, rng = lesson("robot_maps"), __import__("random").Random(1)
+    test = tmp_path / "test.txt"
+    test.write_text(",".join(maps.fresh_map("blocks-10", rng)) + "\n")
+    out, _ = bench.main(["--pretrained", "--test", str(test), "--per-kind", "1", "--repair", "2", "--smooth", "0",
+                         "--samples", "2", "--only-sampled", "--out-dir", str(tmp_path / "out")])
+    assert {r["method"] for r in out} and all("drawn at T = 1" in r["method"] for r in out)
+    capsys.readouterr()
