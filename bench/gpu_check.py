@@ -61,7 +61,7 @@ def main(argv=None):
     preset = args.preset or ("gpu" if device == "cuda" else "tiny")
     cuda = device == "cuda"
     native = {"fp32", runtime.half_dtype(device)} | ({"fp16"} if cuda else set())  # fp16 on CUDA only
-    print(f"{runtime.machine_name(device)}; torch {torch.__version__}; preset {preset}, {args.steps} steps per row"
+    print(f"{runtime.setting(device)}; preset {preset}, {args.steps} steps per row"
           + (f"; compute capability {'.'.join(map(str, torch.cuda.get_device_capability()))}" if cuda else ""))
     train, gpt = import_module("05_train"), import_module("07_train_gpt")
     rows, skipped = [], []

@@ -139,8 +139,7 @@ def main(argv=None):
     if args.dropout_cost:
         return dropout_cost(device, args.steps, args.warmup)
     half = runtime.half_dtype(device)  # bf16 on CPUs and Ampere+, fp16 (with loss scaling) on older GPUs
-    print(f"device {device} ({runtime.machine_name(device)}), torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}, dropout {args.dropout}")
+    print(f"device {device}: {runtime.setting(device)}, dropout {args.dropout}")
     variants = [("baseline: manual attention, fp32", True, "fp32", False), ("fp32 + SDPA", False, "fp32", False),
                 (f"{half} autocast + SDPA", False, half, False)]
     if not args.no_compile:
