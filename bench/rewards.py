@@ -11,6 +11,10 @@ and differ only in --seed get a second table, their mean and its standard error 
 known to break: variety, as pass@G with 17's default stochastic sampler (any of G attempts solves; temperature 1, 2
 cells a call, for every model alike, also a run that practised at another temperature) and the attempts' mean reward,
 on the first --variety puzzles of 17-27; and each run's compute (model passes) and training minutes.
+Every model is scored on the same puzzles, so a run's change from the shipped model is also given puzzle by puzzle
+(paired): the mean of d = solved by the run - solved by the start (1, 0 or -1) and its standard error sd(d) / sqrt(N),
+with the puzzles each gained and lost; far smaller than the two rows' errors combined when the models agree on most
+puzzles. Only for the runs scored in this command (a rewards.csv keeps no per-puzzle results).
 curves.png: each run's validation solved (fresh puzzles, 17-27 givens) against model passes, from its metrics.csv.
 
 Writes bench/results/rewards/{rewards.txt, rewards.csv, curves.png}.
@@ -104,6 +108,26 @@ def over_seeds(rows, bands):
             + " | ".join(bands) + " | pass@G | attempt reward |\n" + "|---" * (4 + len(bands)) + "|\n" + "".join(lines))
 
 
+def paired(solved, bands):
+    """The table of each run's change from the shipped model, puzzle by puzzle. solved: {model: {band: (N,) bool}},
+    the shipped model first. An empty string if no run was scored."""
+    (start, base), *runs = solved.items()
+    if not runs:
+        return ""
+    lines = []
+    for name, by_band in runs:
+        cells = []
+        for b in bands:
+            d = by_band[b].double() - base[b].double()  # (N,): +1 gained, -1 lost, 0 the same
+            se = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{100 * d.mean().item():+.1f} ± {100 * se:.1f} "
+                         f"(+{int((d > 0).sum())} / -{int((d < 0).sum())})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |\n")
+    return (f"\nAgainst {start}, puzzle by puzzle (paired): the change in solved, in points, ± its standard error "
+            "sd(d) / sqrt(N), and (puzzles gained / lost)\n\n| model | " + " | ".join(bands) + " |\n"
+            + "|---" * (1 + len(bands)) + "|\n" + "".join(lines))
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--runs", nargs="+", default=[], help="run folders of 17_rewards.py train")
@@ -137,7 +161,7 @@ def main(argv=None):
                "pass@G", "attempt reward"]  # a row's, in the CSV's order: the rows below must have these and no more
     if any(set(r) != set(columns) for r in earlier):  # before any scoring: one line, at once
         raise UsageError("--earlier: a file from another version of this script or test set; benchmark it again")
-    rows = []
+    rows, solved = [], {}
     for name, (model, ckpt) in models.items():
         a = ckpt["args"] if ckpt else {}
         row = {"model": name, "passes": ckpt["passes"] if ckpt else 0,
@@ -147,6 +171,7 @@ def main(argv=None):
             ok = B.run_decoder(lambda puzzle, cb, m=model: S.solve_dllm(m, puzzle, "confidence", cb), x, args.batch)[0]
             q = ok.float().mean().item()
             row |= {band: q, f"{band} se": math.sqrt(q * (1 - q) / len(x)), f"{band} n": len(x)}
+            solved.setdefault(name, {})[band] = ok.cpu()
         x = bands["17-27"][: args.variety]
         g = torch.Generator().manual_seed(0)
         practice = R.Practice(group=args.group, prompts=len(x))
@@ -166,7 +191,8 @@ def main(argv=None):
     table = "".join(f"| {r['model']} | {r['passes']:,} | {r['minutes']} | "
                     + " | ".join(f"{100 * r[b]:.1f}% ± {100 * r[f'{b} se']:.1f}" for b in bands)
                     + f" | {r['pass@G']:.1%} | {r['attempt reward']:.3f} |\n" for r in rows)
-    atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table + over_seeds(rows, bands),
+    atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table + over_seeds(rows, bands)
+                                                                        + paired(solved, list(bands)),
                                                                         encoding="utf-8"))
     runs = {Path(r).name: metrics.read_metrics(r) for r in args.runs}
     if runs:

@@ -152,6 +152,7 @@ def test_the_benchmark_scores_the_shipped_model_and_each_run_by_band(rl_puzzles,
     assert [r["model"] for r in rows] == ["shipped sudoku-dllm", "d1"] and rows[1]["passes"] >= 200
     assert all(r["17-27 n"] == 2 and 0 <= r["17-27"] <= 1 and 0 <= r["pass@G"] <= 1 for r in rows)
     assert {"rewards.txt", "rewards.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert "| d1 | " in (tmp_path / "rewards.txt").read_text(encoding="utf-8").split("puzzle by puzzle")[1]
 
 
 def test_the_benchmark_joins_seeds_scored_before_and_refuses_a_file_it_did_not_write(rl_puzzles, tmp_path, capsys):
@@ -185,6 +186,15 @@ def test_the_benchmark_averages_the_seeds_of_one_recipe_and_gives_their_standard
     assert "| exact, lr 2e-05, beta 0 | 0, 1, 2 | 53.0% ± 1.7 | 53.0% ± 1.7 | 0.530 ± 0.017 |" in text
     assert "sft" not in text  # one seed: nothing to average
     assert lesson("rewards").over_seeds(rows[:3], ["17-27"]) == ""
+
+
+def test_the_benchmark_pairs_each_run_with_the_start_puzzle_by_puzzle():
+    start = torch.tensor([1, 1, 0, 0, 1, 0, 1, 0], dtype=torch.bool)
+    run = torch.tensor([1, 1, 1, 1, 1, 0, 0, 0], dtype=torch.bool)  # gains puzzles 2 and 3, loses puzzle 6
+    text = lesson("rewards").paired({"start": {"17-27": start}, "run": {"17-27": run}}, ["17-27"])
+    # d = [0, 0, 1, 1, 0, 0, -1, 0]: mean 1/8; sd sqrt((3 - 8/64) / 7) = 0.641; se 0.641 / sqrt(8) = 0.227
+    assert "| run | +12.5 ± 22.7 (+2 / -1) |" in text and "Against start" in text
+    assert lesson("rewards").paired({"start": {"17-27": start}}, ["17-27"]) == ""
 
 
 def test_runs_that_differ_in_more_than_the_seed_are_not_seeds_of_one_recipe():
