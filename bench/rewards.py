@@ -83,6 +83,17 @@ def earlier_rows(path):
         raise UsageError(f"--earlier {path} is not a rewards.csv of this script ({e})") from None
 
 
+def once(rows, earlier):
+    """The rows of `earlier` that are not already in `rows` or before them in `earlier`: a run is one model, seed and
+    budget, and a rewards.csv that itself joined another file holds that file's runs too."""
+    seen, new = {(r["model"], r["seed"], r["passes"]) for r in rows}, []
+    for r in earlier:
+        if (r["model"], r["seed"], r["passes"]) not in seen:
+            seen.add((r["model"], r["seed"], r["passes"]))
+            new.append(r)
+    return new
+
+
 def over_seeds(rows, bands):
     """The runs that share a recipe (recipe(): every training flag but --seed) and differ in --seed: each band's
     mean over the seeds and its standard error, sd / sqrt(n) (n - 1 in the sd). An empty string if no recipe has
@@ -180,7 +191,7 @@ def main(argv=None):
         row |= {"pass@G": (reward.max(1).values > 0).float().mean().item(), "attempt reward": reward.mean().item()}
         rows.append(row)
         print(row, flush=True)
-    rows += earlier  # after the runs scored here: the table says which were (--earlier in its command)
+    rows += once(rows, earlier)  # after the runs scored here: the table says which were (--earlier in its command)
     out = Path(args.out_dir)
     metrics.write_csv(out / "rewards.csv", rows, columns)  # a row with another key raises here
     head = (f"Lesson 17 on {args.test}; {runtime.setting(args.device)}, fp32\ncommand: python bench/rewards.py "

@@ -167,6 +167,9 @@ def test_the_benchmark_joins_seeds_scored_before_and_refuses_a_file_it_did_not_w
     assert [r["model"] for r in rows] == ["shipped sudoku-dllm", "s1", "s0"]
     assert rows[2] == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in first[1].items()}
     assert f"| {rows[1]['recipe']} | 1, 0 |" in (tmp_path / "b" / "rewards.txt").read_text(encoding="utf-8")
+    # b's file holds s0 too: joining a and b counts each run once, and a run scored here is not joined again
+    again = bench.once(rows[:2], [*first[1:], *rows[1:]])
+    assert [r["model"] for r in again] == ["s0"]
     old = tmp_path / "old.csv"
     old.write_text("model,passes,recipe,seed,17-27\nx,1,exact,0,0.5\n")
     capsys.readouterr()  # the training's progress bars
