@@ -13,7 +13,7 @@ cells a call, for every model alike, also a run that practised at another temper
 on the first --variety puzzles of 17-27; and each run's compute (model passes) and training minutes.
 Every model is scored on the same puzzles, so a run's change from the shipped model is also given puzzle by puzzle
 (paired): the mean of d = solved by the run - solved by the start (1, 0 or -1) and its standard error sd(d) / sqrt(N),
-with the puzzles each gained and lost; far smaller than the two rows' errors combined when the models agree on most
+with the puzzles each gained and lost; smaller than the two rows' errors combined when the models agree on most
 puzzles. Only for the runs scored in this command (a rewards.csv keeps no per-puzzle results).
 curves.png: each run's validation solved (fresh puzzles, 17-27 givens) against model passes, from its metrics.csv.
 
