@@ -38,6 +38,7 @@ S = import_module("12_sudoku")
 R = import_module("17_rewards")
 P = import_module("sudoku_puzzles")
 B = import_module("sudoku")  # bench/sudoku.py: bands, decoding in batches
+mean_se = import_module("default_order").mean_se  # bench/'s mean and standard error, sd (n - 1) / sqrt(n)
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDS = ("17-27", "28-35", "3+ guesses")
@@ -108,8 +109,7 @@ def over_seeds(rows, bands):
             continue
         cells = []
         for b in [*bands, "pass@G", "attempt reward"]:
-            q = torch.tensor([r[b] for r in runs], dtype=torch.float64)
-            mean, se = q.mean().item(), q.std().item() / math.sqrt(len(q))
+            mean, se = mean_se([r[b] for r in runs])
             cells.append(f"{mean:.3f} ± {se:.3f}" if b == "attempt reward" else f"{mean:.1%} ± {100 * se:.1f}")
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {recipe} | {seeds} | " + " | ".join(cells) + " |\n")
@@ -130,8 +130,8 @@ def paired(solved, bands):
         cells = []
         for b in bands:
             d = by_band[b].double() - base[b].double()  # (N,): +1 gained, -1 lost, 0 the same
-            se = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-            cells.append(f"{100 * d.mean().item():+.1f} ± {100 * se:.1f} "
+            mean, se = mean_se(d.tolist())
+            cells.append(f"{100 * mean:+.1f} ± {100 * se:.1f} "
                          f"(+{int((d > 0).sum())} / -{int((d < 0).sum())})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |\n")
     return (f"\nAgainst {start}, puzzle by puzzle (paired): the change in solved, in points, ± its standard error "
