@@ -87,10 +87,13 @@ def earlier_rows(path):
 def once(rows, earlier):
     """The rows of `earlier` that are not already in `rows` or before them in `earlier`: a run is one model, seed and
     budget, and a rewards.csv that itself joined another file holds that file's runs too."""
-    seen, new = {(r["model"], r["seed"], r["passes"]) for r in rows}, []
+    def run(r):
+        return r["model"], r["seed"], r["passes"]
+
+    seen, new = {run(r) for r in rows}, []
     for r in earlier:
-        if (r["model"], r["seed"], r["passes"]) not in seen:
-            seen.add((r["model"], r["seed"], r["passes"]))
+        if run(r) not in seen:
+            seen.add(run(r))
             new.append(r)
     return new
 
