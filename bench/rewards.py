@@ -122,7 +122,7 @@ def over_seeds(rows, bands):
             + " | ".join(bands) + " | pass@G | attempt reward |\n" + "|---" * (4 + len(bands)) + "|\n" + "".join(lines))
 
 
-def paired(solved, bands):
+def against_start(solved, bands):
     """The table of each run's change from the shipped model, puzzle by puzzle. solved: {model: {band: (N,) bool}},
     the shipped model first. An empty string if no run was scored."""
     (start, base), *runs = solved.items()
@@ -206,7 +206,7 @@ def main(argv=None):
                     + " | ".join(f"{100 * r[b]:.1f}% ± {100 * r[f'{b} se']:.1f}" for b in bands)
                     + f" | {r['pass@G']:.1%} | {r['attempt reward']:.3f} |\n" for r in rows)
     atomic_write(out / "rewards.txt", lambda tmp: Path(tmp).write_text(head + table + over_seeds(rows, bands)
-                                                                        + paired(solved, list(bands)),
+                                                                        + against_start(solved, list(bands)),
                                                                         encoding="utf-8"))
     runs = {Path(r).name: metrics.read_metrics(r) for r in args.runs}
     if runs:

@@ -194,10 +194,10 @@ def test_the_benchmark_averages_the_seeds_of_one_recipe_and_gives_their_standard
 def test_the_benchmark_pairs_each_run_with_the_start_puzzle_by_puzzle():
     start = torch.tensor([1, 1, 0, 0, 1, 0, 1, 0], dtype=torch.bool)
     run = torch.tensor([1, 1, 1, 1, 1, 0, 0, 0], dtype=torch.bool)  # gains puzzles 2 and 3, loses puzzle 6
-    text = lesson("rewards").paired({"start": {"17-27": start}, "run": {"17-27": run}}, ["17-27"])
+    text = lesson("rewards").against_start({"start": {"17-27": start}, "run": {"17-27": run}}, ["17-27"])
     # d = [0, 0, 1, 1, 0, 0, -1, 0]: mean 1/8; sd sqrt((3 - 8/64) / 7) = 0.641; se 0.641 / sqrt(8) = 0.227
     assert "| run | +12.5 ± 22.7 (+2 / -1) |" in text and "Against start" in text
-    assert lesson("rewards").paired({"start": {"17-27": start}}, ["17-27"]) == ""
+    assert lesson("rewards").against_start({"start": {"17-27": start}}, ["17-27"]) == ""
 
 
 def test_runs_that_differ_in_more_than_the_seed_are_not_seeds_of_one_recipe():
