@@ -92,8 +92,8 @@ def once(rows, earlier):
 
     seen, new = {run(r) for r in rows}, []
     for r in earlier:
-        if run(r) not in seen:
-            seen.add(run(r))
+        if (key := run(r)) not in seen:
+            seen.add(key)
             new.append(r)
     return new
 
