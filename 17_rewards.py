@@ -153,7 +153,7 @@ def policy_step(model, reference, grids, when, adv, args):
     """Accumulate the policy gradient (and --beta's KL) chunk by chunk. -> model passes spent."""
     z, score, row = scored_canvases(grids, when, args.method, model.config.mask_id)
     w = weights(adv, (when >= 0).sum(1).clamp_min(1), args.method, args.practice.group)
-    useful = torch.ones_like(row, dtype=torch.bool) if args.beta else w[row] != 0
+    useful = w[row] != 0 if not args.beta or args.skip_agreeing else torch.ones_like(row).bool()
     passes = 0
     for idx in useful.nonzero()[:, 0].split(args.chunk):  # weight 0: nothing to learn there
         digits, cells = grids[row[idx]], score[idx]
@@ -165,9 +165,8 @@ def policy_step(model, reference, grids, when, adv, args):
             r = ref - logp  # 0 outside the drawn cells, where k3 is 0 too
             kl = (r.exp() - r - 1).sum() / score.sum()
             loss = loss + args.beta * kl
-            passes += len(idx)
         loss.backward()
-        passes += 3 * len(idx)
+        passes += (4 if args.beta else 3) * len(idx)  # the reference's forward pass counts too
     return passes
 
 
@@ -268,7 +267,6 @@ def train_rewards(args):
         metrics.write_csv(out / "metrics.csv", rows, [*dict.fromkeys(k for r in rows for k in r)])
 
     from tqdm import tqdm
-
     def evaluation(row):  # one row per evaluation: metrics.csv and latest.pt, one log line
         rows.append({"step": step, "passes": passes, "elapsed_s": round(elapsed, 1),
                      "val_solved": solved_share(model, val)} | row)
@@ -385,6 +383,8 @@ def rewards_parser():
                    "1e-4 for sft and rft; RL at 1e-4 fell from 54.5%% to 40.5%% solved)")
     t.add_argument("--beta", type=non_negative_float, default=0.0,
                    help="KL to the starting model (k3; d1 uses 0.04)")
+    t.add_argument("--skip-agreeing", action="store_true", help="leave a group whose attempts all "
+                   "agree out of the step, its KL too (DAPO's filter): cheaper steps, more of them")
     t.add_argument("--temperature", type=positive_float, default=1.0, help="the attempts' digits")
     t.add_argument("--order-noise", type=non_negative_float, default=0.0,
                    help="Gumbel noise on the attempts' log confidence (0: surest first)")

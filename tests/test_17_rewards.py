@@ -112,6 +112,29 @@ def test_a_positive_advantage_makes_its_attempt_more_likely(attempts, shipped):
     assert logp(0) > before[0] and logp(4) < before[1]
 
 
+def test_skip_agreeing_leaves_agreeing_groups_and_their_kl_out_of_the_step(attempts, shipped):
+    practice, grids, when, _ = attempts
+    model = lesson("03_transformer").Transformer(shipped.config)
+    model.load_state_dict(shipped.state_dict())
+    reference = lesson("03_transformer").Transformer(shipped.config).eval().requires_grad_(False)
+    adv = torch.zeros(len(grids))
+    adv[:4] = torch.tensor([0.5, -0.5, 0.5, -0.5])  # only the first puzzle's group has something to learn
+    mask = shipped.config.mask_id
+    canvases = [len(R.scored_canvases(grids[i:i + 4], when[i:i + 4], "exact", mask)[2]) for i in (0, 4)]
+
+    def step(beta, skip):
+        model.zero_grad(set_to_none=True)
+        args = type("Args", (), dict(method="exact", practice=practice, chunk=64, beta=beta, skip_agreeing=skip))
+        passes = R.policy_step(model, reference, grids, when, adv, args)
+        return passes, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    (full, g_full), (skipped, g_skip) = step(0.04, False), step(0.04, True)
+    assert skipped == 4 * canvases[0] and full > skipped + 4 * canvases[1]  # forward, backward, reference
+    assert not torch.allclose(g_full, g_skip)  # the agreeing groups' KL is gone from the step
+    (plain, g_plain), (plain_skip, g_plain_skip) = step(0.0, False), step(0.0, True)
+    assert plain == plain_skip == 3 * canvases[0] and torch.equal(g_plain, g_plain_skip)  # no KL: already so
+
+
 @pytest.fixture(scope="module")
 def rl_puzzles(tmp_path_factory):
     d = tmp_path_factory.mktemp("sudoku17")
