@@ -8,6 +8,8 @@ Beside it, the two classic smoothers (../shared notes C.4):
   SimpleSmoother  Nav2's rule, y_i += w_data (x_i - y_i) + w_smooth (y_(i+1) + y_(i-1) - 2 y_i), until the
                   change is below 1e-10 (w_data 0.2, w_smooth 0.3, 1,000 iterations, two refinements); a point
                   that lands on a wall returns the last path before it (nav2_smoother/simple_smoother.cpp).
+And two stages, as a robot runs a planner and then a smoother: the infill with the input's own cells kept
+where a stretch could not be planned, and that path string-pulled (the dLLM picks the cells, pulling cuts corners).
 Lengths in cells (1 cell = 1 unit; the robot drives straight between consecutive points), turns = heading
 changes above 1 degree, a path valid if no segment touches a wall cell (corners included).
 
@@ -143,25 +145,33 @@ def simple_smoother(grid, points, w_data=0.2, w_smooth=0.3, tol=1e-10, max_its=1
     return simple_smoother(grid, out, w_data, w_smooth, tol, max_its, refinements - 1) if refinements else out
 
 
-def infill(model, grids, paths, every=8, decoder="confidence"):
-    """The dLLM's smoothing: S, G and every `every`-th cell of each path kept; each stretch between two kept cells
-    planned afresh by lesson 16's dLLM (the pair as its S and G), all stretches in one batch. -> [path or None]"""
+def stretches(model, grids, paths, every=8, decoder="confidence"):
+    """S, G and every `every`-th cell of each path kept; each stretch between two kept cells planned afresh by
+    lesson 16's dLLM (the pair as its S and G), all stretches in one batch. -> per path [(planned or None, input's)]"""
     canvases, spans = [], []
     for grid, path in zip(grids, paths):
-        keep = path[::every] + path[-1:] * ((len(path) - 1) % every > 0)
+        idx = list(range(0, len(path), every)) + [len(path) - 1] * ((len(path) - 1) % every > 0)
         free = list(grid.replace("S", ".").replace("G", "."))
-        spans.append((len(canvases), len(keep) - 1, keep[0]))
-        for a, b in zip(keep, keep[1:]):
+        spans.append((len(canvases), [path[a : b + 1] for a, b in zip(idx, idx[1:])]))
+        for a, b in zip(idx, idx[1:]):
             c = list(free)
-            c[a], c[b] = "S", "G"
+            c[path[a]], c[path[b]] = "S", "G"
             canvases.append("".join(c))
     where = next(model.parameters(), torch.empty(0)).device  # the model's device (a stand-in has none: CPU)
     pieces = L16.plan_dllm(model, L16.tensor(canvases).to(where), decoder)
-    out = []
-    for first, n, start in spans:
-        stretch = pieces[first : first + n]
-        out.append(None if None in stretch else [start] + [c for p in stretch for c in p[1:]])
-    return out
+    return [list(zip(pieces[first : first + len(own)], own)) for first, own in spans]
+
+
+def join(parts, fallback=False):
+    """One path from its stretches: None if one could not be planned, or with `fallback` that stretch's input cells
+    (as Nav2's smoother keeps the last path that worked)."""
+    got = [own if planned is None and fallback else planned for planned, own in parts]
+    return None if None in got else got[0][:1] + [c for p in got for c in p[1:]]
+
+
+def infill(model, grids, paths, every=8, decoder="confidence", fallback=False):
+    """The dLLM's smoothing of each path. -> [path or None]"""
+    return [join(parts, fallback) for parts in stretches(model, grids, paths, every, decoder)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -180,12 +190,14 @@ def jagged_inputs(rows, rng):
 
 def compare_smoothers(model, inputs, every=8, decoder="confidence"):
     """Per input: {method: (valid, length, turns, total turning)} and the shortest length on the grid."""
-    dllm = infill(model, [g for g, _, _ in inputs], [p for _, p, _ in inputs], every, decoder)
+    parts = stretches(model, [g for g, _, _ in inputs], [p for _, p, _ in inputs], every, decoder)
     rows = []
-    for (grid, path, how), mine in zip(inputs, dllm):
-        pts = [point(c) for c in path]
+    for (grid, path, how), mine in zip(inputs, parts):
+        pts, pure, kept = [point(c) for c in path], join(mine), [point(c) for c in join(mine, True)]
         ways = {"input": pts, "string pulling": string_pull(grid, pts),
-                "SimpleSmoother": simple_smoother(grid, pts), "dLLM infill": mine and [point(c) for c in mine]}
+                "SimpleSmoother": simple_smoother(grid, pts), "dLLM infill": pure and [point(c) for c in pure],
+                "dLLM infill, input kept where it fails": kept,  # a planner's stage, then a smoother's:
+                "dLLM infill, then string pulling": string_pull(grid, kept)}  # the cells, then the corners
         row = {"how": how}
         for name, p in ways.items():
             ok = p is not None and all(clear(grid, a, b) for a, b in zip(p, p[1:]))
@@ -196,7 +208,8 @@ def compare_smoothers(model, inputs, every=8, decoder="confidence"):
 
 def summary(rows):
     """Lines of the table, and the two targets of issue 57."""
-    names = ["input", "string pulling", "SimpleSmoother", "dLLM infill"]
+    names = ["input", "string pulling", "SimpleSmoother", "dLLM infill", "dLLM infill, input kept where it fails",
+             "dLLM infill, then string pulling"]
     lines = [f"{len(rows)} jagged paths ({sum(r['how'] == 'detour' for r in rows)} detours, the rest random walks)",
              "| path | valid | mean length (cells) | mean turns | mean turning (deg) |", "|---|---|---|---|---|"]
     for n in names:
@@ -204,12 +217,15 @@ def summary(rows):
         ok = [x for x in v if x[0]]
         mean = [sum(x[k] for x in ok) / max(1, len(ok)) for k in (1, 2, 3)]  # over the valid ones
         lines.append(f"| {n} | {len(ok)}/{len(v)} | {mean[0]:.2f} | {mean[1]:.2f} | {mean[2]:.0f} |")
-    d, sp, inp = ([r[n] for r in rows] for n in ("dLLM infill", "string pulling", "input"))
-    short = sum(a[0] and a[1] <= b[1] + 1e-9 for a, b in zip(d, sp)) / len(rows)
-    fewer = sum(a[0] and a[2] < b[2] for a, b in zip(d, inp)) / len(rows)
-    lines += [f"dLLM infill valid and no longer than string pulling's: {short:.1%} (target >= 80%)",
-              f"dLLM infill valid with fewer turns than the input: {fewer:.1%} (target >= 90%)"]
-    return lines, short, fewer
+    sp, inp = ([r[n] for r in rows] for n in ("string pulling", "input"))
+    short, fewer = {}, {}
+    for n in names[3:]:
+        v = [r[n] for r in rows]
+        short[n] = sum(a[0] and a[1] <= b[1] + 1e-9 for a, b in zip(v, sp)) / len(rows)
+        fewer[n] = sum(a[0] and a[2] < b[2] for a, b in zip(v, inp)) / len(rows)
+        lines.append(f"{n}: valid and no longer than string pulling's {short[n]:.1%} (target >= 80%), "
+                     f"valid with fewer turns than the input {fewer[n]:.1%} (target >= 90%)")
+    return lines, short["dLLM infill"], fewer["dLLM infill"]
 
 
 def main(argv=None):

@@ -359,5 +359,9 @@ def test_smoothing_geometry_and_the_three_smoothers():
     for row in table:
         ok, length, _, _ = row["dLLM infill"]
         assert ok and length <= row["input"][1] + 1e-9  # each stretch shortest: never longer than the input
+        kept, pulled = row["dLLM infill, input kept where it fails"], row["dLLM infill, then string pulling"]
+        assert kept == row["dLLM infill"] and pulled[0] and pulled[1] <= kept[1] + 1e-9
+    parts = [([0, 1, 2], [0, 16, 2]), (None, [2, 3, 4])]  # (planned, the input's own) per stretch
+    assert smooth.join(parts) is None and smooth.join(parts, fallback=True) == [0, 1, 2, 3, 4]
     lines, short, fewer = smooth.summary(table)
     assert 0 <= short <= 1 and 0 <= fewer <= 1 and "target" in lines[-1]
