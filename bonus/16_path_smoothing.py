@@ -219,12 +219,13 @@ def summary(rows):
         lines.append(f"| {n} | {len(ok)}/{len(v)} | {mean[0]:.2f} | {mean[1]:.2f} | {mean[2]:.0f} |")
     sp, inp = ([r[n] for r in rows] for n in ("string pulling", "input"))
     short, fewer = {}, {}
-    for n in names[3:]:
+    for n in names[1:]:
         v = [r[n] for r in rows]
         short[n] = sum(a[0] and a[1] <= b[1] + 1e-9 for a, b in zip(v, sp)) / len(rows)
+        shorter = sum(a[0] and a[1] < b[1] - 1e-9 for a, b in zip(v, sp)) / len(rows)
         fewer[n] = sum(a[0] and a[2] < b[2] for a, b in zip(v, inp)) / len(rows)
-        lines.append(f"{n}: valid and no longer than string pulling's {short[n]:.1%} (target >= 80%), "
-                     f"valid with fewer turns than the input {fewer[n]:.1%} (target >= 90%)")
+        lines.append(f"{n}: valid and no longer than string pulling's {short[n]:.1%} (shorter {shorter:.1%}; "
+                     f"target >= 80%), valid with fewer turns than the input {fewer[n]:.1%} (target >= 90%)")
     return lines, short["dLLM infill"], fewer["dLLM infill"]
 
 
