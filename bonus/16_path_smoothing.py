@@ -169,11 +169,6 @@ def join(parts, fallback=False):
     return None if None in got else got[0][:1] + [c for p in got for c in p[1:]]
 
 
-def infill(model, grids, paths, every=8, decoder="confidence", fallback=False):
-    """The dLLM's smoothing of each path. -> [path or None]"""
-    return [join(parts, fallback) for parts in stretches(model, grids, paths, every, decoder)]
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The comparison
 # ----------------------------------------------------------------------------------------------------------------
