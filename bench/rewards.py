@@ -77,7 +77,10 @@ def earlier_rows(path):
 
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            return [{k: value(k, v) for k, v in r.items()} for r in csv.DictReader(f) if r.get("recipe")]
+            reader = csv.DictReader(f)
+            if "recipe" not in (reader.fieldnames or []):  # not ours, even with no rows to check: at once
+                raise ValueError("no recipe column")
+            return [{k: value(k, v) for k, v in r.items()} for r in reader if r.get("recipe")]
     except OSError as e:
         raise UsageError(f"--earlier {path}: {e.strerror}") from None
     except (ValueError, TypeError, csv.Error) as e:

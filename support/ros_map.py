@@ -156,7 +156,7 @@ def read(path):
             pixels = np.asarray(im.convert(("L" if grey else "RGB") + "A" * alpha), dtype=float)
     except FileNotFoundError:
         raise UsageError(f"{path}: its image {image} does not exist") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:  # the bomb: a header claiming 10^10 pixels
         raise UsageError(f"{path}: cannot read its image {image} ({e})") from None
     if pixels.ndim == 2:
         pixels = pixels[..., None]  # one channel

@@ -276,6 +276,10 @@ def test_plan_refuses_bad_maps_and_points_in_one_line(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("image: [\n")
     assert "is not YAML" in cli_error(R.main, ["plan", str(tmp_path / "bad.yaml"), "--start", "1", "1",
                                                "--goal", "2", "2"], capsys)
+    (tmp_path / "bomb.pgm").write_bytes(b"P5\n100000 100000\n255\n")  # 10^10 pixels claimed, none sent
+    write_yaml(tmp_path / "bomb.yaml", "bomb.pgm")
+    assert "cannot read its image" in cli_error(R.main, ["plan", str(tmp_path / "bomb.yaml"), "--start", "1", "1",
+                                                         "--goal", "2", "2"], capsys)
     write_yaml(tmp_path / "gone.yaml", "gone.png")
     assert "does not exist" in cli_error(R.main, ["plan", str(tmp_path / "gone.yaml"), "--start", "1", "1",
                                                   "--goal", "2", "2"], capsys)

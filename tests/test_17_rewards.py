@@ -196,7 +196,9 @@ def test_the_benchmark_joins_seeds_scored_before_and_refuses_a_file_it_did_not_w
     old = tmp_path / "old.csv"
     old.write_text("model,passes,recipe,seed,17-27\nx,1,exact,0,0.5\n")
     capsys.readouterr()  # the training's progress bars
-    for path, says in ((old, "another version"), (tmp_path / "none.csv", "No such file")):
+    (tmp_path / "header.csv").write_text("a,b\n")  # no rows to compare: its header tells
+    for path, says in ((old, "another version"), (tmp_path / "none.csv", "No such file"),
+                       (tmp_path / "header.csv", "not a rewards.csv")):
         assert says in cli_error(bench.main, ["--runs", str(tmp_path / "s1"), *test, "--out-dir",
                                               str(tmp_path / "c"), "--earlier", str(path)], capsys)
     assert not (tmp_path / "c").exists()
