@@ -151,6 +151,18 @@ add_generate_args = partial(generate_args.add_generate_args, orders=diff.ORDERS,
 add_model_args = generate_args.add_model_args
 
 
+def check_objective(info, objective="dllm"):
+    """One line if a loaded model was trained for another canvas than this sampler's (10 and 13
+    demo text models too): a Sudoku or path model writes no text."""
+    # GPT vs dLLM: block diffusion writes left to right (lesson 11)
+    if info["objective"] != objective:
+        use = {"block-diffusion": "11_block_diffusion.py generate",
+               "sudoku-dllm": "12_sudoku.py solve", "uniform": "15_uniform_noise.py generate",
+               "paths-dllm": "16_robot_paths.py solve or plan"}
+        other = use.get(info["objective"], "06_generate.py or 10_fast_decoding.py generate")
+        raise UsageError(f"{info['path']} is a {info['objective']} model: generate with {other}")
+
+
 def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=TOKENIZERS):
     """Load the model, sample with `sampler`, print the texts (and the cost), write --gif. 09, 10
     and 11 call it with their own parser's args; 10 and 11 with their own sampler; 11 for its
@@ -164,13 +176,7 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
     notes = []
     model, tokenizer, info = load(pretrained.from_flags(args, notes.append), "dllm", args.device,
                                   tokenizers)
-    # GPT vs dLLM: block diffusion writes left to right (lesson 11)
-    if info["objective"] != objective:
-        use = {"block-diffusion": "11_block_diffusion.py generate",
-               "sudoku-dllm": "12_sudoku.py solve", "uniform": "15_uniform_noise.py generate",
-               "paths-dllm": "16_robot_paths.py solve or plan"}
-        other = use.get(info["objective"], "06_generate.py or 10_fast_decoding.py generate")
-        raise UsageError(f"{info['path']} is a {info['objective']} model: generate with {other}")
+    check_objective(info, objective)
 
     # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
     frames, last = [], {}

@@ -260,6 +260,7 @@ def demo_decoders(args):
     if args.checkpoint or args.pretrained:  # a trained model; else one fitted here in seconds
         path = pretrained.choose(args.checkpoint, args.default_run, args.shipped, args.pretrained)
         model, tok, info = gen.load(path, "dllm", args.device)
+        gen.check_objective(info)  # a text model: not Sudoku's, not a path model
         print(f"== {info['path']}: {model.num_params():,} parameters ==")
         L = args.len or model.config.block_size
         if L > model.config.block_size:

@@ -220,6 +220,7 @@ def demo_text(args):
     path = pretrained.choose(args.checkpoint, ROOT / "checkpoints" / "dllm", pretrained.TEXT_DLLM,
                              args.pretrained)
     model, tok, info = gen.load(path, "dllm", args.device)
+    gen.check_objective(info)  # a text model: the Sudoku demo below loads its own
     mask_id = model.config.mask_id
     canvas = torch.full((1, min(96, model.config.block_size)), mask_id)
     frames = []

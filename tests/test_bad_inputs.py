@@ -240,6 +240,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("10_fast_decoding", ["generate", "--checkpoint", "{w}/dllm", "--cache", "dual"], "give --block-size too"),
     ("10_fast_decoding", ["generate", "--checkpoint", "{w}/dllm", "--block-size", "0"], "must be >= 1"),
     ("10_fast_decoding", ["--train-steps", "-1"], "must be >= 0"),
+    ("10_fast_decoding", ["--checkpoint", "{w}/bd4"], "is a block-diffusion model"),  # the demo's decoders: text
+    ("13_self_correction", ["--checkpoint", "{w}/bd4"], "is a block-diffusion model"),
     ("10_fast_decoding", ["generate", "--checkpoint", "{w}/dllm", "--threshold", "0.9", "--steps", "8"],
      "drop --steps"),
     # 11: block diffusion
