@@ -195,6 +195,8 @@ def main(argv=None):
     if shape:
         flags = " ".join("--" + k.replace("_", "-") for k in shape)
         raise UsageError(f"{flags}: the model's shape is the GPT's (--gpt); drop them")
+    if args.init_from:  # 05's flag would start from other weights than --gpt's, silently
+        raise UsageError("--init-from: this lesson starts from the GPT of --gpt; name it there")
     args = train.resolve(args)
     text = read_text(args.data) if args.data else train.shakespeare()
     data = train.TextData(text, diff.CharTokenizer.from_text(text), args.split)

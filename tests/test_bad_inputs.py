@@ -144,6 +144,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("05_train", ["--out", "{w}/norun", "--resume"], "nothing to resume"),
     ("05_train", ["--out", "{w}/adapted", "--resume", "--steps", "8"], "was trained by 14_from_gpt.py train"),
     ("14_from_gpt", ["train", "--out", "{w}/dllm", "--resume", "--steps", "80"], "was trained by 05_train.py"),
+    ("14_from_gpt", ["train", "--init-from", "{w}/dllm", "--out", "{out}/r"], "name it there"),  # not --gpt's
     ("05_train", ["--out", "{w}/corrupt_run", "--resume"], "not a readable checkpoint"),
     ("05_train", ["--out", "{w}/dllm", "--resume", "--lr", "0.01"], "conflicts with the run being resumed"),
     ("05_train", ["--out", "{w}/dllm", "--resume", "--data", "{w}/tamil.txt"], "conflicts with the run being resumed"),
