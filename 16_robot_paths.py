@@ -279,7 +279,8 @@ def solve_maps(args):
                    for n, ln in enumerate(lines, 1))
     model = load_planner(args.model, args.checkpoint, args.pretrained, args.device)
     out, shortest = [], 0
-    with runtime.stop_cleanly():
+    with runtime.stop_cleanly(lambda: print(f"{len(out)} of {len(lines)} maps answered",
+                                            file=sys.stderr)):
         for chunk in grids.split(args.batch):
             paths = plan(model, args.model, chunk.to(next(model.parameters()).device), args)
             verdicts = [maps.judge_path(text(g), p) for g, p in zip(chunk.tolist(), paths)]

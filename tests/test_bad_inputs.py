@@ -630,6 +630,7 @@ def test_resume_restores_the_runs_best_and_best_pt_only_improves(world, tmp_path
     ("11_block_diffusion", ["generate", "--checkpoint", "{w}/bd4", "--len", "100"],  # past its context
      ("11_block_diffusion", "generate_blocks")),
     ("12_sudoku", ["solve", "{w}/puzzle_rules.txt", "--pretrained", "--batch", "1"], ("12_sudoku", "solve_dllm")),
+    ("16_robot_paths", ["solve", "{w}/maps/test.txt", "--pretrained", "--batch", "1"], ("16_robot_paths", "plan")),
 ])
 def test_ctrl_c_stops_a_generator_cleanly_with_what_it_made(script, argv, patch, world, capsys, monkeypatch):
     """Ctrl-C at the third model call (text), or in the second batch (Sudoku): exit 130, the output so far printed."""
@@ -661,6 +662,8 @@ def test_ctrl_c_stops_a_generator_cleanly_with_what_it_made(script, argv, patch,
     out, err = capsys.readouterr()
     assert e.value.code == 130 and "Traceback" not in err and "interrupted" in err
     assert out.strip()  # what it generated so far: a canvas with masks (text), the solved puzzles (Sudoku)
+    if script == "16_robot_paths":  # the first batch's map answered, and said how many of all
+        assert len(out.splitlines()) == 1 and "1 of " in err and "maps answered" in err
     assert digest(world) == before
 
 
