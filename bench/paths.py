@@ -204,7 +204,8 @@ def main(argv=None):
             f"{args.dllm}, {args.gpt}; maps: {args.test}", ""]
     folder = Path(args.out_dir)
     atomic_write(folder / "paths.txt", lambda tmp: Path(tmp).write_text(
-        "\n".join(head + table + ["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines) + "\n"))
+        "\n".join(head + table + (["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines
+                                   if smooth_lines else [])) + "\n"))  # --smooth 0: no empty section
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
