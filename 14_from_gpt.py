@@ -173,6 +173,9 @@ def adapt_parser():
     add = subcommands(p, ["train"])
     t = train.training_parser(None, ROOT / "checkpoints" / "dllm_from_gpt",
                               parser=add("train", "adapt a GPT through lesson 05's loop"))
+    for a in t._actions:  # 05's warm start: here --gpt names the weights, so it is not offered
+        if a.dest == "init_from":
+            a.help = argparse.SUPPRESS
     g = t.add_argument_group("this lesson")
     g.add_argument("--gpt", default=str(ROOT / "checkpoints" / "pretrained" / "shakespeare-gpt"),
                    help="the GPT to start from: a run directory, checkpoint or Hub export (07's "
