@@ -25,7 +25,7 @@ import torch
 
 from support import pretrained
 from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, random_seed, run_cli, samples
-from support.files import read_text, write_text
+from support.files import check_out_dir, read_text, write_text
 from support.metrics import write_csv
 from support.runtime import setting
 
@@ -87,6 +87,10 @@ def judge(texts, gpt, tok):
                 repeated=repeated_rate(texts))
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"first_command.csv": "sampler,", "first_command.txt": "bench/first_command.py"}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--dllm", default=str(SHIPPED / pretrained.TEXT_DLLM), help="the dLLM (default: 06's shipped one)")
@@ -102,6 +106,7 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these samplers")
     p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "first_command"), help="where results go")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     target = dict(TARGET, gen_bpc=args.target_bpc)
     miss = lambda r: shortfall(r, target)  # noqa: E731
     rows_kw = samplers()

@@ -25,7 +25,7 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.cli import ArgumentParser, UsageError, out_dir, positive_int, run_cli
-from support.files import read_text, save_figure
+from support.files import check_out_dir, read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
 
@@ -119,6 +119,11 @@ def fill_examples(models, tok, w, span, n=3, seed=0):
     return out
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"infill.csv": "case,", "infill.png": None, "infill_couplets.csv": "case,",
+           "infill_couplets_each.csv": "couplet,"}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--dllm", default=str(SWEEP / "dllm"), help="dLLM run or .pt")
@@ -134,6 +139,7 @@ def main(argv=None):
                    "(always the interleaved split's test couplets)")
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results"), help="CSV and figure go here")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, {k: v for k, v in OUTPUTS.items() if k.startswith("infill_couplets") == args.couplets})
     dllm, tok, _ = common.load_run("dllm", args.dllm)
     gpt, gtok, info = common.load_run("gpt", args.gpt)
     fim = None if args.fim == "none" else common.load_run("gpt", args.fim)[0]

@@ -17,7 +17,7 @@ from importlib import import_module
 import torch
 
 from support.cli import ArgumentParser, out_dir, positive_int, random_seed, run_cli, samples
-from support.files import write_text
+from support.files import check_out_dir, write_text
 from support.metrics import write_csv
 from support.runtime import setting
 
@@ -25,6 +25,10 @@ diff, gen, fast = (import_module(m) for m in ("04_diffusion", "06_generate", "10
 SHIPPED = common.ROOT / "checkpoints" / "pretrained"
 RULES = [("threshold", 0.99), ("threshold", 0.9), ("threshold", 0.7), ("threshold", 0.5), ("factor", 1.0),
          ("eb", 0.1), ("eb", 1.0), (None, 50)]  # (None, steps): lesson 04's fixed count, the baseline
+
+
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"parallel_rules.csv": "rule,", "parallel_rules.txt": "bench/parallel_rules.py"}
 
 
 def main(argv=None):
@@ -37,6 +41,7 @@ def main(argv=None):
     p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "parallel_rules"),
                    help="where the table goes")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     dllm, tok, judge = common.load_judged(args.dllm, args.gpt, args.len)
     lines = [f"# python bench/parallel_rules.py (machine: {setting()}, fp32)",
              f"# {common.shown(args.dllm)}: {args.num_samples} samples x {args.len} characters, top-k 5, seed "

@@ -31,7 +31,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 # isort: split
 from support import runtime
 from support.cli import ArgumentParser, UsageError, non_negative_int, out_dir, positive_float, positive_int, run_cli
-from support.files import atomic_write
+from support.files import atomic_write, check_out_dir
 
 L16 = import_module("16_robot_paths")
 maps = import_module("robot_maps")
@@ -131,6 +131,10 @@ def run_method(method, model, grids, batch):
             (method["name"] + " + BFS (search)", paths, calls, secs, None)]
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"paths.csv": "kind,method", "paths.txt": "bench/paths.py"}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--dllm", default=str(ROOT / "checkpoints" / "paths-dllm"), help="the path dLLM's run or export")
@@ -149,6 +153,7 @@ def main(argv=None):
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "paths"),
                    help="where results go")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     if args.only_sampled and not args.samples:
         raise UsageError("--only-sampled needs --samples 1 or more")
     if args.pretrained:

@@ -34,7 +34,7 @@ import common  # first: the repository on the import path
 # isort: split
 from support.checkpoints import load_checkpoint
 from support.cli import ArgumentParser, UsageError, finite_float, out_dir, positive_int, run_cli
-from support.files import atomic_write, read_text, save_figure, write_text
+from support.files import atomic_write, check_out_dir, read_text, save_figure, write_text
 from support.metrics import read_metrics, write_csv
 from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command
 
@@ -130,6 +130,10 @@ def test_bits(run, text_path, lr_windows):
     return dict(test_bpc=nelbo / per_char, test_lr_bpc=exact / per_char, test_windows=len(w))
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"repeated_data.csv": "corpus,", "repeated_data.txt": "| corpus |", "repeated_data.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"], help="kural, shakespeare100k")
@@ -152,6 +156,7 @@ def main(argv=None):
     p.add_argument("--report", action="store_true", help="no training: table and plot from the finished runs")
     p.add_argument("--quick", action="store_true", help="tiny preset, 30k characters of Shakespeare, 60 steps")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     if min(args.weight_decays) < 0:
         raise UsageError(f"--weight-decays must be >= 0, got {min(args.weight_decays):g}")
     if args.quick:

@@ -32,7 +32,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 # isort: split
 from support import checkpoints, metrics, pretrained, runtime
 from support.cli import ArgumentParser, UsageError, out_dir, positive_int, run_cli
-from support.files import atomic_write
+from support.files import atomic_write, check_out_dir
 
 S = import_module("12_sudoku")
 R = import_module("17_rewards")
@@ -145,6 +145,10 @@ def against_start(solved, bands):
             + "|---" * (1 + len(bands)) + "|\n" + "".join(lines))
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"rewards.csv": "model,", "rewards.txt": "bench/rewards.py", "curves.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--runs", nargs="+", default=[], help="run folders of 17_rewards.py train")
@@ -159,6 +163,7 @@ def main(argv=None):
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "rewards"),
                    help="where results go")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     if args.variety * args.group > R.CANVASES:  # pass@G samples them all at once
         raise UsageError(f"--variety x --group: at most {R.CANVASES:,} attempts")
     if not Path(args.test).exists():

@@ -39,7 +39,7 @@ from support.cli import (
     probability,
     run_cli,
 )
-from support.files import atomic_write, save_figure
+from support.files import atomic_write, check_out_dir, save_figure
 
 diff = import_module("04_diffusion")
 F10 = import_module("10_fast_decoding")
@@ -171,6 +171,10 @@ def curves(runs, out):
     save_figure(fig, out, dpi=110)
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"sudoku.csv": "band,", "sudoku.txt": "bench/sudoku.py", "curves.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--dllm", default=str(ROOT / "checkpoints" / "sudoku-dllm"), help="dLLM run or export")
@@ -197,6 +201,7 @@ def main(argv=None):
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "sudoku"),
                    help="where results go")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     if not Path(args.test).exists():
         raise UsageError(f"no {args.test}: make the test puzzles with `python sudoku_puzzles.py`")
     kind_path = {k: (pretrained.PRETRAINED / f"sudoku-{k}" if args.pretrained else getattr(args, k))

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from support.cli import ArgumentParser, UsageError, out_dir, positive_float, positive_int, run_cli, samples
-from support.files import read_text, write_text
+from support.files import check_out_dir, read_text, write_text
 from support.metrics import plot_rows, read_metrics, write_csv
 from support.runtime import setting
 
@@ -54,6 +54,10 @@ def write_samples(kind, model, n, calls, sampling, start=0):
     return x, time.perf_counter() - t0
 
 
+# The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"uniform.csv": "model,", "uniform.txt": "bench/uniform.py", "tradeoff.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--masked", required=True, help="the masked dLLM's run (05)")
@@ -75,6 +79,7 @@ def main(argv=None):
                    "last 10%%)")
     p.add_argument("--out-dir", type=out_dir, default=str(common.RESULTS / "uniform"), help="where the table goes")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir, OUTPUTS)
     gpt, tok, _ = common.load_run("gpt", args.gpt)
     runs = {"masked": args.masked, "uniform": args.uniform, "masked-sc": args.masked_sc, "uniform-sc": args.uniform_sc,
             "uniform-dcd": args.uniform_dcd, "uniform-more": args.uniform_more}

@@ -75,6 +75,29 @@ def check_output(path, suffix, force=False, flag="--out"):
     return path
 
 
+def check_out_dir(folder, outputs, flag="--out-dir"):
+    """A bench's results folder, checked before any work starts: none of the files it will write may be there
+    unless a command here made it. `outputs` maps each file name to what its first lines say when a bench wrote
+    it (its command, or its CSV header); None for an image, which carries MARK."""
+    for name, sign in outputs.items():
+        path = Path(folder) / name
+        if path.is_dir():
+            raise UsageError(f"{flag} {folder}: {name} in it is a directory, where a file goes: choose another folder")
+        if not path.exists():
+            continue
+        if sign is None:
+            ours = made_here(path)
+        else:
+            try:
+                with open(path, "rb") as f:
+                    ours = sign in f.read(8192).decode("utf-8", errors="replace")
+            except OSError:  # unreadable: it cannot be shown to be ours
+                ours = False
+        if not ours:
+            raise UsageError(f"{flag} {folder} already holds {name}, which a command here did not make: choose "
+                             "another folder, or move that file away")
+
+
 def save_figure(fig, path, dpi=110):
     """A matplotlib figure as a PNG, atomically, marked as made here."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": MARK}))

@@ -89,6 +89,13 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     (w / "split.yaml").write_text("image: split.pgm\nresolution: 1.0\norigin: [0, 0, 0]\nnegate: 0\n"
                                   "occupied_thresh: 0.65\nfree_thresh: 0.196\n")
     (w / "user.yaml").write_text("a learner's own file\n")
+    mine = w / "my_results"  # a learner's folder of results, under the names the benches write
+    mine.mkdir()
+    for name in ("rewards.txt", "paths.csv", "sudoku.txt", "uniform.txt", "first_command.csv", "parallel_rules.txt",
+                 "infill_couplets_each.csv", "repeated_data.txt"):
+        (mine / name).write_text("the learner's own notes\n")
+    shutil.copy(w / "user.png", mine / "infill.png")
+    (w / "my_results_dir" / "rewards.txt").mkdir(parents=True)
     return w
 
 
@@ -436,6 +443,12 @@ CASES = [  # (script, argv, what the one error line says)
     ("rewards", ["--out-dir", "{w}/corpus.txt/results"], "corpus.txt is a file, not a folder"),
     ("paths", ["--out-dir", "{w}/corpus.txt"], "corpus.txt is a file, not a folder"),
     ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--out-dir", "{w}/corpus.txt"], "not a folder"),
+    # a results folder holding a file of the bench's name that no bench wrote: refused before any work
+    *[(bench, [*more, "--out-dir", "{w}/my_results"], "already holds") for bench, more in (
+        ("rewards", []), ("paths", []), ("sudoku", []), ("first_command", []), ("parallel_rules", []),
+        ("infill", []), ("infill", ["--couplets"]), ("repeated_data", ["--report"]),
+        ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm"]))],
+    ("rewards", ["--out-dir", "{w}/my_results_dir"], "rewards.txt in it is a directory"),
     ("17_rewards", ["--group", "1"], "--group: must be in [2, 16384]"),
     ("rewards", ["--variety", "200", "--group", "100"], "--variety x --group: at most 16,384 attempts"),
     ("16_robot_paths", ["--maps-per-kind", "1001"], "--maps-per-kind: must be in [1, 1000]"),
@@ -512,6 +525,23 @@ def entry_points():
     lessons = {p.stem for p in ROOT.glob("[0-9][0-9]_*.py")}
     bench = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"common"}
     return sorted(lessons | bench | {"sudoku_puzzles", "tamil_dataset", "tamil_wikipedia", "app", "robot_maps"})
+
+
+def test_every_bench_may_write_its_results_again_where_the_repository_keeps_them():
+    """The results committed under bench/results were written by the benches: each is known as theirs by
+    check_out_dir, so a bench run again into its folder replaces them (and a learner's file is refused, above)."""
+    from support.files import check_out_dir
+
+    benches = {p.stem: lesson(p.stem) for p in (ROOT / "bench").glob("*.py") if "OUTPUTS =" in p.read_text()}
+    assert len(benches) >= 8
+    seen = 0
+    for folder in [ROOT / "bench" / "results", *(ROOT / "bench" / "results").rglob("*")]:
+        for name, bench in benches.items():
+            present = {k: v for k, v in bench.OUTPUTS.items() if (folder / k).is_file()}
+            if present:
+                check_out_dir(folder, present)
+                seen += len(present)
+    assert seen >= 50
 
 
 @pytest.mark.parametrize("script", entry_points())

@@ -32,6 +32,35 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert path.read_text() == "old" and [p.name for p in path.parent.iterdir()] == ["f.txt"]
 
 
+def test_a_results_folder_is_written_again_only_where_a_command_here_made_its_files(tmp_path):
+    """check_out_dir: a file a bench wrote (its first lines say so; an image carries MARK) may be replaced; the
+    learner's own file of the same name, or a folder there, is refused in one line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from support.files import check_out_dir, save_figure
+
+    outputs = {"t.txt": "bench/t.py", "t.csv": "model,", "t.png": None}
+    check_out_dir(tmp_path / "new", outputs)  # nothing there yet
+    (tmp_path / "t.txt").write_text("Lesson 17 on test.txt\ncommand: python bench/t.py --x 1\n")
+    (tmp_path / "t.csv").write_text("model,passes\nshipped,0\n")
+    fig = plt.figure()
+    save_figure(fig, tmp_path / "t.png")
+    plt.close(fig)
+    check_out_dir(tmp_path, outputs)  # all made here: written again
+    for name, mine in (("t.txt", b"my notes\n"), ("t.csv", b"a,b\n"), ("t.png", b"\x89PNG\r\n\x1a\n mine")):
+        keep = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(mine)
+        with pytest.raises(UsageError, match=f"already holds {name}, which a command here did not make"):
+            check_out_dir(tmp_path, outputs)
+        (tmp_path / name).write_bytes(keep)
+    (tmp_path / "folder" / "t.csv").mkdir(parents=True)
+    with pytest.raises(UsageError, match="t.csv in it is a directory"):
+        check_out_dir(tmp_path / "folder", outputs)
+
+
 def test_read_text_errors_are_usage_errors(tmp_path):
     for path, needle in [(tmp_path / "missing", "no such file"), (tmp_path, "directory")]:
         with pytest.raises(UsageError, match=needle):
