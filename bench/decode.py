@@ -29,8 +29,8 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, UsageError, positive_int, random_seed, run_cli, samples
-from support.files import read_text, save_figure
+from support.cli import ArgumentParser, UsageError, out_dir, positive_int, random_seed, run_cli, samples
+from support.files import check_out_dir, read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name, setting
 
@@ -95,6 +95,10 @@ def timed(fn, repeat=1):
     return out, best
 
 
+# The files written to --out: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"decode.csv": "name,group", "sampler_frontier.png": None, "decode_speed.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--gpt", default=str(SWEEP / "gpt"), help="GPT run directory or .pt (also the scorer)")
@@ -107,8 +111,9 @@ def main(argv=None):
     p.add_argument("--num-samples", type=samples, default=16, help="samples per configuration, one batch")
     p.add_argument("--only-table", action="store_true", help="skip the frontier sweep")
     p.add_argument("--seed", type=random_seed, default=0, help="random seed")
-    p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figures")
+    p.add_argument("--out", type=out_dir, default=str(RESULTS), help="folder for the CSV and figures")
     args = p.parse_args(argv)
+    check_out_dir(args.out, OUTPUTS, flag="--out")
     out = Path(args.out)
     gpt, tok, _ = common.load_run("gpt", args.gpt)
     dllm, dtok, _ = common.load_run("dllm", args.dllm)

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from support.cli import ArgumentParser, UsageError, run_cli
-from support.files import write_text
+from support.files import check_out_dir, write_text
 
 PLAIN = ["random", "confidence", "margin", "entropy", "confidence, noise 2", "confidence, noise 5",
          "confidence, noise 8", "confidence, noise 12", "confidence, noise 20"]
@@ -27,11 +27,16 @@ def mean_se(values):
     return m, sd / math.sqrt(len(values))
 
 
+# The files written to --dir: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"default_order.txt": "bench/default_order.py"}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--dir", default=str(common.RESULTS / "first_command" / "second_edition"),
                    help="the folder with seed0/, seed1/, seed2/ (bench/first_command.py --out-dir)")
     args = p.parse_args(argv)
+    check_out_dir(args.dir, OUTPUTS, flag="--dir")
     seeds = sorted(Path(args.dir).glob("seed*/first_command.csv"))
     if len(seeds) < 2:
         raise UsageError(f"{args.dir}: needs first_command.csv of at least two seeds (seed0/, seed1/, ...)")

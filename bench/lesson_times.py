@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from support.cli import ArgumentParser, UsageError, run_cli
-from support.files import write_text
+from support.files import check_out_dir, write_text
 from support.runtime import setting
 
 # (file, its flags): the demo a learner runs; {tmp} is the temporary folder
@@ -54,6 +54,7 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", metavar="FILE", help="only these lessons (e.g. 06_generate.py)")
     p.add_argument("--out", default=str(common.RESULTS / "lesson_times.txt"), help="where the table goes")
     args = p.parse_args(argv)
+    check_out_dir(Path(args.out).parent, {Path(args.out).name: "bench/lesson_times.py"}, flag="--out")
     names = [name for name, _ in LESSONS]
     if unknown := [n for n in args.only or () if n not in names]:
         raise UsageError(f"unknown lesson {unknown[0]!r}; choose from: {', '.join(names)}")

@@ -17,8 +17,8 @@ import torch
 import common  # first: the repository on the import path
 
 # isort: split
-from support.cli import ArgumentParser, encode_or_fail, positive_int, random_seed, run_cli
-from support.files import read_text, save_figure
+from support.cli import ArgumentParser, encode_or_fail, out_dir, positive_int, random_seed, run_cli
+from support.files import check_out_dir, read_text, save_figure
 from support.metrics import write_csv
 from support.runtime import machine_name
 
@@ -39,6 +39,10 @@ def confidence_at_masks(model, windows, rate, generator):
     return p_max[mask], (guess == windows)[mask], ((p_max > 0.9) & mask).sum(1)
 
 
+# The files written to --out: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"parallelism.csv": "mask_rate,", "parallelism.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "sweep" / "dllm"), help="a dLLM run or .pt")
@@ -46,8 +50,9 @@ def main(argv=None):
                    help="the corpus it was trained on (its last 10%% is the validation text)")
     p.add_argument("--windows", type=positive_int, default=64, help="validation windows of the model's context")
     p.add_argument("--seed", type=random_seed, default=0, help="random seed")
-    p.add_argument("--out", default=str(RESULTS), help="folder for the CSV and figure")
+    p.add_argument("--out", type=out_dir, default=str(RESULTS), help="folder for the CSV and figure")
     args = p.parse_args(argv)
+    check_out_dir(args.out, OUTPUTS, flag="--out")
     model, tok, _ = common.load_run("dllm", args.checkpoint)
     text = read_text(args.data)
     ids = torch.tensor(encode_or_fail(tok, text[int(0.9 * len(text)) :], "--data"))

@@ -20,6 +20,7 @@ from importlib import import_module
 
 from support import browser, runtime
 from support.cli import ArgumentParser, UsageError, positive_int, random_seed, run_cli
+from support.files import write_text
 
 puzzles = import_module("sudoku_puzzles")
 maps = import_module("robot_maps")
@@ -122,8 +123,7 @@ def main(argv=None):
         for line in out:
             print(line)
         lines += out
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "playground.txt").write_text("\n".join(lines) + "\n")
+    write_text(OUT / "playground.txt", "\n".join(lines) + "\n")  # whole or not at all, the folder made
     print(f"-> {OUT / 'playground.txt'}", file=sys.stderr)
 
 

@@ -37,8 +37,8 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import checkpoints
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
-from support.files import save_figure, write_text
+from support.cli import ArgumentParser, out_dir, positive_int, run_cli
+from support.files import check_out_dir, save_figure, write_text
 from support.metrics import read_metrics, write_csv
 from support.runtime import machine_name
 
@@ -191,6 +191,10 @@ def plot_curves(curves, path, machine):
     save_figure(fig, path, dpi=110)
 
 
+# The files written to --results: what each one's first lines say (support.files.check_out_dir).
+OUTPUTS = {"recipe.csv": "knob,", "recipe.txt": "| knob |", "recipe.png": None}
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--knobs", nargs="+", choices=list(KNOBS), default=list(KNOBS), help="which runs")
@@ -199,11 +203,11 @@ def main(argv=None):
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="precision of every run")
     p.add_argument("--data", metavar="FILE", help="train on this text instead of TinyShakespeare")
     p.add_argument("--runs", default=str(ROOT / "checkpoints" / "recipe"), help="where the runs live")
-    p.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where recipe.csv/.txt go")
+    p.add_argument("--results", type=out_dir, default=str(ROOT / "bench" / "results"), help="where recipe.csv/.txt go")
     p.add_argument("--report", action="store_true", help="only the table from the runs found")
     args = p.parse_args(argv)
-    if args.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if not args.report:  # a report only reads
+        check_out_dir(args.results, OUTPUTS, flag="--results")
     args.write = not args.report  # a report only reads
     if not args.report:
         for name in args.knobs:

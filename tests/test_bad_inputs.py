@@ -92,9 +92,10 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     mine = w / "my_results"  # a learner's folder of results, under the names the benches write
     mine.mkdir()
     for name in ("rewards.txt", "paths.csv", "sudoku.txt", "uniform.txt", "first_command.csv", "parallel_rules.txt",
-                 "infill_couplets_each.csv", "repeated_data.txt"):
+                 "infill_couplets_each.csv", "repeated_data.txt", "decode.csv", "recipe.txt", "default_order.txt"):
         (mine / name).write_text("the learner's own notes\n")
-    shutil.copy(w / "user.png", mine / "infill.png")
+    for name in ("infill.png", "parallelism.png"):
+        shutil.copy(w / "user.png", mine / name)
     (w / "my_results_dir" / "rewards.txt").mkdir(parents=True)
     return w
 
@@ -449,6 +450,10 @@ CASES = [  # (script, argv, what the one error line says)
         ("infill", []), ("infill", ["--couplets"]), ("repeated_data", ["--report"]),
         ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm"]))],
     ("rewards", ["--out-dir", "{w}/my_results_dir"], "rewards.txt in it is a directory"),
+    *[(bench, argv, "already holds") for bench, argv in (
+        ("decode", ["--out", "{w}/my_results"]), ("parallelism", ["--out", "{w}/my_results"]),
+        ("recipe", ["--results", "{w}/my_results"]), ("default_order", ["--dir", "{w}/my_results"]),
+        ("lesson_times", ["--out", "{w}/my_results/rewards.txt"]))],
     ("17_rewards", ["--group", "1"], "--group: must be in [2, 16384]"),
     ("rewards", ["--variety", "200", "--group", "100"], "--variety x --group: at most 16,384 attempts"),
     ("16_robot_paths", ["--maps-per-kind", "1001"], "--maps-per-kind: must be in [1, 1000]"),
@@ -532,11 +537,11 @@ def test_every_bench_may_write_its_results_again_where_the_repository_keeps_them
     check_out_dir, so a bench run again into its folder replaces them (and a learner's file is refused, above)."""
     from support.files import check_out_dir
 
-    benches = {p.stem: lesson(p.stem) for p in (ROOT / "bench").glob("*.py") if "OUTPUTS =" in p.read_text()}
-    assert len(benches) >= 8
+    benches = [lesson(p.stem) for p in (ROOT / "bench").glob("*.py") if "OUTPUTS =" in p.read_text()]
+    assert len(benches) >= 11
     seen = 0
     for folder in [ROOT / "bench" / "results", *(ROOT / "bench" / "results").rglob("*")]:
-        for name, bench in benches.items():
+        for bench in benches:
             present = {k: v for k, v in bench.OUTPUTS.items() if (folder / k).is_file()}
             if present:
                 check_out_dir(folder, present)
