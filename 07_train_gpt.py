@@ -24,6 +24,7 @@ from support import checkpoints, generate_args, metrics, pretrained, runtime
 from support.cli import (
     UsageError,
     encode_or_fail,
+    free_text,
     int_in,
     parse_args_given,
     positive_int,
@@ -204,7 +205,7 @@ def gpt_parser():
     sub_parser = subcommands(p, ["generate", "compare"])
     g = sub_parser("generate", "sample from a trained GPT, with its KV cache")
     gen.add_model_args(g, train.ROOT / "checkpoints" / "gpt", "shakespeare-gpt")
-    g.add_argument("--prompt", default="\n", help="text to continue")
+    g.add_argument("--prompt", type=free_text, default="\n", help="text to continue")
     g.add_argument("--tokens", type=int_in(1, 10**6), default=256, help="tokens to generate")
     generate_args.add_sampling_args(g)  # --temp, --topk, --top-p, --num-samples, --seed: as 06's
     g.add_argument("--no-cache", action="store_true", help="recompute the context for every token")

@@ -31,6 +31,7 @@ from support.cli import (
     number,
     random_seed,
     run_cli,
+    unwritable,
 )
 from support.files import read_text, write_text
 
@@ -331,6 +332,9 @@ def main(argv=None):
             raise UsageError(f"{args.check}: lines {wrong[:10]} are no shortest path from S to G")
         return pairs
     out = Path(args.out)
+    why = unwritable(out.absolute())  # before the minutes of work, not at the write after them
+    if why:
+        raise UsageError(f"--out {out}: {why}")
     found = [n for n in ("train.txt", "val.txt", "test.txt") if (out / n).exists()]
     if found and not args.force:
         raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or "

@@ -25,7 +25,7 @@ import random
 import time
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, int_in, random_seed, run_cli
+from support.cli import ArgumentParser, UsageError, int_in, random_seed, run_cli, unwritable
 from support.files import read_text, write_text
 
 ROOT = Path(__file__).resolve().parent
@@ -515,6 +515,9 @@ def main(argv=None):
         raise UsageError(f"--train-givens {lo} {hi}: one removal pass reaches {FEWEST} givens "
                          f"at the fewest, so HI must be >= {FEWEST} (a low LO: the hardest it can)")
     out = Path(args.out)
+    why = unwritable(out.absolute())  # before the minutes of work, not at the write after them
+    if why:
+        raise UsageError(f"--out {out}: {why}")
     found = [n for n in ("train.txt", "val.txt", "test.txt", "test_hard.txt") if (out / n).exists()]
     if found and not args.force:
         raise UsageError(f"{out} already holds {', '.join(found)}: --force replaces them, or "

@@ -24,7 +24,7 @@ from pathlib import Path
 import regex
 
 from support import files
-from support.cli import ArgumentParser, UsageError, positive_float, run_cli
+from support.cli import ArgumentParser, UsageError, positive_float, run_cli, unwritable
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "tamil"
 KURAL_URL = "https://raw.githubusercontent.com/tk120404/thirukkural/master/thirukkural.json"
@@ -265,6 +265,9 @@ def main(argv=None):
     if not args.no_madurai and not ids:
         raise UsageError("--madurai-texts names no text: give ids such as pmuni0110, or "
                          "--no-madurai")
+    why = unwritable(out.absolute())  # before any download, not at the write after it
+    if why:
+        raise UsageError(f"--out-dir {out}: {why}")
     # everything is fetched and checked first: a source that fails leaves every file on disk
     # as it was
     couplets = thirukkural(args.source, args.kural_url, args.kural_json)

@@ -27,7 +27,14 @@ import urllib.request
 from importlib import import_module
 from pathlib import Path
 
-from support.cli import ArgumentParser, UsageError, positive_float, positive_int, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    positive_float,
+    positive_int,
+    run_cli,
+    unwritable,
+)
 from support.files import atomic_write, make_dir
 
 tamil = import_module("tamil_dataset")
@@ -101,7 +108,6 @@ def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, m
     from tqdm import tqdm
 
     have = saved_articles(path)
-    make_dir(Path(path).parent)
     # drop a torn last line (a crash mid-write) so the next article starts a fresh line
     if Path(path).exists():
         raw = Path(path).read_bytes()
@@ -110,15 +116,17 @@ def fetch_api(limit, path, api_url=API_URL, user_agent=USER_AGENT, timeout=30, m
                 f.truncate(raw.rfind(b"\n") + 1)
     new, requests = 0, 0
     max_requests = max_requests or 5 * limit
-    with open(path, "a", encoding="utf-8") as log, tqdm(total=limit, desc="articles") as bar:
+    with tqdm(total=limit, desc="articles") as bar:
         while new < limit and requests < max_requests:
             a = api_random_article(api_url, user_agent, timeout, **kw)
             requests += 1
             if a["pageid"] in have or not a["text"].strip():
                 continue  # already saved (resume) or an empty page
-            log.write(json.dumps(a, ensure_ascii=False) + "\n")  # one whole line per write
-            log.flush()
-            os.fsync(log.fileno())
+            make_dir(Path(path).parent)  # at the first article: no network leaves no empty log
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(a, ensure_ascii=False) + "\n")  # one whole line per write
+                log.flush()
+                os.fsync(log.fileno())
             have[a["pageid"]] = a
             new += 1
             bar.update(1)
@@ -282,6 +290,9 @@ def main(argv=None):
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise UsageError(f"{flag} must be an http(s) URL, got {url!r}")
     out = Path(args.out_dir)
+    why = unwritable(out.absolute())  # before any download, not at the write after it
+    if why:
+        raise UsageError(f"--out-dir {out}: {why}")
     if args.api:
         fetch_api(args.limit, out / "wikipedia_api.jsonl", args.api_url, args.user_agent,
                   args.timeout)

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lessons, from any folder
 diff = import_module("04_diffusion")
-run_cli = import_module("support.cli").run_cli  # Ctrl-C: one line, exit status 130
+cli = import_module("support.cli")
 
 
 def alpha_cosine(t):
@@ -47,6 +47,7 @@ def count_masks(strata, inside, generator):
 
 
 def main(argv=None):
+    cli.ArgumentParser(description=__doc__).parse_args(argv)  # no flags: --help shows what it is, a typo is one line
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model, tok, data = diff.demo_model(150, g, log=lambda s: None)  # lesson 04's tiny model, half-trained
@@ -72,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)  # Ctrl-C: one line, exit status 130

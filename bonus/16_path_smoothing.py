@@ -227,10 +227,10 @@ def summary(rows):
 def main(argv=None):
     p = cli.ArgumentParser(description=__doc__)
     p.add_argument("--maps", help="a robot_maps.py file (default: fresh maps of every kind but mazes)")
-    p.add_argument("--n", type=cli.positive_int, default=20, help="maps")
+    p.add_argument("--n", type=cli.int_in(1, 1000), default=20, help="maps (a few seconds each)")
     p.add_argument("--every", type=cli.positive_int, default=8, help="keep every k-th cell of a jagged path")
     p.add_argument("--checkpoint", help="a path dLLM (default: your run, else the shipped model)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the maps and the jagged paths")
+    p.add_argument("--seed", type=cli.random_seed, default=0, help="random seed: the maps and the jagged paths")
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     if args.maps:

@@ -42,6 +42,11 @@ def subcommands(parser, names):
                                              formatter_class=parser.formatter_class)
 
 
+def free_text(s):
+    """A flag type for free text (a prompt, a suffix): the one kind of value that may be empty."""
+    return s
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -55,6 +60,14 @@ class ArgumentParser(argparse.ArgumentParser):
             self.error(f"{value!r} is not a command ({', '.join(action.choices)}): is a flag before it not one "
                        "of this mode's? (--help lists them)")
         super()._check_value(action, value)
+
+    def _get_value(self, action, arg_string):
+        # An empty value is never a file, a number or a choice: `--data ""` (a shell variable left unset) is refused
+        # here, not read as no --data at all and the default corpus trained on (or `--check ""` as no --check).
+        # (A subcommand's own parser checks its own flags.)
+        if arg_string == "" and action.type is not free_text and not isinstance(action, Subcommands):
+            raise argparse.ArgumentError(action, "needs a value, got an empty string")
+        return super()._get_value(action, arg_string)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")

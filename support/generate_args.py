@@ -5,6 +5,7 @@ from pathlib import Path
 
 from support.cli import (
     UsageError,
+    free_text,
     int_in,
     non_negative_float,
     non_negative_int,
@@ -66,8 +67,8 @@ def add_generate_args(p, default_run, shipped=TEXT_DLLM, orders=(), order="confi
     p.add_argument("--noise", type=non_negative_float, default=noise, help="with --order confidence, margin or "
                    "entropy: Gumbel noise on the log confidence of the order (MaskGIT's choice temperature); 0 "
                    "commits strictly the surest first, which loops ('I am a do do'), larger is nearer random")
-    p.add_argument("--prompt", default="", help="text fixed at the beginning")
-    p.add_argument("--suffix", default="", help="text fixed at the end")
+    p.add_argument("--prompt", type=free_text, default="", help="text fixed at the beginning")
+    p.add_argument("--suffix", type=free_text, default="", help="text fixed at the end")
     p.add_argument("--template", help="fixed text with gaps to fill, e.g. 'To be, or ____ to be'")
     p.add_argument("--fill-char", default="_", help="the gap character of --template (default _)")
     p.add_argument("--stop", help="end the text at the first occurrence of this string (\\n for a newline)")
@@ -90,8 +91,8 @@ def check_canvas_args(a):
         raise UsageError("--template fixes the whole canvas, its length too: drop --len")
     if a.template is not None and (a.prompt or a.suffix):
         raise UsageError("--template fixes the whole canvas: drop --prompt/--suffix")
-    if a.stop is not None and (not a.stop or a.suffix or a.template is not None):
-        raise UsageError("--stop ends the text: give a non-empty string, without --suffix or --template")
+    if a.stop is not None and (a.suffix or a.template is not None):
+        raise UsageError("--stop ends the text: drop --suffix and --template")
     check_gif(a)
 
 

@@ -175,7 +175,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "no gaps here"], "has no '_' to fill"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "To __", "--prompt", "x"], "fixes the whole canvas"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--template", "To ##", "--fill-char", "##"], "single character"),
-    ("06_generate", ["--checkpoint", "{w}/dllm", "--stop", ""], "--stop ends the text"),
+    ("06_generate", ["--checkpoint", "{w}/dllm", "--stop", "x", "--suffix", "y"], "--stop ends the text"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--gif", "{out}/x.png"], "ending in .gif"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--len", "999"], "this model's context is 32"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--prompt", "To be, or not to be, that is the", "--len", "20"],
@@ -328,7 +328,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("sudoku_puzzles", ["--train", "5", "--out", "{w}/puzzles"], "already holds"),
     ("sudoku_puzzles", ["--check", "{w}/missing.txt"], "no such file"),
     ("sudoku_puzzles", ["--check", "{w}/puzzle_rules.txt"], "expected puzzle,solution"),
-    ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-texts", "", "--out-dir", "{w}/tamil_out"],
+    ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-texts", " , ", "--out-dir", "{w}/tamil_out"],
      "--madurai-texts names no text"),
     ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-url", "http://127.0.0.1:9/{{}}.html",
                        "--out-dir", "{w}/tamil_out"], "Project Madurai"),
@@ -353,7 +353,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("sudoku_order_gpt", ["--puzzles", "{w}/puzzles", "--seq-len", "162", *OUT], "--seq-len 162 is too short"),
     ("sudoku_order_gpt", ["--data", "{w}/corpus.txt", *OUT], "Sudoku reads --puzzles"),
     ("sudoku_order_gpt", ["--puzzles", "{w}/puzzles", "--sample-len", "8", *OUT], "writes no free text"),
-    ("ship_model", ["--run", "{w}/dllm", "--name", "", "--command", "c", "--out-root", "{w}/shipped"],
+    ("ship_model", ["--run", "{w}/dllm", "--name", "..", "--command", "c", "--out-root", "{w}/shipped"],
      "is a plain folder name"),
     ("ship_model", ["--run", "{w}/dllm", "--name", ".", "--command", "c", "--out-root", "{w}/shipped"],
      "is a plain folder name"),
@@ -478,10 +478,30 @@ CASES = [  # (script, argv, what the one error line says)
     ("17_rewards", ["train", "--resume", *OUT], "nothing to resume"),
     ("17_rewards", ["train", "--resume", "--force", *OUT], "give one"),
     ("17_rewards", ["train", "--out", "{w}/dllm"], "already holds a run"),
+    # an empty value (a shell variable left unset) is no value: it was read as no flag at all, so `--data ""`
+    # trained on TinyShakespeare and `--check ""` made 100,000 maps instead of checking a file
+    *[(script, argv, "needs a value, got an empty string") for script, argv in (
+        ("05_train", ["--data", "", *OUT]), ("08_train_tamil", ["--data", "", *OUT]),
+        ("11_block_diffusion", ["train", "--data", "", *OUT]), ("15_uniform_noise", ["train", "--data", "", *OUT]),
+        ("10_fast_decoding", ["--checkpoint", ""]), ("06_generate", ["--pretrained", "--stop", ""]),
+        ("12_sudoku", ["solve", ""]), ("16_robot_paths", ["plan", "", "--start", "0", "0", "--goal", "1", "1"]),
+        ("robot_maps", ["--check", ""]), ("sudoku_puzzles", ["--check", ""]),
+        ("tamil_dataset", ["--kural-json", "", "--no-madurai", "--out-dir", "{out}"]),
+        ("02_attention", ["--plot", ""]), ("paths", ["--out-dir", ""]))],
+    ("03_transformer", ["--vocab-size", "10000000000"], "--vocab-size: must be in [1, 262144]"),
+    # an output folder that is a file: refused before the work (47 s of puzzles were made first), and a failed
+    # download leaves no folder and no empty log behind (tamil_wikipedia made both)
+    ("sudoku_puzzles", ["--train", "5", "--out", "{w}/corpus.txt"], "corpus.txt is a file, not a folder"),
+    ("robot_maps", ["--train", "5", "--out", "{w}/corpus.txt/maps"], "corpus.txt is a file, not a folder"),
+    ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--no-madurai", "--out-dir", "{w}/corpus.txt"],
+     "corpus.txt is a file, not a folder"),
+    ("tamil_wikipedia", ["--api", "--api-url", "http://127.0.0.1:9/w/api.php", "--timeout", "1", "--out-dir",
+                         "{out}/t"], "cannot reach the Wikipedia API"),
 ]
 
 
 KINDS = [  # what each case tries, by the words of its expected error (RESULTS.md section 12 counts them)
+    ("values left empty", ["got an empty string"]),
     ("flags that would be ignored or contradict each other", [
         "does nothing", "do nothing", "nothing in --", "in --solve --search", "give --from-hub too", "two modes",
         "the loop schedule's", "pick one", "Sudoku reads --puzzles", "cannot fill gaps", "give --block-size too",

@@ -1,7 +1,9 @@
 """bonus/: the asides run, and what they compute is right."""
+import pytest
 import torch
 
 from conftest import bonus
+from support.cli import run_cli
 
 asides = bonus("04_nelbo_asides")
 
@@ -22,7 +24,7 @@ def test_count_masks_mask_exactly_l_inside_the_span():
 
 
 def test_asides_demo_prints_both_comparisons(capsys):
-    asides.main()
+    asides.main([])
     out = capsys.readouterr().out
     lin, cos = (float(out.split(name)[1].split("mean")[1].split()[0]) for name in ("linear (lesson 04)", "cosine"))
     assert 0 < lin < 3 and 0 < cos < 3  # a fitted model: well below ln V = 3.47 nats
@@ -31,3 +33,16 @@ def test_asides_demo_prints_both_comparisons(capsys):
     time_, count = (float(out.split(name)[1].split("mean")[1].split()[0]) for name in ("time (lesson 04)", "count"))
     exact = float(out.split("exact left-to-right NLL is")[1].split()[0])
     assert abs(time_ - count) < 0.2 and exact > 0
+
+
+@pytest.mark.parametrize("script, argv, says", [
+    ("04_nelbo_asides", ["--bogus"], "unrecognized arguments: --bogus"),  # it took any flag and ran the demo
+    ("16_path_smoothing", ["--seed", "-1"], "--seed: must be in [0, 2**32)"),  # as every --seed here
+    ("16_path_smoothing", ["--n", "100000000"], "--n: must be in [1, 1000]"),  # it made maps for ever
+    ("16_path_smoothing", ["--maps", ""], "--maps: needs a value, got an empty string"),  # read as no --maps
+])
+def test_a_bonus_script_answers_bad_flags_in_one_line(script, argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(bonus(script).main, argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and says in err, err

@@ -234,7 +234,8 @@ def test_api_fetch_resumes_and_backs_off(server, tmp_path):
 def test_api_server_error_gives_up_clearly(server, tmp_path):
     server.routes["/w/api.php"] = [(503, b"down", {})]
     with pytest.raises(UsageError, match="still failing"):
-        wiki.fetch_api(1, tmp_path / "a.jsonl", f"{server.url}/w/api.php", retries=2, sleep=lambda s: None)
+        wiki.fetch_api(1, tmp_path / "new" / "a.jsonl", f"{server.url}/w/api.php", retries=2, sleep=lambda s: None)
+    assert not (tmp_path / "new").exists()  # no article, no folder and no empty log left behind
 
 
 DUMP_XML = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="ta">
@@ -331,5 +332,5 @@ def test_no_network_fails_at_once_instead_of_backing_off(url, tmp_path):
     """A name that does not resolve, or a refused connection, is not a rate limit: no retries, no minute of waiting."""
     sleeps = []
     with pytest.raises(UsageError, match="cannot reach the Wikipedia API"):
-        wiki.fetch_api(1, tmp_path / "a.jsonl", url, sleep=sleeps.append)
-    assert sleeps == []
+        wiki.fetch_api(1, tmp_path / "new" / "a.jsonl", url, sleep=sleeps.append)
+    assert sleeps == [] and not (tmp_path / "new").exists()  # nothing left behind
