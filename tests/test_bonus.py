@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from conftest import bonus
 from support.cli import run_cli
+
+from conftest import bonus
 
 asides = bonus("04_nelbo_asides")
 
