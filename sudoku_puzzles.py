@@ -22,6 +22,7 @@ its digits relabelled) is skipped. A repeat under another symmetry is as unlikel
 6.7e21 grids twice.
 """
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -376,7 +377,11 @@ def make_many(n, givens_range, seed, workers, seen):
     chunks = [(size, k, c) for k, size in enumerate(sizes) for c in range(-(-size // 500))]
     jobs = [(min(500, sizes[k] - 500 * c), givens_range, f"{seed}-{k}-{c}") for _, k, c in chunks]
     pairs = []
-    with Pool(min(workers, len(jobs))) as pool:  # no idle processes when n is small
+    # Ctrl-C reaches every process in the terminal's group: the workers ignore it, and the main
+    # process stops them and says so in one line (each worker printed a report of its own before).
+    # min(): no idle processes when n is small.
+    ignore_ctrl_c = (signal.SIGINT, signal.SIG_IGN)
+    with Pool(min(workers, len(jobs)), signal.signal, ignore_ctrl_c) as pool:
         for part in tqdm(pool.imap(make_part, jobs), total=len(jobs), desc=f"{n:,} puzzles",
                          unit="chunk"):
             for puzzle, solution in part:

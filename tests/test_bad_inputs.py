@@ -4,6 +4,7 @@ puzzles it was pointed at (a world of copies, hashed before and after) nor in a 
 Interrupts (Ctrl-C) end with exit status 130, print what was made so far, and change nothing either."""
 import hashlib
 import json
+import os
 import shutil
 import sys
 
@@ -745,19 +746,24 @@ if __name__ == "__main__":  # python tests/test_bad_inputs.py: the cases counted
 
 
 @pytest.mark.parametrize("argv", [["04_diffusion.py", "--train-steps", "100000"],
-                                  ["sudoku_puzzles.py", "--train", "100000", "--workers", "2", "--out", "{out}/p"]])
+                                  ["sudoku_puzzles.py", "--train", "100000", "--workers", "2", "--out", "{out}/p"],
+                                  ["robot_maps.py", "--train", "1000000", "--out", "{out}/m"]])
 def test_ctrl_c_in_a_demo_or_data_script_is_one_line_exit_130_and_leaves_nothing(argv, tmp_path):
     """Ctrl-C anywhere outside training and sampling (which save or print their work first): exit status 130, one
     line, no traceback (worker processes included), no half-written output."""
+    import re
     import signal
     import subprocess
     import time
 
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, *(a.format(out=out) for a in argv)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(3)  # well inside the work
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to every process of the group, workers too
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err and err.strip().endswith("interrupted"), err
+    bars = [re.sub(r"^.*?%\|.*?\]", "", line) for line in err.replace("\r", "\n").splitlines()]  # tqdm's
+    lines = [line for line in bars if line.strip()]
+    assert proc.returncode == 130 and "Traceback" not in err and lines[-1].endswith("interrupted"), err
+    assert len(lines) == 1, err  # each pool worker printed "Process ForkPoolWorker-1:" before
     assert not out.exists() or not any(out.rglob("*"))
