@@ -216,6 +216,7 @@ def madurai(texts, url_template=MADURAI_URL, timeout=30):
 # ----------------------------------------------------------------------------------------------
 def write_source(path, text):
     files.write_text(path, text)
+    files.record_written(path)  # so that a rerun may replace it, and never a file of the user's
     print(f"wrote {path} ({len(text):,} characters)")
 
 
@@ -268,6 +269,8 @@ def main(argv=None):
     why = unwritable(out.absolute())  # before any download, not at the write after it
     if why:
         raise UsageError(f"--out-dir {out}: {why}")
+    madurai_txt = [] if args.no_madurai else ["madurai.txt"]
+    files.check_written_here(out, ["thirukkural.txt", *madurai_txt, "corpus.txt"])
     # everything is fetched and checked first: a source that fails leaves every file on disk
     # as it was
     couplets = thirukkural(args.source, args.kural_url, args.kural_json)

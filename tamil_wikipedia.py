@@ -35,7 +35,7 @@ from support.cli import (
     run_cli,
     unwritable,
 )
-from support.files import atomic_write, make_dir
+from support.files import atomic_write, check_written_here, make_dir, record_written
 
 tamil = import_module("tamil_dataset")
 
@@ -234,6 +234,7 @@ def extract_dump(dump, out_jsonl):
             raise UsageError(f"wikiextractor failed: {last}")
 
     atomic_write(out_jsonl, write)
+    record_written(out_jsonl)
     print(f"extracted {count} articles -> {out_jsonl}")
     return saved_articles(out_jsonl)
 
@@ -293,6 +294,8 @@ def main(argv=None):
     why = unwritable(out.absolute())  # before any download, not at the write after it
     if why:
         raise UsageError(f"--out-dir {out}: {why}")
+    writes = ["wikipedia_dump.jsonl"] * args.dump + ["wikipedia.txt", "corpus.txt"] * args.merge
+    check_written_here(out, writes)  # no file of the user's written over
     if args.api:
         fetch_api(args.limit, out / "wikipedia_api.jsonl", args.api_url, args.user_agent,
                   args.timeout)

@@ -1,5 +1,6 @@
 """File plumbing: atomic writes (readers never see half a file), checked downloads, reading text."""
 import hashlib
+import json
 import os
 import tempfile
 import urllib.error
@@ -96,6 +97,37 @@ def check_out_dir(folder, outputs, flag="--out-dir"):
         if not ours:
             raise UsageError(f"{flag} {folder} already holds {name}, which a command here did not make: choose "
                              "another folder, or move that file away")
+
+
+RECORD = ".made_here.json"  # in a data folder: the sha256 of each file a command here wrote in it
+
+
+def written_here(folder):
+    """{file name: sha256} of the files a command here wrote in `folder` (record_written)."""
+    try:
+        return json.loads((Path(folder) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no record yet, or a torn one: nothing is known to be ours
+        return {}
+
+
+def record_written(path):
+    """Note in its folder's record that a command here wrote `path`, as it is now."""
+    path = Path(path)
+    made = written_here(path.parent) | {path.name: sha256_file(path)}
+    write_text(path.parent / RECORD, json.dumps(made, indent=1, sort_keys=True) + "\n")
+
+
+def check_written_here(folder, names, flag="--out-dir"):
+    """A data folder, checked before any work starts: each of `names` in it is absent, or was written by a command
+    here and not changed since (its sha256 is in the record). Text has no room for a mark, as figures carry."""
+    made = written_here(folder)
+    for name in names:
+        path = Path(folder) / name
+        if path.is_dir():
+            raise UsageError(f"{flag} {folder}: {name} in it is a directory, where a file goes: choose another folder")
+        if path.exists() and made.get(name) != sha256_file(path):
+            raise UsageError(f"{flag} {folder} already holds {name}, which a command here did not write (or it was "
+                             "changed since): choose another folder, or move that file away")
 
 
 def save_figure(fig, path, dpi=110):

@@ -64,6 +64,8 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     (w / "not_json.json").write_text("{ not json")
     (w / "tamil_out").mkdir()
     (w / "tamil_out" / "thirukkural.txt").write_text("the learner's corpus, kept\n")
+    (w / "tamil_out" / "corpus.txt").write_text("the learner's corpus, kept\n")
+    (w / "tamil_out" / "wikipedia_api.jsonl").write_text(json.dumps({"pageid": 1, "title": "t", "text": "தமிழ்"}) + "\n")
     shifted = w / "shifted_export"  # what lesson 14 makes: the same shapes, another meaning (x[i] read at i-1)
     shutil.copytree(w / "dllm" / "hf", shifted)
     config = json.loads((shifted / "config.json").read_text())
@@ -332,7 +334,12 @@ CASES = [  # (script, argv, what the one error line says)
     ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-texts", " , ", "--out-dir", "{w}/tamil_out"],
      "--madurai-texts names no text"),
     ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--madurai-url", "http://127.0.0.1:9/{{}}.html",
-                       "--out-dir", "{w}/tamil_out"], "Project Madurai"),
+                       "--out-dir", "{out}/t"], "Project Madurai"),
+    # a corpus file of the learner's where the data scripts write theirs (they wrote over it)
+    ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--no-madurai", "--out-dir", "{w}/tamil_out"],
+     "already holds thirukkural.txt, which a command here did not write"),
+    ("tamil_wikipedia", ["--merge", "--out-dir", "{w}/tamil_out"],
+     "already holds corpus.txt, which a command here did not write"),
     ("tamil_dataset", ["--kural-json", "{w}/missing.json", "--no-madurai", "--out-dir", "{out}/t"], "no such"),
     ("tamil_dataset", ["--kural-json", "{w}/not_json.json", "--no-madurai", "--out-dir", "{out}/t"],
      "not the Thirukkural JSON"),

@@ -98,6 +98,20 @@ def test_kural_from_url_repairs_and_writes(server, tmp_path, capsys):
     assert names == ["thirukkural.txt"] and (tmp_path / "corpus.txt").read_text(encoding="utf-8") == text
 
 
+def test_a_rerun_replaces_its_own_files_and_never_the_learners(server, tmp_path, capsys):
+    """The corpus files carry no mark (a line would be trained on): the folder's record of what a command here
+    wrote lets a rerun replace them, and refuses a file that is not in it or was changed since."""
+    server.routes["/thirukkural.json"] = (200, kural_json(), {})
+    argv = ["--source", "url", "--kural-url", f"{server.url}/thirukkural.json", "--no-madurai", "--out-dir",
+            str(tmp_path)]
+    tamil.main(argv)
+    assert tamil.main(argv) == ["thirukkural.txt"]  # its own files, written again
+    (tmp_path / "corpus.txt").write_text("my own corpus\n", encoding="utf-8")  # the learner's edit
+    capsys.readouterr()
+    assert "already holds corpus.txt, which a command here did not write" in cli_error(tamil.main, argv, capsys)
+    assert (tmp_path / "corpus.txt").read_text(encoding="utf-8") == "my own corpus\n"
+
+
 def test_stats_only_reports_the_corpus_on_disk(server, tmp_path, capsys):
     """--stats reads what is there: no source is fetched (the server would fail), nothing is written."""
     server.routes["/thirukkural.json"] = (500, b"down", {})
