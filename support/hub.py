@@ -106,9 +106,13 @@ def read_export(path):
     f = path / "config.json"  # the file being read, named if it fails
     try:
         config = json.loads(f.read_text())
+        if not isinstance(config, dict):  # valid JSON, but no settings: a list, a number
+            raise ValueError(f"a JSON {type(config).__name__}, not an object")
         f = path / "tokenizer.json"
         tok = (json.loads(f.read_text()) if f.exists()
                else config.pop("tokenizer", None))  # exports before tokenizer.json kept it in config.json
+        if not isinstance(tok, dict | None):
+            raise ValueError(f"a JSON {type(tok).__name__}, not an object")
         state, f = {}, path / "model.safetensors"
         for f in weight_files(path):  # one file, or the shards of a model over 16 MB
             state.update(load_file(f))  # tensors only; fp16 weights are cast when loaded

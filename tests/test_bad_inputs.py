@@ -51,6 +51,9 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
         (w / name / "config.json").write_text(json.dumps({**config, key: 10**12}))
     shutil.copytree(w / "dllm" / "hf", w / "torn_tokenizer")
     (w / "torn_tokenizer" / "tokenizer.json").write_text('{"kind": "char", "tok')
+    for name, file in (("list_config", "config.json"), ("list_tokenizer", "tokenizer.json")):
+        shutil.copytree(w / "dllm" / "hf", w / name)
+        (w / name / file).write_text("[1, 2, 3]")  # JSON, but not an object of settings (a traceback before)
     good = (w / "puzzles" / "test.txt").read_text().splitlines()[0].split(",")[0]
     bad = {"truncated": good[:80], "letters": good[:80] + "x", "rules": "11" + good[2:]}
     for name, line in bad.items():
@@ -194,6 +197,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("06_generate", ["--checkpoint", "{w}/long_export"], "block_size = 1,000,000,000,000 is past 65,536"),
     ("06_generate", ["--checkpoint", "{w}/wide_export"], "weights do not fit its config"),
     ("06_generate", ["--checkpoint", "{w}/torn_tokenizer"], "tokenizer.json: JSONDecodeError"),
+    ("06_generate", ["--checkpoint", "{w}/list_config"], "config.json: ValueError: a JSON list, not an object"),
+    ("09_generate_tamil", ["--checkpoint", "{w}/list_tokenizer"], "tokenizer.json: ValueError: a JSON list"),
     ("06_generate", ["--checkpoint", "{w}/missing"], "no checkpoint at"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--filename", "dllm_step50000.pt"], "give --from-hub too"),
     ("06_generate", ["--checkpoint", "{w}/dllm", "--order", "sideways"], "invalid choice"),
@@ -530,7 +535,7 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "81 cells", "only digits", "break the rules", "expected puzzle", "not the Thirukkural JSON", "no checkpoint",
         "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command",
         "does not describe a model", "no shipped model", "a map has", "a map holds only", "robot_maps.py",
-        "not a map_server map", "expected map,answer,kind", "is not YAML",
+        "not a map_server map", "expected map,answer,kind", "is not YAML", "ValueError: a JSON list",
         "no training puzzles with"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
