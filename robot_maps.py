@@ -332,8 +332,7 @@ def main(argv=None):
             raise UsageError(f"{args.check}: lines {wrong[:10]} are no shortest path from S to G")
         return pairs
     out = Path(args.out)
-    why = unwritable(out.absolute())  # before the minutes of work, not at the write after them
-    if why:
+    if why := unwritable(out.absolute()):  # before the minutes of work, not at the write after them
         raise UsageError(f"--out {out}: {why}")
     found = [n for n in ("train.txt", "val.txt", "test.txt") if (out / n).exists()]
     if found and not args.force:

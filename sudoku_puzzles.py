@@ -520,8 +520,7 @@ def main(argv=None):
         raise UsageError(f"--train-givens {lo} {hi}: one removal pass reaches {FEWEST} givens "
                          f"at the fewest, so HI must be >= {FEWEST} (a low LO: the hardest it can)")
     out = Path(args.out)
-    why = unwritable(out.absolute())  # before the minutes of work, not at the write after them
-    if why:
+    if why := unwritable(out.absolute()):  # before the minutes of work, not at the write after them
         raise UsageError(f"--out {out}: {why}")
     found = [n for n in ("train.txt", "val.txt", "test.txt", "test_hard.txt") if (out / n).exists()]
     if found and not args.force:

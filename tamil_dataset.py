@@ -266,11 +266,10 @@ def main(argv=None):
     if not args.no_madurai and not ids:
         raise UsageError("--madurai-texts names no text: give ids such as pmuni0110, or "
                          "--no-madurai")
-    why = unwritable(out.absolute())  # before any download, not at the write after it
-    if why:
+    if why := unwritable(out.absolute()):  # before any download, not at the write after it
         raise UsageError(f"--out-dir {out}: {why}")
-    madurai_txt = [] if args.no_madurai else ["madurai.txt"]
-    files.check_written_here(out, ["thirukkural.txt", *madurai_txt, "corpus.txt"])
+    writes = ["thirukkural.txt", "corpus.txt"] + ([] if args.no_madurai else ["madurai.txt"])
+    files.check_out_dir(out, dict.fromkeys(writes, files.RECORD))  # none of the user's replaced
     # everything is fetched and checked first: a source that fails leaves every file on disk
     # as it was
     couplets = thirukkural(args.source, args.kural_url, args.kural_json)

@@ -35,7 +35,7 @@ from support.cli import (
     run_cli,
     unwritable,
 )
-from support.files import atomic_write, check_written_here, make_dir, record_written
+from support.files import RECORD, atomic_write, check_out_dir, make_dir, record_written
 
 tamil = import_module("tamil_dataset")
 
@@ -291,11 +291,11 @@ def main(argv=None):
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise UsageError(f"{flag} must be an http(s) URL, got {url!r}")
     out = Path(args.out_dir)
-    why = unwritable(out.absolute())  # before any download, not at the write after it
-    if why:
+    if why := unwritable(out.absolute()):  # before any download, not at the write after it
         raise UsageError(f"--out-dir {out}: {why}")
-    writes = ["wikipedia_dump.jsonl"] * args.dump + ["wikipedia.txt", "corpus.txt"] * args.merge
-    check_written_here(out, writes)  # no file of the user's written over
+    writes = (["wikipedia_dump.jsonl"] if args.dump else []) + (
+        ["wikipedia.txt", "corpus.txt"] if args.merge else [])
+    check_out_dir(out, dict.fromkeys(writes, RECORD))  # no file of the user's written over
     if args.api:
         fetch_api(args.limit, out / "wikipedia_api.jsonl", args.api_url, args.user_agent,
                   args.timeout)

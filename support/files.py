@@ -76,29 +76,6 @@ def check_output(path, suffix, force=False, flag="--out"):
     return path
 
 
-def check_out_dir(folder, outputs, flag="--out-dir"):
-    """A bench's results folder, checked before any work starts: none of the files it will write may be there
-    unless a command here made it. `outputs` maps each file name to what its first lines say when a bench wrote
-    it (its command, or its CSV header); None for an image, which carries MARK."""
-    for name, sign in outputs.items():
-        path = Path(folder) / name
-        if path.is_dir():
-            raise UsageError(f"{flag} {folder}: {name} in it is a directory, where a file goes: choose another folder")
-        if not path.exists():
-            continue
-        if sign is None:
-            ours = made_here(path)
-        else:
-            try:
-                with open(path, "rb") as f:
-                    ours = sign in f.read(8192).decode("utf-8", errors="replace")
-            except OSError:  # unreadable: it cannot be shown to be ours
-                ours = False
-        if not ours:
-            raise UsageError(f"{flag} {folder} already holds {name}, which a command here did not make: choose "
-                             "another folder, or move that file away")
-
-
 RECORD = ".made_here.json"  # in a data folder: the sha256 of each file a command here wrote in it
 
 
@@ -117,17 +94,31 @@ def record_written(path):
     write_text(path.parent / RECORD, json.dumps(made, indent=1, sort_keys=True) + "\n")
 
 
-def check_written_here(folder, names, flag="--out-dir"):
-    """A data folder, checked before any work starts: each of `names` in it is absent, or was written by a command
-    here and not changed since (its sha256 is in the record). Text has no room for a mark, as figures carry."""
+def check_out_dir(folder, outputs, flag="--out-dir"):
+    """A results or data folder, checked before any work starts: none of the files it will write may be there
+    unless a command here made it. `outputs` maps each file name to what its first lines say when a bench wrote
+    it (its command, or its CSV header); None for an image, which carries MARK; RECORD for text with no room for
+    a mark (a corpus: a line in it would be trained on), known by its sha256 in the folder's record."""
     made = written_here(folder)
-    for name in names:
+    for name, sign in outputs.items():
         path = Path(folder) / name
         if path.is_dir():
             raise UsageError(f"{flag} {folder}: {name} in it is a directory, where a file goes: choose another folder")
-        if path.exists() and made.get(name) != sha256_file(path):
-            raise UsageError(f"{flag} {folder} already holds {name}, which a command here did not write (or it was "
-                             "changed since): choose another folder, or move that file away")
+        if not path.exists():
+            continue
+        if sign is None:
+            ours = made_here(path)
+        elif sign == RECORD:
+            ours = made.get(name) == sha256_file(path)  # and not changed since
+        else:
+            try:
+                with open(path, "rb") as f:
+                    ours = sign in f.read(8192).decode("utf-8", errors="replace")
+            except OSError:  # unreadable: it cannot be shown to be ours
+                ours = False
+        if not ours:
+            raise UsageError(f"{flag} {folder} already holds {name}, which a command here did not make: choose "
+                             "another folder, or move that file away")
 
 
 def save_figure(fig, path, dpi=110):

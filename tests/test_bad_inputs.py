@@ -342,9 +342,9 @@ CASES = [  # (script, argv, what the one error line says)
                        "--out-dir", "{out}/t"], "Project Madurai"),
     # a corpus file of the learner's where the data scripts write theirs (they wrote over it)
     ("tamil_dataset", ["--kural-json", "{w}/kural.json", "--no-madurai", "--out-dir", "{w}/tamil_out"],
-     "already holds thirukkural.txt, which a command here did not write"),
+     "already holds thirukkural.txt, which a command here did not make"),
     ("tamil_wikipedia", ["--merge", "--out-dir", "{w}/tamil_out"],
-     "already holds corpus.txt, which a command here did not write"),
+     "already holds corpus.txt, which a command here did not make"),
     ("tamil_dataset", ["--kural-json", "{w}/missing.json", "--no-madurai", "--out-dir", "{out}/t"], "no such"),
     ("tamil_dataset", ["--kural-json", "{w}/not_json.json", "--no-madurai", "--out-dir", "{out}/t"],
      "not the Thirukkural JSON"),

@@ -108,7 +108,7 @@ def test_a_rerun_replaces_its_own_files_and_never_the_learners(server, tmp_path,
     assert tamil.main(argv) == ["thirukkural.txt"]  # its own files, written again
     (tmp_path / "corpus.txt").write_text("my own corpus\n", encoding="utf-8")  # the learner's edit
     capsys.readouterr()
-    assert "already holds corpus.txt, which a command here did not write" in cli_error(tamil.main, argv, capsys)
+    assert "already holds corpus.txt, which a command here did not make" in cli_error(tamil.main, argv, capsys)
     assert (tmp_path / "corpus.txt").read_text(encoding="utf-8") == "my own corpus\n"
 
 
