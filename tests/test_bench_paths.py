@@ -1,8 +1,10 @@
 """bench/paths.py's diagnostic decoder, path cells first: it marks the likeliest path cell each call, stops when
 S and G join, counts the marks off the way (strays), and reports the model's own plans apart from the search."""
+import math
 import sys
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from conftest import ROOT, lesson
@@ -120,4 +122,50 @@ def test_only_sampled_runs_the_drawn_attempts_alone_even_with_repair_asked(tmp_p
     out, _ = bench.main(["--pretrained", "--test", str(test), "--per-kind", "1", "--repair", "2", "--smooth", "0",
                          "--samples", "2", "--only-sampled", "--out-dir", str(tmp_path / "out")])
     assert {r["method"] for r in out} and all("drawn at T = 1" in r["method"] for r in out)
+    capsys.readouterr()
+
+
+class Logits(torch.nn.Module):
+    """A stand-in dLLM whose logits are its one parameter: (B, 256, V), the same whatever it reads."""
+
+    def __init__(self, B, V):
+        super().__init__()
+        self.out = torch.nn.Parameter(torch.randn(B, L16.CELLS, V, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, z):
+        return self.out
+
+
+def test_mgdm_loss_is_their_formula_on_the_free_cells_only():
+    mgdm, maps, rng = lesson("paths_mgdm"), lesson("robot_maps"), __import__("random").Random(3)
+    rows = [maps.fresh_map(kind, rng) for kind in ("blocks-10", "rooms", "mazes")]
+    x = torch.tensor([L16.encode(g, a, "dllm") for g, a, _ in rows])  # (3, 512)
+    model, T, alpha, gamma = Logits(3, MASK + 1), 5, 0.3, 2.0
+    torch.manual_seed(0)
+    loss = mgdm.mgdm_loss(model, x, MASK, alpha, gamma, T)
+    loss.backward()
+    torch.manual_seed(0)  # the same draws again, the loss written out cell by cell
+    k = torch.randint(0, T, (3,))
+    u = torch.rand(3, L16.CELLS)
+    total, masked = 0.0, 0
+    log_p = model.out.detach().float().log_softmax(-1)
+    for b in range(3):
+        for i in range(L16.CELLS):
+            if x[b, i] == L16.FREE and u[b, i] < (k[b] + 1) / T:
+                nll = -log_p[b, i, x[b, L16.CELLS + i]].item()
+                total += (T - k[b].item()) * alpha * (1 - math.exp(-nll)) ** gamma * nll
+                masked += 1
+    assert masked > 0 and loss.item() == pytest.approx(total / masked, rel=1e-5)
+    touched = model.out.grad.abs().sum(-1) > 0  # (3, 256): walls, S and G never
+    assert not touched[x[:, : L16.CELLS] != L16.FREE].any()
+
+
+def test_an_mgdm_run_is_a_path_dllm_that_lesson_16_plans_with(tmp_path, capsys):
+    mgdm = lesson("paths_mgdm")
+    lesson("robot_maps").main(["--train", "20", "--val", "4", "--test", "2", "--out", str(tmp_path / "maps")])
+    rows = mgdm.main(["--maps", str(tmp_path / "maps"), "--out", str(tmp_path / "run"), "--steps", "2",
+                      "--eval-every", "2", "--eval-windows", "2", "--batch-size", "4", "--n-layer", "1",
+                      "--n-embd", "32", "--dtype", "fp32", "--no-plot"])
+    assert [r["step"] for r in rows] == [0, 2] and all(0 <= r["val_valid"] <= 1 for r in rows)
+    assert L16.load_planner("dllm", str(tmp_path / "run")).config.mask_token  # 16 loads it as its dLLM
     capsys.readouterr()
