@@ -44,6 +44,8 @@ def run_row(name, fn, device, quiet=True):
             speed = fn()
         return name, "ok", speed, peak_gib(device)
     except (UsageError, RuntimeError, ValueError, SystemExit) as e:
+        if isinstance(e, SystemExit) and e.code == 130:  # Ctrl-C in a lesson, its work saved
+            raise KeyboardInterrupt from None  # the check stops too (not a failed row, then the next)
         lines = [line for line in out.getvalue().splitlines() if "error" in line.lower()]
         why = lines[-1] if lines else f"{type(e).__name__}: {e}"
         return name, f"FAILED: {why[:150]}", "-", peak_gib(device)

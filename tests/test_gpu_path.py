@@ -165,3 +165,21 @@ def test_gpu_check_runs_on_a_cpu(capsys):
     for needle in ("fp32", "resume", "--grad-accum", "GPT", "block diffusion", "06:", "10:", "11:", "07:", "torchrun"):
         assert needle in names
     assert "skipped: train dLLM, fp16" in out and "skipped: --compile" in out
+
+
+def test_gpu_check_stops_on_ctrl_c_in_a_lesson_and_reports_a_failed_row_otherwise():
+    """A lesson stopped by Ctrl-C saves its work and exits 130: the check stops with it (it used to record a
+    failed row and go on to the next, so one Ctrl-C never stopped it); any other exit is a failed row."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    check = lesson("gpu_check")
+
+    def exits(code):
+        def fn():
+            print("error: the lesson's own line")
+            sys.exit(code)
+        return fn
+
+    with pytest.raises(KeyboardInterrupt):
+        check.run_row("train", exits(130), "cpu")
+    name, status, _, _ = check.run_row("train", exits(2), "cpu")
+    assert name == "train" and status == "FAILED: error: the lesson's own line"
