@@ -217,18 +217,17 @@ def train(args, objective, data, init=None):
         return run.rows
     model, optimizer, scheduler, scaler = run.model, run.optimizer, run.scheduler, run.scaler
     L = run.config.block_size
-    if run.step == 0 and not run.rows and run.rank == 0:
-        evaluate(run)  # the untrained model: where the curve starts
-    # Ctrl-C / SIGTERM: finish the current step, save latest.pt, exit: the state saved is a step
-    # boundary, so --resume continues exactly. A second Ctrl-C stops at once.
-    stop = runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {run.out / 'latest.pt'} "
-                                                  "holds the last saved state")
+    # Ctrl-C / SIGTERM: finish the current step (or the first evaluation), save latest.pt, exit: the
+    # state saved is a step boundary, so --resume continues exactly. A second Ctrl-C stops at once.
+    stop = runtime.StopOnSignal(tqdm.write, run.out / "latest.pt")
     bar = tqdm(total=args.steps, initial=run.step, desc=objective.name, dynamic_ncols=True,
                disable=run.rank != 0)
     oom = runtime.OutOfMemory(run.world, f"--batch-size {args.batch_size} "
                                          f"--grad-accum {args.grad_accum}")
-    loss_sum, n, t0 = 0.0, 0, time.perf_counter()
     with stop, oom, bar:  # the bar closes first: an error line comes after it
+        if run.step == 0 and not run.rows and run.rank == 0:
+            evaluate(run)  # the untrained model: where the curve starts
+        loss_sum, n, t0 = 0.0, 0, time.perf_counter()
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
             objective.step = run.step  # an objective that changes as it trains (14's annealing)

@@ -276,14 +276,12 @@ def train_rewards(args):
         save()
 
     every, logs = args.budget / args.evals, []
-    if not rows:
-        evaluation({})  # the starting model
-
     bar = tqdm(total=args.budget, initial=passes, unit="pass", unit_scale=True, desc=args.method)
     oom = runtime.OutOfMemory(1, f"--prompts {args.prompts} --group {args.group}",
                               "fewer --prompts, --group or --chunk (sft: --sft-batch)")
-    with runtime.StopOnSignal(tqdm.write, abort=f"stopped at once; {out / 'latest.pt'} holds the "
-                              "last evaluation") as stop, oom:
+    with runtime.StopOnSignal(tqdm.write, out / "latest.pt") as stop, oom:
+        if not rows:
+            evaluation({})  # the starting model
         t0 = time.perf_counter()
         while passes < args.budget and not stop.requested:
             spent, log = train_step(model, reference, optimizer, data, args, g)
@@ -301,6 +299,7 @@ def train_rewards(args):
             save()
             print(f"interrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume",
                   file=sys.stderr)
+            checkpoints.release(lock)
             sys.exit(130)
     bar.close()
     metrics.plot_rows(out / "loss.png", {args.method: rows}, "passes", "val_solved",

@@ -92,13 +92,13 @@ def autocast(device, dtype):
 
 
 class StopOnSignal:
-    """`with StopOnSignal(log) as stop:` Ctrl-C / SIGTERM set `stop.requested` instead of killing the loop, so
-    it can finish the current step and save a state at a step boundary. A second Ctrl-C stops at once: `abort`
-    goes to stderr and the process exits with status 130. `stop.everywhere(world, device)`: the same answer on
-    every DDP rank."""
+    """`with StopOnSignal(log, saved) as stop:` Ctrl-C / SIGTERM set `stop.requested` instead of killing the
+    loop, so it can finish the current step and save a state at a step boundary. A second Ctrl-C stops at once:
+    one line says whether the file `saved` holds a state yet, and the process exits with status 130.
+    `stop.everywhere(world, device)`: the same answer on every DDP rank."""
 
-    def __init__(self, log=print, abort="stopped at once"):
-        self.log, self.abort, self.requested, self.handlers = log, abort, False, {}
+    def __init__(self, log=print, saved=None):
+        self.log, self.saved, self.requested, self.handlers = log, saved, False, {}
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -118,7 +118,9 @@ class StopOnSignal:
         for sig, h in self.handlers.items():
             signal.signal(sig, h)
         if exc_type is KeyboardInterrupt:  # the second Ctrl-C
-            print(f"\n{self.abort}", file=sys.stderr)
+            kept = (f"{self.saved} holds the last saved state" if self.saved and Path(self.saved).exists()
+                    else "nothing saved yet")
+            print(f"\nstopped at once; {kept}", file=sys.stderr)
             sys.exit(130)
         return False
 

@@ -115,6 +115,32 @@ def test_interrupt_saves_and_resume_reproduces(tiny_text, tmp_path):
     assert full[-1]["train_loss"] == pytest.approx(resumed[-1]["train_loss"], rel=1e-6)
 
 
+def test_ctrl_c_in_the_first_evaluation_saves_step_0_and_twice_says_nothing_is_saved(tiny_text, tmp_path, capsys):
+    """The untrained model's evaluation (step 0) is inside the loop's Ctrl-C handling: one Ctrl-C there saves a
+    run that --resume continues (it used to exit with only a stale .lock in a new folder), a second one stops at
+    once and says nothing is saved yet (not that latest.pt holds a state)."""
+    args = TINY + ["--data", str(tiny_text), "--steps", "4", "--eval-every", "2", "--sample-len", "0"]
+
+    def interrupting(times):
+        class Interrupting(train.DiffusionObjective):
+            def val_bits(self, *a):
+                for _ in range(times):  # as if the user pressed Ctrl-C while it evaluates
+                    signal.raise_signal(signal.SIGINT)
+                return super().val_bits(*a)
+        return Interrupting
+
+    with pytest.raises(SystemExit) as e:
+        train.main(args + ["--out", str(tmp_path / "once")], objective=interrupting(1))
+    assert e.value.code == 130 and "interrupted at step 0" in capsys.readouterr().err
+    assert checkpoints.load_checkpoint(tmp_path / "once" / "latest.pt")["step"] == 0
+    assert not (tmp_path / "once" / ".lock").exists()
+    rows = train.main(args + ["--out", str(tmp_path / "once"), "--resume"])
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    with pytest.raises(SystemExit) as e:
+        train.main(args + ["--out", str(tmp_path / "twice")], objective=interrupting(2))
+    assert e.value.code == 130 and capsys.readouterr().err.strip().endswith("stopped at once; nothing saved yet")
+
+
 # ---------------------------------------------------------------- never lose a run
 def test_a_second_run_never_overwrites_the_first(tiny_text, tmp_path, capsys):
     out = tmp_path / "run"

@@ -3,6 +3,7 @@ exact estimator scores every drawn digit once on the canvas it was drawn from, t
 model ignores context and not otherwise, a positive advantage makes its attempt more likely, and `train` runs every
 method at a budget of model passes, resumes, and refuses what it cannot do in one line."""
 import random
+import signal
 import sys
 
 import pytest
@@ -259,6 +260,26 @@ def test_out_of_memory_in_a_step_is_one_line_and_the_run_keeps_its_last_evaluati
     assert e.value.code == 2 and "Traceback" not in err and err.count("error:") == 1
     assert "out of memory during a training step at --prompts 2 --group 2: fewer --prompts" in err
     assert (tmp_path / "r" / "latest.pt").is_file()  # the starting model's evaluation, saved
+
+
+def test_ctrl_c_while_the_starting_model_is_scored_saves_it_and_frees_the_folder(rl_puzzles, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """One Ctrl-C during the first evaluation: the run stops at step 0, saved, its lock gone (it used to be a
+    KeyboardInterrupt there, the lock left); --resume then trains it."""
+    score = R.solved_share
+
+    def interrupted_once(model, val):
+        monkeypatch.setattr(R, "solved_share", score)
+        signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C while it scores
+        return score(model, val)
+
+    monkeypatch.setattr(R, "solved_share", interrupted_once)
+    with pytest.raises(SystemExit) as e:
+        train_tiny(rl_puzzles, tmp_path / "r", "--budget", "200", "--evals", "1")
+    assert e.value.code == 130 and "interrupted at step 0" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["latest.pt", "metrics.csv"]
+    rows = train_tiny(rl_puzzles, tmp_path / "r", "--budget", "200", "--evals", "1", "--resume")
+    assert rows[0]["passes"] == 0 and rows[-1]["passes"] >= 200
 
 
 @pytest.mark.parametrize("argv, says", [
