@@ -21,7 +21,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 from support.cli import ArgumentParser, UsageError, positive_int, run_cli
 from support.files import save_figure
 from support.metrics import read_metrics, write_csv
-from support.runs import archive_run, start_trainer, trainer_command
+from support.runs import archive_run, saved_on_ctrl_c, start_trainer, trainer_command
 from support.runtime import machine_name
 
 ROOT = common.ROOT
@@ -50,7 +50,9 @@ def run_one(name, args):
         cmd = trainer_command(script[0], [*script[1:], "--preset", "cpu", "--dtype", args.dtype, "--steps", str(steps)],
                               out, mode)
         print(f"{name}: {' '.join(Path(c).name if c.endswith('.py') else c for c in cmd[1:])}", flush=True)
-        code = start_trainer(cmd, out).wait()
+        proc = start_trainer(cmd, out)
+        with saved_on_ctrl_c([proc]):
+            code = proc.wait()
         if code:
             raise UsageError(f"{name} stopped with exit status {code}; see {out / 'train.log'}")
 

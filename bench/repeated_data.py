@@ -36,7 +36,7 @@ from support.checkpoints import load_checkpoint
 from support.cli import ArgumentParser, UsageError, finite_float, out_dir, positive_int, run_cli
 from support.files import atomic_write, check_out_dir, read_text, save_figure, write_text
 from support.metrics import read_metrics, write_csv
-from support.runs import STOPPED, archive_run, start_trainer, stop_trainer, trainer_command
+from support.runs import STOPPED, archive_run, saved_on_ctrl_c, start_trainer, stop_trainer, trainer_command
 
 ROOT = common.ROOT
 
@@ -81,11 +81,12 @@ def finished(run, steps, patience):
     return False, ""
 
 
-def train_runs(todo, steps, patience, jobs):
+def train_runs(todo, steps, patience, jobs, active):
     """Train (or resume) every (run, trainer, args) in `todo`, `jobs` at a time (each with its share of the CPU
-    threads); Ctrl-C a trainer once its validation stops improving. Yields (run, why it stopped) as runs end."""
+    threads); Ctrl-C a trainer once its validation stops improving. Yields (run, why it stopped) as runs end.
+    active: an empty dict, which holds the trainers running (run -> process) for the caller's Ctrl-C."""
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    todo, active = list(todo), {}
+    todo = list(todo)
     while todo or active:
         while todo and len(active) < jobs:
             run, script, args = todo.pop(0)
@@ -175,10 +176,13 @@ def main(argv=None):
                 "--weight-decay", str(wd), "--seed", str(seed), "--dtype", "fp32", "--sample-len", "0"]))
             what[run] = (corpus, model, d, seed, path)
     if not args.report:
-        for run, why in train_runs(todo, args.steps, args.patience, args.jobs):
-            row = summarise(run, *what[run], why, args.lr_windows)
-            keep_run(run, row, out)
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        active = {}
+        with saved_on_ctrl_c(active.values()):  # Ctrl-C: the trainers save, and this waits for them
+            for run, why in train_runs(todo, args.steps, args.patience, args.jobs, active):
+                row = summarise(run, *what[run], why, args.lr_windows)
+                keep_run(run, row, out)
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
     rows = [json.loads(f.read_text()) for f in sorted((out / "runs").glob("repeated_*/row.json"))]
     if not rows:
         raise UsageError("no finished runs yet: run without --report first")

@@ -2,6 +2,7 @@
 appended to <out>/train.log, and Ctrl-C (SIGINT) to stop it early, which the trainers answer by saving
 latest.pt and exiting with status 130. A finished run's metrics and log are archived beside the results, since
 checkpoints/ is not kept in git."""
+import contextlib
 import os
 import re
 import signal
@@ -39,6 +40,21 @@ def stop_trainer(proc):
     """Ctrl-C to a running trainer: it finishes its step, saves latest.pt and exits."""
     proc.send_signal(signal.SIGINT)
     return proc.wait()
+
+
+@contextlib.contextmanager
+def saved_on_ctrl_c(procs):
+    """`with saved_on_ctrl_c(procs):` a Ctrl-C in the block waits for the trainers in `procs` (read when it
+    comes: a dict's live .values() will do) before it goes on up. The terminal sends Ctrl-C to the whole process
+    group, so each trainer got it too and is finishing its step to save: the prompt comes back when the runs are
+    saved, not while they still write. A second Ctrl-C reaches them as well and stops everything at once."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("waiting for the trainers to save (Ctrl-C again to stop them at once)", file=sys.stderr)
+        for proc in list(procs):
+            proc.wait()
+        raise
 
 
 def archive_run(out, dest, **files):

@@ -3,6 +3,7 @@ checkpoint) and 2-process DDP training on CPU."""
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -286,3 +287,26 @@ def test_help_shows_every_default_that_is_a_value_zero_included():
     text = " ".join(p.format_help().split())
     assert "random seed (default: 0)" in text and "KL weight (default: 0.0)" in text  # 0 == False, yet shown
     assert "draw it (default" not in text and "where (default" not in text
+
+
+def test_a_ctrl_c_waits_for_the_trainers_to_save_before_it_goes_on_up(tmp_path):
+    """bench/'s sweeps run trainers as subprocesses in their process group: a terminal's Ctrl-C reaches each, and
+    each takes a moment to save. saved_on_ctrl_c lets the sweep stop only when they have (it used to stop at
+    once, the trainers still writing after the prompt came back)."""
+    from support.runs import saved_on_ctrl_c
+
+    saved = tmp_path / "saved"
+    child = ("import pathlib, signal, sys, time\n"
+             "def save(*_):\n"
+             "    time.sleep(1)  # finishing its step\n"
+             f"    pathlib.Path({str(saved)!r}).write_text('latest'); sys.exit(130)\n"
+             "signal.signal(signal.SIGINT, save)\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    with pytest.raises(KeyboardInterrupt):
+        with saved_on_ctrl_c([proc]):
+            proc.send_signal(signal.SIGINT)  # the terminal's Ctrl-C, as the trainer gets it
+            raise KeyboardInterrupt  # and as the sweep gets it
+    assert proc.returncode == 130 and saved.read_text() == "latest"
