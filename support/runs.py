@@ -14,7 +14,7 @@ from support.files import make_dir, read_text, write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 STOPPED = (0, 130, -signal.SIGINT)  # finished, or stopped by Ctrl-C (-SIGINT: it was already on its way out)
-BAR = re.compile(r"[\w ]+:\s+\d+%\|[^|]*\|[^\]\n]*\]")  # tqdm's bars: "dllm:  5%|▌ | 99/2000 [..]"
+BAR = re.compile(r"[\w .-]+:\s+\d+%\|[^|]*\|[^\]\n]*\]")  # tqdm's: "paths-dllm:  5%|▌ | 99/2000 [..]"
 
 
 def trainer_command(script, args, out, mode=()):

@@ -310,3 +310,18 @@ def test_a_ctrl_c_waits_for_the_trainers_to_save_before_it_goes_on_up(tmp_path):
             proc.send_signal(signal.SIGINT)  # the terminal's Ctrl-C, as the trainer gets it
             raise KeyboardInterrupt  # and as the sweep gets it
     assert proc.returncode == 130 and saved.read_text() == "latest"
+
+
+def test_an_archived_log_keeps_its_lines_and_drops_every_progress_bar(tmp_path):
+    """archive_run copies a run's log for bench/results without tqdm's bars, whatever the bar's name (one with a
+    hyphen, 'paths-dllm' or 'block-diffusion', used to leave 'paths-' behind on a line of its own per update)."""
+    from support.runs import archive_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,val_bpc\n0,9.5\n")
+    bars = "".join(f"\r{name}:  {p}%|▌         | {p}/100 [00:0{p % 10}<00:10,  1.50it/s]"
+                   for name in ("dllm", "paths-dllm", "block-diffusion") for p in (0, 5))
+    (run / "train.log").write_text(f"model: 0.8M\n{bars}\rstep    300 | val 9.5\n{bars}\ndone: 300 steps\n")
+    archive_run(run, tmp_path / "kept")
+    assert (tmp_path / "kept" / "train.log").read_text() == "model: 0.8M\nstep    300 | val 9.5\ndone: 300 steps\n"
