@@ -773,12 +773,16 @@ def test_ctrl_c_in_a_demo_or_data_script_is_one_line_exit_130_and_leaves_nothing
     import subprocess
     import time
 
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, *(a.format(out=out) for a in argv)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(3)  # well inside the work
+    out, said, log = tmp_path / "out", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(said, "w") as o, open(log, "w") as e:
+        proc = subprocess.Popen([sys.executable, *(a.format(out=out) for a in argv)], cwd=ROOT, stdout=o, stderr=e,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    t = time.monotonic()  # inside the work once it says anything (a fixed 3 s was `import torch` on a busy machine)
+    while not (said.stat().st_size or log.stat().st_size) and proc.poll() is None and time.monotonic() - t < 120:
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to every process of the group, workers too
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    err = log.read_text()
     bars = [re.sub(r"^.*?%\|.*?\]", "", line) for line in err.replace("\r", "\n").splitlines()]  # tqdm's
     lines = [line for line in bars if line.strip()]
     assert proc.returncode == 130 and "Traceback" not in err and lines[-1].endswith("interrupted"), err
