@@ -220,14 +220,15 @@ def train(args, objective, data, init=None):
     # Ctrl-C / SIGTERM: finish the current step (or the first evaluation), save latest.pt, exit: the
     # state saved is a step boundary, so --resume continues exactly. A second Ctrl-C stops at once.
     stop = runtime.StopOnSignal(tqdm.write, run.out / "latest.pt")
-    bar = tqdm(total=args.steps, initial=run.step, desc=objective.name, dynamic_ncols=True,
-               disable=run.rank != 0)
     oom = runtime.OutOfMemory(run.world, f"--batch-size {args.batch_size} "
                                          f"--grad-accum {args.grad_accum}")
-    with stop, oom, bar:  # the bar closes first: an error line comes after it
+    with stop, oom:  # Ctrl-C here: no step is taken, and step 0 is saved below
         if run.step == 0 and not run.rows and run.rank == 0:
             evaluate(run)  # the untrained model: where the curve starts
-        loss_sum, n, t0 = 0.0, 0, time.perf_counter()
+    bar = tqdm(total=args.steps, initial=run.step, desc=objective.name, dynamic_ncols=True,
+               disable=run.rank != 0)
+    loss_sum, n, t0 = 0.0, 0, time.perf_counter()
+    with stop, oom, bar:  # the bar closes first: an error line comes after it
         while run.step < args.steps and not stop.everywhere(run.world, args.device, run.step):
             optimizer.zero_grad(set_to_none=True)
             objective.step = run.step  # an objective that changes as it trains (14's annealing)
