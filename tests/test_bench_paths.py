@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import ROOT, lesson
+from conftest import ROOT, Logits, lesson
 
 sys.path.insert(0, str(ROOT / "bench"))
 bench, L16 = lesson("paths"), lesson("16_robot_paths")
@@ -125,22 +125,12 @@ def test_only_sampled_runs_the_drawn_attempts_alone_even_with_repair_asked(tmp_p
     capsys.readouterr()
 
 
-class Logits(torch.nn.Module):
-    """A stand-in dLLM whose logits are its one parameter: (B, 256, V), the same whatever it reads."""
-
-    def __init__(self, B, V):
-        super().__init__()
-        self.out = torch.nn.Parameter(torch.randn(B, L16.CELLS, V, generator=torch.Generator().manual_seed(1)))
-
-    def forward(self, z):
-        return self.out
-
-
 def test_mgdm_loss_is_their_formula_on_the_free_cells_only():
     mgdm, maps, rng = lesson("paths_mgdm"), lesson("robot_maps"), __import__("random").Random(3)
     rows = [maps.fresh_map(kind, rng) for kind in ("blocks-10", "rooms", "mazes")]
     x = torch.tensor([L16.encode(g, a, "dllm") for g, a, _ in rows])  # (3, 512)
-    model, T, alpha, gamma = Logits(3, MASK + 1), 5, 0.3, 2.0
+    model, T, alpha, gamma = Logits(3, L16.CELLS, MASK + 1), 5, 0.3, 2.0
+    model.out.data = torch.randn(model.out.shape, generator=torch.Generator().manual_seed(1))  # cells differ
     torch.manual_seed(0)
     loss = mgdm.mgdm_loss(model, x, MASK, alpha, gamma, T)
     loss.backward()
