@@ -52,6 +52,15 @@ class Logits(torch.nn.Module):
         return self.out[:, : idx.size(1)]
 
 
+def ctrl_c_as_in_a_terminal():
+    """Popen's preexec_fn for a child that a test stops with Ctrl-C: SIGINT at its default, as a terminal's
+    command has it. A suite started in the background by a shell (`pytest &`) ignores SIGINT, and its children
+    would inherit that and never stop."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_error(main, argv, capsys):
     """Run a CLI main in-process; return its one stderr line after asserting exit status 2."""
     from support.cli import run_cli

@@ -13,7 +13,7 @@ import torch
 from support import pretrained
 from support.cli import UsageError
 
-from conftest import ROOT, cli_error, lesson, tiny
+from conftest import ROOT, cli_error, ctrl_c_as_in_a_terminal, lesson, tiny
 
 A, D, G = lesson("app"), lesson("04_diffusion"), lesson("07_train_gpt")
 PUZZLE = ("53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79")  # a classic, 30 givens
@@ -198,7 +198,7 @@ def test_ctrl_c_stops_the_server_with_exit_status_130_and_no_traceback():
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         assert "Ctrl-C stops it" in next(line for line in proc.stdout if "Ctrl-C" in line or "rror" in line)
         proc.send_signal(signal.SIGINT)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY, lesson  # first: it puts the repository on the import path
+from conftest import ROOT, TINY, ctrl_c_as_in_a_terminal, lesson  # first: it puts the repository on the import path
 
 # isort: split
 from support.cli import run_cli
@@ -776,7 +776,8 @@ def test_ctrl_c_in_a_demo_or_data_script_is_one_line_exit_130_and_leaves_nothing
     out, said, log = tmp_path / "out", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(said, "w") as o, open(log, "w") as e:
         proc = subprocess.Popen([sys.executable, *(a.format(out=out) for a in argv)], cwd=ROOT, stdout=o, stderr=e,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=ctrl_c_as_in_a_terminal)
     t = time.monotonic()  # inside the work once it says anything (a fixed 3 s was `import torch` on a busy machine)
     while not (said.stat().st_size or log.stat().st_size) and proc.poll() is None and time.monotonic() - t < 120:
         time.sleep(0.1)
