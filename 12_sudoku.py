@@ -370,11 +370,9 @@ def sudoku_parser():
     sub_parser = subcommands(p, ["train", "solve"])
     about = "train through lesson 05's loop (its flags; --puzzles DIR, not --data)"
     t = train.training_parser(None, ROOT / "checkpoints" / "sudoku-dllm", presets=PRESETS,
-                              parser=sub_parser("train", about))
+                              parser=sub_parser("train", about),
+                              folder=("--puzzles", ROOT / "data" / "sudoku"))
     t.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains")
-    t.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"),
-                   help="folder with train.txt and val.txt")
-    t.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
     s = sub_parser("solve", "solve the puzzles of a file: one answer per line, checked")
     s.add_argument("file", help="one puzzle per line: 81 cells, '.' or 0 for a blank")
     s.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model solves")
@@ -406,8 +404,6 @@ def main(argv=None):
             raise UsageError("--max-calls is --search's: add --search")
         return solve_file(args)
     if args.command == "train":
-        if "data" in args.given:
-            raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
         args = train.resolve(args, presets=PRESETS, default_data=None,
                              default_out=lambda a: ROOT / "checkpoints" / f"sudoku-{a.model}")
         objective = SudokuDiffusion() if args.model == "dllm" else SudokuGPT()

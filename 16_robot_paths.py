@@ -375,11 +375,9 @@ def paths_parser():
     sub_parser = subcommands(p, ["train", "solve", "plan"])
     t = train.training_parser(None, ROOT / "checkpoints" / "paths-dllm", presets=PRESETS,
                               parser=sub_parser("train", "train through lesson 05's loop (its "
-                                                "flags; --maps DIR, not --data)"))
+                                                "flags; --maps DIR, not --data)"),
+                              folder=("--maps", ROOT / "data" / "maps"), samples=False)
     t.add_argument("--model", choices=["dllm", "gpt"], default="dllm", help="which model trains")
-    t.add_argument("--maps", default=str(ROOT / "data" / "maps"),
-                   help="folder with train.txt and val.txt")
-    t.set_defaults(sample_len=None, weight_decay=None)  # unset -> this lesson's preset
     s = sub_parser("solve", "plan the maps of a file: one checked path per line")
     s.add_argument("file", help="one map per line: 256 characters, # . S G")
     add_planner_args(s, own)
@@ -403,9 +401,6 @@ def main(argv=None):
             raise UsageError("--decoder and --repair are the dLLM's: the GPT writes moves")
         return solve_maps(args) if args.command == "solve" else plan_yaml(args)
     if args.command == "train":
-        if {"data", "sample_len"} & args.given:
-            raise UsageError("--data and --sample-len are a text model's: paths read --maps DIR "
-                             "and log the validation maps planned")
         args = train.resolve(args, presets=PRESETS, default_data=None,
                              default_out=lambda a: ROOT / "checkpoints" / f"paths-{a.model}")
         objective = PathDiffusion() if args.model == "dllm" else PathGPT()

@@ -25,7 +25,7 @@ from importlib import import_module
 
 import torch
 
-from support.cli import UsageError, int_in, non_negative_float, parse_args_given, positive_float, run_cli
+from support.cli import int_in, non_negative_float, parse_args_given, positive_float, run_cli
 
 diff = import_module("04_diffusion")
 train = import_module("05_train")
@@ -58,18 +58,13 @@ class MGDMPaths(P.PathDiffusion):
 
 
 def main(argv=None):
-    p = train.training_parser(__doc__, train.ROOT / "checkpoints" / "paths-mgdm", presets=P.PRESETS)
-    p.add_argument("--maps", default=str(train.ROOT / "data" / "maps"),
-                   help="folder with robot_maps.py's train.txt and val.txt")
+    p = train.training_parser(__doc__, train.ROOT / "checkpoints" / "paths-mgdm", presets=P.PRESETS,
+                              folder=("--maps", train.ROOT / "data" / "maps"), samples=False)
     p.add_argument("--alpha", type=positive_float, default=0.25, help="the token weight's scale")
     p.add_argument("--gamma", type=non_negative_float, default=1.0,
                    help="the token weight's power (0: no token weight, the time weight alone)")
     p.add_argument("--levels", type=int_in(2, 1000), default=20, help="noise levels T")
-    p.set_defaults(sample_len=None, weight_decay=None)  # unset -> lesson 16's preset
-    args = parse_args_given(p, argv)
-    if {"data", "sample_len"} & args.given:
-        raise UsageError("--data and --sample-len are a text model's: paths read --maps DIR")
-    args = train.resolve(args, presets=P.PRESETS, default_data=None)
+    args = train.resolve(parse_args_given(p, argv), presets=P.PRESETS, default_data=None)
     data = P.MapData(args.maps, "dllm")
     return train.train(args, MGDMPaths(args.alpha, args.gamma, args.levels), data)
 

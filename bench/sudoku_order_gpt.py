@@ -208,11 +208,10 @@ def load_order_gpt(path, device="cpu"):
 
 
 def main(argv=None):
-    p = train.training_parser(__doc__, ROOT / "checkpoints" / "sudoku-order-gpt", presets=PRESETS)
-    p.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku"), help="folder with train.txt and val.txt")
+    p = train.training_parser(__doc__, ROOT / "checkpoints" / "sudoku-order-gpt", presets=PRESETS,
+                              folder=("--puzzles", ROOT / "data" / "sudoku"), samples=False)
     p.add_argument("--diagnose", metavar="RUN", help="instead of training: RUN's choices teacher-forced on the "
                    "validation puzzles (is its cell a single? the solver's? its digit right?)")
-    p.set_defaults(sample_len=None, weight_decay=None)  # unset -> the preset (lesson 12's)
     if "--diagnose" in (sys.argv[1:] if argv is None else argv):
         args = parse_args_given(p, argv)
         refuse_unused(args, {"diagnose", "puzzles"}, "--diagnose")  # training flags would be silently ignored
@@ -223,10 +222,6 @@ def main(argv=None):
         return shares
     args = train.parse_args(p, argv, PRESETS, default_data=None,
                             default_out=lambda a: ROOT / "checkpoints" / "sudoku-order-gpt")
-    if "data" in args.given:
-        raise UsageError("--data is a text corpus; Sudoku reads --puzzles DIR")
-    if args.sample_len:
-        raise UsageError(NO_SAMPLES)
     return train.train(args, OrderGPT(), OrderData(args.puzzles))
 
 

@@ -39,15 +39,22 @@ def add_mask_rate_arg(p, eps, default=None):
     return p
 
 
-def training_parser(description, default_out, presets, parser=None):
-    """The training flags of every trainer (05, 07, 08, 11, 12, 14); presets: {name: {flag dest: value}} from the
-    lesson, whose values --help shows. parser: add them to this one (a `train` subcommand's) instead of a new one."""
+def training_parser(description, default_out, presets, parser=None, folder=None, samples=True):
+    """The training flags of every trainer (05, 07, 08, 11, 12, 14, 16); presets: {name: {flag dest: value}} from
+    the lesson, whose values --help shows. parser: add them to this one (a `train` subcommand's) instead of a new one.
+    folder: (flag, default) of a task read from a folder's train.txt and val.txt (12's --puzzles, 16's --maps): it
+    takes the place of the text flags --data and --split, and the preset gives weight decay and sample length.
+    samples=False: no --sample-len (a model that writes no free text: 16's planners)."""
     p = parser or ArgumentParser(description=description)
     g = p.add_argument_group("training (defaults marked 'preset' come from --preset)")
-    g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, shipped in data/)")
-    g.add_argument("--split", default="tail", choices=["tail", "interleaved"],
-                   help="validation text: the last 10%%, or every 9th of each 10 blank-line-separated paragraphs "
-                   "(couplets, speeches; every 10th is held out as test)")
+    if folder:
+        g.add_argument(folder[0], default=str(folder[1]), help="folder with train.txt and val.txt")
+        p.set_defaults(data=None, split="tail", weight_decay=None, sample_len=None)  # None: the preset's
+    else:
+        g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, shipped in data/)")
+        g.add_argument("--split", default="tail", choices=["tail", "interleaved"],
+                       help="validation text: the last 10%%, or every 9th of each 10 blank-line-separated "
+                       "paragraphs (couplets, speeches; every 10th is held out as test)")
     g.add_argument("--preset", choices=list(presets), help="model + schedule size (default: "
                    + ("gpu on CUDA, else cpu)" if "gpu" in presets else f"{next(iter(presets))})"))
     g.add_argument("--out", default=str(default_out), help="run directory")
@@ -72,13 +79,16 @@ def training_parser(description, default_out, presets, parser=None):
     g.add_argument("--rope", action=argparse.BooleanOptionalAction, default=None,
                    help="rotary positions or, with --no-rope, a learned position table as in GPT-2 (preset: rope)")
     g.add_argument("--min-lr-ratio", type=fraction, default=0.1, help="final LR as a fraction of --lr (cosine)")
-    g.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay on matrices")
+    g.add_argument("--weight-decay", type=non_negative_float, default=None if folder else 0.1,
+                   help="AdamW weight decay on matrices" + (f" ({in_preset('weight_decay')})" if folder else ""))
     g.add_argument("--beta2", type=below_one, default=0.95, help="AdamW beta2 (nanoGPT's char recipe uses 0.99)")
     g.add_argument("--grad-accum", type=positive_int, default=1, help="forward/backward passes per optimizer step, "
                    "gradients summed: --batch-size 8 --grad-accum 2 is the update of batch 16 in half the memory")
     g.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="clip the gradient norm (0 = off)")
-    g.add_argument("--sample-len", type=non_negative_int, default=128,
-                   help="characters of the sample printed at each evaluation")
+    if samples:
+        g.add_argument("--sample-len", type=non_negative_int, default=None if folder else 128,
+                       help="characters of the sample printed at each evaluation"
+                       + (f" ({in_preset('sample_len')})" if folder else ""))
     g.add_argument("--device", default="auto", choices=runtime.DEVICES, help="where to train")
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="mixed precision "
                    "(auto: bf16 on CUDA if supported, else fp16; bf16 on CPUs with AVX512-BF16/AMX)")
