@@ -67,6 +67,15 @@ PRESETS = {"sudoku": dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, ro
 # --------------------------------------------------------------------------------------------------
 # Data: puzzles, not windows of a stream. A row of a batch: puzzle (81) + solution (81) token ids
 # --------------------------------------------------------------------------------------------------
+def puzzle_folder(folder):
+    """folder as a Path if it holds train.txt and val.txt; else one line on how to make them."""
+    folder = Path(folder)
+    if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
+        raise UsageError(f"no puzzles in {folder}: make them with "
+                         f"`python sudoku_puzzles.py --out {folder}`")
+    return folder
+
+
 class PuzzleData:
     """What 05's loop trains on here (TextData's members): <folder>/train.txt and val.txt, lines
     `puzzle,solution` (checked: 81 cells, digits, no given breaking the rules). Bits per blank."""
@@ -75,13 +84,8 @@ class PuzzleData:
     chars_per_token = 1.0  # the objectives below already score per blank cell
 
     def __init__(self, folder):
-        folder = Path(folder)
-        if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
-            raise UsageError(f"no puzzles in {folder}: make them with "
-                             f"`python sudoku_puzzles.py --out {folder}`")
-        self.tokenizer = diff.CharTokenizer(TOKENS)
-        self.folder, self.train, self.val = folder, self.read(folder / "train.txt"), self.read(
-            folder / "val.txt")
+        self.folder, self.tokenizer = puzzle_folder(folder), diff.CharTokenizer(TOKENS)
+        self.train, self.val = (self.read(self.folder / f"{s}.txt") for s in ("train", "val"))
 
     @staticmethod
     def read(path):

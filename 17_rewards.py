@@ -230,7 +230,8 @@ def train_rewards(args):
                                               if k not in {"budget", "evals"} & args.given})
     args.practice = Practice(args.group, args.prompts, args.temperature, args.order_noise,
                              args.cells_per_call)
-    folder = Path(args.puzzles)
+    folder = sudoku.puzzle_folder(args.puzzles)  # the model before 100,000 puzzles are read
+    model = sudoku.load_solver("dllm", args.init, args.init is None, args.device).float()
     data = sudoku.PuzzleData(folder).train  # (N, 162); RL practises on --givens, sft on them all
     lo, hi = (0, CELLS) if args.method == "sft" else args.givens
     givens = (data[:, :CELLS] > 0).sum(1)  # (N,)
@@ -238,7 +239,6 @@ def train_rewards(args):
     if not len(data):
         raise UsageError(f"{folder}: no training puzzles with {lo}-{hi} givens")
     val = fresh(args.val_puzzles, VAL_SEED).to(args.device)  # the same for every run and method
-    model = sudoku.load_solver("dllm", args.init, args.init is None, args.device).float()
     reference = copy.deepcopy(model).eval().requires_grad_(False) if args.beta else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     lock = checkpoints.lock_run(out, args.resume, args.force)  # the inputs are good: the run's now

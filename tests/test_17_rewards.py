@@ -295,6 +295,17 @@ def test_rewards_bad_input_is_one_line(argv, says, capsys, tmp_path):
     assert says in cli_error(R.main, argv, capsys)
 
 
+def test_a_broken_init_is_refused_before_the_puzzles_are_read(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken.pt").write_text("not a checkpoint")
+    for name in ("train.txt", "val.txt"):
+        (tmp_path / name).write_text("")
+    read = lambda folder: pytest.fail("the puzzles were read first: 100,000 of them take 15-25 s")  # noqa: E731
+    monkeypatch.setattr(S, "PuzzleData", read)
+    says = cli_error(R.main, ["train", "--init", str(tmp_path / "broken.pt"), "--puzzles", str(tmp_path),
+                              "--out", str(tmp_path / "r")], capsys)
+    assert "not a readable checkpoint" in says and not (tmp_path / "r").exists()
+
+
 def test_the_demo_shows_attempts_grades_and_the_estimators(capsys):
     R.main(["--prompts", "3", "--group", "4"])
     out = capsys.readouterr().out
