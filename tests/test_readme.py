@@ -52,6 +52,12 @@ def test_readme_teaches_and_links_the_research():
     assert "withdrawn" not in text.lower() and not re.search(r"issue #\d", text)
 
 
+def test_the_files_readme_gives_to_solve_and_plan_are_shipped():
+    """`solve FILE` and `plan MAP.yaml` run as written on a fresh clone: no earlier command makes their input."""
+    named = [c[c.index(mode) + 1] for c in COMMANDS if script_of(c) for mode in ("solve", "plan") if mode in c[2:3]]
+    assert len(named) >= 4 and [f for f in named if not (ROOT / f).is_file()] == [], named
+
+
 class Parsed(Exception):
     pass
 
