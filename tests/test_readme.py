@@ -52,10 +52,11 @@ def test_readme_teaches_and_links_the_research():
     assert "withdrawn" not in text.lower() and not re.search(r"issue #\d", text)
 
 
-def test_the_files_readme_gives_to_solve_and_plan_are_shipped():
-    """`solve FILE` and `plan MAP.yaml` run as written on a fresh clone: no earlier command makes their input."""
-    named = [c[c.index(mode) + 1] for c in COMMANDS if script_of(c) for mode in ("solve", "plan") if mode in c[2:3]]
-    assert len(named) >= 4 and [f for f in named if not (ROOT / f).is_file()] == [], named
+def test_the_files_readme_reads_are_shipped():
+    """`solve FILE`, `plan MAP.yaml` and `--data FILE` run as written on a fresh clone: no command makes them."""
+    named = [c[c.index(word) + 1] for c in COMMANDS if script_of(c) for word in ("solve", "plan", "--data")
+             if word in c[2:] and (word == "--data" or c.index(word) == 2)]
+    assert len(named) >= 6 and [f for f in named if not (ROOT / f).is_file()] == [], named
 
 
 class Parsed(Exception):
