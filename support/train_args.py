@@ -49,7 +49,7 @@ def training_parser(description, default_out, presets, parser=None, folder=None,
     g = p.add_argument_group("training (defaults marked 'preset' come from --preset)")
     if folder:
         g.add_argument(folder[0], default=str(folder[1]), help="folder with train.txt and val.txt")
-        p.set_defaults(data=None, split="tail", weight_decay=None, sample_len=None)  # None: the preset's
+        p.set_defaults(data=None, split="tail", sample_len=None)  # not flags here (sample_len: the preset's)
     else:
         g.add_argument("--data", help="UTF-8 text file to train on (default: TinyShakespeare, shipped in data/)")
         g.add_argument("--split", default="tail", choices=["tail", "interleaved"],
