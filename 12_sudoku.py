@@ -229,10 +229,11 @@ def solved(grid, pairs):
     return (grid == pairs[:, CELLS:]).all(-1)
 
 
-def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu"):
-    """The Sudoku model of `kind` ('dllm' or 'gpt'): --checkpoint, else your run, else shipped."""
+def load_solver(kind, checkpoint=None, use_pretrained=False, device="cpu", log=None):
+    """The Sudoku model of `kind` ('dllm' or 'gpt'): --checkpoint, else your run, else shipped;
+    log(line) says which (default: on stderr)."""
     path = pretrained.choose(checkpoint, ROOT / "checkpoints" / f"sudoku-{kind}", f"sudoku-{kind}",
-                             use_pretrained, log=lambda s: print(s, file=sys.stderr))
+                             use_pretrained, log=log or (lambda s: print(s, file=sys.stderr)))
     model, _, info = gen.load(path, kind, device)
     if info["objective"] != f"sudoku-{kind}":
         raise UsageError(f"{info['path']} is not a Sudoku model (it is {info['objective']})")

@@ -230,14 +230,15 @@ def train_rewards(args):
                                               if k not in {"budget", "evals"} & args.given})
     args.practice = Practice(args.group, args.prompts, args.temperature, args.order_noise,
                              args.cells_per_call)
-    folder = sudoku.puzzle_folder(args.puzzles)  # the model before 100,000 puzzles are read
-    model = sudoku.load_solver("dllm", args.init, args.init is None, args.device).float()
+    folder, notes = sudoku.puzzle_folder(args.puzzles), []  # the model before 100,000 puzzles
+    model = sudoku.load_solver("dllm", args.init, not args.init, args.device, notes.append).float()
     data = sudoku.PuzzleData(folder).train  # (N, 162); RL practises on --givens, sft on them all
     lo, hi = (0, CELLS) if args.method == "sft" else args.givens
     givens = (data[:, :CELLS] > 0).sum(1)  # (N,)
     data = data[(givens >= lo) & (givens <= hi)]
     if not len(data):
         raise UsageError(f"{folder}: no training puzzles with {lo}-{hi} givens")
+    sys.stderr.write("".join(f"{n}\n" for n in notes))  # which model: after a bad input's line
     val = fresh(args.val_puzzles, VAL_SEED).to(args.device)  # the same for every run and method
     reference = copy.deepcopy(model).eval().requires_grad_(False) if args.beta else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
