@@ -71,8 +71,8 @@ def puzzle_folder(folder):
     """folder as a Path if it holds train.txt and val.txt; else one line on how to make them."""
     folder = Path(folder)
     if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
-        raise UsageError(f"no puzzles in {folder}: make them with "
-                         f"`python sudoku_puzzles.py --out {folder}`")
+        raise UsageError(f"no puzzles in {folder}: " + ("a file, not a folder" if folder.is_file()
+                         else f"make them with `python sudoku_puzzles.py --out {folder}`"))
     return folder
 
 

@@ -88,7 +88,8 @@ class MapData:
     def __init__(self, folder, kind):
         folder = Path(folder)
         if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
-            raise UsageError(f"no maps in {folder}: run `python robot_maps.py --out {folder}`")
+            raise UsageError(f"no maps in {folder}: " + ("a file, not a folder" if folder.is_file()
+                             else f"run `python robot_maps.py --out {folder}`"))
         self.tokenizer = diff.CharTokenizer(TOKENS)
         self.folder, self.kind = folder, kind
         self.train, self.val = (self.read(folder / f"{s}.txt") for s in ("train", "val"))
