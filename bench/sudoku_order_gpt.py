@@ -50,7 +50,6 @@ MAX_BLANKS = CELLS - 17  # the fewest givens a unique Sudoku can have
 SEQ = CELLS + 2 * MAX_BLANKS  # 209 tokens: the longest sequence
 TOKENIZER_TOKENS = S.TOKENS + "".join(chr(0x100 + i) for i in range(CELLS))  # cell i shown as one letter
 PRESETS = {"sudoku": {**S.PRESETS["sudoku"], "seq_len": SEQ}}
-NO_SAMPLES = "--sample-len: this model writes no free text; it solves puzzles (val_solved)"
 PEERS = torch.zeros(CELLS, CELLS)
 for _i, _peers in enumerate(P.PEERS):
     PEERS[_i, _peers] = 1.0
@@ -154,9 +153,6 @@ class OrderGPT(gpt.NextTokenObjective):
         pairs = from_sequence(windows)
         return {"val_solved": S.solved(solve_order(model, windows[:, :CELLS])[0], pairs).float().mean().item(),
                 "digit_bits": ce[:, 1::2].sum().item() / blanks.sum().item() / 0.6931}
-
-    def sample(self, model, tokenizer, n, generator):
-        raise UsageError(NO_SAMPLES)
 
 
 @torch.no_grad()
