@@ -37,6 +37,7 @@ from support.cli import (
     run_cli,
     subcommands,
 )
+from support.files import data_folder
 from support.generate_args import check_gif, gif_path
 
 tfm = import_module("03_transformer")
@@ -69,11 +70,7 @@ PRESETS = {"sudoku": dict(seq_len=2 * CELLS, n_layer=4, n_head=4, n_embd=128, ro
 # --------------------------------------------------------------------------------------------------
 def puzzle_folder(folder):
     """folder as a Path if it holds train.txt and val.txt; else one line on how to make them."""
-    folder = Path(folder)
-    if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
-        raise UsageError(f"no puzzles in {folder}: " + ("a file, not a folder" if folder.is_file()
-                         else f"make them with `python sudoku_puzzles.py --out {folder}`"))
-    return folder
+    return data_folder(folder, "puzzles", "sudoku_puzzles.py")
 
 
 class PuzzleData:

@@ -41,7 +41,7 @@ from support.cli import (
     run_cli,
     subcommands,
 )
-from support.files import read_text
+from support.files import data_folder, read_text
 from support.generate_args import check_gif, gif_path
 
 tfm = import_module("03_transformer")
@@ -86,10 +86,7 @@ class MapData:
     chars_per_token = 1.0  # the objectives already score per map
 
     def __init__(self, folder, kind):
-        folder = Path(folder)
-        if not (folder / "train.txt").is_file() or not (folder / "val.txt").is_file():
-            raise UsageError(f"no maps in {folder}: " + ("a file, not a folder" if folder.is_file()
-                             else f"run `python robot_maps.py --out {folder}`"))
+        folder = data_folder(folder, "maps", "robot_maps.py")
         self.tokenizer = diff.CharTokenizer(TOKENS)
         self.folder, self.kind = folder, kind
         self.train, self.val = (self.read(folder / f"{s}.txt") for s in ("train", "val"))

@@ -180,6 +180,16 @@ def read_bytes(path, what="file"):
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
 
 
+def data_folder(folder, noun, maker):
+    """folder as a Path if it holds train.txt and val.txt; else one line on how to make them
+    (maker: the script that writes such a folder, as `python maker --out folder`)."""
+    folder = Path(folder)
+    if not all((folder / f"{split}.txt").is_file() for split in ("train", "val")):
+        raise UsageError(f"no {noun} in {folder}: " + ("a file, not a folder" if folder.is_file()
+                         else f"make them with `python {maker} --out {folder}`"))
+    return folder
+
+
 def read_text(path):
     raw = read_bytes(path)
     try:

@@ -14,7 +14,7 @@ import torch
 
 from support import checkpoints, metrics
 from support.cli import ArgumentParser, UsageError
-from support.files import atomic_write, download, read_text
+from support.files import atomic_write, data_folder, download, read_text
 
 from conftest import ROOT, TINY, cli_error, lesson
 
@@ -69,6 +69,16 @@ def test_read_text_errors_are_usage_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(UsageError, match="empty"):
         read_text(tmp_path / "empty.txt")
+
+
+def test_a_data_folder_needs_both_splits_and_says_how_to_make_them(tmp_path):
+    (tmp_path / "train.txt").write_text("x\n")
+    with pytest.raises(UsageError, match=r"no maps in .*: make them with `python robot_maps.py --out "):
+        data_folder(tmp_path, "maps", "robot_maps.py")  # val.txt is missing
+    with pytest.raises(UsageError, match="train.txt: a file, not a folder"):
+        data_folder(tmp_path / "train.txt", "maps", "robot_maps.py")
+    (tmp_path / "val.txt").write_text("x\n")
+    assert data_folder(str(tmp_path), "maps", "robot_maps.py") == tmp_path
 
 
 # ---------------------------------------------------------------- downloads against a loopback server
