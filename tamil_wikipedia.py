@@ -183,8 +183,13 @@ def published_sha1(sums_url, filename, user_agent=USER_AGENT, timeout=30):
     return None
 
 
+def dump_name(url):
+    """The file a dump URL downloads to: the last part of its path."""
+    return Path(urllib.parse.urlparse(url).path).name
+
+
 def fetch_dump(url, sums_url, dest_dir, user_agent=USER_AGENT):
-    dest = Path(dest_dir) / Path(urllib.parse.urlparse(url).path).name
+    dest = Path(dest_dir) / dump_name(url)
     part = download_resumable(url, dest, user_agent)
     expected = published_sha1(sums_url, dest.name, user_agent)
     if expected:
@@ -200,6 +205,7 @@ def fetch_dump(url, sums_url, dest_dir, user_agent=USER_AGENT):
     else:
         print(f"no published checksum found at {sums_url}: not verified", file=sys.stderr)
     os.replace(part, dest)
+    record_written(dest)  # ours now: a later --dump may replace it, a learner's own file never
     return dest
 
 
@@ -290,10 +296,12 @@ def main(argv=None):
         # file:, ftp:, a typo: no retrying a minute
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise UsageError(f"{flag} must be an http(s) URL, got {url!r}")
+    if args.dump and not dump_name(args.dump_url).endswith(".bz2"):
+        raise UsageError(f"--dump-url must name a .xml.bz2 file, got {args.dump_url!r}")
     out = Path(args.out_dir)
     if why := unwritable(out.absolute()):  # before any download, not at the write after it
         raise UsageError(f"--out-dir {out}: {why}")
-    writes = (["wikipedia_dump.jsonl"] if args.dump else []) + (
+    writes = ([dump_name(args.dump_url), "wikipedia_dump.jsonl"] if args.dump else []) + (
         ["wikipedia.txt", "corpus.txt"] if args.merge else [])
     check_out_dir(out, dict.fromkeys(writes, RECORD))  # no file of the user's written over
     if args.api:

@@ -68,6 +68,7 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     (w / "tamil_out").mkdir()
     (w / "tamil_out" / "thirukkural.txt").write_text("the learner's corpus, kept\n")
     (w / "tamil_out" / "corpus.txt").write_text("the learner's corpus, kept\n")
+    (w / "tamil_out" / "tawiki-latest-pages-articles.xml.bz2").write_bytes(b"the learner's dump, kept")
     (w / "tamil_out" / "wikipedia_api.jsonl").write_text(json.dumps({"pageid": 1, "title": "t", "text": "தமிழ்"}) + "\n")
     shifted = w / "shifted_export"  # what lesson 14 makes: the same shapes, another meaning (x[i] read at i-1)
     shutil.copytree(w / "dllm" / "hf", shifted)
@@ -349,6 +350,8 @@ CASES = [  # (script, argv, what the one error line says)
      "already holds thirukkural.txt, which a command here did not make"),
     ("tamil_wikipedia", ["--merge", "--out-dir", "{w}/tamil_out"],
      "already holds corpus.txt, which a command here did not make"),
+    ("tamil_wikipedia", ["--dump", "--out-dir", "{w}/tamil_out"],  # the download replaced a learner's dump
+     "already holds tawiki-latest-pages-articles.xml.bz2, which a command here did not make"),
     ("tamil_dataset", ["--kural-json", "{w}/missing.json", "--no-madurai", "--out-dir", "{out}/t"], "no such"),
     ("tamil_dataset", ["--kural-json", "{w}/not_json.json", "--no-madurai", "--out-dir", "{out}/t"],
      "not the Thirukkural JSON"),
@@ -358,6 +361,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("tamil_wikipedia", ["--api", "--api-url", "file:///etc/passwd", "--out-dir", "{out}/t"], "must be an http(s) URL"),
     ("tamil_wikipedia", ["--api", "--limit", "0", "--out-dir", "{out}/t"], "must be >= 1"),
     ("tamil_wikipedia", ["--api", "--timeout", "-1", "--out-dir", "{out}/t"], "must be > 0"),
+    ("tamil_wikipedia", ["--dump", "--dump-url", "http://127.0.0.1:9/", "--out-dir", "{out}/t"],
+     "must name a .xml.bz2 file"),
     # bench/
     ("decode", ["--len", "0", "--out", "{out}"], "must be >= 1"),
     ("decode", ["--num-samples", "0", "--out", "{out}"], "must be in [1, 1024]"),
@@ -550,7 +555,7 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command",
         "does not describe a model", "no shipped model", "a map has", "a map holds only", "robot_maps.py",
         "not a map_server map", "expected map,answer,kind", "is not YAML", "ValueError: a JSON list",
-        "no training puzzles with"]),
+        "no training puzzles with", "must name a .xml.bz2 file"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
         "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif",

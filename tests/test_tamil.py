@@ -9,6 +9,7 @@ from PIL import Image
 
 from support import checkpoints
 from support.cli import UsageError, run_cli
+from support.files import written_here
 
 from conftest import TINY, cli_error, lesson
 
@@ -301,6 +302,7 @@ def test_dump_download_resume_checksum_and_extract(server, tmp_path):
     server.routes["/sums.txt"] = (200, f"{sha1}  tawiki-20261101-pages-articles.xml.bz2\n0000  other\n".encode(), {})
     dump = wiki.fetch_dump(f"{server.url}/{name}", f"{server.url}/sums.txt", tmp_path)
     assert dump.read_bytes() == body and not (tmp_path / (name + ".part")).exists()
+    assert name in written_here(tmp_path)  # ours: a later --dump may replace it
     articles = wiki.extract_dump(dump, tmp_path / "wikipedia_dump.jsonl")
     assert list(articles) == [7] and "திராவிட மொழி ஆகும்" in articles[7]["text"]
     cleaned = wiki.clean_article(articles[7]["text"])
@@ -314,6 +316,17 @@ def test_dump_checksum_mismatch_deletes(server, tmp_path):
     with pytest.raises(UsageError, match="does not match"):
         wiki.fetch_dump(f"{server.url}/d.xml.bz2", f"{server.url}/sums.txt", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dump_never_replaces_a_learners_file_of_its_name(server, tmp_path, capsys):
+    name = "tawiki-latest-pages-articles.xml.bz2"
+    (tmp_path / name).write_bytes(b"a dump the learner fetched")
+    urls = ["--sums-url", f"{server.url}/sums.txt", "--out-dir", str(tmp_path)]
+    err = cli_error(wiki.main, ["--dump", "--dump-url", f"{server.url}/{name}", *urls], capsys)
+    assert f"already holds {name}, which a command here did not make" in err
+    assert (tmp_path / name).read_bytes() == b"a dump the learner fetched" and server.hits == []
+    err = cli_error(wiki.main, ["--dump", "--dump-url", f"{server.url}/", *urls], capsys)
+    assert "--dump-url must name a .xml.bz2 file" in err and server.hits == []
 
 
 # ---------------------------------------------------------------- 08 / 09
