@@ -24,7 +24,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import runtime
-from support.cli import ArgumentParser, UsageError, positive_int, run_cli
+from support.cli import ArgumentParser, UsageError, number, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,11 +54,10 @@ def run_row(name, fn, device, quiet=True):
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--preset", choices=["tiny", "cpu", "gpu"], help="model size (default: gpu on CUDA, else tiny)")
-    p.add_argument("--steps", type=positive_int, default=40, help="optimizer steps per training row")
+    p.add_argument("--steps", type=number(int, lambda v: v >= 2, ">= 2 (a resume needs a first half)", "steps"),
+                   default=40, help="optimizer steps per training row")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where to check")
     args = p.parse_args(argv)
-    if args.steps < 2:
-        raise UsageError(f"--steps must be >= 2 (a resume needs a first half), got {args.steps}")
     device = runtime.resolve_device(args.device)
     preset = args.preset or ("gpu" if device == "cuda" else "tiny")
     cuda = device == "cuda"

@@ -398,7 +398,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("parallelism", ["--windows", "0"], "must be >= 1"),
     ("train_speed", ["--steps", "0"], "must be >= 1"),
     ("train_speed", ["--batch-size", "1000000000", "--no-compile"], "out of memory during a training step"),
-    ("gpu_check", ["--steps", "0"], "must be >= 1"),
+    ("gpu_check", ["--steps", "1"], "must be >= 2 (a resume needs a first half), got 1"),
     ("first_command", ["--only", "sideways"], "unknown sampler 'sideways'"),
     ("playground", ["--runs", "0"], "must be >= 1"),
     ("full_val", ["--dllm", "{w}/missing"], "no checkpoint"),
