@@ -30,6 +30,7 @@ from pathlib import Path
 from support.cli import (
     ArgumentParser,
     UsageError,
+    number,
     positive_float,
     positive_int,
     run_cli,
@@ -188,6 +189,14 @@ def dump_name(url):
     return Path(urllib.parse.urlparse(url).path).name
 
 
+# Flag types. A file: or ftp: URL, or a typo, would only be retried for a minute; a URL that names
+# no file would be saved as a file named as the folder.
+http_url = number(str, lambda s: urllib.parse.urlsplit(s).scheme in ("http", "https"),
+                  "an http(s) URL", "http_url")
+dump_url = number(http_url, lambda s: dump_name(s).endswith(".bz2"), "the URL of a .xml.bz2 file",
+                  "dump_url")
+
+
 def fetch_dump(url, sums_url, dest_dir, user_agent=USER_AGENT):
     dest = Path(dest_dir) / dump_name(url)
     part = download_resumable(url, dest, user_agent)
@@ -281,9 +290,11 @@ def main(argv=None):
                    help="download and extract the pages-articles dump")
     p.add_argument("--merge", action="store_true",
                    help="add the saved articles to the Tamil training corpus")
-    p.add_argument("--api-url", default=API_URL, help="MediaWiki API endpoint")
-    p.add_argument("--dump-url", default=DUMP_URL, help="pages-articles .xml.bz2 URL")
-    p.add_argument("--sums-url", default=SUMS_URL, help="the dump's published sha1 sums")
+    p.add_argument("--api-url", type=http_url, default=API_URL, help="MediaWiki API endpoint")
+    p.add_argument("--dump-url", type=dump_url, default=DUMP_URL,
+                   help="pages-articles .xml.bz2 URL")
+    p.add_argument("--sums-url", type=http_url, default=SUMS_URL,
+                   help="the dump's published sha1 sums")
     p.add_argument("--user-agent", default=USER_AGENT,
                    help="User-Agent header (Wikimedia asks for a descriptive one)")
     p.add_argument("--timeout", type=positive_float, default=30, help="network timeout in seconds")
@@ -291,13 +302,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not (args.api or args.dump or args.merge):
         p.error("say what to do: --api, --dump and/or --merge")
-    for flag, url in (("--api-url", args.api_url), ("--dump-url", args.dump_url),
-                      ("--sums-url", args.sums_url)):
-        # file:, ftp:, a typo: no retrying a minute
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise UsageError(f"{flag} must be an http(s) URL, got {url!r}")
-    if args.dump and not dump_name(args.dump_url).endswith(".bz2"):
-        raise UsageError(f"--dump-url must name a .xml.bz2 file, got {args.dump_url!r}")
     out = Path(args.out_dir)
     if why := unwritable(out.absolute()):  # before any download, not at the write after it
         raise UsageError(f"--out-dir {out}: {why}")

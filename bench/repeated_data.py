@@ -33,7 +33,16 @@ import common  # first: the repository on the import path
 
 # isort: split
 from support.checkpoints import load_checkpoint
-from support.cli import ArgumentParser, UsageError, finite_float, out_dir, positive_int, run_cli
+from support.cli import (
+    ArgumentParser,
+    UsageError,
+    below_one,
+    non_negative_float,
+    out_dir,
+    positive_int,
+    random_seed,
+    run_cli,
+)
 from support.files import atomic_write, check_out_dir, read_text, save_figure, write_text
 from support.metrics import read_metrics, write_csv
 from support.runs import STOPPED, archive_run, saved_on_ctrl_c, start_trainer, stop_trainer, trainer_command
@@ -137,15 +146,17 @@ OUTPUTS = {"repeated_data.csv": "corpus,", "repeated_data.txt": "| corpus |", "r
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"], help="kural, shakespeare100k")
+    p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"],
+                   choices=["kural", "shakespeare100k"], help="the corpora swept")
     p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=list(TRAINERS),
                    help="which models (fim: a GPT trained with bench/fim.py --fim 0.5, for bench/infill.py --couplets)")
-    p.add_argument("--dropouts", nargs="+", type=finite_float, default=[0.0, 0.1, 0.2, 0.3],
+    p.add_argument("--dropouts", nargs="+", type=below_one, default=[0.0, 0.1, 0.2, 0.3],
                    help="dropout values swept")
-    p.add_argument("--weight-decays", nargs="+", type=finite_float, default=[WD],
+    p.add_argument("--weight-decays", nargs="+", type=non_negative_float, default=[WD],
                    help="AdamW weight decay values swept")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per configuration")
-    p.add_argument("--preset", default="cpu", help="model and training preset of every run")
+    p.add_argument("--seeds", nargs="+", type=random_seed, default=[0], help="seeds per configuration")
+    p.add_argument("--preset", default="cpu", choices=list(train.TRAIN_PRESETS),
+                   help="model and training preset of every run")
     p.add_argument("--steps", type=positive_int, default=8000, help="the schedule's length (runs may stop earlier)")
     p.add_argument("--eval-every", type=positive_int, default=200, help="steps between evaluations")
     p.add_argument("--patience", type=positive_int, default=6, help="evaluations without improvement before a run ends")
@@ -158,24 +169,24 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny preset, 30k characters of Shakespeare, 60 steps")
     args = p.parse_args(argv)
     check_out_dir(args.out_dir, OUTPUTS)
-    if min(args.weight_decays) < 0:
-        raise UsageError(f"--weight-decays must be >= 0, got {min(args.weight_decays):g}")
     if args.quick:
         args.corpus, args.dropouts, args.seeds, args.preset = ["quick"], [0.0, 0.2], [0], "tiny"
         args.steps, args.eval_every, args.patience, args.lr_windows = 60, 20, 2, 2
         args.runs_dir = str(Path(args.out_dir) / "checkpoints")
     runs_dir, out = Path(args.runs_dir), Path(args.out_dir)
-    todo, what = [], {}
-    for corpus in args.corpus:
-        path, tokenizer = corpus_file(corpus, Path(args.runs_dir) if args.quick else ROOT / "data")
-        for model, d, wd, seed in itertools.product(args.models, args.dropouts, args.weight_decays, args.seeds):
-            run = runs_dir / run_name(corpus, model, args.steps, d, seed, wd)
-            todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
-                "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset", args.preset,
-                "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout", str(d),
-                "--weight-decay", str(wd), "--seed", str(seed), "--dtype", "fp32", "--sample-len", "0"]))
-            what[run] = (corpus, model, d, seed, path)
-    if not args.report:
+    if not args.report:  # a report reads the kept rows: no corpus is written, no run started
+        todo, what = [], {}
+        for corpus in args.corpus:
+            path, tokenizer = corpus_file(corpus, Path(args.runs_dir) if args.quick else ROOT / "data")
+            for model, d, wd, seed in itertools.product(args.models, args.dropouts, args.weight_decays,
+                                                        args.seeds):
+                run = runs_dir / run_name(corpus, model, args.steps, d, seed, wd)
+                todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
+                    "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset",
+                    args.preset, "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout",
+                    str(d), "--weight-decay", str(wd), "--seed", str(seed), "--dtype", "fp32", "--sample-len",
+                    "0"]))
+                what[run] = (corpus, model, d, seed, path)
         active = {}
         with saved_on_ctrl_c(active.values()):  # Ctrl-C: the trainers save, and this waits for them
             for run, why in train_runs(todo, args.steps, args.patience, args.jobs, active):

@@ -235,7 +235,7 @@ def test_repeated_data_names_a_weight_decay_only_where_it_is_not_the_default(mon
     assert rd.run_name("kural", "dllm", 6000, 0.1, 0, 0.3) == "kural_dllm_6000steps_drop0.1_wd0.3_seed0"
     assert rd.regularisation(dict(dropout=0.1, weight_decay=0.1)) == "dropout 0.1"
     assert rd.regularisation(dict(dropout=0, weight_decay=0.3)) == "dropout 0, weight decay 0.3"
-    assert "--weight-decays must be >= 0, got -0.5" in cli_error(rd.main, ["--report", "--weight-decays", "0.1",
+    assert "--weight-decays: must be >= 0, got -0.5" in cli_error(rd.main, ["--report", "--weight-decays", "0.1",
                                                                           "-0.5"], capsys)
 
 

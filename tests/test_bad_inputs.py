@@ -362,7 +362,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("tamil_wikipedia", ["--api", "--limit", "0", "--out-dir", "{out}/t"], "must be >= 1"),
     ("tamil_wikipedia", ["--api", "--timeout", "-1", "--out-dir", "{out}/t"], "must be > 0"),
     ("tamil_wikipedia", ["--dump", "--dump-url", "http://127.0.0.1:9/", "--out-dir", "{out}/t"],
-     "must name a .xml.bz2 file"),
+     "must be the URL of a .xml.bz2 file"),
     # bench/
     ("decode", ["--len", "0", "--out", "{out}"], "must be >= 1"),
     ("decode", ["--num-samples", "0", "--out", "{out}"], "must be in [1, 1024]"),
@@ -395,6 +395,14 @@ CASES = [  # (script, argv, what the one error line says)
     ("fim", ["--fim", "0", *OUT], "invalid fim_rate value"),
     ("recipe", ["--steps", "0"], "must be >= 1"),
     ("repeated_data", ["--report", "--steps", "0"], "must be >= 1"),
+    ("repeated_data", ["--report", "--dropouts", "0.1", "1.5", "--out-dir", "{out}"],
+     "--dropouts: must be in [0, 1), got 1.5"),
+    ("repeated_data", ["--report", "--seeds", "-1", "--out-dir", "{out}"], "--seeds: must be in [0, 2**32)"),
+    ("repeated_data", ["--report", "--preset", "huge", "--out-dir", "{out}"],  # a run started, then failed
+     "--preset: invalid choice: 'huge'"),
+    ("repeated_data", ["--report", "--corpus", "kural", "nope", "--out-dir", "{out}"],
+     "--corpus: invalid choice: 'nope'"),
+    ("repeated_data", ["--report", "--quick", "--out-dir", "{out}"], "no finished runs yet"),  # wrote a corpus
     ("parallelism", ["--windows", "0"], "must be >= 1"),
     ("train_speed", ["--steps", "0"], "must be >= 1"),
     ("train_speed", ["--batch-size", "1000000000", "--no-compile"], "out of memory during a training step"),
@@ -555,7 +563,7 @@ KINDS = [  # what each case tries, by the words of its expected error (RESULTS.m
         "no Tamil corpus", "sudoku_puzzles.py", "corpus too short", "no {w}/missing.txt", "needs first_command",
         "does not describe a model", "no shipped model", "a map has", "a map holds only", "robot_maps.py",
         "not a map_server map", "expected map,answer,kind", "is not YAML", "ValueError: a JSON list",
-        "no training puzzles with", "must name a .xml.bz2 file"]),
+        "no training puzzles with", "of a .xml.bz2 file", "no finished runs"]),
     ("numbers that cannot be", [
         "must be", "needs 0 <", "finite", "--train-givens needs", "invalid fim_rate", "not divisible", "too short",
         "longer than the context", "context is 32", "nothing left to generate", "single character", "ending in .gif",

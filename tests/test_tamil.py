@@ -326,7 +326,7 @@ def test_dump_never_replaces_a_learners_file_of_its_name(server, tmp_path, capsy
     assert f"already holds {name}, which a command here did not make" in err
     assert (tmp_path / name).read_bytes() == b"a dump the learner fetched" and server.hits == []
     err = cli_error(wiki.main, ["--dump", "--dump-url", f"{server.url}/", *urls], capsys)
-    assert "--dump-url must name a .xml.bz2 file" in err and server.hits == []
+    assert "--dump-url: must be the URL of a .xml.bz2 file" in err and server.hits == []
 
 
 # ---------------------------------------------------------------- 08 / 09
