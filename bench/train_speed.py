@@ -32,7 +32,7 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import runtime
-from support.cli import ArgumentParser, finite_float, non_negative_int, positive_int, run_cli
+from support.cli import ArgumentParser, below_one, non_negative_int, positive_int, run_cli
 
 tfm = import_module("03_transformer")
 diff = import_module("04_diffusion")
@@ -131,7 +131,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=non_negative_int, default=2,
                    help="untimed steps per variant (compile happens here)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
-    p.add_argument("--dropout", type=finite_float, default=0.2, help="dropout of the timed model (the gpu preset's; "
+    p.add_argument("--dropout", type=below_one, default=0.2, help="dropout of the timed model (the gpu preset's; "
                    "RESULTS.md's CPU table was measured with --dropout 0)")
     p.add_argument("--dropout-cost", action="store_true", help="only time the cpu preset at dropout 0 and 0.1")
     args = p.parse_args(argv)

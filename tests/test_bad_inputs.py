@@ -405,6 +405,7 @@ CASES = [  # (script, argv, what the one error line says)
     ("repeated_data", ["--report", "--quick", "--out-dir", "{out}"], "no finished runs yet"),  # wrote a corpus
     ("parallelism", ["--windows", "0"], "must be >= 1"),
     ("train_speed", ["--steps", "0"], "must be >= 1"),
+    ("train_speed", ["--dropout", "1.5"], "--dropout: must be in [0, 1), got 1.5"),  # a traceback
     ("train_speed", ["--batch-size", "1000000000", "--no-compile"], "out of memory during a training step"),
     ("gpu_check", ["--steps", "1"], "must be >= 2 (a resume needs a first half), got 1"),
     ("first_command", ["--only", "sideways"], "unknown sampler 'sideways'"),
