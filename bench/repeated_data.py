@@ -144,6 +144,22 @@ def test_bits(run, text_path, lr_windows):
 OUTPUTS = {"repeated_data.csv": "corpus,", "repeated_data.txt": "| corpus |", "repeated_data.png": None}
 
 
+def planned_runs(args, runs_dir):
+    """[(run folder, trainer, its flags)] for every configuration swept, and {run: what it is}; writes the
+    corpora that are missing."""
+    todo, what = [], {}
+    for corpus in args.corpus:
+        path, tokenizer = corpus_file(corpus, runs_dir if args.quick else ROOT / "data")
+        for model, d, wd, seed in itertools.product(args.models, args.dropouts, args.weight_decays, args.seeds):
+            run = runs_dir / run_name(corpus, model, args.steps, d, seed, wd)
+            todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
+                "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset", args.preset,
+                "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout", str(d),
+                "--weight-decay", str(wd), "--seed", str(seed), "--dtype", "fp32", "--sample-len", "0"]))
+            what[run] = (corpus, model, d, seed, path)
+    return todo, what
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"],
@@ -175,18 +191,7 @@ def main(argv=None):
         args.runs_dir = str(Path(args.out_dir) / "checkpoints")
     runs_dir, out = Path(args.runs_dir), Path(args.out_dir)
     if not args.report:  # a report reads the kept rows: no corpus is written, no run started
-        todo, what = [], {}
-        for corpus in args.corpus:
-            path, tokenizer = corpus_file(corpus, Path(args.runs_dir) if args.quick else ROOT / "data")
-            for model, d, wd, seed in itertools.product(args.models, args.dropouts, args.weight_decays,
-                                                        args.seeds):
-                run = runs_dir / run_name(corpus, model, args.steps, d, seed, wd)
-                todo.append((run, TRAINERS[model][0], [*TRAINERS[model][1:],
-                    "--data", str(path), "--split", "interleaved", "--tokenizer", tokenizer, "--preset",
-                    args.preset, "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--dropout",
-                    str(d), "--weight-decay", str(wd), "--seed", str(seed), "--dtype", "fp32", "--sample-len",
-                    "0"]))
-                what[run] = (corpus, model, d, seed, path)
+        todo, what = planned_runs(args, runs_dir)
         active = {}
         with saved_on_ctrl_c(active.values()):  # Ctrl-C: the trainers save, and this waits for them
             for run, why in train_runs(todo, args.steps, args.patience, args.jobs, active):
