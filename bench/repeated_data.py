@@ -54,6 +54,7 @@ train = import_module("05_train")
 gpt = import_module("07_train_gpt")
 TRAINERS = {"gpt": ["08_train_tamil.py", "--model", "gpt"], "dllm": ["08_train_tamil.py"],
             "fim": ["bench/fim.py", "--fim", "0.5"]}
+CORPORA = ("kural", "shakespeare100k")  # the sweep's corpora (--quick sweeps a small one of its own)
 WD = 0.1  # the trainers' default --weight-decay: a run at another value says so in its name and labels
 
 
@@ -72,7 +73,7 @@ def corpus_file(name, data_dir):
             text = read_text(ROOT / "data" / "tinyshakespeare.txt")
             write_text(path, text[: text.rfind("\n\n", 0, n)] + "\n")  # whole speeches only
         return path, "char"
-    raise UsageError(f"unknown corpus {name!r}")
+    raise ValueError(f"unknown corpus {name!r}")  # --corpus is checked by its choices: not a user's typo
 
 
 def finished(run, steps, patience):
@@ -162,8 +163,7 @@ def planned_runs(args, runs_dir):
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--corpus", nargs="+", default=["kural", "shakespeare100k"],
-                   choices=["kural", "shakespeare100k"], help="the corpora swept")
+    p.add_argument("--corpus", nargs="+", default=list(CORPORA), choices=CORPORA, help="the corpora swept")
     p.add_argument("--models", nargs="+", default=["gpt", "dllm"], choices=list(TRAINERS),
                    help="which models (fim: a GPT trained with bench/fim.py --fim 0.5, for bench/infill.py --couplets)")
     p.add_argument("--dropouts", nargs="+", type=below_one, default=[0.0, 0.1, 0.2, 0.3],
