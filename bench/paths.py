@@ -12,9 +12,11 @@ lesson 10's threshold rule; --repair adds lesson 13's repair rounds, reported ap
 checked against the map, a planner's search). A diagnostic decoder, not the lesson's, asks whether the order is what
 fails: path cells first marks, a call each, the masked cell the dLLM finds likeliest on the path until S and G join
 over its marks; its plan is the model's own when no mark is off the way it joins ("no stray"), a search when a BFS
-picks the way among strays. Then bonus/16_path_smoothing.py's comparison on jagged paths of the test maps (mazes
-left out: a maze has one way through). Writes bench/results/paths/{paths.txt, paths.csv}. Time: 20 min on machine
-E's 2 cores before path cells first was added; on machine F it took about a quarter of surest first's time again.
+picks the way among strays. --by-length adds each method's valid share by the length of the map's shortest path and
+by how many shortest paths it has (where the pure model fails). Then bonus/16_path_smoothing.py's comparison on
+jagged paths of the test maps (mazes left out: a maze has one way through). Writes bench/results/paths/{paths.txt,
+paths.csv}. Time: 20 min on machine E's 2 cores before path cells first was added; on machine F it took about a
+quarter of surest first's time again.
 """
 import csv
 import math
@@ -131,6 +133,34 @@ def run_method(method, model, grids, batch):
             (method["name"] + " + BFS (search)", paths, calls, secs, None)]
 
 
+# Bins of a map's shortest path: (label, which of shape()'s two, lowest, highest)
+BINS = [(f"{lo}-{hi} moves", 0, lo, hi) for lo, hi in ((1, 10), (11, 20), (21, 30))] + [("31+ moves", 0, 31, 255)] + [
+    ("one shortest path", 1, 1, 1), ("2-9 of them", 1, 2, 9), ("10-99", 1, 10, 99), ("100+", 1, 100, math.inf)]
+
+
+def shape(grid):
+    """(moves of a shortest path, how many shortest paths) of a map string: BFS distances to G, then
+    the ways from each cell, nearest to G first (a cell's ways: the sum of its neighbours' one nearer)."""
+    walls = [ch == "#" for ch in grid]
+    dist, ways = maps.distances(walls, grid.index("G")), {}
+    for cell in sorted(dist, key=dist.get):
+        ways[cell] = sum(ways[n] for n in maps.neighbours(cell) if dist.get(n) == dist[cell] - 1) or 1
+    return dist[grid.index("S")], ways[grid.index("S")]
+
+
+def by_length(verdicts):
+    """Table lines: each method's valid share in each of BINS. verdicts: {method: [(moves, ways, valid)]
+    a map}, the same maps in the same order for each method."""
+    inside = lambda row, b: b[2] <= row[b[1]] <= b[3]
+    some = next(iter(verdicts.values()))
+    head = [f"{b[0]} (n = {sum(inside(r, b) for r in some)})" for b in BINS]
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(BINS) + 1) + "|"]
+    for name, rows in verdicts.items():
+        hits = [[r[2] for r in rows if inside(r, b)] for b in BINS]
+        lines.append(f"| {name} | " + " | ".join(f"{sum(h) / len(h):.1%}" if h else "-" for h in hits) + " |")
+    return lines
+
+
 # The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
 OUTPUTS = {"paths.csv": "kind,method", "paths.txt": "bench/paths.py"}
 
@@ -149,6 +179,8 @@ def main(argv=None):
                    help="attempts per map of each model drawn at --temperature, the dLLM surest first (0: none)")
     p.add_argument("--temperature", type=positive_float, default=1.0, help="the drawn attempts' temperature")
     p.add_argument("--only-sampled", action="store_true", help="the drawn attempts only, not the greedy decoders")
+    p.add_argument("--by-length", action="store_true",
+                   help="add each method's valid share by shortest-path length and by number of shortest paths")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run (fp32 either way)")
     p.add_argument("--out-dir", type=out_dir, default=str(ROOT / "bench" / "results" / "paths"),
                    help="where results go")
@@ -176,13 +208,16 @@ def main(argv=None):
         methods += [dict(name=f"{who}, drawn at T = {args.temperature:g}", model=kind, samples=args.samples,
                          temperature=args.temperature)
                     for who, kind in (("dLLM, surest cell first", "dllm"), ("GPT, moves", "gpt"))]
-    out = []
+    out, shapes, verdicts_of = [], {}, {}  # verdicts_of: {method: [(moves, ways, valid)]}, --by-length
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows).to(args.device)
             for name, paths, calls, secs, differ in (row for m in methods for row in
                                              run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
+                if args.by_length:
+                    verdicts_of.setdefault(name, []).extend(
+                        (*shapes.setdefault(g, shape(g)), v) for (g, _, _), (v, _) in zip(kind_rows, verdicts))
                 n = len(verdicts)
                 valid, shortest = (sum(v[k] for v in verdicts) / n for k in (0, 1))
                 se_v, se_s = (math.sqrt(q * (1 - q) / n) for q in (valid, shortest))  # binomial
@@ -197,6 +232,11 @@ def main(argv=None):
     table += [f"| {r['kind']} | {r['method']} | {r['maps']} | {r['valid']:.1%} ± {r['valid_se']:.1%} | "
               f"{r['shortest']:.1%} ± {r['shortest_se']:.1%} | {r['calls']:.1f} | {r['s_per_map'] * 1000:.1f} | "
               f"{'-' if r['attempts_differ'] == '' else r['attempts_differ']} |" for r in out]
+    length_lines = []
+    if args.by_length:  # every kind together: a bin's maps come from the kinds whose paths are that long
+        length_lines = ["", "## Valid paths by the length of the shortest path and by how many shortest paths", "",
+                        *by_length(verdicts_of)]
+        print("\n".join(length_lines))
     smooth_lines = []
     if args.smooth:
         smooth = import_module("bonus.16_path_smoothing")
@@ -209,7 +249,7 @@ def main(argv=None):
             f"{args.dllm}, {args.gpt}; maps: {args.test}", ""]
     folder = Path(args.out_dir)
     atomic_write(folder / "paths.txt", lambda tmp: Path(tmp).write_text(
-        "\n".join(head + table + (["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines
+        "\n".join(head + table + length_lines + (["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines
                                    if smooth_lines else [])) + "\n"))  # --smooth 0: no empty section
 
     def write_csv(tmp):

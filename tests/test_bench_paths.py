@@ -115,6 +115,35 @@ def test_the_benchmark_runs_end_to_end_on_the_shipped_models(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_shape_counts_a_maps_shortest_moves_and_its_shortest_paths():
+    open_map = lambda s, g, walls=(): "".join("S" if c == s else "G" if c == g else "#" if c in walls else "."
+                                              for c in range(L16.CELLS))
+    assert bench.shape(open_map(0, 3)) == (3, 1)  # along a row: one way
+    assert bench.shape(open_map(0, 17)) == (2, 2)  # one step right and one down, in either order
+    assert bench.shape(open_map(0, 34)) == (4, 6)  # two and two: 4 choose 2
+    assert bench.shape(open_map(0, 17, walls=(1,))) == (2, 1)  # the wall leaves down, then right
+
+
+def test_by_length_puts_each_map_in_its_bins_and_counts_its_valid_share():
+    lines = bench.by_length({"m": [(3, 1, True), (12, 2, False), (12, 5, True), (40, 200, False)]})
+    assert lines[0] == ("| method | 1-10 moves (n = 1) | 11-20 moves (n = 2) | 21-30 moves (n = 0) | 31+ moves (n = 1) "
+                        "| one shortest path (n = 1) | 2-9 of them (n = 2) | 10-99 (n = 0) | 100+ (n = 1) |")
+    assert lines[2] == "| m | 100.0% | 50.0% | - | 0.0% | 100.0% | 50.0% | - | 0.0% |"
+
+
+def test_by_length_adds_its_table_to_the_report(tmp_path, capsys):
+    maps, rng = lesson("robot_maps"), __import__("random").Random(2)
+    test = tmp_path / "test.txt"
+    test.write_text(",".join(maps.fresh_map("blocks-10", rng)) + "\n")
+    bench.main(["--pretrained", "--test", str(test), "--per-kind", "1", "--repair", "0", "--smooth", "0",
+                "--by-length", "--out-dir", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "paths.txt").read_text()
+    table = text.split("## Valid paths by the length")[1].splitlines()[2:]
+    assert len(table) == 2 + 5 and table[2].startswith("| dLLM, surest cell first | ")  # five methods' rows
+    assert sum(cell.endswith("(n = 1)") for cell in table[0].split(" | ")) == 2  # one map: a length bin, a ways bin
+    capsys.readouterr()
+
+
 def test_only_sampled_runs_the_drawn_attempts_alone_even_with_repair_asked(tmp_path, capsys):
     maps, rng = lesson("robot_maps"), __import__("random").Random(1)
     test = tmp_path / "test.txt"
