@@ -208,16 +208,16 @@ def main(argv=None):
         methods += [dict(name=f"{who}, drawn at T = {args.temperature:g}", model=kind, samples=args.samples,
                          temperature=args.temperature)
                     for who, kind in (("dLLM, surest cell first", "dllm"), ("GPT, moves", "gpt"))]
-    out, shapes, verdicts_of = [], {}, {}  # verdicts_of: {method: [(moves, ways, valid)]}, --by-length
+    out, verdicts_of = [], {}  # verdicts_of: {method: [(moves, ways, valid)]}, --by-length
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows).to(args.device)
+            shapes = [shape(g) for g, _, _ in kind_rows] if args.by_length else []  # once a map
             for name, paths, calls, secs, differ in (row for m in methods for row in
                                              run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
                 if args.by_length:
-                    verdicts_of.setdefault(name, []).extend(
-                        (*shapes.setdefault(g, shape(g)), v) for (g, _, _), (v, _) in zip(kind_rows, verdicts))
+                    verdicts_of.setdefault(name, []).extend((*sh, v) for sh, (v, _) in zip(shapes, verdicts))
                 n = len(verdicts)
                 valid, shortest = (sum(v[k] for v in verdicts) / n for k in (0, 1))
                 se_v, se_s = (math.sqrt(q * (1 - q) / n) for q in (valid, shortest))  # binomial
