@@ -300,7 +300,8 @@ def evaluate(run, train_loss=None, tokens=0, t0=None):
                    metrics={"step": run.step, f"validation {data.unit}{bound}": val,
                             "preset": args.preset, "train seconds": round(run.elapsed)})
     if args.plot:
-        metrics.plot_metrics(run.out, f"{objective.name} {args.preset}: {run.out}", unit=data.unit)
+        metrics.plot_metrics(run.out, f"{objective.name} {args.preset}: {run.out}", unit=data.unit,
+                             chars_per_token=data.chars_per_token)
     model.train()
     return time.perf_counter()
 

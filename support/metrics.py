@@ -41,8 +41,10 @@ def write_metrics(run_dir, rows):
                                                               if k not in METRICS])
 
 
-def plot_metrics(run_dir, title=None, unit="bits/char"):
-    """<run_dir>/loss.png from metrics.csv: train loss and validation bits per unit against step."""
+def plot_metrics(run_dir, title=None, unit="bits/char", chars_per_token=1.0):
+    """<run_dir>/loss.png from metrics.csv: train loss and validation bits per unit against step, as the
+    log line gives them: the objective's loss (nats) over ln 2 and chars_per_token. That is bits per unit
+    where the objective trains on what validation scores (not MGDM's weighted loss, bench/paths_mgdm.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +53,8 @@ def plot_metrics(run_dir, title=None, unit="bits/char"):
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(steps, [r["train_loss"] / math.log(2) for r in rows], label="train loss (bits/token)")
+    train = [r["train_loss"] / math.log(2) / chars_per_token for r in rows]
+    ax.plot(steps, train, label="train loss")
     ax.plot(steps, [r["val_bpc"] for r in rows], marker="o", label=f"validation {unit}")
     ax.set_xlabel("step")
     ax.set_ylabel("bits")

@@ -2,6 +2,7 @@
 checkpoint) and 2-process DDP training on CPU."""
 import http.server
 import json
+import math
 import os
 import signal
 import socket
@@ -132,6 +133,23 @@ def test_metrics_roundtrip_keeps_integer_steps(tmp_path):
     assert [r["step"] for r in back] == [0, 10, 20] and all(type(r["step"]) is int for r in back)
     metrics.plot_metrics(tmp_path)
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_loss_figure_draws_the_train_loss_in_the_log_lines_unit(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn, plot = {}, Axes.plot
+
+    def record(self, x, y, **kw):
+        drawn[kw["label"]] = list(y)
+        return plot(self, x, y, **kw)
+
+    monkeypatch.setattr(Axes, "plot", record)
+    rows = [{"step": s, "train_loss": math.log(2) * 4.0, "val_bpc": 3.0, "lr": 1e-3, "tokens_per_s": 1.0,
+             "elapsed_s": 0.0} for s in (0, 10)]
+    metrics.write_metrics(tmp_path, rows)
+    metrics.plot_metrics(tmp_path, unit="bits/char", chars_per_token=2.0)  # 4 bits a token, 2 chars a token
+    assert drawn == {"train loss": [pytest.approx(2.0)] * 2, "validation bits/char": [3.0, 3.0]}
 
 
 # ---------------------------------------------------------------- the Hub
