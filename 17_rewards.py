@@ -232,7 +232,7 @@ def train_rewards(args):
                              args.cells_per_call)
     folder, notes = sudoku.puzzle_folder(args.puzzles), []  # the model before 100,000 puzzles
     model = sudoku.load_solver("dllm", args.init, not args.init, args.device, notes.append).float()
-    data = sudoku.PuzzleData(folder).train  # (N, 162); RL practises on --givens, sft on them all
+    data = sudoku.PuzzleData.read(folder / "train.txt")  # (N, 162); RL on --givens, sft on all
     lo, hi = (0, CELLS) if args.method == "sft" else args.givens
     givens = (data[:, :CELLS] > 0).sum(1)  # (N,)
     data = data[(givens >= lo) & (givens <= hi)]
@@ -372,7 +372,7 @@ def rewards_parser():
     t.add_argument("--method", choices=METHODS, default="exact",
                    help="exact / d1 / wd1: the log-likelihood estimator; sft, rft: the controls")
     t.add_argument("--puzzles", default=str(ROOT / "data" / "sudoku-100k"),
-                   help="folder with train.txt and val.txt (sudoku_puzzles.py)")
+                   help="sudoku_puzzles.py's folder (train.txt; validation is on fresh puzzles)")
     t.add_argument("--givens", type=positive_int, nargs=2, default=[17, 27], metavar=("LO", "HI"),
                    help="RL practises on training puzzles with LO-HI givens (sft: all of them)")
     t.add_argument("--init", help="the model to start from (default: the shipped sudoku-dllm)")

@@ -161,6 +161,15 @@ def test_every_method_spends_its_budget_and_writes_a_model_that_lesson_12_loads(
     assert model.config.vocab_size == 10
 
 
+def test_validation_is_on_fresh_puzzles_so_the_folders_val_txt_is_not_read(rl_puzzles, tmp_path):
+    folder = tmp_path / "puzzles"
+    folder.mkdir()
+    (folder / "train.txt").write_text((rl_puzzles / "train.txt").read_text())
+    (folder / "val.txt").write_text("not a puzzle\n")  # 12 would refuse it, naming val.txt:1
+    rows = train_tiny(folder, tmp_path / "run", "--method", "rft", "--budget", "1", "--val-puzzles", "1")
+    assert len(rows) >= 2 and all(0 <= r["val_solved"] <= 1 for r in rows)
+
+
 def test_a_temperature_far_below_float32s_range_draws_the_argmax_and_learns_nothing(rl_puzzles, tmp_path):
     rows = train_tiny(rl_puzzles, tmp_path / "cold", "--budget", "200", "--evals", "1", "--beta", "0.01",
                       "--temperature", "1e-300")
