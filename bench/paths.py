@@ -13,7 +13,8 @@ checked against the map, a planner's search). A diagnostic decoder, not the less
 fails: path cells first marks, a call each, the masked cell the dLLM finds likeliest on the path until S and G join
 over its marks; its plan is the model's own when no mark is off the way it joins ("no stray"), a search when a BFS
 picks the way among strays. --by-length adds each method's valid share by the length of the map's shortest path and
-by how many shortest paths it has (where the pure model fails). Then bonus/16_path_smoothing.py's comparison on
+by how many shortest paths it has (where the pure model fails), and by_map.csv: each map's kind, length and count
+of shortest paths, and each method's verdict (1: valid). Then bonus/16_path_smoothing.py's comparison on
 jagged paths of the test maps (mazes left out: a maze has one way through). Writes bench/results/paths/{paths.txt,
 paths.csv}. Time: 20 min on machine E's 2 cores before path cells first was added; on machine F it took about a
 quarter of surest first's time again.
@@ -162,7 +163,7 @@ def by_length(verdicts):
 
 
 # The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
-OUTPUTS = {"paths.csv": "kind,method", "paths.txt": "bench/paths.py"}
+OUTPUTS = {"paths.csv": "kind,method", "paths.txt": "bench/paths.py", "by_map.csv": "kind,moves"}
 
 
 def main(argv=None):
@@ -208,11 +209,12 @@ def main(argv=None):
         methods += [dict(name=f"{who}, drawn at T = {args.temperature:g}", model=kind, samples=args.samples,
                          temperature=args.temperature)
                     for who, kind in (("dLLM, surest cell first", "dllm"), ("GPT, moves", "gpt"))]
-    out, verdicts_of = [], {}  # verdicts_of: {method: [(moves, ways, valid)]}, --by-length
+    out, verdicts_of, kinds = [], {}, []  # --by-length: {method: [(moves, ways, valid)]}, each map's kind
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows).to(args.device)
             shapes = [shape(g) for g, _, _ in kind_rows] if args.by_length else []  # once a map
+            kinds += [kind] * len(shapes)
             for name, paths, calls, secs, differ in (row for m in methods for row in
                                              run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
@@ -259,7 +261,16 @@ def main(argv=None):
             w.writerows(out)
 
     atomic_write(folder / "paths.csv", write_csv)
-    print(f"wrote {folder / 'paths.txt'} and paths.csv")
+    def write_maps(tmp):  # one row a map: its kind, length and ways, and 1 where a method planned it validly
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["kind", "moves", "shortest_paths", *verdicts_of])
+            w.writerows([kind, *rows[0][:2], *(int(r[2]) for r in rows)]
+                        for kind, rows in zip(kinds, zip(*verdicts_of.values())))
+
+    if args.by_length:
+        atomic_write(folder / "by_map.csv", write_maps)
+    print(f"wrote {folder / 'paths.txt'} and paths.csv" + (" and by_map.csv" if args.by_length else ""))
     return out, smooth_lines
 
 

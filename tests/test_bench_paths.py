@@ -1,5 +1,6 @@
 """bench/paths.py's diagnostic decoder, path cells first: it marks the likeliest path cell each call, stops when
 S and G join, counts the marks off the way (strays), and reports the model's own plans apart from the search."""
+import csv
 import math
 import sys
 from types import SimpleNamespace
@@ -141,6 +142,12 @@ def test_by_length_adds_its_table_to_the_report(tmp_path, capsys):
     table = text.split("## Valid paths by the length")[1].splitlines()[2:]
     assert len(table) == 2 + 5 and table[2].startswith("| dLLM, surest cell first | ")  # five methods' rows
     assert sum(cell.endswith("(n = 1)") for cell in table[0].split(" | ")) == 2  # one map: a length bin, a ways bin
+    rows = list(csv.DictReader((tmp_path / "out" / "by_map.csv").read_text().splitlines()))  # a row a map
+    grid = test.read_text().split(",")[0]
+    assert len(rows) == 1 and rows[0]["kind"] == "blocks-10"
+    assert (int(rows[0]["moves"]), int(rows[0]["shortest_paths"])) == bench.shape(grid)
+    assert rows[0]["dLLM, path cells first + BFS (search)"] == "1"  # a way exists: the search finds it
+    assert all(rows[0][m] in "01" for m in ("dLLM, surest cell first", "GPT, moves, greedy"))
     capsys.readouterr()
 
 
