@@ -261,6 +261,7 @@ def main(argv=None):
             w.writerows(out)
 
     atomic_write(folder / "paths.csv", write_csv)
+
     def write_maps(tmp):  # one row a map: its kind, length and ways, and 1 where a method planned it validly
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
