@@ -19,7 +19,6 @@ jagged paths of the test maps (mazes left out: a maze has one way through). Writ
 paths.csv}. Time: 20 min on machine E's 2 cores before path cells first was added; on machine F it took about a
 quarter of surest first's time again.
 """
-import csv
 import math
 import random
 import sys
@@ -32,7 +31,7 @@ import torch
 import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
-from support import runtime
+from support import metrics, runtime
 from support.cli import ArgumentParser, UsageError, non_negative_int, out_dir, positive_float, positive_int, run_cli
 from support.files import atomic_write, check_out_dir
 
@@ -253,24 +252,12 @@ def main(argv=None):
     atomic_write(folder / "paths.txt", lambda tmp: Path(tmp).write_text(
         "\n".join(head + table + length_lines + (["", "## Smoothing (bonus/16_path_smoothing.py)", ""] + smooth_lines
                                    if smooth_lines else [])) + "\n"))  # --smooth 0: no empty section
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(out[0]))
-            w.writeheader()
-            w.writerows(out)
-
-    atomic_write(folder / "paths.csv", write_csv)
-
-    def write_maps(tmp):  # one row a map: its kind, length and ways, and 1 where a method planned it validly
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["kind", "moves", "shortest_paths", *verdicts_of])
-            w.writerows([kind, *rows[0][:2], *(int(r[2]) for r in rows)]
-                        for kind, rows in zip(kinds, zip(*verdicts_of.values())))
-
-    if args.by_length:
-        atomic_write(folder / "by_map.csv", write_maps)
+    metrics.write_csv(folder / "paths.csv", out, list(out[0]))
+    if args.by_length:  # one row a map: its kind, length and ways, and 1 where a method planned it validly
+        per_map = [dict(kind=kind, moves=rows[0][0], shortest_paths=rows[0][1],
+                        **{name: int(r[2]) for name, r in zip(verdicts_of, rows)})
+                   for kind, rows in zip(kinds, zip(*verdicts_of.values()))]
+        metrics.write_csv(folder / "by_map.csv", per_map, ["kind", "moves", "shortest_paths", *verdicts_of])
     print(f"wrote {folder / 'paths.txt'} and paths.csv" + (" and by_map.csv" if args.by_length else ""))
     return out, smooth_lines
 
