@@ -180,9 +180,8 @@ def generate_cli(args, sampler=sample, objective="dllm", font=None, tokenizers=T
 
     # the canvas after each call, kept only for --gif / --show-steps (no copies otherwise)
     frames, last = [], {}
-    from tqdm import tqdm  # a bar only if sampling runs past 2 s (lesson 15's --steps 5000)
-
-    bar = tqdm(total=args.steps, unit="call", desc="sampling", delay=2, leave=False)
+    # a bar only if sampling runs past 2 s (lesson 15's --steps 5000, --num-samples 1024 on a CPU)
+    bar = runtime.SamplingBar(args.steps, "call")
 
     def show(calls, x):
         bar.update(calls - bar.n)

@@ -240,9 +240,7 @@ def generate_main(args):
     sampling = diff.Sampling(args.temp, args.topk, args.top_p, generator=g)
     last = {"x": prompt}
     so_far = lambda: gen.print_texts([tok.decode(row.tolist()) for row in last["x"]])
-    from tqdm import tqdm  # a bar only if sampling runs past 2 s, as 06's
-
-    bar = tqdm(total=args.tokens, unit="token", desc="sampling", delay=2, leave=False)
+    bar = runtime.SamplingBar(args.tokens, "token")  # a bar only if sampling runs past 2 s
 
     def show(n, x):
         last["x"] = x

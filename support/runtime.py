@@ -1,12 +1,15 @@
-"""Where and how the model runs: device, precision (autocast), Ctrl-C handling, DDP setup and teardown."""
+"""Where and how the model runs: device, precision (autocast), Ctrl-C handling, a sampler's progress
+bar, DDP setup and teardown."""
 import contextlib
 import os
 import platform
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from support.cli import UsageError
 
@@ -149,6 +152,24 @@ def stop_cleanly(so_far=None):
             so_far()
         print("interrupted: the output above is what was generated so far", file=sys.stderr)
         sys.exit(130)
+
+
+class SamplingBar(tqdm):
+    """`with SamplingBar(steps, "call"):` a sampler's bar, quiet for short runs, that appears once
+    `delay` seconds have passed even while the first model call still runs (tqdm's own `delay`
+    waits for an update: 06's `--num-samples 1024` on a CPU showed nothing until its first call
+    ended)."""
+
+    def __init__(self, total, unit, delay=2.0, file=None):
+        super().__init__(total=total, unit=unit, desc="sampling", delay=delay, leave=False,
+                         file=file)
+        self.timer = threading.Timer(delay, lambda: self.n or self.refresh())  # closed: no-op
+        self.timer.daemon = True  # never keeps a stopped process alive
+        self.timer.start()
+
+    def close(self):
+        self.timer.cancel()
+        super().close()
 
 
 class OutOfMemory:

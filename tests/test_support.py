@@ -353,3 +353,23 @@ def test_an_archived_log_keeps_its_lines_and_drops_every_progress_bar(tmp_path):
     (run / "train.log").write_text(f"model: 0.8M\n{bars}\rstep    300 | val 9.5\n{bars}\ndone: 300 steps\n")
     archive_run(run, tmp_path / "kept")
     assert (tmp_path / "kept" / "train.log").read_text() == "model: 0.8M\nstep    300 | val 9.5\ndone: 300 steps\n"
+
+
+def test_the_sampling_bar_appears_while_a_long_first_call_runs_and_never_after_it_closes():
+    """06 --num-samples 1024 on a CPU: tqdm's own delay drew nothing until the first call ended.
+    SamplingBar draws 0/N once its delay has passed with no update; a bar closed sooner draws
+    nothing, and nothing after it closes."""
+    import io
+    import time
+
+    from support.runtime import SamplingBar
+
+    slow, quick = io.StringIO(), io.StringIO()
+    with SamplingBar(50, "call", delay=0.05, file=slow):
+        time.sleep(0.5)  # the first call, still running
+        drawn = slow.getvalue()
+    with SamplingBar(50, "call", delay=0.3, file=quick) as bar:
+        bar.update(50)
+    time.sleep(0.5)
+    assert "0/50" in drawn and "sampling" in drawn
+    assert quick.getvalue() == ""
