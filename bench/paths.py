@@ -208,12 +208,11 @@ def main(argv=None):
         methods += [dict(name=f"{who}, drawn at T = {args.temperature:g}", model=kind, samples=args.samples,
                          temperature=args.temperature)
                     for who, kind in (("dLLM, surest cell first", "dllm"), ("GPT, moves", "gpt"))]
-    out, verdicts_of, kinds = [], {}, []  # --by-length: {method: [(moves, ways, valid)]}, each map's kind
+    out, verdicts_of = [], {}  # verdicts_of: {method: [(moves, ways, valid)]}, --by-length
     with torch.no_grad():
         for kind, kind_rows in by_kind.items():
             grids = L16.tensor(g for g, _, _ in kind_rows).to(args.device)
             shapes = [shape(g) for g, _, _ in kind_rows] if args.by_length else []  # once a map
-            kinds += [kind] * len(shapes)
             for name, paths, calls, secs, differ in (row for m in methods for row in
                                              run_method(m, models[m["model"]], grids, args.batch)):
                 verdicts = [maps.judge_path(g, q) for (g, _, _), q in zip(kind_rows, paths)]
@@ -254,6 +253,7 @@ def main(argv=None):
                                    if smooth_lines else [])) + "\n"))  # --smooth 0: no empty section
     metrics.write_csv(folder / "paths.csv", out, list(out[0]))
     if args.by_length:  # one row a map: its kind, length and ways, and 1 where a method planned it validly
+        kinds = [kind for kind, kind_rows in by_kind.items() for _ in kind_rows]  # the verdicts' order
         per_map = [dict(kind=kind, moves=rows[0][0], shortest_paths=rows[0][1],
                         **{name: int(r[2]) for name, r in zip(verdicts_of, rows)})
                    for kind, rows in zip(kinds, zip(*verdicts_of.values()))]
