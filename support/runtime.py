@@ -163,9 +163,15 @@ class SamplingBar(tqdm):
     def __init__(self, total, unit, delay=2.0, file=None):
         super().__init__(total=total, unit=unit, desc="sampling", delay=delay, leave=False,
                          file=file)
-        self.timer = threading.Timer(delay, lambda: self.n or self.refresh())  # closed: no-op
+        self.timer = threading.Timer(delay, self.show)
         self.timer.daemon = True  # never keeps a stopped process alive
         self.timer.start()
+
+    def show(self):
+        """Draw 0/N if no call has ended yet (a closed bar draws nothing), and note the time drawn,
+        as tqdm's update does: close clears only a bar it knows was drawn."""
+        if not self.n and self.refresh():
+            self.last_print_t = self._time()
 
     def close(self):
         self.timer.cancel()

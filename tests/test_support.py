@@ -357,8 +357,9 @@ def test_an_archived_log_keeps_its_lines_and_drops_every_progress_bar(tmp_path):
 
 def test_the_sampling_bar_appears_while_a_long_first_call_runs_and_never_after_it_closes():
     """06 --num-samples 1024 on a CPU: tqdm's own delay drew nothing until the first call ended.
-    SamplingBar draws 0/N once its delay has passed with no update; a bar closed sooner draws
-    nothing, and nothing after it closes."""
+    SamplingBar draws 0/N once its delay has passed with no update, and clears it when it closes
+    (Ctrl-C in the first call: the line that says so starts on a clean line); a bar closed sooner
+    draws nothing, and nothing after it closes."""
     import io
     import time
 
@@ -372,4 +373,5 @@ def test_the_sampling_bar_appears_while_a_long_first_call_runs_and_never_after_i
         bar.update(50)
     time.sleep(0.5)
     assert "0/50" in drawn and "sampling" in drawn
+    assert slow.getvalue().endswith("\r") and len(slow.getvalue()) > len(drawn)  # cleared
     assert quick.getvalue() == ""
