@@ -65,6 +65,8 @@ EPS = 1e-3
 # The forward process and its posterior (lesson 04's linear schedule: alpha_t = 1 - t, UDLM's too)
 # ----------------------------------------------------------------------------------------------
 alpha = diff.alpha  # a token is still the clean one with probability 1 - t
+
+
 def add_noise(x0, t, K, generator=None, s=None):
     """Each token of x0 (B, L) replaced with probability 1 - alpha_t (t: (B,)) by one drawn
     uniformly from the K tokens; a replacement may draw the token itself, so (1 - alpha)(1 - 1/K)

@@ -155,6 +155,7 @@ class PathDiffusion(train.DiffusionObjective):
     def score(self, model, windows):
         return rates(windows[:, :CELLS], plan_dllm(model, windows[:, :CELLS], "threshold"))
 
+
 class PathGPT(gpt.NextTokenObjective):
     """The GPT of the same size: map -> moves. Validation: exact NLL per map, and paths planned."""
 

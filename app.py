@@ -902,6 +902,7 @@ def main(argv=None):
         print("stopped: the playground is closed", file=sys.stderr)
         sys.exit(130)
 
+
 def check_port(host, port):
     """One line, not Gradio's traceback, when another server (another playground) holds the port."""
     import errno

@@ -215,6 +215,5 @@ def main(argv=None):
     return report(args)
 
 
-
 if __name__ == "__main__":
     run_cli(main)

@@ -237,7 +237,6 @@ def test_interleaved_split_never_leaks_a_paragraph(tmp_path):
     assert checkpoints.load_checkpoint(tmp_path / "r" / "latest.pt")["args"]["split"] == "interleaved" and rows
 
 
-
 def test_a_run_directory_being_trained_is_locked(tiny_text, tmp_path, capsys):
     """Two trainers on one --out: the second is refused in one line (the first holds <out>/.lock while it trains),
     instead of both reporting success and one run lost. The lock goes with the run: the folder is free after."""

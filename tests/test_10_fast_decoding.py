@@ -148,8 +148,6 @@ def test_entropy_budget_commits_at_least_one_and_stays_within_budget():
     assert F10.parallel_commit(logits, masked, conf, ranks, F10.Rule("eb", 10.0))[0].sum() == 3
 
 
-
-
 # ---------------------------------------------------------------- 10: the command line and the demo
 def test_generate_with_parallel_rules_blocks_and_caches(dllm_run):
     run = str(dllm_run[0] / "dllm")

@@ -158,8 +158,6 @@ def test_block_diffusion_trains_resumes_and_refuses_bad_flags(tiny_text, tmp_pat
     assert not (tmp_path / "x").exists()
 
 
-
-
 def test_default_out_names_the_block_size(tiny_text, tmp_path, monkeypatch):
     monkeypatch.setattr(B11, "ROOT", tmp_path)  # never the repository's checkpoints/
     B11.main(["train"] + TINY + ["--data", str(tiny_text), "--steps", "2", "--block-diffusion", "8"])

@@ -208,7 +208,6 @@ def test_ctrl_c_stops_the_server_with_exit_status_130_and_no_traceback():
     assert proc.returncode == 130 and "Traceback" not in out and "stopped" in out, out
 
 
-
 def test_a_port_already_in_use_is_one_line_before_any_model_loads(capsys):
     import socket
 
