@@ -214,4 +214,3 @@ def checked_text(path, url, sha256, name):
         raise UsageError(f"{path} is not the {name} text (sha256 differs): delete it to download it again, or pass "
                          "your own file with --data")
     return read_text(path)
-

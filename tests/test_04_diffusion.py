@@ -250,5 +250,3 @@ def test_generator_device_decides_where_draws_happen():
     a = D.sample_times(8, torch.Generator().manual_seed(1), device="cpu")
     b = D.sample_times(8, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)  # the same seed, the same draws, whatever device the result goes to
-
-
