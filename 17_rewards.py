@@ -37,6 +37,7 @@ from importlib import import_module
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from support import checkpoints, metrics, runtime
 from support.cli import (
@@ -267,7 +268,6 @@ def train_rewards(args):
             "args": {k: v for k, v in vars(args).items() if k not in ("given", "practice")}})
         metrics.write_csv(out / "metrics.csv", rows, [*dict.fromkeys(k for r in rows for k in r)])
 
-    from tqdm import tqdm
     def evaluation(row):  # one row per evaluation: metrics.csv and latest.pt, one log line
         rows.append({"step": step, "passes": passes, "elapsed_s": round(elapsed, 1),
                      "val_solved": solved_share(model, val)} | row)
