@@ -28,6 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from tqdm import tqdm
 
 from support import checkpoints, cli, hub, metrics, runtime, train_args
 from support.cli import UsageError
@@ -208,8 +209,6 @@ def train(args, objective, data, init=None):
     """Train `objective` on `data`; writes <out>/latest.pt, best.pt, metrics.csv, loss.png, hf/;
     returns the metrics rows. init: a model to start from (lesson 14's GPT made into a dLLM);
     default: lesson 03's Transformer with random weights, shaped by the flags."""
-    from tqdm import tqdm
-
     run = setup(args, objective, data, init)  # resume, DDP, model, optimizer: below
     if run.step >= args.steps:  # --resume on a finished run: nothing to do
         print(f"{run.out} is finished: step {run.step} of {args.steps} (--steps N extends it)")
@@ -256,8 +255,6 @@ def train(args, objective, data, init=None):
 def evaluate(run, train_loss=None, tokens=0, t0=None):
     """Validation bits per unit, a sample, one log line; metrics.csv, latest.pt, and best.pt + hf/
     when it is the best so far. Returns when the next training interval starts."""
-    from tqdm import tqdm
-
     args, model, objective, data = run.args, run.model, run.objective, run.data
     train_loss = float("nan") if train_loss is None else float(train_loss)  # waits for the device
     dt = time.perf_counter() - t0 if t0 is not None else float("nan")
