@@ -96,7 +96,7 @@ def autocast(device, dtype):
 
 class StopOnSignal:
     """`with StopOnSignal(log, saved) as stop:` Ctrl-C / SIGTERM set `stop.requested` instead of killing the
-    loop, so it can finish the current step and save a state at a step boundary. A second Ctrl-C stops at once:
+    loop, so it can finish the current step and save a state at a step boundary. A second one stops at once:
     one line says whether the file `saved` holds a state yet, and the process exits with status 130.
     `stop.everywhere(world, device)`: the same answer on every DDP rank."""
 
@@ -107,7 +107,8 @@ class StopOnSignal:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.log("stopping after this step (Ctrl-C again to stop at once)")
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name  # e.g. SIGTERM
+        self.log(f"stopping after this step ({again} again to stop at once)")
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -340,6 +340,18 @@ def test_a_ctrl_c_waits_for_the_trainers_to_save_before_it_goes_on_up(tmp_path):
     assert proc.returncode == 130 and saved.read_text() == "latest"
 
 
+def test_a_trainer_stopped_by_sigterm_names_sigterm_as_the_way_to_stop_at_once():
+    """`kill PID` (SIGTERM) asks a trainer to save and stop after its step, as Ctrl-C does; the line it logs
+    names the signal it got (it used to say "Ctrl-C again" to a run in the background, which has no terminal)."""
+    from support.runtime import StopOnSignal
+
+    for sig, again in ((signal.SIGTERM, "SIGTERM again"), (signal.SIGINT, "Ctrl-C again")):
+        lines = []
+        with StopOnSignal(lines.append) as stop:
+            signal.raise_signal(sig)
+        assert stop.requested and lines == [f"stopping after this step ({again} to stop at once)"]
+
+
 def test_an_archived_log_keeps_its_lines_and_drops_every_progress_bar(tmp_path):
     """archive_run copies a run's log for bench/results without tqdm's bars, whatever the bar's name (one with a
     hyphen, 'paths-dllm' or 'block-diffusion', used to leave 'paths-' behind on a line of its own per update)."""
