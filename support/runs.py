@@ -59,12 +59,15 @@ def saved_on_ctrl_c(procs):
 
 def archive_run(out, dest, **files):
     """Copy run <out>'s metrics.csv and train.log (without the progress bars) to `dest`, and write each keyword's
-    text there as a file of that name (archive_run(out, dest, **{"row.json": text}))."""
+    text there as a file of that name (archive_run(out, dest, **{"row.json": text})). A train.log given as a
+    keyword (a log put together from several sessions' output) is kept instead of <out>'s, its bars dropped too."""
     out, dest = Path(out), Path(dest)
     make_dir(dest)
     write_text(dest / "metrics.csv", read_text(out / "metrics.csv"))
-    if (out / "train.log").exists():
-        log = BAR.sub("", (out / "train.log").read_text()).replace("\r", "")
+    if "train.log" not in files and (out / "train.log").exists():
+        files["train.log"] = (out / "train.log").read_text()
+    if "train.log" in files:
+        log = BAR.sub("", files["train.log"]).replace("\r", "")
         files["train.log"] = "".join(f"{line}\n" for line in log.split("\n") if line.strip())
     for name, text in files.items():
         write_text(dest / name, text)

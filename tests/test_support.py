@@ -365,6 +365,9 @@ def test_an_archived_log_keeps_its_lines_and_drops_every_progress_bar(tmp_path):
     (run / "train.log").write_text(f"model: 0.8M\n{bars}\rstep    300 | val 9.5\n{bars}\ndone: 300 steps\n")
     archive_run(run, tmp_path / "kept")
     assert (tmp_path / "kept" / "train.log").read_text() == "model: 0.8M\nstep    300 | val 9.5\ndone: 300 steps\n"
+    # a log given by the caller (several sessions' output put together) wins over the run's own, bars dropped
+    archive_run(run, tmp_path / "joined", **{"train.log": f"# resumed\n{bars}\rstep    600 | val 8.1\n"})
+    assert (tmp_path / "joined" / "train.log").read_text() == "# resumed\nstep    600 | val 8.1\n"
 
 
 def test_the_sampling_bar_appears_while_a_long_first_call_runs_and_never_after_it_closes():
