@@ -115,13 +115,26 @@ def plan_cli(args, size, planner, distances):
     return poses
 
 
+def as_number(value):
+    """A YAML value as map_server's yaml-cpp reads a double, else None. PyYAML reads YAML 1.1, where `5e-2` (no
+    dot) is a string; yaml-cpp reads it as 0.05, and so do we. Booleans are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def yaml_number(meta, key, path, default=None, lo=-math.inf, hi=math.inf):
     value = meta.get(key, default)
     if value is None:
         raise UsageError(f"{path}: no `{key}` (map_server needs it)")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise UsageError(f"{path}: `{key}` must be a number in [{lo:g}, {hi:g}], not {value!r}")
-    return float(value)
+    number = as_number(value)
+    if number is None or not math.isfinite(number) or not lo <= number <= hi:  # .inf metres a pixel: no map
+        within = f"at least {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        raise UsageError(f"{path}: `{key}` must be a finite number {within}, not {value!r}")
+    return number
 
 
 def read(path):
@@ -137,8 +150,8 @@ def read(path):
     if not isinstance(meta, dict) or not isinstance(meta.get("image"), str):
         raise UsageError(f"{path}: not a map_server map (no `image:` key naming a PGM or PNG)")
     origin = meta.get("origin")
-    if (not isinstance(origin, list) or len(origin) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in origin)):
+    xyw = [as_number(v) for v in origin] if isinstance(origin, list) and len(origin) == 3 else [None]
+    if not all(v is not None and math.isfinite(v) for v in xyw):
         raise UsageError(f"{path}: `origin` must be [x, y, yaw], finite numbers, not {origin!r}")
     res = yaml_number(meta, "resolution", path, lo=1e-9)
     occ_th = yaml_number(meta, "occupied_thresh", path, 0.65, 0, 1)
@@ -152,8 +165,15 @@ def read(path):
     try:
         with Image.open(image) as im:
             alpha = "A" in im.mode or "transparency" in im.info
-            grey = im.mode in ("L", "LA", "I", "I;16", "1", "F") or (im.mode == "P" and not alpha)
-            pixels = np.asarray(im.convert(("L" if grey else "RGB") + "A" * alpha), dtype=float)
+            if im.mode.startswith("I"):  # 16 bits a pixel (PIL scales any PGM maxval to 0-65535)
+                grey = np.asarray(im, dtype=float)
+                pixels = grey[..., None] * (255 / 65535)  # map_server's fractions, from 8 bits or 16
+                if alpha:  # one grey value marked transparent (PNG's tRNS)
+                    opaque = grey != im.info["transparency"]
+                    pixels = np.concatenate([pixels, 255.0 * opaque[..., None]], -1)
+            else:  # converting 16 bits to "L" would clip every value above 255 to white: free
+                grey = im.mode in ("L", "LA", "1", "F") or (im.mode == "P" and not alpha)
+                pixels = np.asarray(im.convert(("L" if grey else "RGB") + "A" * alpha), dtype=float)
     except FileNotFoundError:
         raise UsageError(f"{path}: its image {image} does not exist") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:  # the bomb: a header claiming 10^10 pixels
@@ -173,7 +193,7 @@ def read(path):
             free &= pixels[..., -1] > 0 if alpha else True  # a transparent pixel is unknown
     if free.size == 0:
         raise UsageError(f"{path}: its image {image} has no pixels")
-    return GridMap(free, res, tuple(float(v) for v in origin), str(path))
+    return GridMap(free, res, tuple(xyw), str(path))
 
 
 def write_map(yaml_path, rows, resolution=0.1, origin=(0.0, 0.0, 0.0), cell_px=5, force=False):

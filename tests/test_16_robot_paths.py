@@ -6,6 +6,7 @@ import math
 import random
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -216,6 +217,25 @@ def test_map_server_pixels_rows_and_modes(tmp_path):
     assert not ros_map.read(write_yaml(tmp_path / "s.yaml", "a.png", mode="scale")).free.any()
     trinary = ros_map.read(write_yaml(tmp_path / "t.yaml", "a.png"))  # alpha 0 averaged in: darker, not free
     assert not trinary.free.any()
+
+
+def test_16_bit_images_and_numbers_written_as_yaml_cpp_reads_them(tmp_path):
+    """A 16-bit PNG or PGM is read as map_server reads it, as fractions of white (PIL's conversion to 8 bits
+    clipped every value above 255 to white: unknown and dark grey pixels became free). `5e-2` is a number to
+    yaml-cpp though a string to YAML 1.1; an infinite resolution is no map."""
+    grey = [0, 100, 205, 254]  # black, dark grey, unknown, free: as the 8-bit test's colours
+    Image.fromarray(np.array([grey], np.uint16) * 257).save(tmp_path / "deep.png")
+    (tmp_path / "deep.pgm").write_bytes(b"P5\n4 1\n65535\n" + (np.array(grey, ">u2") * 257).tobytes())
+    for image in ("deep.png", "deep.pgm"):
+        assert ros_map.read(write_yaml(tmp_path / "d.yaml", image)).free.tolist() == [[False, False, False, True]]
+    Image.fromarray(np.array([grey], np.uint8)).save(tmp_path / "g.png")
+    (tmp_path / "sci.yaml").write_text("image: g.png\nresolution: 5e-2\norigin: [-1e1, 2E0, 0]\n")
+    m = ros_map.read(tmp_path / "sci.yaml")
+    assert (m.resolution, m.origin) == (0.05, (-10.0, 2.0, 0.0))
+    for res in (".inf", "inf", "true", "abc"):
+        (tmp_path / "bad.yaml").write_text(f"image: g.png\nresolution: {res}\norigin: [0, 0, 0]\n")
+        with pytest.raises(UsageError, match="`resolution` must be a finite number at least"):
+            ros_map.read(tmp_path / "bad.yaml")
 
 
 def test_origin_and_yaw_round_trip_and_poses_never_cross_an_occupied_pixel(tmp_path):
