@@ -165,13 +165,13 @@ def read(path):
     try:
         with Image.open(image) as im:
             alpha = "A" in im.mode or "transparency" in im.info
-            if im.mode.startswith("I"):  # 16 bits a pixel (PIL scales any PGM maxval to 0-65535)
-                grey = np.asarray(im, dtype=float)
-                pixels = grey[..., None] * (255 / 65535)  # map_server's fractions, from 8 bits or 16
+            if im.mode.startswith("I"):  # 16 bits a pixel: im.convert("L") would clip all above 255 to white
+                grey = np.asarray(im, dtype=float)  # 0-65535 (PIL scales any PGM maxval to that)
+                pixels = grey[..., None] * (255 / 65535)  # fractions of white, as map_server reads them
                 if alpha:  # one grey value marked transparent (PNG's tRNS)
                     opaque = grey != im.info["transparency"]
                     pixels = np.concatenate([pixels, 255.0 * opaque[..., None]], -1)
-            else:  # converting 16 bits to "L" would clip every value above 255 to white: free
+            else:
                 grey = im.mode in ("L", "LA", "1", "F") or (im.mode == "P" and not alpha)
                 pixels = np.asarray(im.convert(("L" if grey else "RGB") + "A" * alpha), dtype=float)
     except FileNotFoundError:
