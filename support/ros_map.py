@@ -166,10 +166,10 @@ def read(path):
         with Image.open(image) as im:
             alpha = "A" in im.mode or "transparency" in im.info
             if im.mode.startswith("I"):  # 16 bits a pixel: im.convert("L") would clip all above 255 to white
-                grey = np.asarray(im, dtype=float)  # 0-65535 (PIL scales any PGM maxval to that)
-                pixels = grey[..., None] * (255 / 65535)  # fractions of white, as map_server reads them
+                level = np.asarray(im, dtype=float)  # 0-65535 (PIL scales any PGM maxval to that)
+                pixels = level[..., None] * (255 / 65535)  # fractions of white, as map_server reads them
                 if alpha:  # one grey value marked transparent (PNG's tRNS)
-                    opaque = grey != im.info["transparency"]
+                    opaque = level != im.info["transparency"]
                     pixels = np.concatenate([pixels, 255.0 * opaque[..., None]], -1)
             else:
                 grey = im.mode in ("L", "LA", "1", "F") or (im.mode == "P" and not alpha)
