@@ -13,6 +13,8 @@
 # 3. bench/ship_model.py --device cuda on both into OUT/ship (fp16, sharded over 16 MB), then OUT/ship.tar cut
 #    into 15 MB pieces (join them with `cat ship.tar.* > ship.tar`); the logs, metrics and tables in
 #    OUT/results.tar.
+# Other sizes: SHAPE (the flags above), NAME (the shipped folders' size tag, default 10m), SHIP (which models
+# to ship, default "dllm gpt": a 21M model's shards are 43 MB), PATHS_EXTRA (more bench/paths.py flags).
 # To check the script on a CPU (about two minutes):
 #     SHAPE="--n-layer 1 --n-head 2 --n-embd 32 --batch-size 8" STEPS=4 EVAL_EVERY=2 PER_KIND=2 SMOOTH=2 \
 #         DEVICE=cpu bash bench/gpu_paths.sh RUNS OUT data/maps
@@ -27,6 +29,9 @@ LIMIT=${LIMIT:-300}
 PER_KIND=${PER_KIND:-40}
 SMOOTH=${SMOOTH:-60}
 DEVICE=${DEVICE:-cuda}
+NAME=${NAME:-10m}
+SHIP=${SHIP:-"dllm gpt"}
+PATHS_EXTRA=${PATHS_EXTRA:-}
 CHECK=${CHECK:-1}  # 0: no gpu_check (a second session on the same code)
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30  # progress bars in the logs, not thousands of them
@@ -50,17 +55,18 @@ say "training done"
 for model in dllm gpt; do cp "$RUNS/$model/metrics.csv" "$OUT/results/${model}_metrics.csv"; done
 
 say "2. bench/paths.py on both"
+# shellcheck disable=SC2086  # PATHS_EXTRA is a list of flags
 timeout -s INT 150 $PY bench/paths.py --device "$DEVICE" --dllm "$RUNS/dllm" --gpt "$RUNS/gpt" \
     --per-kind "$PER_KIND" --smooth "$SMOOTH" --test "$MAPS/test.txt" --out-dir "$OUT/results/paths" \
-    > "$OUT/results/paths.log" 2>&1
+    $PATHS_EXTRA > "$OUT/results/paths.log" 2>&1
 say "paths done ($?)"
 
-say "3. ship both"
-for model in dllm gpt; do
-    $PY bench/ship_model.py --device "$DEVICE" --run "$RUNS/$model" --name "paths-$model-10m" \
+say "3. ship $SHIP"
+for model in $SHIP; do
+    $PY bench/ship_model.py --device "$DEVICE" --run "$RUNS/$model" --name "paths-$model-$NAME" \
         --out-root "$OUT/ship" --command "python 16_robot_paths.py train --model $model $flags" \
         >> "$OUT/results/ship.log" 2>&1
-    say "shipped paths-$model-10m ($?)"
+    say "shipped paths-$model-$NAME ($?)"
 done
 tar -cf "$OUT/ship.tar" -C "$OUT/ship" . && rm -rf "$OUT/ship"
 split -b 15M "$OUT/ship.tar" "$OUT/ship.tar." && rm "$OUT/ship.tar"
