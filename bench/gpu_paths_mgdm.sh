@@ -21,13 +21,15 @@ echo "$(date +%T) start: $F" > "$O/r/session.log"
 # shellcheck disable=SC2086
 timeout -s INT "$LIM" python3 bench/paths_mgdm.py $F --out /tmp/r2/mgdm > "$O/r/mgdm.log" 2>&1 &
 # shellcheck disable=SC2086
-timeout -s INT "$LIM" python3 16_robot_paths.py train --model dllm $F --seed 2 --out /tmp/r2/seed2 > "$O/r/seed2.log" 2>&1 &
+timeout -s INT "$LIM" python3 16_robot_paths.py train --model dllm $F --seed 2 --out /tmp/r2/seed2 \
+    > "$O/r/seed2.log" 2>&1 &
 wait
 echo "$(date +%T) trained" >> "$O/r/session.log"
 for m in mgdm seed2; do
     cp /tmp/r2/$m/metrics.csv "$O/r/${m}_metrics.csv"
-    timeout -s INT 100 python3 bench/paths.py --device "$DEV" --dllm /tmp/r2/$m --gpt checkpoints/pretrained/paths-gpt \
-        --per-kind "$PK" --repair 0 --smooth 0 --by-length --test "$MAPS/test.txt" --out-dir "$O/r/paths_$m" \
+    timeout -s INT 100 python3 bench/paths.py --device "$DEV" --dllm /tmp/r2/$m \
+        --gpt checkpoints/pretrained/paths-gpt --per-kind "$PK" --repair 0 --smooth 0 --by-length \
+        --test "$MAPS/test.txt" --out-dir "$O/r/paths_$m" \
         > "$O/r/paths_$m.log" 2>&1 &
 done
 wait
