@@ -98,8 +98,9 @@ def world(dllm_run, gpt_run, bd_run, tmp_path_factory):
     (w / "user.yaml").write_text("a learner's own file\n")
     mine = w / "my_results"  # a learner's folder of results, under the names the benches write
     mine.mkdir()
-    for name in ("rewards.txt", "paths.csv", "sudoku.txt", "uniform.txt", "first_command.csv", "parallel_rules.txt",
-                 "infill_couplets_each.csv", "repeated_data.txt", "decode.csv", "recipe.txt", "default_order.txt"):
+    for name in ("rewards.txt", "paths.csv", "walk.csv", "sudoku.txt", "uniform.txt", "first_command.csv",
+                 "parallel_rules.txt", "infill_couplets_each.csv", "repeated_data.txt", "decode.csv", "recipe.txt",
+                 "default_order.txt"):
         (mine / name).write_text("the learner's own notes\n")
     for name in ("infill.png", "parallelism.png"):
         shutil.copy(w / "user.png", mine / name)
@@ -476,6 +477,9 @@ CASES = [  # (script, argv, what the one error line says)
     ("paths", ["--dllm", "{w}/dllm", "--gpt", "{w}/gpt", "--test", "{w}/maps/test.txt", "--out-dir", "{out}"],
      "not a path model"),
     ("paths", ["--per-kind", "0"], "must be >= 1"),
+    ("paths_walk", ["--test", "{w}/missing.txt", "--out-dir", "{out}"], "no such file"),
+    ("paths_walk", ["--dllm", "{w}/dllm", "--test", "{w}/maps/test.txt", "--out-dir", "{out}"], "not a path model"),
+    ("paths_walk", ["--ends", "GS"], "invalid choice"),
     ("rewards", ["--test", "{w}/missing.txt", "--out-dir", "{out}"], "no {w}/missing.txt"),
     ("rewards", ["--runs", "{w}/dllm", "--test", "{w}/puzzles/test.txt", "--out-dir", "{out}"],
      "not a run of 17_rewards"),
@@ -486,7 +490,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm", "--out-dir", "{w}/corpus.txt"], "not a folder"),
     # a results folder holding a file of the bench's name that no bench wrote: refused before any work
     *[(bench, [*more, "--out-dir", "{w}/my_results"], "already holds") for bench, more in (
-        ("rewards", []), ("paths", []), ("sudoku", []), ("first_command", []), ("parallel_rules", []),
+        ("rewards", []), ("paths", []), ("paths_walk", []), ("sudoku", []), ("first_command", []),
+        ("parallel_rules", []),
         ("infill", []), ("infill", ["--couplets"]), ("repeated_data", ["--report"]),
         ("uniform", ["--masked", "{w}/dllm", "--uniform", "{w}/dllm"]))],
     ("rewards", ["--out-dir", "{w}/my_results_dir"], "rewards.txt in it is a directory"),

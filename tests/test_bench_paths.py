@@ -195,3 +195,45 @@ def test_an_mgdm_run_is_a_path_dllm_that_lesson_16_plans_with(tmp_path, capsys):
     assert [r["step"] for r in rows] == [0, 2] and all(0 <= r["val_valid"] <= 1 for r in rows)
     assert L16.load_planner("dllm", str(tmp_path / "run")).config.mask_token  # 16 loads it as its dLLM
     capsys.readouterr()
+
+
+walker = lesson("paths_walk")
+SHIPPED_DLLM = ROOT / "checkpoints" / "pretrained" / "paths-dllm"  # read only
+
+
+def test_a_walk_steps_to_the_likeliest_free_neighbour_and_stops_beside_the_goal():
+    grid = "S..G" + "." * (L16.CELLS - 4)
+    model = Scores([1, 2, 17, 16])  # from S the neighbours 1 and 16: 1 scores higher, then 2, then G is beside
+    for ends in ("S", "G", "SG"):
+        assert walker.walk(model, [grid], ends) == ([[0, 1, 2, 3]], 2), ends  # two steps, from either end or both
+
+
+def test_a_walk_that_touches_the_other_walk_midway_cuts_the_rest_of_it():
+    grid = "S" + "." * 65 + "G" + "." * (L16.CELLS - 67)  # S at 0, G at 66 (row 4, column 2)
+    model = Scores([1, 2, 3, 50, 34, 18])  # S walks right, G walks up; G's head reaches 18, below S's cell 2
+    paths, calls = walker.walk(model, [grid], "SG")
+    assert paths == [[0, 1, 2, 18, 34, 50, 66]] and calls == 6  # S's cell 3, past where they touch, left out
+
+
+def test_a_walk_into_a_dead_end_plans_nothing():
+    grid = "S#.G" + "." * 12 + "#" + "." * (L16.CELLS - 17)  # S boxed in by walls at 1 and 16
+    assert walker.walk(Scores([2]), [grid], "S") == ([None], 1)
+
+
+def test_the_first_call_probe_splits_the_free_cells_three_ways(tmp_path, capsys):
+    grid = "S.." + "." * 13 + "..G" + "." * (L16.CELLS - 19)  # S at 0, G at 18: right twice and down once
+    answer = "S**" + "." * 13 + "..G" + "." * (L16.CELLS - 19)  # the tie-break's way: 0, 1, 2, 18
+    probe = walker.first_call(Scores([1, 2, 16, 17]), [(grid, answer, "blocks-10")])
+    own, others, rest = probe.values()
+    assert own[0] == 2 and others[0] == 2 and rest[0] == L16.CELLS - 6  # 16 and 17 lie on other shortest paths
+    assert own[1] > others[1] > rest[1]
+    maps, rng = lesson("robot_maps"), __import__("random").Random(4)
+    test = tmp_path / "test.txt"
+    test.write_text("".join(",".join(maps.fresh_map(kind, rng)) + "\n" for kind in ("blocks-10", "maze")))
+    out, probe = walker.main(["--dllm", str(SHIPPED_DLLM), "--test", str(test), "--per-kind", "1",
+                              "--ends", "S", "SG", "--out-dir", str(tmp_path / "out")])
+    assert [(r["kind"], r["method"]) for r in out] == [(k, f"walk {walker.ENDS[e]}") for e in ("S", "SG")
+                                                       for k in ("blocks-10", "maze", "all")]
+    assert sum(n for n, _ in probe.values()) == sum(g.count(".") for g, _, _ in maps.read_maps(test))
+    assert "| all | walk from both ends in turn | 2 |" in (tmp_path / "out" / "walk.txt").read_text()
+    capsys.readouterr()
