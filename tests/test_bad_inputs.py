@@ -381,6 +381,8 @@ CASES = [  # (script, argv, what the one error line says)
     ("paths_mgdm", ["--maps", "{w}/maps", "--alpha", "0", *OUT], "must be > 0"),
     ("paths_mgdm", ["--maps", "{w}/maps", "--levels", "1", *OUT], "must be in [2, 1000]"),
     ("paths_mgdm", ["--data", "{w}/corpus.txt", *OUT], "unrecognized arguments: --data"),
+    ("paths_sym", ["--maps", "{w}/norun", *OUT], "robot_maps.py --out"),
+    ("paths_sym", ["--maps", "{w}/maps", "--resume", *OUT], "nothing to resume"),
     ("ship_model", ["--run", "{w}/dllm", "--name", "..", "--command", "c", "--out-root", "{w}/shipped"],
      "is a plain folder name"),
     ("ship_model", ["--run", "{w}/dllm", "--name", ".", "--command", "c", "--out-root", "{w}/shipped"],

@@ -237,3 +237,28 @@ def test_the_first_call_probe_splits_the_free_cells_three_ways(tmp_path, capsys)
     assert sum(n for n, _ in probe.values()) == sum(g.count(".") for g, _, _ in maps.read_maps(test))
     assert "| all | walk from both ends in turn | 2 |" in (tmp_path / "out" / "walk.txt").read_text()
     capsys.readouterr()
+
+
+def test_symmetric_maps_turn_each_grid_with_its_path_and_draw_all_eight_symmetries():
+    sym, maps, rng = lesson("paths_sym"), lesson("robot_maps"), __import__("random").Random(5)
+    rows = [maps.fresh_map(kind, rng) for kind in ("blocks-30", "rooms", "maze")]
+    x = torch.tensor([L16.encode(g, a, "dllm") for g, a, _ in rows])  # (3, 512)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        y = sym.symmetric(x)
+        for row in y.tolist():
+            grid, answer = L16.text(row[: L16.CELLS]), L16.text(row[L16.CELLS:])
+            assert maps.check_answer(grid, answer)  # still a map with a shortest path drawn on it
+        seen.add(L16.text(y[0, : L16.CELLS].tolist()))
+    assert len(seen) == 8  # the first map (30% walls: no symmetry of its own) in each of its 8 poses
+
+
+def test_a_symmetric_run_is_a_path_dllm_that_lesson_16_plans_with(tmp_path, capsys):
+    lesson("robot_maps").main(["--train", "20", "--val", "4", "--test", "2", "--out", str(tmp_path / "maps")])
+    rows = lesson("paths_sym").main(["--maps", str(tmp_path / "maps"), "--out", str(tmp_path / "run"), "--steps", "2",
+                                     "--eval-every", "2", "--eval-windows", "2", "--batch-size", "4", "--n-layer", "1",
+                                     "--n-embd", "32", "--dtype", "fp32", "--no-plot"])
+    assert [r["step"] for r in rows] == [0, 2] and all(0 <= r["val_valid"] <= 1 for r in rows)
+    assert L16.load_planner("dllm", str(tmp_path / "run")).config.mask_token  # 16 loads it as its dLLM
+    capsys.readouterr()
