@@ -27,7 +27,7 @@ train = import_module("05_train")
 P = import_module("16_robot_paths")
 
 
-def symmetric(x):
+def random_pose(x):
     """Each map of x (B, 512: its 256 cells, then its answer's) turned by 0-3 quarter turns and mirrored or not,
     one of the square's 8 symmetries drawn per map; the grid and its answer move together."""
     g = x.view(-1, 2, P.SIZE, P.SIZE)  # (B, 2, 16, 16)
@@ -46,7 +46,7 @@ class SymmetricPaths(P.PathDiffusion):
     trainer = "bench/paths_sym.py"
 
     def loss(self, model, x, config):
-        return super().loss(model, symmetric(x), config)
+        return super().loss(model, random_pose(x), config)
 
 
 def main(argv=None):

@@ -41,7 +41,7 @@ def joined(grid, heads, end):
 
 
 @torch.no_grad()
-def walk(model, grids, ends="SG", device="cpu"):
+def plan_by_walking(model, grids, ends="SG", device="cpu"):
     """Plans for the maps `grids` (strings) by walking from `ends` ("S", "G" or "SG" in turn), a call a
     step. -> ([path or None] * B, calls)"""
     canvas = L16.tensor(grids).to(device)
@@ -105,7 +105,7 @@ def main(argv=None):
     every = [r for v in by_kind.values() for r in v]
     out = []
     for ends in args.ends:
-        paths, calls = walk(model, [g for g, _, _ in every], ends, args.device)  # one batch: its longest walk
+        paths, calls = plan_by_walking(model, [g for g, _, _ in every], ends, args.device)  # one batch
         verdicts = [(r[2], maps.judge_path(r[0], q)) for r, q in zip(every, paths)]
         for kind in [*by_kind, "all"] if len(by_kind) > 1 else by_kind:
             v = [ok for k, ok in verdicts if kind in (k, "all")]

@@ -205,19 +205,19 @@ def test_a_walk_steps_to_the_likeliest_free_neighbour_and_stops_beside_the_goal(
     grid = "S..G" + "." * (L16.CELLS - 4)
     model = Scores([1, 2, 17, 16])  # from S the neighbours 1 and 16: 1 scores higher, then 2, then G is beside
     for ends in ("S", "G", "SG"):
-        assert walker.walk(model, [grid], ends) == ([[0, 1, 2, 3]], 2), ends  # two steps, from either end or both
+        assert walker.plan_by_walking(model, [grid], ends) == ([[0, 1, 2, 3]], 2), ends  # two steps from any end
 
 
 def test_a_walk_that_touches_the_other_walk_midway_cuts_the_rest_of_it():
     grid = "S" + "." * 65 + "G" + "." * (L16.CELLS - 67)  # S at 0, G at 66 (row 4, column 2)
     model = Scores([1, 2, 3, 50, 34, 18])  # S walks right, G walks up; G's head reaches 18, below S's cell 2
-    paths, calls = walker.walk(model, [grid], "SG")
+    paths, calls = walker.plan_by_walking(model, [grid], "SG")
     assert paths == [[0, 1, 2, 18, 34, 50, 66]] and calls == 6  # S's cell 3, past where they touch, left out
 
 
 def test_a_walk_into_a_dead_end_plans_nothing():
     grid = "S#.G" + "." * 12 + "#" + "." * (L16.CELLS - 17)  # S boxed in by walls at 1 and 16
-    assert walker.walk(Scores([2]), [grid], "S") == ([None], 1)
+    assert walker.plan_by_walking(Scores([2]), [grid], "S") == ([None], 1)
 
 
 def test_the_first_call_probe_splits_the_free_cells_three_ways(tmp_path, capsys):
@@ -246,7 +246,7 @@ def test_symmetric_maps_turn_each_grid_with_its_path_and_draw_all_eight_symmetri
     torch.manual_seed(0)
     seen = set()
     for _ in range(40):
-        y = sym.symmetric(x)
+        y = sym.random_pose(x)
         for row in y.tolist():
             grid, answer = L16.text(row[: L16.CELLS]), L16.text(row[L16.CELLS:])
             assert maps.check_answer(grid, answer)  # still a map with a shortest path drawn on it
