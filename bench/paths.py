@@ -161,6 +161,15 @@ def by_length(verdicts):
     return lines
 
 
+def first_of_each_kind(rows, per_kind, where):
+    """{kind: its first per_kind rows} of a test file's rows, the kinds it holds only (a file may hold some)."""
+    by_kind = {k: [r for r in rows if r[2] == k][:per_kind] for k in maps.KINDS}
+    by_kind = {k: kind_rows for k, kind_rows in by_kind.items() if kind_rows}
+    if not by_kind:
+        raise UsageError(f"{where}: no maps in it")
+    return by_kind
+
+
 # The files written to --out-dir: what each one's first lines say (support.files.check_out_dir).
 OUTPUTS = {"paths.csv": "kind,method", "paths.txt": "bench/paths.py", "by_map.csv": "kind,moves"}
 
@@ -191,10 +200,7 @@ def main(argv=None):
     if args.pretrained:
         args.dllm, args.gpt = (str(ROOT / "checkpoints" / "pretrained" / f"paths-{k}") for k in ("dllm", "gpt"))
     rows = maps.read_maps(args.test)
-    by_kind = {k: [r for r in rows if r[2] == k][: args.per_kind] for k in maps.KINDS}
-    by_kind = {k: kind_rows for k, kind_rows in by_kind.items() if kind_rows}  # a file may hold some kinds only
-    if not by_kind:
-        raise UsageError(f"{args.test}: no maps in it")
+    by_kind = first_of_each_kind(rows, args.per_kind, args.test)
     models = {k: L16.load_planner(k, path, device=args.device) for k, path in (("dllm", args.dllm), ("gpt", args.gpt))}
     methods = [] if args.only_sampled else [
         dict(name="dLLM, surest cell first", model="dllm", decoder="confidence", repair=0),

@@ -20,17 +20,18 @@ import common  # noqa: F401 (first: the repository on the import path)
 
 # isort: split
 from support import metrics, runtime
-from support.cli import ArgumentParser, UsageError, out_dir, positive_int, run_cli
+from support.cli import ArgumentParser, out_dir, positive_int, run_cli
 from support.files import atomic_write, check_out_dir
 
 L16 = import_module("16_robot_paths")
 maps = import_module("robot_maps")
+bench_paths = import_module("paths")  # bench/paths.py: the same test maps
 ROOT = Path(__file__).resolve().parent.parent
 ENDS = {"S": "from S", "G": "from G", "SG": "from both ends in turn"}
 OUTPUTS = {"walk.txt": "bench/paths_walk.py", "walk.csv": "kind,method"}
 
 
-def joined(grid, heads, end):
+def joined(heads, end):
     """The plan once the walk from `end` touches the other walk (or the other end), else None."""
     w, other = heads[end], heads["G" if end == "S" else "S"]
     meet = next((c for c in maps.neighbours(w[-1]) if c in other), None)
@@ -47,22 +48,22 @@ def plan_by_walking(model, grids, ends="SG", device="cpu"):
     canvas = L16.tensor(grids).to(device)
     canvas = canvas.masked_fill(canvas == L16.FREE, model.config.mask_id)  # (B, 256) as lesson 16
     heads = [{e: [g.index(e)] for e in "SG"} for g in grids]  # each walk's cells, from its end
-    paths = [joined(g, h, "S") for g, h in zip(grids, heads)]  # S beside G: no call needed
-    todo, calls = [b for b, q in enumerate(paths) if q is None], 0
+    plans = [joined(h, "S") for h in heads]  # S beside G: no call needed
+    todo, calls = [b for b, q in enumerate(plans) if q is None], 0
     while todo:
         p_path = model(canvas[todo]).float().softmax(-1)[..., L16.PATH].tolist()  # (len(todo), 256)
         end, still = ends[calls % len(ends)], []  # whose turn it is
         calls += 1
         for j, b in enumerate(todo):
             w = heads[b][end]
-            free = [c for c in maps.neighbours(w[-1]) if grids[b][c] == "." and canvas[b, c] == model.config.mask_id]
+            free = [c for c in maps.neighbours(w[-1]) if canvas[b, c] == model.config.mask_id]  # free, unmarked
             if free:  # else a dead end: no plan
                 w.append(max(free, key=lambda c: p_path[j][c]))
                 canvas[b, w[-1]] = L16.PATH
-                paths[b] = joined(grids[b], heads[b], end)
-                still += [b] if paths[b] is None else []
+                plans[b] = joined(heads[b], end)
+                still += [b] if plans[b] is None else []
         todo = still
-    return paths, calls
+    return plans, calls
 
 
 @torch.no_grad()
@@ -96,11 +97,7 @@ def main(argv=None):
                    help="where walk.txt and walk.csv go")
     args = p.parse_args(argv)
     check_out_dir(args.out_dir, OUTPUTS)
-    rows = maps.read_maps(args.test)
-    by_kind = {k: [r for r in rows if r[2] == k][: args.per_kind] for k in maps.KINDS}
-    by_kind = {k: kind_rows for k, kind_rows in by_kind.items() if kind_rows}
-    if not by_kind:
-        raise UsageError(f"{args.test}: no maps in it")
+    by_kind = bench_paths.first_of_each_kind(maps.read_maps(args.test), args.per_kind, args.test)
     model = L16.load_planner("dllm", args.dllm, device=args.device)
     every = [r for v in by_kind.values() for r in v]
     out = []
